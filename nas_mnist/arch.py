@@ -1,0 +1,259 @@
+"""Architecture config: pure data describing one CNN of the family. Builds nothing.
+
+A network is a list of stages of convolutions, joined by transitions (a 2x2 max-pool with an
+optional 1x1 conv before or after it), followed by a head. Every conv block is
+conv -> [BN] -> ReLU -> [dropout], with BN and dropout placed before or after the ReLU.
+An invalid config raises ValueError when it is made, never deep inside torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+POSITIONS = ("after_relu", "before_relu")
+DROPOUT_KINDS = ("element", "channel")
+HEAD_KINDS = ("gap_conv", "gap_linear", "conv_gap")
+WHERE = ("before", "after")
+
+
+def _check_keys(cls, data: dict, where: str) -> None:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
+
+
+def _positive_int(value, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One conv block: `out` channels, kernel `k` (3 or 1), padding `pad` (0 or 1)."""
+
+    out: int
+    pad: int = 1
+    k: int = 3
+
+    def __post_init__(self):
+        _positive_int(self.out, "conv out channels")
+        if self.k not in (1, 3):
+            raise ValueError(f"conv kernel must be 1 or 3, got {self.k!r}")
+        if self.pad not in (0, 1):
+            raise ValueError(f"conv padding must be 0 or 1, got {self.pad!r}")
+
+
+@dataclass(frozen=True)
+class Transition:
+    """2x2 max-pool; `conv1x1` channels of 1x1 conv `where` = before/after it (None: none).
+
+    `act` puts BN (if enabled) and ReLU after the 1x1 conv, as in a conv block.
+    """
+
+    conv1x1: int | None = None
+    where: str = "before"
+    act: bool = False
+
+    def __post_init__(self):
+        if self.conv1x1 is not None:
+            _positive_int(self.conv1x1, "transition conv1x1 width")
+        if self.where not in WHERE:
+            raise ValueError(f"transition 'where' must be one of {WHERE}, got {self.where!r}")
+
+
+@dataclass(frozen=True)
+class Head:
+    """Classifier head.
+
+    gap_conv: [1x1 conv pre_gap] -> GAP -> 1x1 conv to classes
+    gap_linear: [1x1 conv pre_gap] -> GAP -> linear to classes
+    conv_gap: [1x1 conv pre_gap] -> 1x1 conv to classes -> GAP
+    The optional `pre_gap` 1x1 conv is a full conv block (BN/ReLU as configured).
+    """
+
+    kind: str = "gap_conv"
+    pre_gap: int | None = None
+    bias: bool = False
+
+    def __post_init__(self):
+        if self.kind not in HEAD_KINDS:
+            raise ValueError(f"head kind must be one of {HEAD_KINDS}, got {self.kind!r}")
+        if self.pre_gap is not None:
+            _positive_int(self.pre_gap, "head pre_gap width")
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    stages: tuple[tuple[ConvSpec, ...], ...]
+    transitions: tuple[Transition, ...] = ()
+    head: Head | None = field(default_factory=Head)
+    batch_norm: bool = True
+    bn_position: str = "before_relu"
+    conv_bias: bool = False
+    dropout: float = 0.0
+    stage_dropout: tuple[float, ...] | None = None  # overrides `dropout` per stage
+    dropout_position: str = "after_relu"
+    dropout_kind: str = "element"
+    in_channels: int = 1
+    image_size: int = 28
+    num_classes: int = 10
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        if self.head is None:
+            raise ValueError("missing head: a network needs a classifier head")
+        if not self.stages or any(len(stage) == 0 for stage in self.stages):
+            raise ValueError("every stage needs at least one conv, and there must be one stage")
+        set_("stages", tuple(tuple(stage) for stage in self.stages))
+        set_("transitions", tuple(self.transitions))
+        n = len(self.stages)
+        if len(self.transitions) not in (n - 1, n):
+            raise ValueError(f"{n} stage(s) need {n - 1} transition(s) between them "
+                             f"(or {n} with a pool before the head), got {len(self.transitions)}")
+        for name, allowed in (("bn_position", POSITIONS), ("dropout_position", POSITIONS),
+                              ("dropout_kind", DROPOUT_KINDS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        rates = (self.dropout,) if self.stage_dropout is None else tuple(self.stage_dropout)
+        if self.stage_dropout is not None:
+            set_("stage_dropout", rates)
+            if len(rates) != n:
+                raise ValueError(f"stage_dropout needs {n} rates (one per stage), got {len(rates)}")
+        for rate in (self.dropout, *rates):
+            if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+                raise ValueError(f"dropout rate must be in [0, 1), got {rate!r}")
+        for name in ("in_channels", "image_size", "num_classes"):
+            _positive_int(getattr(self, name), name)
+        self.feature_sizes()  # raises if the map shrinks to nothing
+
+    # -- derived facts (pure arithmetic) ------------------------------------------------------
+
+    def stage_rate(self, i: int) -> float:
+        return self.dropout if self.stage_dropout is None else self.stage_dropout[i]
+
+    def feature_sizes(self) -> list[int]:
+        """Side length of the feature map after every conv and pool; raises if it vanishes."""
+        size, sizes = self.image_size, []
+        for i, stage in enumerate(self.stages):
+            for j, conv in enumerate(stage):
+                size = size - conv.k + 1 + 2 * conv.pad
+                if size < 1:
+                    raise ValueError(f"feature map shrinks to nothing at stage {i + 1} conv {j + 1}"
+                                     f" (too many unpadded convs for a {self.image_size}px input)")
+                sizes.append(size)
+            if i < len(self.transitions):
+                if size < 2:
+                    raise ValueError(f"feature map is {size}px before pool {i + 1}: nothing to pool")
+                size //= 2
+                sizes.append(size)
+        return sizes
+
+    def n_params(self) -> int:
+        """Closed-form parameter count (checked against fvcore in the tests)."""
+        bn = 2 if self.batch_norm else 0
+        bias = 1 if self.conv_bias else 0
+
+        def block(c_in: int, c_out: int, k: int) -> int:
+            return c_in * c_out * k * k + c_out * (bias + bn)
+
+        total, c = 0, self.in_channels
+        for i, stage in enumerate(self.stages):
+            for conv in stage:
+                total, c = total + block(c, conv.out, conv.k), conv.out
+            if i < len(self.transitions) and self.transitions[i].conv1x1:
+                t = self.transitions[i]
+                total += c * t.conv1x1 + t.conv1x1 * (bias + (bn if t.act else 0))
+                c = t.conv1x1
+        if self.head.pre_gap:
+            total, c = total + block(c, self.head.pre_gap, 1), self.head.pre_gap
+        return total + c * self.num_classes + (self.num_classes if self.head.bias else 0)
+
+    def describe(self) -> str:
+        """Short human-readable form, e.g. '12-12 | M | 12x5 | gap_conv'."""
+        parts = []
+        for i, stage in enumerate(self.stages):
+            parts.append("-".join(f"{c.out}{'' if c.pad else 'v'}{'' if c.k == 3 else '(1x1)'}"
+                                  for c in stage))
+            if i < len(self.transitions):
+                t = self.transitions[i]
+                tag = f"t{t.conv1x1}" if t.conv1x1 else ""
+                parts.append(f"{tag}M" if t.where == "before" else f"M{tag}")
+        head = self.head.kind + (f"+{self.head.pre_gap}" if self.head.pre_gap else "")
+        return " | ".join(parts + [head])
+
+    # -- serialisation -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["stages"] = [[asdict(c) for c in stage] for stage in self.stages]
+        data["stage_dropout"] = list(self.stage_dropout) if self.stage_dropout else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ArchConfig":
+        try:
+            return cls._from_dict(data)
+        except TypeError as err:  # a missing required key, reported by the dataclass
+            raise ValueError(f"arch: {err}") from None
+
+    @classmethod
+    def _from_dict(cls, data: dict) -> "ArchConfig":
+        _check_keys(cls, data, "arch")
+        data = dict(data)
+        if "stages" not in data:
+            raise ValueError("arch: missing key 'stages'")
+        if not isinstance(data["stages"], list):
+            raise ValueError("arch.stages must be a list of stages (lists of convs)")
+        stages = []
+        for i, stage in enumerate(data["stages"]):
+            if not isinstance(stage, list):
+                raise ValueError(f"arch.stages[{i}] must be a list of convs")
+            for j, conv in enumerate(stage):
+                _check_keys(ConvSpec, conv, f"arch.stages[{i}][{j}]")
+            stages.append(tuple(ConvSpec(**conv) for conv in stage))
+        data["stages"] = tuple(stages)
+        transitions = data.get("transitions", [])
+        for i, t in enumerate(transitions):
+            _check_keys(Transition, t, f"arch.transitions[{i}]")
+        data["transitions"] = tuple(Transition(**t) for t in transitions)
+        if "head" in data:
+            if data["head"] is not None:
+                _check_keys(Head, data["head"], "arch.head")
+                data["head"] = Head(**data["head"])
+        if data.get("stage_dropout") is not None:
+            data["stage_dropout"] = tuple(data["stage_dropout"])
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ArchConfig":
+        return cls.from_dict(json.loads(text))
+
+    def key(self) -> str:
+        """Hash of the canonical form: equal configs have equal keys."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_arch(path: str | Path) -> tuple[ArchConfig, dict]:
+    """Read an architecture file: a bare arch, or an exported winner with an 'arch' key.
+
+    Returns the config and the whole parsed document (which may hold a recipe and metrics).
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"config file {path} is not valid JSON: {err}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"config file {path}: expected a JSON object")
+    arch = ArchConfig.from_dict(doc["arch"] if "arch" in doc else doc)
+    return arch, doc

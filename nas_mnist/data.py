@@ -1,0 +1,185 @@
+"""Load an MNIST-style IDX dataset once into tensors, verified and normalised.
+
+The four files use the standard IDX names (gzipped or not). The packaged copy of MNIST is
+checked against its published SHA-256; any other folder is checked for shape only, so that
+other 28x28 IDX datasets work. A verified file is remembered in a small cache keyed by
+path, size and modification time, so the hash is computed once per file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PACKAGED_DIR = Path(__file__).parent / "mnist"
+SPLIT_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+# SHA-256 of the decompressed MNIST files (LeCun, Cortes, Burges), see mnist/NOTICE.md.
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+IDX_DTYPES = {0x08: np.uint8}
+
+
+class DataError(ValueError):
+    """A data file is missing, corrupt or has the wrong shape."""
+
+
+def _cache_file() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "nas-mnist" / "verified.json"
+
+
+def _find(data_dir: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (data_dir / name).is_file():
+            return data_dir / name
+    raise DataError(f"missing data file {data_dir / stem}[.gz]")
+
+
+def read_idx(path: Path) -> tuple[np.ndarray, bytes]:
+    """Read one IDX file; return the array and the decompressed bytes."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise DataError(f"cannot read {path}: {err}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
+        raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) != header + int(np.prod(shape)):
+        raise DataError(f"{path} is truncated or padded: header says shape {shape}")
+    array = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    return array, raw
+
+
+def _check_packaged(paths: dict[str, Path], digests: dict[str, str]) -> None:
+    for key, path in paths.items():
+        stem = SPLIT_FILES[key]
+        if digests[key] != MNIST_SHA256[stem]:
+            raise DataError(f"{path} fails its SHA-256 check (corrupt packaged MNIST file)")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images as float tensors in [0, 1] (N, 1, H, W) and int64 labels, plus provenance.
+
+    `eval_*` is what per-epoch accuracy is measured on: the test set, or the validation
+    split held out of the training set. `mean`/`std` come from the training images used.
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    eval_x: torch.Tensor
+    eval_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    mean: float
+    std: float
+    eval_split: str  # "test" or "val"
+    checksum: str  # SHA-256 over the four files' digests
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.train_y.max()) + 1
+
+    def to(self, device: torch.device | str) -> "Dataset":
+        move = {k: getattr(self, k).to(device) for k in
+                ("train_x", "train_y", "eval_x", "eval_y", "test_x", "test_y")}
+        return Dataset(**{**self.__dict__, **move})
+
+
+@lru_cache(maxsize=4)
+def _load_arrays(data_dir: str) -> tuple[dict[str, np.ndarray], str]:
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise DataError(f"data folder {folder} does not exist")
+    paths = {key: _find(folder, stem) for key, stem in SPLIT_FILES.items()}
+    verified = _read_verified()
+    arrays, digests = {}, {}
+    for key, path in paths.items():
+        arrays[key], raw = read_idx(path)
+        stat = path.stat()
+        cached = verified.get(str(path.resolve()))
+        if cached and cached[:2] == [stat.st_size, stat.st_mtime_ns]:
+            digests[key] = cached[2]
+        else:
+            digests[key] = hashlib.sha256(raw).hexdigest()
+    if folder.resolve() == PACKAGED_DIR.resolve():
+        _check_packaged(paths, digests)
+    _write_verified(verified, paths, digests)
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"{split} images {images.shape} and labels {labels.shape} do not match")
+    if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
+        raise DataError("train and test images have different sizes")
+    checksum = hashlib.sha256("".join(digests[k] for k in SPLIT_FILES).encode()).hexdigest()
+    return arrays, checksum
+
+
+def _read_verified() -> dict:
+    try:
+        return json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_verified(verified: dict, paths: dict[str, Path], digests: dict[str, str]) -> None:
+    """Remember digests by (path, size, mtime); a cache we cannot write is not an error."""
+    for key, path in paths.items():
+        stat = path.stat()
+        verified[str(path.resolve())] = [stat.st_size, stat.st_mtime_ns, digests[key]]
+    try:
+        _cache_file().parent.mkdir(parents=True, exist_ok=True)
+        _cache_file().write_text(json.dumps(verified))
+    except OSError:
+        pass
+
+
+def load_dataset(data_dir: str | Path | None = None, *, val_split: int = 0, seed: int = 0,
+                 limit_train: int | None = None, limit_eval: int | None = None) -> Dataset:
+    """Load the four IDX files as tensors on the CPU.
+
+    `val_split` K > 0 holds out K training images (chosen by `seed`) as the evaluation set.
+    `limit_train`/`limit_eval` take the first images only (for tests and quick demos).
+    """
+    folder = Path(data_dir) if data_dir is not None else PACKAGED_DIR
+    arrays, checksum = _load_arrays(str(folder.resolve()))
+    train_x = torch.from_numpy(arrays["train_images"].copy()).unsqueeze(1).float().div_(255)
+    train_y = torch.from_numpy(arrays["train_labels"].astype(np.int64))
+    test_x = torch.from_numpy(arrays["test_images"].copy()).unsqueeze(1).float().div_(255)
+    test_y = torch.from_numpy(arrays["test_labels"].astype(np.int64))
+    if not 0 <= val_split < len(train_x):
+        raise DataError(f"--val-split must be in [0, {len(train_x)}), got {val_split}")
+    eval_split = "test"
+    eval_x, eval_y = test_x, test_y
+    if val_split:
+        order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))
+        eval_x, eval_y = train_x[order[:val_split]], train_y[order[:val_split]]
+        train_x, train_y = train_x[order[val_split:]], train_y[order[val_split:]]
+        eval_split = "val"
+    if limit_train:
+        train_x, train_y = train_x[:limit_train], train_y[:limit_train]
+    if limit_eval:
+        eval_x, eval_y = eval_x[:limit_eval], eval_y[:limit_eval]
+    return Dataset(train_x, train_y, eval_x, eval_y, test_x, test_y,
+                   mean=float(train_x.mean()), std=float(train_x.std()),
+                   eval_split=eval_split, checksum=checksum, source=str(folder))

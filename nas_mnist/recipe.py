@@ -1,0 +1,67 @@
+"""Training recipe: pure data (no torch), JSON round trip, validated when made."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("onecycle", "step", "cosine", "constant")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int = 15
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05  # peak LR for OneCycle, initial LR otherwise
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    step_size: int = 5  # epochs between StepLR decays
+    gamma: float = 0.1  # StepLR decay factor
+    label_smoothing: float = 0.0
+    rotate_deg: float = 10.0  # uniform in [-rotate_deg, +rotate_deg]
+    translate: float = 0.1  # fraction of the image side, uniform in [-t, +t] per axis
+    scale: float = 0.0  # uniform zoom factor in [1 - scale, 1 + scale]
+    precision: str = "fp32"  # bf16: autocast matmuls/convs to bfloat16 while training
+    last_n: int = 3  # epochs in the "last N" score
+
+    def __post_init__(self):
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
+            (self.lr > 0, "lr must be > 0"),
+            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
+            (self.step_size >= 1, "step_size must be >= 1"),
+            (0 < self.gamma <= 1, "gamma must be in (0, 1]"),
+            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (0 <= self.rotate_deg <= 180, "rotate_deg must be in [0, 180]"),
+            (0 <= self.translate < 0.5, "translate must be in [0, 0.5)"),
+            (0 <= self.scale < 1, "scale must be in [0, 1)"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+            (1 <= self.last_n <= self.epochs, f"last_n must be in [1, epochs={self.epochs}]"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"recipe: {message}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Recipe":
+        if not isinstance(data, dict):
+            raise ValueError("recipe: expected an object")
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"recipe: unknown key(s) {sorted(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes) -> "Recipe":
+        return Recipe.from_dict({**self.to_dict(), **{k: v for k, v in changes.items()
+                                                       if v is not None}})

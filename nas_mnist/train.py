@@ -1,0 +1,169 @@
+"""Train one model on tensors resident on the device; evaluate after every epoch.
+
+Batches are index slices of a seeded permutation; augmentation runs on whole batches.
+The trainer never imports optuna: a search hooks in through `on_epoch`, which may return
+True to stop early.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas_mnist.augment import random_affine
+from nas_mnist.data import Dataset
+from nas_mnist.recipe import Recipe
+
+EVAL_BATCH = 2000
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    train_loss: float
+    eval_acc: float  # percent, on the eval split
+    eval_loss: float
+    lr: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    eval_split: str  # "test" or "val": what eval_acc was measured on
+    epochs: list[EpochStats] = field(default_factory=list)
+    last_n: int = 3
+    stopped_early: bool = False
+    seconds: float = 0.0
+    train_images: int = 0
+
+    @property
+    def accs(self) -> list[float]:
+        return [e.eval_acc for e in self.epochs]
+
+    @property
+    def last_n_min(self) -> float:
+        return min(self.accs[-self.last_n:])
+
+    @property
+    def last_n_mean(self) -> float:
+        tail = self.accs[-self.last_n:]
+        return sum(tail) / len(tail)
+
+    def to_dict(self) -> dict:
+        return {
+            "eval_split": self.eval_split,
+            f"{self.eval_split}_acc": self.accs,
+            f"{self.eval_split}_loss": [e.eval_loss for e in self.epochs],
+            "train_loss": [e.train_loss for e in self.epochs],
+            "epoch_seconds": [e.seconds for e in self.epochs],
+            "last_n": self.last_n,
+            "last_n_min": self.last_n_min,
+            "last_n_mean": self.last_n_mean,
+            "stopped_early": self.stopped_early,
+            "seconds": self.seconds,
+            "epochs": [asdict(e) for e in self.epochs],
+        }
+
+
+def normalise(x: torch.Tensor, data: Dataset) -> torch.Tensor:
+    return (x - data.mean) / data.std
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: Dataset,
+             batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+    """Accuracy (percent) and mean loss over all of (x, y), in large batches, no gradients."""
+    was_training = model.training
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    for start in range(0, len(x), batch_size):
+        logits = model(normalise(x[start:start + batch_size], data))
+        target = y[start:start + batch_size]
+        loss_sum += float(F.cross_entropy(logits.float(), target, reduction="sum"))
+        correct += int((logits.argmax(1) == target).sum())
+    model.train(was_training)
+    return 100.0 * correct / len(x), loss_sum / len(x)
+
+
+def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                               nesterov=recipe.nesterov and recipe.momentum > 0,
+                               weight_decay=recipe.weight_decay)
+    cls = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int):
+    """Return (scheduler or None, steps per scheduler.step()): per batch, or per epoch."""
+    total = recipe.epochs * steps_per_epoch
+    if recipe.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total), 1
+    if recipe.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total), 1
+    if recipe.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, recipe.step_size, recipe.gamma), steps_per_epoch
+    return None, steps_per_epoch
+
+
+def train(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int = 0,
+          on_epoch: Callable[[EpochStats], bool | None] | None = None,
+          on_step: Callable[[], None] | None = None) -> TrainResult:
+    """Train `model` (already on the data's device) with `recipe`; evaluate after each epoch."""
+    device = data.train_x.device
+    torch.manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    opt = _optimizer(model, recipe)
+    n = len(data.train_x)
+    steps_per_epoch = max(1, n // recipe.batch_size)
+    sched, sched_every = _scheduler(opt, recipe, steps_per_epoch)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
+                if recipe.precision == "bf16" else nullcontext())
+    result = TrainResult(eval_split=data.eval_split, last_n=recipe.last_n)
+    start = time.perf_counter()
+    for epoch in range(1, recipe.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, device=device, generator=gen)
+        loss_sum = torch.zeros((), device=device)
+        for step in range(steps_per_epoch):
+            idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+            x = random_affine(data.train_x[idx], rotate_deg=recipe.rotate_deg,
+                              translate=recipe.translate, scale=recipe.scale, generator=gen)
+            with autocast:
+                logits = model(normalise(x, data))
+            loss = F.cross_entropy(logits.float(), data.train_y[idx],
+                                   label_smoothing=recipe.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None and (sched_every == 1 or step == steps_per_epoch - 1):
+                sched.step()
+            loss_sum += loss.detach()
+            if on_step is not None:
+                on_step()
+        train_loss = float(loss_sum) / steps_per_epoch
+        if not math.isfinite(train_loss):
+            raise NonFiniteLoss(f"training loss became {train_loss} in epoch {epoch}")
+        acc, eval_loss = evaluate(model, data.eval_x, data.eval_y, data)
+        stats = EpochStats(epoch, train_loss, acc, eval_loss, opt.param_groups[0]["lr"],
+                           time.perf_counter() - t0)
+        result.epochs.append(stats)
+        result.train_images += steps_per_epoch * min(recipe.batch_size, n)
+        if on_epoch is not None and on_epoch(stats):
+            result.stopped_early = True
+            break
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,105 @@
+import json
+
+import pytest
+
+from nas_mnist.arch import ArchConfig, ConvSpec, Head, Transition, load_arch
+from nas_mnist.builder import build_model
+from nas_mnist.counting import count_macs, count_params
+
+C = ConvSpec
+
+
+def ref8k() -> ArchConfig:
+    return ArchConfig(stages=((C(12), C(12)), tuple(C(12, pad=0) for _ in range(5))),
+                      transitions=(Transition(),), dropout=0.05)
+
+
+def test_reference_network_matches_hand_count():
+    # convs 1*12*9 + 6 * 12*12*9, BN 2*12 per conv (7 convs), head 12*10, no biases
+    expected = 108 + 6 * 1296 + 7 * 24 + 120
+    assert expected == 8172
+    arch = ref8k()
+    assert arch.n_params() == expected
+    assert count_params(build_model(arch)) == expected
+
+
+def test_reference_network_macs():
+    # per conv: H*W*(c_in*c_out*9) at the output size, plus BN, which fvcore counts as 2
+    # per element at inference (normalise, then the affine scale)
+    sizes = [28, 28, 12, 10, 8, 6, 4]
+    conv = [28 * 28 * 108] + [s * s * 1296 for s in sizes[1:]]
+    bn = [2 * s * s * 12 for s in sizes]
+    assert count_macs(build_model(ref8k())) == sum(conv) + sum(bn) + 120
+
+
+HAND_COUNTED = [
+    # (config, hand arithmetic)
+    (ArchConfig(stages=((C(8), C(16)), (C(16), C(16)), (C(16, pad=0),)),
+                transitions=(Transition(conv1x1=8, where="before"),
+                             Transition(conv1x1=8, where="after", act=True)),
+                head=Head(kind="conv_gap"), batch_norm=True),
+     (9 * 8 + 16) + (8 * 16 * 9 + 32)      # stage 1
+     + 16 * 8                               # 1x1 before pool, no BN
+     + (8 * 16 * 9 + 32) + (16 * 16 * 9 + 32)  # stage 2
+     + (16 * 8 + 16)                         # 1x1 after pool with BN
+     + (8 * 16 * 9 + 32)                     # stage 3
+     + 16 * 10),                             # conv to classes
+    (ArchConfig(stages=((C(10), C(10)),), transitions=(), head=Head(kind="gap_linear", bias=True),
+                batch_norm=False, conv_bias=True),
+     (9 * 10 + 10) + (90 * 10 + 10) + (10 * 10 + 10)),
+    (ArchConfig(stages=((C(4),), (C(8),)), transitions=(Transition(), Transition()),
+                head=Head(kind="gap_conv", pre_gap=16), bn_position="after_relu"),
+     (9 * 4 + 8) + (36 * 8 + 16) + (8 * 16 + 32) + 16 * 10),
+    (ArchConfig(stages=((C(6, k=1), C(6)),), head=Head(kind="conv_gap", pre_gap=12, bias=True),
+                conv_bias=True, batch_norm=False, dropout_kind="channel", dropout=0.1),
+     (6 + 6) + (54 * 6 + 6) + (6 * 12 + 12) + (12 * 10 + 10)),
+]
+
+
+@pytest.mark.parametrize("arch,expected", HAND_COUNTED)
+def test_builder_counts_match_hand_arithmetic(arch, expected):
+    model = build_model(arch)
+    assert arch.n_params() == expected
+    assert count_params(model) == expected
+    import torch
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+
+
+def test_feature_sizes_track_padding_and_pools():
+    assert ref8k().feature_sizes() == [28, 28, 14, 12, 10, 8, 6, 4]
+
+
+def test_json_round_trip(tmp_path):
+    arch = HAND_COUNTED[0][0]
+    assert ArchConfig.from_json(arch.to_json()) == arch
+    assert ArchConfig.from_json(arch.to_json()).key() == arch.key()
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({"arch": arch.to_dict(), "recipe": {"epochs": 3}}))
+    loaded, doc = load_arch(path)
+    assert loaded == arch and doc["recipe"] == {"epochs": 3}
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: ArchConfig(stages=(tuple(C(8, pad=0) for _ in range(14)),)), "shrinks to nothing"),
+    (lambda: ArchConfig(stages=((C(8),),), dropout=1.0), "dropout rate"),
+    (lambda: ArchConfig(stages=((C(8),),), dropout=-0.1), "dropout rate"),
+    (lambda: ArchConfig(stages=((C(8),),), head=None), "missing head"),
+    (lambda: ArchConfig(stages=((C(8),), (C(8),)), transitions=()), "transition"),
+    (lambda: ArchConfig(stages=((C(8, pad=2),),)), "padding"),
+    (lambda: ArchConfig(stages=((C(0),),)), "positive integer"),
+    (lambda: ArchConfig(stages=((C(8),),), head=Head(kind="mlp")), "head kind"),
+    (lambda: ArchConfig(stages=()), "one stage"),
+    (lambda: ArchConfig(stages=((C(8),),), stage_dropout=(0.1, 0.1)), "stage_dropout"),
+    (lambda: ArchConfig.from_dict({"stages": [[{"out": 8, "stride": 2}]]}), "unknown key"),
+    (lambda: ArchConfig.from_dict({"stages": [[{"pad": 1}]]}), "out"),
+    (lambda: ArchConfig.from_dict({"head": {}}), "missing key 'stages'"),
+])
+def test_invalid_configs_raise_value_error(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_pooling_a_one_pixel_map_is_refused():
+    stages = ((C(8, pad=0),) * 3,) * 3  # 28 -> 22 -> 11 -> 5 -> 2 -> ... vanishes
+    with pytest.raises(ValueError, match="nothing"):
+        ArchConfig(stages=stages, transitions=(Transition(), Transition()))

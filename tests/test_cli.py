@@ -1,0 +1,57 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nas_mnist.cli import REFERENCE_CONFIG, main
+
+
+def test_count_prints_table_and_json(capsys):
+    assert main(["count", REFERENCE_CONFIG]) == 0
+    out = capsys.readouterr().out
+    assert "s2c5" in out and "8,172" in out and "1,613,688" in out
+    assert main(["count", REFERENCE_CONFIG, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["params"] == 8172 and doc["macs"] == 1613688
+    assert sum(row["n_params"] for row in doc["layers"]) == 8172
+
+
+def test_train_end_to_end_writes_metrics(small_data_dir, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    code = main(["train", REFERENCE_CONFIG, "--epochs", "2", "--seed", "1", "--device", "cpu",
+                 "--data-dir", str(small_data_dir), "--json-out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "test acc %" in printed and "last 2 epochs on test" in printed
+    metrics = json.loads(out.read_text())
+    assert len(metrics["test_acc"]) == 2 and metrics["params"] == 8172
+    assert metrics["last_n_min"] == min(metrics["test_acc"])
+    assert metrics["recipe"]["epochs"] == 2 and metrics["seed"] == 1
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["count", "missing.json"], "does not exist"),
+    (["train", REFERENCE_CONFIG, "--epochs", "0"], "must be >= 1"),
+    (["train", REFERENCE_CONFIG, "--epochs", "2", "--last-n", "3"], "exceeds"),
+    (["train", REFERENCE_CONFIG, "--data-dir", "/nonexistent"], "does not exist"),
+    (["train", REFERENCE_CONFIG, "--device", "tpu"], "invalid choice"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_invalid_config_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"stages": [[{"out": 8, "pad": 0}] * 14]}))
+    assert main(["count", str(bad)]) == 2
+    assert "shrinks to nothing" in capsys.readouterr().err
+
+
+def test_console_script_runs():
+    done = subprocess.run([sys.executable, "-m", "nas_mnist.cli", "count", REFERENCE_CONFIG,
+                           "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["params"] == 8172

@@ -1,0 +1,83 @@
+import gzip
+
+import pytest
+import torch
+
+from nas_mnist.data import DataError, load_dataset
+from tests.conftest import make_subset
+
+
+def test_packaged_mnist_loads_with_known_statistics():
+    data = load_dataset()
+    assert data.train_x.shape == (60000, 1, 28, 28) and data.test_x.shape == (10000, 1, 28, 28)
+    assert data.train_x.dtype == torch.float32 and float(data.train_x.max()) == 1.0
+    assert torch.bincount(data.test_y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
+                                                     974, 1009]
+    assert round(data.mean, 4) == 0.1307 and round(data.std, 4) == 0.3081
+    assert data.eval_split == "test"
+
+
+def test_val_split_holds_out_training_images_and_is_seeded():
+    a = load_dataset(val_split=5000, seed=1)
+    b = load_dataset(val_split=5000, seed=1)
+    assert a.eval_split == "val" and len(a.eval_x) == 5000 and len(a.train_x) == 55000
+    assert torch.equal(a.eval_y, b.eval_y)
+    assert not torch.equal(a.eval_y, load_dataset(val_split=5000, seed=2).eval_y)
+
+
+def test_data_dir_accepts_gzipped_and_plain_files_and_fits_its_own_statistics(tmp_path):
+    plain = load_dataset(make_subset(tmp_path / "plain", 500, 100))
+    zipped = load_dataset(make_subset(tmp_path / "gz", 500, 100, gz=True))
+    assert len(plain.train_x) == 500 and torch.equal(plain.train_x, zipped.train_x)
+    assert plain.mean == pytest.approx(float(plain.train_x.mean()))
+    assert plain.mean != pytest.approx(0.1307, abs=1e-4)  # statistics of this subset, not MNIST's
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    folder = make_subset(tmp_path / "d", 100, 100)
+    (folder / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match="missing data file .*t10k-labels"):
+        load_dataset(folder)
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    folder = make_subset(tmp_path / "d", 100, 100)
+    path = folder / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(DataError, match="truncated"):
+        load_dataset(folder)
+
+
+def test_corrupt_gzip_and_bad_magic_are_clear_errors(tmp_path):
+    folder = make_subset(tmp_path / "d", 100, 100, gz=True)
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="cannot read"):
+        load_dataset(folder)
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x01\x02\x03\x04"))
+    with pytest.raises(DataError, match="magic"):
+        load_dataset(folder)
+
+
+def test_mismatched_image_and_label_counts_are_refused(tmp_path):
+    folder = make_subset(tmp_path / "d", 100, 100)
+    make_subset(tmp_path / "other", 50, 100)
+    (folder / "train-labels-idx1-ubyte").write_bytes(
+        (tmp_path / "other" / "train-labels-idx1-ubyte").read_bytes())
+    with pytest.raises(DataError, match="do not match"):
+        load_dataset(folder)
+
+
+def test_corrupt_packaged_copy_fails_checksum(tmp_path, monkeypatch):
+    import shutil
+    import nas_mnist.data as data_mod
+    copy = tmp_path / "mnist"
+    shutil.copytree(data_mod.PACKAGED_DIR, copy)
+    raw = bytearray(gzip.decompress((copy / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    raw[100] = (raw[100] + 1) % 10  # one wrong label: still a well-formed IDX file
+    (copy / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(raw)))
+    monkeypatch.setattr(data_mod, "PACKAGED_DIR", copy)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data_mod._load_arrays.cache_clear()
+    with pytest.raises(DataError, match="SHA-256"):
+        load_dataset(copy)
+    data_mod._load_arrays.cache_clear()

@@ -1,0 +1,64 @@
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from nas_mnist.data import load_dataset
+from nas_mnist.recipe import Recipe
+from nas_mnist.run import train_arch
+from nas_mnist.train import NonFiniteLoss
+from tests.test_arch import ref8k
+
+QUICK = Recipe(epochs=1, last_n=1, batch_size=64, lr=0.05)
+
+
+@pytest.fixture(scope="module")
+def small(small_data_dir):
+    return load_dataset(small_data_dir)
+
+
+def test_short_training_on_real_subset_reaches_sane_accuracy(small):
+    summary, _ = train_arch(ref8k(), small, QUICK.replace(epochs=3, last_n=1), seed=0)
+    # 3,000 real training images, three short epochs: far above chance (10 %)
+    assert summary["test_acc"][-1] > 90.0
+    assert summary["params"] == 8172 and summary["eval_split"] == "test"
+    assert math.isfinite(summary["train_loss"][0])
+
+
+def test_same_seed_gives_identical_accuracies(small):
+    recipe = QUICK.replace(epochs=2, last_n=2)
+    arch = dataclasses.replace(ref8k(), stages=(ref8k().stages[0], ref8k().stages[1][:2]))
+    a, _ = train_arch(arch, small, recipe, seed=4)
+    b, _ = train_arch(arch, small, recipe, seed=4)
+    c, _ = train_arch(arch, small, recipe, seed=5)
+    assert a["test_acc"] == b["test_acc"] and a["train_loss"] == b["train_loss"]
+    assert a["train_loss"] != c["train_loss"]
+
+
+@pytest.mark.parametrize("changes", [
+    dict(optimizer="adamw", lr=3e-3, schedule="cosine", precision="bf16"),
+    dict(optimizer="adam", lr=2e-3, schedule="step", step_size=1, label_smoothing=0.1),
+    dict(schedule="constant", lr=0.01, nesterov=False, scale=0.1),
+])
+def test_recipe_options_train(small, changes):
+    summary, _ = train_arch(ref8k(), small, QUICK.replace(**changes), seed=0)
+    assert summary["test_acc"][0] > 25.0  # one short epoch: well above chance (10 %)
+
+
+def test_val_split_measures_on_validation_and_reports_test(small_data_dir):
+    data = load_dataset(small_data_dir, val_split=500)
+    summary, _ = train_arch(ref8k(), data, QUICK, seed=0)
+    assert summary["eval_split"] == "val" and "val_acc" in summary and "test_acc" not in summary
+    assert 0 <= summary["test_acc_final"] <= 100
+
+
+def test_non_finite_loss_raises(small):
+    with pytest.raises(NonFiniteLoss):
+        train_arch(ref8k(), small, QUICK.replace(lr=1e12, optimizer="sgd"), seed=0)
+
+
+def test_early_stop_callback(small):
+    summary, _ = train_arch(ref8k(), small, QUICK.replace(epochs=3), seed=0,
+                            on_epoch=lambda e: e.epoch == 1)
+    assert summary["stopped_early"] and len(summary["test_acc"]) == 1
