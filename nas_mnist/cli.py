@@ -100,7 +100,9 @@ def _sigterm_as_interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*ExperimentalWarning.*")
+    warnings.filterwarnings("ignore", message=".*experimental feature.*")
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     from nas_mnist.data import DataError
     try:

@@ -1,0 +1,297 @@
+"""Run or resume a two-objective Optuna study: maximise last-N accuracy, minimise parameters.
+
+Each trial samples an architecture and a recipe, counts parameters with fvcore, and is
+pruned before any training when it is over the budget (the constraint teaches the sampler
+where the budget lies). Trials that trail the completed trials' curves stop early.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from nas_mnist import __version__
+from nas_mnist.arch import ArchConfig
+from nas_mnist.builder import build_model
+from nas_mnist.counting import count_macs, count_params
+from nas_mnist.data import Dataset, load_dataset
+from nas_mnist.device import resolve_device, set_threads
+from nas_mnist.recipe import Recipe
+from nas_mnist.run import describe_device, in_shape
+from nas_mnist.space import SearchSpace, load_space, smallest_arch, suggest_arch
+from nas_mnist.storage import check_meta, finished, open_storage
+from nas_mnist.train import NonFiniteLoss, train
+
+log = logging.getLogger(__name__)
+INVALID_CONSTRAINT = 1e9  # constraint value of a sample that is not a valid network
+MAX_FAILS_IN_A_ROW = 5
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    study: str
+    storage: str
+    space: str = "default"
+    budget: int = 10_000
+    epochs: int = 15
+    last_n: int = 3
+    objective: str = "min"  # min or mean of the last-N accuracies
+    trials: int = 20  # complete-or-pruned trials wanted in the study
+    timeout: float | None = None  # seconds
+    seed: int = 0  # sampler seed
+    train_seed: int = 0
+    jobs: int = 1
+    threads: int | None = None  # per worker; default: the cores shared out
+    device: str = "auto"
+    data_dir: str | None = None
+    val_split: int = 0
+    prune_warmup: int = 3  # epochs before a trial may be stopped early
+    prune_quantile: float = 0.25  # stop below this quantile of completed curves
+    prune_min_trials: int = 4  # completed trials needed before stopping any
+    artifacts: str | None = None  # folder for per-trial weights (None: keep none)
+
+    def meta(self, space: SearchSpace) -> dict:
+        """What must match when a study is resumed."""
+        return {"budget": self.budget, "space": space.name, "space_digest": space.digest,
+                "objective": self.objective, "last_n": self.last_n, "epochs": self.epochs,
+                "eval_split": "val" if self.val_split else "test", "val_split": self.val_split,
+                "version": __version__}
+
+
+def score(accs: list[float], settings: SearchSettings) -> float:
+    tail = accs[-settings.last_n:]
+    return min(tail) if settings.objective == "min" else sum(tail) / len(tail)
+
+
+def preflight(settings: SearchSettings) -> SearchSpace:
+    """Checks that need no storage: the space loads and its smallest network fits the budget."""
+    space = load_space(settings.space)
+    smallest = smallest_arch(space).n_params()
+    if smallest > settings.budget:
+        raise ValueError(f"budget {settings.budget:,} is below the smallest network of space "
+                         f"{space.name!r} ({smallest:,} parameters)")
+    return space
+
+
+def create_or_resume(settings: SearchSettings, space: SearchSpace) -> optuna.Study:
+    storage = open_storage(settings.storage, create=True)
+    study = optuna.create_study(study_name=settings.study, storage=storage, load_if_exists=True,
+                                directions=["maximize", "minimize"])
+    if [d.name for d in study.directions] != ["MAXIMIZE", "MINIMIZE"]:
+        raise ValueError(f"study {settings.study!r} has other objectives than nas-mnist's")
+    check_meta(study, settings.meta(space))
+    return study
+
+
+def make_sampler(settings: SearchSettings, study: optuna.Study, worker: int):
+    # A resumed study must not replay its first random configurations: offset the seed.
+    seed = settings.seed + 7919 * len(study.trials) + 104729 * worker
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                          constant_liar=True, n_startup_trials=10)
+
+
+class Objective:
+    def __init__(self, settings: SearchSettings, space: SearchSpace, data: Dataset):
+        self.settings, self.space, self.data = settings, space, data
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, int]:
+        s = self.settings
+        fixed = trial.user_attrs.get("fixed_arch")
+        try:
+            if fixed:
+                arch = ArchConfig.from_dict(fixed)
+                recipe = Recipe.from_dict(trial.user_attrs.get("fixed_recipe", {}))
+            else:
+                arch = suggest_arch(trial, self.space)
+                recipe = self.space.recipe_for(trial)
+            recipe = recipe.replace(epochs=s.epochs, last_n=s.last_n)
+        except ValueError as err:
+            trial.set_user_attr("reason", "invalid")
+            trial.set_user_attr("error", str(err))
+            trial.set_constraint("param_budget", INVALID_CONSTRAINT)
+            raise optuna.TrialPruned(f"invalid configuration: {err}")
+        model = build_model(arch)
+        n_params = count_params(model)
+        trial.set_user_attr("arch", arch.to_dict())
+        trial.set_user_attr("recipe", recipe.to_dict())
+        trial.set_user_attr("params", n_params)
+        trial.set_constraint("param_budget", n_params - s.budget)
+        if n_params > s.budget:
+            trial.set_user_attr("reason", "over_budget")
+            raise optuna.TrialPruned(f"{n_params} parameters > budget {s.budget}")
+        trial.set_user_attr("macs", count_macs(model, in_shape(arch)))
+        return self._train(trial, model, recipe, n_params)
+
+    def _train(self, trial, model, recipe: Recipe, n_params: int) -> tuple[float, int]:
+        s, data = self.settings, self.data
+        trial.set_user_attr("eval_split", data.eval_split)
+        trial.set_user_attr("device", describe_device(data.train_x.device))
+        trial.set_user_attr("version", __version__)
+        trial.set_user_attr("train_seed", s.train_seed)
+        trial.set_user_attr("data_checksum", data.checksum)
+        accs, losses, eval_losses, start = [], [], [], time.perf_counter()
+
+        def on_epoch(e) -> bool:
+            accs.append(e.eval_acc)
+            losses.append(e.train_loss)
+            eval_losses.append(e.eval_loss)
+            trial.set_user_attr("acc", accs)
+            trial.set_user_attr("train_loss", losses)
+            trial.set_user_attr("eval_loss", eval_losses)
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+            return self._hopeless(trial, e.epoch, e.eval_acc)
+
+        result = train(model.to(data.train_x.device), data, recipe, seed=s.train_seed,
+                       on_epoch=on_epoch)
+        if result.stopped_early:
+            trial.set_user_attr("reason", "early_stopped")
+            raise optuna.TrialPruned(f"stopped after epoch {len(accs)}")
+        value = score(accs, s)
+        if s.artifacts:
+            self._save_weights(trial, model)
+        return value, n_params
+
+    def _hopeless(self, trial, epoch: int, acc: float) -> bool:
+        """Below the chosen quantile of completed trials at this epoch: stop early."""
+        s = self.settings
+        if epoch < s.prune_warmup or epoch >= s.epochs:
+            return False
+        done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        peers = sorted(t.user_attrs["acc"][epoch - 1] for t in done
+                       if len(t.user_attrs.get("acc", [])) >= epoch)
+        if len(peers) < s.prune_min_trials:
+            return False
+        threshold = peers[int(s.prune_quantile * (len(peers) - 1))]
+        return acc < threshold
+
+    def _save_weights(self, trial, model) -> None:
+        import torch
+        from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+        os.makedirs(self.settings.artifacts, exist_ok=True)
+        store = FileSystemArtifactStore(self.settings.artifacts)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, f"trial{trial.number}.pt")
+            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, path)
+            artifact_id = upload_artifact(artifact_store=store, file_path=path,
+                                          study_or_trial=trial)
+        trial.set_user_attr("weights_artifact", artifact_id)
+
+
+def _load_data(settings: SearchSettings) -> Dataset:
+    device = resolve_device(settings.device)
+    data = load_dataset(settings.data_dir, val_split=settings.val_split, seed=settings.seed)
+    return data.to(device)
+
+
+def run_worker(settings: SearchSettings, share: int, worker: int = 0,
+               on_trial: Callable | None = None, data: Dataset | None = None,
+               deadline: float | None = None) -> int:
+    """Run trials until `share` of them are complete or pruned; return how many were."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore")
+    space = load_space(settings.space)
+    data = data if data is not None else _load_data(settings)
+    storage = open_storage(settings.storage, create=False)
+    study = optuna.load_study(study_name=settings.study, storage=storage)
+    study.sampler = make_sampler(settings, study, worker)
+    objective = Objective(settings, space, data)
+    done, fails_in_a_row = 0, 0
+    while done < share and (deadline is None or time.time() < deadline):
+        states = []
+        callbacks = [lambda st, ft: states.append(ft.state)]
+        if on_trial is not None:
+            callbacks.append(on_trial)
+        study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,), callbacks=callbacks)
+        if states and states[-1] in (TrialState.COMPLETE, TrialState.PRUNED):
+            done, fails_in_a_row = done + 1, 0
+        else:
+            fails_in_a_row += 1
+            if fails_in_a_row >= MAX_FAILS_IN_A_ROW:
+                raise RuntimeError(f"{MAX_FAILS_IN_A_ROW} trials failed in a row; see the study")
+    return done
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _worker_main(settings: SearchSettings, share: int, worker: int, deadline) -> None:
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # end the running trial as FAIL, cleanly
+    set_threads(settings.threads)
+    try:
+        run_worker(settings, share, worker, deadline=deadline)
+    except KeyboardInterrupt:
+        pass  # optuna has already marked the running trial FAIL
+
+
+def enqueue_config(study: optuna.Study, arch: ArchConfig, recipe: Recipe | None) -> bool:
+    """Queue a known configuration once; False if the study already has it."""
+    key = arch.key()
+    if any(t.user_attrs.get("fixed_key") == key for t in study.get_trials(deepcopy=False)):
+        return False
+    study.enqueue_trial({}, user_attrs={"fixed_arch": arch.to_dict(), "fixed_key": key,
+                                        "fixed_recipe": recipe.to_dict() if recipe else {}})
+    return True
+
+
+def run_search(settings: SearchSettings, study: optuna.Study,
+               on_progress: Callable[[optuna.Study], None] | None = None) -> int:
+    """Bring the study to `settings.trials` complete-or-pruned trials. Returns trials added."""
+    deadline = time.time() + settings.timeout if settings.timeout else None
+    before = finished(study)
+    remaining = settings.trials - before
+    if remaining <= 0:
+        return 0
+    callback = (lambda st, ft: on_progress(st)) if on_progress else None
+    data = _load_data(settings)
+    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    if waiting or settings.jobs == 1:
+        # Enqueued trials run here, before any parallel worker could race for them.
+        set_threads(settings.threads)
+        first = remaining if settings.jobs == 1 else min(waiting, remaining)
+        run_worker(settings, first, 0, callback, data, deadline)
+        remaining = settings.trials - finished(study)
+    if settings.jobs > 1 and remaining > 0:
+        _run_parallel(settings, study, remaining, deadline, on_progress)
+    return finished(study) - before
+
+
+def _run_parallel(settings, study, remaining, deadline, on_progress) -> None:
+    cores = len(os.sched_getaffinity(0))
+    per_worker = settings.threads or max(1, cores // settings.jobs)
+    worker_settings = SearchSettings(**{**asdict(settings), "threads": per_worker})
+    shares = [remaining // settings.jobs + (i < remaining % settings.jobs)
+              for i in range(settings.jobs)]
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker_main, args=(worker_settings, share, i + 1, deadline))
+             for i, share in enumerate(shares) if share]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(1.0)
+            if on_progress:
+                on_progress(study)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()  # SIGTERM: the worker ends its trial as FAIL
+        for p in procs:
+            p.join()
+        raise
+    for p in procs:
+        p.join()
+    bad = [p.exitcode for p in procs if p.exitcode]
+    if bad:
+        raise RuntimeError(f"{len(bad)} worker(s) exited with an error (codes {bad})")

@@ -1,0 +1,222 @@
+"""Search spaces: YAML files validated on load, and `suggest_arch(trial, space)`.
+
+A dimension is a fixed scalar, `{choices: [...]}`, or `{low, high}` (ints when both bounds are
+ints; floats otherwise, `log: true` for a log scale). Trial parameter names are a storage
+schema (`stage{i}_conv{j}_width`, ...): renaming one breaks resuming older studies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from nas_mnist.arch import ArchConfig, ConvSpec, Head, Transition
+from nas_mnist.recipe import Recipe
+
+ARCH_KEYS = {
+    "pools": "number of 2x2 max-pools (stages = pools + 1)",
+    "convs_per_stage": "3x3 convs in each stage",
+    "width": "output channels of each conv",
+    "first_stage_pad": "padding of the convs in stage 1",
+    "later_stage_pad": "padding of the convs in later stages",
+    "transition_conv": "1x1 conv in each transition (true/false)",
+    "transition_width": "channels of that 1x1 conv",
+    "transition_where": "before/after the pool",
+    "head": "gap_conv, gap_linear or conv_gap",
+    "pre_gap": "width of a 1x1 conv before GAP (0: none)",
+    "batch_norm": "true/false",
+    "dropout": "dropout rate",
+    "dropout_kind": "element or channel",
+    "dropout_position": "after_relu or before_relu",
+}
+RECIPE_KEYS = set(Recipe.__dataclass_fields__) - {"epochs", "last_n"}
+SPACE_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+class SpaceError(ValueError):
+    """A search-space file is malformed; the message names the bad key."""
+
+
+@dataclass(frozen=True)
+class Dim:
+    name: str
+    fixed: object = None
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.choices is None and self.low is None
+
+    def values_for_min(self) -> list:
+        """Candidate values when looking for the smallest network."""
+        if self.is_fixed:
+            return [self.fixed]
+        if self.choices is not None:
+            return list(self.choices)
+        return [self.low]
+
+    def suggest(self, trial, name: str | None = None):
+        name = name or self.name
+        if self.is_fixed:
+            return self.fixed
+        if self.choices is not None:
+            return trial.suggest_categorical(name, list(self.choices))
+        if isinstance(self.low, int) and isinstance(self.high, int):
+            return trial.suggest_int(name, self.low, self.high, log=self.log)
+        return trial.suggest_float(name, float(self.low), float(self.high), log=self.log)
+
+
+def _parse_dim(key: str, spec) -> Dim:
+    if not isinstance(spec, dict):
+        if isinstance(spec, list):
+            raise SpaceError(f"search space key '{key}': write a list as {{choices: [...]}}")
+        return Dim(key, fixed=spec)
+    unknown = set(spec) - {"choices", "low", "high", "log"}
+    if unknown:
+        raise SpaceError(f"search space key '{key}': unknown field(s) {sorted(unknown)}")
+    if "choices" in spec:
+        if not isinstance(spec["choices"], list) or not spec["choices"]:
+            raise SpaceError(f"search space key '{key}': choices must be a non-empty list")
+        return Dim(key, choices=tuple(spec["choices"]))
+    low, high = spec.get("low"), spec.get("high")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+        raise SpaceError(f"search space key '{key}': needs numeric 'low' and 'high'")
+    if low > high or (spec.get("log") and low <= 0):
+        raise SpaceError(f"search space key '{key}': need 0 < low <= high for log, low <= high")
+    return Dim(key, low=low, high=high, log=bool(spec.get("log", False)))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    arch: dict[str, Dim]
+    recipe: dict[str, Dim]
+    digest: str  # hash of the parsed content, stored with the study
+
+    def recipe_for(self, trial) -> Recipe:
+        return Recipe.from_dict({k: d.suggest(trial) for k, d in self.recipe.items()})
+
+
+def resolve_space_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = SPACE_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise SpaceError(f"search space {name_or_path} not found (looked for {path})")
+    return path
+
+
+def load_space(name_or_path: str) -> SearchSpace:
+    path = resolve_space_path(name_or_path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise SpaceError(f"search space {path} is not valid YAML{where}") from None
+    if not isinstance(doc, dict):
+        raise SpaceError(f"search space {path}: expected a mapping of keys")
+    recipe_doc = doc.pop("recipe", {}) or {}
+    if not isinstance(recipe_doc, dict):
+        raise SpaceError("search space key 'recipe': expected a mapping")
+    for key in doc:
+        if key not in ARCH_KEYS:
+            raise SpaceError(f"search space {path}: unknown key '{key}'")
+    missing = set(ARCH_KEYS) - set(doc)
+    if missing:
+        raise SpaceError(f"search space {path}: missing key '{sorted(missing)[0]}'")
+    for key in recipe_doc:
+        if key not in RECIPE_KEYS:
+            raise SpaceError(f"search space {path}: unknown key 'recipe.{key}'")
+    arch = {k: _parse_dim(k, v) for k, v in doc.items()}
+    recipe = {k: _parse_dim(f"recipe.{k}", v) for k, v in recipe_doc.items()}
+    digest = hashlib.sha256(json.dumps([doc, recipe_doc], sort_keys=True,
+                                       default=str).encode()).hexdigest()[:16]
+    space = SearchSpace(path.stem, arch, recipe, digest)
+    _check_values(space)
+    return space
+
+
+def _check_values(space: SearchSpace) -> None:
+    """Try the extreme values of every dimension so that bad values fail at load time."""
+    for key, dim in space.recipe.items():
+        for value in dim.values_for_min() + ([dim.high] if dim.high is not None else []):
+            try:
+                Recipe.from_dict({key.removeprefix("recipe."): value})
+            except (ValueError, TypeError) as err:
+                raise SpaceError(f"search space key '{dim.name}': {err}") from None
+    pools = space.arch["pools"]
+    for value in pools.values_for_min() + ([pools.high] if pools.high is not None else []):
+        if not isinstance(value, int) or value < 0:
+            raise SpaceError(f"search space key 'pools': {value!r} is not a count >= 0")
+    smallest_arch(space)
+
+
+class _MinTrial:
+    """A stand-in trial that picks, for each dimension, the value given by `pick`."""
+
+    def __init__(self, pick):
+        self.pick = pick
+
+    def suggest_categorical(self, name, choices):
+        return self.pick(name, choices)
+
+    def suggest_int(self, name, low, high, log=False):
+        return self.pick(name, [low, high])
+
+    def suggest_float(self, name, low, high, log=False):
+        return self.pick(name, [low, high])
+
+
+def _smallest_value(name: str, choices: list):
+    if name.endswith("transition_conv") or name.endswith("_conv1x1") or name == "batch_norm":
+        return False if False in choices else choices[0]
+    if name.endswith("_pad"):
+        return max(choices)  # padding costs no parameters and keeps the map alive
+    if name == "head":
+        return choices[0]
+    numeric = [c for c in choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+    return min(numeric) if numeric else choices[0]
+
+
+def smallest_arch(space: SearchSpace) -> ArchConfig:
+    """The configuration of the space with the fewest parameters (every count at its minimum)."""
+    try:
+        return suggest_arch(_MinTrial(_smallest_value), space)
+    except (ValueError, TypeError) as err:
+        raise SpaceError(f"search space {space.name}: its smallest network is invalid: {err}")
+
+
+def suggest_arch(trial, space: SearchSpace) -> ArchConfig:
+    """Sample an architecture. Raises ValueError if the sample is not a valid network."""
+    a = space.arch
+    pools = a["pools"].suggest(trial)
+    stages = []
+    for i in range(pools + 1):
+        n_convs = a["convs_per_stage"].suggest(trial, f"stage{i}_convs")
+        pad = (a["first_stage_pad"] if i == 0 else a["later_stage_pad"]).suggest(
+            trial, f"stage{i}_pad")
+        stages.append(tuple(ConvSpec(a["width"].suggest(trial, f"stage{i}_conv{j}_width"), pad)
+                            for j in range(n_convs)))
+    transitions = []
+    for i in range(pools):
+        width = None
+        if a["transition_conv"].suggest(trial, f"trans{i}_conv1x1"):
+            width = a["transition_width"].suggest(trial, f"trans{i}_width")
+        where = a["transition_where"].suggest(trial, f"trans{i}_where") if width else "before"
+        transitions.append(Transition(conv1x1=width, where=where))
+    head = Head(kind=a["head"].suggest(trial), pre_gap=a["pre_gap"].suggest(trial) or None)
+    dropout = a["dropout"].suggest(trial)
+    return ArchConfig(
+        stages=tuple(stages), transitions=tuple(transitions), head=head,
+        batch_norm=a["batch_norm"].suggest(trial), dropout=dropout,
+        dropout_kind=a["dropout_kind"].suggest(trial) if dropout else "element",
+        dropout_position=a["dropout_position"].suggest(trial) if dropout else "after_relu",
+    )

@@ -1,0 +1,112 @@
+"""Open Optuna storages, record and check what a study was created for, count trial states."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+STUDIES_DIR = Path("studies")
+HEARTBEAT_S = 10
+GRACE_S = 30
+META_KEY = "nas_mnist"  # study user attribute holding the settings that must match on resume
+
+
+class StorageError(ValueError):
+    """A storage URL cannot be opened or a study does not fit the request."""
+
+
+def default_storage(study: str) -> str:
+    return f"sqlite:///{STUDIES_DIR / study}.db"
+
+
+def sqlite_path(url: str) -> Path | None:
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
+def open_storage(url: str, *, create: bool):
+    """Return an Optuna storage. `create=False` refuses to make a new SQLite file.
+
+    RDB URLs (sqlite, postgresql, mysql) get a heartbeat so that a killed worker's trial is
+    marked FAIL and its configuration retried; `journal:PATH` opens a journal file.
+    """
+    try:
+        if url.startswith("journal:"):
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+            path = Path(url.removeprefix("journal:"))
+            if not create and not path.exists():
+                raise StorageError(f"no study storage at {path}")
+            return JournalStorage(JournalFileBackend(str(path)))
+        path = sqlite_path(url)
+        if path is not None:
+            if not create and not path.exists():
+                raise StorageError(f"no study storage at {path}")
+            if create:
+                _prepare_folder(path.parent)
+        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                              max_retry=1))
+    except StorageError:
+        raise
+    except Exception as err:  # sqlalchemy and drivers raise many kinds
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StorageError(f"cannot open storage {url}: {first}") from None
+
+
+def _prepare_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError(f"cannot create the studies folder {folder}: {err.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise StorageError(f"the studies folder {folder} is not writable")
+
+
+def load_study(name: str, url: str) -> optuna.Study:
+    storage = open_storage(url, create=False)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise StorageError(f"no study named {name!r} in {url}"
+                           + (f" (it has: {', '.join(names)})" if names else "")) from None
+
+
+def check_meta(study: optuna.Study, meta: dict) -> None:
+    """Refuse to resume a study created for other settings; say what differs."""
+    stored = study.user_attrs.get(META_KEY)
+    if stored is None:
+        if study.trials:
+            raise StorageError(f"study {study.study_name!r} was not made by nas-mnist")
+        study.set_user_attr(META_KEY, meta)
+        return
+    differ = [f"{k} {stored.get(k)!r} (stored) vs {meta[k]!r} (now)"
+              for k in meta if k != "version" and stored.get(k) != meta[k]]
+    if differ:
+        raise StorageError(f"study {study.study_name!r} was created with other settings: "
+                           + "; ".join(differ))
+
+
+def trial_kind(trial: optuna.trial.FrozenTrial) -> str:
+    """complete, early_stopped, over_budget, invalid, failed or running."""
+    if trial.state == TrialState.COMPLETE:
+        return "complete"
+    if trial.state == TrialState.PRUNED:
+        return trial.user_attrs.get("reason", "early_stopped")
+    if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+        return "running"
+    return "failed"
+
+
+def count_kinds(study: optuna.Study) -> Counter:
+    return Counter(trial_kind(t) for t in study.get_trials(deepcopy=False))
+
+
+def finished(study: optuna.Study) -> int:
+    """Trials that count towards --trials: complete or pruned (early-stopped, over budget)."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                                   TrialState.PRUNED)))

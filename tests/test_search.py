@@ -1,0 +1,122 @@
+import json
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas_mnist.cli import main
+from nas_mnist.data import load_dataset
+from nas_mnist.search import Objective, SearchSettings, create_or_resume, preflight, run_search
+from nas_mnist.space import SpaceError, load_space, smallest_arch
+from nas_mnist.storage import count_kinds, finished
+
+QUICK = ["--space", "quick", "--epochs", "1", "--last-n", "1", "--threads", "2"]
+
+
+def _study(url, name="s"):
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def _search(tmp_path, data_dir, *extra, study="s"):
+    url = f"sqlite:///{tmp_path}/studies.db"
+    code = main(["search", "--study", study, "--storage", url, "--data-dir", str(data_dir),
+                 *QUICK, *extra])
+    return code, url
+
+
+def test_tiny_search_end_to_end(tmp_path, small_data_dir, capsys):
+    code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "3",
+                        "--artifacts", str(tmp_path / "art"))
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "rank trial" in out and url in out
+    study = _study(url)
+    assert finished(study) == 3
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert done, "at least one trial must complete"
+    t = done[0]
+    for key in ("arch", "recipe", "params", "macs", "acc", "train_loss", "seconds", "device",
+                "version", "eval_split", "weights_artifact"):
+        assert key in t.user_attrs, key
+    assert t.values[1] == t.user_attrs["params"] <= 5000
+    assert t.values[0] == t.user_attrs["acc"][-1]
+
+
+def test_over_budget_trial_is_never_trained(small_data_dir, tmp_path, monkeypatch):
+    import nas_mnist.search as search_mod
+    calls = []
+    monkeypatch.setattr(search_mod, "train", lambda *a, **k: calls.append(1))
+    settings = SearchSettings(study="o", storage=f"sqlite:///{tmp_path}/o.db", space="quick",
+                              budget=300, epochs=1, last_n=1)
+    space = preflight(settings)
+    study = create_or_resume(settings, space)
+    objective = Objective(settings, space, load_dataset(small_data_dir))
+    study.enqueue_trial({"stage0_convs": 2, "stage0_conv0_width": 8, "stage0_conv1_width": 8})
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=1)
+    elapsed = time.perf_counter() - start
+    t = study.trials[0]
+    assert t.state == TrialState.PRUNED and t.user_attrs["reason"] == "over_budget"
+    assert t.user_attrs["params"] > 300 and calls == []
+    assert t.user_attrs.get("acc") is None
+    assert elapsed < 0.5  # includes the storage writes; the trial itself is ms
+
+
+def test_preflight_refuses_budget_below_smallest_network(tmp_path, capsys):
+    smallest = smallest_arch(load_space("quick")).n_params()
+    url = f"sqlite:///{tmp_path}/never.db"
+    code = main(["search", "--space", "quick", "--budget", str(smallest - 1), "--storage", url])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{smallest:,}" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_resume_adds_trials_and_mismatch_is_refused(tmp_path, small_data_dir, capsys):
+    assert _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "2")[0] == 0
+    code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "4")
+    assert code == 0 and finished(_study(url)) == 4
+    params = [json.dumps(t.params, sort_keys=True) for t in _study(url).trials]
+    capsys.readouterr()
+    code, _ = _search(tmp_path, small_data_dir, "--budget", "6000", "--trials", "5")
+    err = capsys.readouterr().err
+    assert code == 2 and "budget 5000 (stored) vs 6000 (now)" in err
+    assert finished(_study(url)) == 4 and len(_study(url).trials) == len(params)
+
+
+def test_two_parallel_workers_finish_exactly_n_trials(tmp_path, small_data_dir):
+    code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "4",
+                        "--jobs", "2")
+    assert code == 0
+    study = _study(url)
+    assert finished(study) == 4
+    assert count_kinds(study).get("running", 0) == 0
+
+
+def test_enqueued_config_runs_exactly_once(tmp_path, small_data_dir):
+    config = tmp_path / "seed.json"
+    config.write_text(json.dumps({"arch": {"stages": [[{"out": 4}], [{"out": 4}]],
+                                           "transitions": [{}]},
+                                  "recipe": {"lr": 0.05}}))
+    for trials in ("2", "3"):
+        code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", trials,
+                            "--jobs", "2", "--enqueue", str(config))
+        assert code == 0
+    fixed = [t for t in _study(url).trials if "fixed_arch" in t.user_attrs]
+    assert len(fixed) == 1 and fixed[0].state == TrialState.COMPLETE
+
+
+@pytest.mark.parametrize("text,key", [
+    ("pools: [1, 2]\n", "pools"),
+    ("widht: 3\n", "widht"),
+    ("pools: {low: 1}\n", "pools"),
+    ("pools: {low: 1, high: 2\n", "line"),
+])
+def test_bad_space_file_names_the_key(tmp_path, text, key):
+    good = (load_space("quick"), None)[1]
+    path = tmp_path / "bad.yaml"
+    base = open("search_spaces/quick.yaml").read().split("\n")
+    body = "\n".join(l for l in base if not l.startswith(text.split(":")[0] + ":"))
+    path.write_text(text + body)
+    with pytest.raises(SpaceError, match=key):
+        load_space(str(path))
