@@ -1,0 +1,136 @@
+import json
+import re
+import shutil
+import subprocess
+
+import optuna
+import pytest
+import torch
+
+from nas_mnist.arch import ArchConfig
+from nas_mnist.builder import build_model
+from nas_mnist.cli import main
+from nas_mnist.results import feasible, pareto_front
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory, small_data_dir):
+    """A small finished study: 4 trials of the quick space, 1 epoch each, plus one over budget."""
+    root = tmp_path_factory.mktemp("study")
+    url = f"sqlite:///{root}/r.db"
+    args = ["search", "--study", "r", "--storage", url, "--space", "quick", "--epochs", "2",
+            "--last-n", "1", "--data-dir", str(small_data_dir), "--artifacts", str(root / "art")]
+    assert main([*args, "--budget", "5000", "--trials", "4"]) == 0
+    study = optuna.load_study(study_name="r", storage=url)
+    # one configuration over the budget, recorded but never trained
+    study.enqueue_trial({"stage0_convs": 2, "stage0_conv0_width": 8, "stage0_conv1_width": 8,
+                         "stage1_convs": 2, "stage1_conv0_width": 8, "stage1_conv1_width": 8,
+                         "trans0_conv1x1": False, "stage1_pad": 1, "dropout": 0.0})
+    return root, url
+
+
+def _export(root, url, small_data_dir, *extra):
+    return main(["export", "--study", "r", "--storage", url, "--artifacts", str(root / "art"),
+                 "--data-dir", str(small_data_dir), *extra])
+
+
+def test_export_then_load_gives_same_logits(study_dir, small_data_dir):
+    root, url = study_dir
+    out = root / "winners"
+    assert _export(root, url, small_data_dir, "--out", str(out)) == 0
+    study = optuna.load_study(study_name="r", storage=url)
+    best = feasible(study)[0]
+    doc = json.loads((out / f"trial{best.number}.json").read_text())
+    assert doc["params"] == best.user_attrs["params"] and doc["trial"] == best.number
+    assert doc["metrics"]["score"] == best.values[0] and doc["test_set_used_for_selection"]
+    assert doc["weights"]["source"] == "stored by the search" and doc["data_checksum"]
+    model = build_model(ArchConfig.from_dict(doc["arch"])).eval()
+    model.load_state_dict(torch.load(out / doc["weights"]["file"], weights_only=True))
+    again = build_model(ArchConfig.from_dict(json.loads((out / f"trial{best.number}.json")
+                                                        .read_text())["arch"])).eval()
+    again.load_state_dict(torch.load(out / doc["weights"]["file"], weights_only=True))
+    x = torch.rand(8, 1, 28, 28)
+    assert torch.equal(model(x), again(x))
+
+
+def test_export_pareto_and_retrain_when_no_weights(study_dir, small_data_dir, capsys):
+    root, url = study_dir
+    study = optuna.load_study(study_name="r", storage=url)
+    out = root / "front"
+    assert _export(root, url, small_data_dir, "--pareto", "--out", str(out)) == 0
+    assert sorted(p.name for p in out.glob("*.json")) == sorted(
+        f"trial{t.number}.json" for t in pareto_front(study))
+    shutil.rmtree(root / "art_missing", ignore_errors=True)
+    assert main(["export", "--study", "r", "--storage", url, "--artifacts",
+                 str(root / "art_missing"), "--data-dir", str(small_data_dir),
+                 "--out", str(root / "re")]) == 0
+    doc = json.loads(next((root / "re").glob("*.json")).read_text())
+    assert doc["weights"]["source"] == "re-trained at export"
+
+
+def test_train_weights_evaluates_without_training(study_dir, small_data_dir, capsys):
+    root, url = study_dir
+    out = root / "winners2"
+    assert _export(root, url, small_data_dir, "--out", str(out)) == 0
+    winner = next(out.glob("*.json"))
+    doc = json.loads(winner.read_text())
+    capsys.readouterr()
+    assert main(["train", str(winner), "--weights", str(out / doc["weights"]["file"]),
+                 "--data-dir", str(small_data_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "no training" in printed and "test accuracy" in printed
+
+
+def _figures(html: str) -> list[dict]:
+    """The figure JSON embedded by plotly: Plotly.newPlot(id, data, layout, config)."""
+    figs = []
+    for m in re.finditer(r'Plotly\.newPlot\(\s*"[^"]+",\s*(\[.*?\]),\s*(\{.*?\}),\s*\{"responsive"',
+                         html, re.S):
+        figs.append({"data": json.loads(m.group(1)), "layout": json.loads(m.group(2))})
+    return figs
+
+
+def test_report_files_hold_expected_figure_data(study_dir, small_data_dir, capsys):
+    root, url = study_dir
+    out = root / "report"
+    assert main(["report", "--study", "r", "--storage", url, "--out", str(out), "--no-png",
+                 "--data-dir", str(small_data_dir)]) == 0
+    study = optuna.load_study(study_name="r", storage=url)
+    pareto = (out / "pareto.html").read_text()
+    assert len(pareto) > 3_000_000 and 'src="https://cdn' not in pareto  # plotly.js embedded
+    by_params, by_macs = _figures(pareto)
+    assert by_params["layout"]["xaxis"]["title"]["text"] == "parameters"
+    assert by_macs["layout"]["xaxis"]["title"]["text"].startswith("MACs")
+    names = {t["name"]: t for t in by_params["data"]}
+    assert len(names["feasible (complete)"]["x"]) == len(feasible(study))
+    assert len(names["Pareto front"]["x"]) == len(pareto_front(study))
+    summary = (out / "summary.md").read_text()
+    assert "test set was used for selection" in summary and "## Top" in summary
+    details = _figures((out / "details.html").read_text())
+    assert len(details) >= 2  # curves and history (importances when computable)
+
+
+def test_report_and_export_refuse_unknown_study(study_dir, capsys):
+    root, url = study_dir
+    assert main(["report", "--study", "nope", "--storage", url]) == 2
+    assert "no study named 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.chromium
+def test_pareto_html_renders_points_in_headless_chromium(study_dir, small_data_dir, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (Debian package 'chromium')")
+    root, url = study_dir
+    out = root / "report_png"
+    assert main(["report", "--study", "r", "--storage", url, "--out", str(out), "--no-png"]) == 0
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+                    "--window-size=1200,1000", f"--screenshot={shot}",
+                    (out / "pareto.html").as_uri()], check=True, capture_output=True, timeout=120)
+    from PIL import Image
+    pixels = Image.open(shot).convert("RGB")
+    blue = sum(1 for p in pixels.getdata() if p == (31, 119, 180))  # marker colour #1f77b4
+    assert blue > 50, "no feasible-trial markers drawn"
