@@ -199,7 +199,7 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0,
                on_trial: Callable | None = None, data: Dataset | None = None,
                deadline: float | None = None) -> int:
     """Run trials until `share` of them are complete or pruned; return how many were."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore")
     space = load_space(settings.space)
     data = data if data is not None else _load_data(settings)
@@ -208,7 +208,10 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0,
     study.sampler = make_sampler(settings, study, worker)
     objective = Objective(settings, space, data)
     done, fails_in_a_row = 0, 0
-    while done < share and (deadline is None or time.time() < deadline):
+    # `share` makes K local workers add exactly N trials; the global count stops workers on
+    # other machines sharing the storage once the study has its N trials.
+    while (done < share and finished(study) < settings.trials
+           and (deadline is None or time.time() < deadline)):
         states = []
         callbacks = [lambda st, ft: states.append(ft.state)]
         if on_trial is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -12,8 +13,10 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 STUDIES_DIR = Path("studies")
-HEARTBEAT_S = 10
-GRACE_S = 30
+# A worker beats every HEARTBEAT_S; a RUNNING trial silent for GRACE_S is marked FAIL and its
+# configuration re-queued. NAS_MNIST_HEARTBEAT_S shortens both (tests kill workers on purpose).
+HEARTBEAT_S = int(os.environ.get("NAS_MNIST_HEARTBEAT_S", 10))
+GRACE_S = 3 * HEARTBEAT_S
 META_KEY = "nas_mnist"  # study user attribute holding the settings that must match on resume
 
 
@@ -48,16 +51,31 @@ def open_storage(url: str, *, create: bool):
                 raise StorageError(f"no study storage at {path}")
             if create:
                 _prepare_folder(path.parent)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
-            return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                              heartbeat_stale_trial_callback=retry)
+        return _rdb_storage(url)
     except StorageError:
         raise
     except Exception as err:  # sqlalchemy and drivers raise many kinds
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StorageError(f"cannot open storage {url}: {first}") from None
+
+
+def _rdb_storage(url: str, attempts: int = 3) -> RDBStorage:
+    """Workers starting together on a new database race to create Optuna's tables (a
+    unique-key violation in PostgreSQL): the loser retries once the tables exist."""
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
+                return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                  heartbeat_stale_trial_callback=retry)
+        except Exception as err:
+            if "UniqueViolation" not in repr(err) and "IntegrityError" not in repr(err):
+                raise
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
 
 
 def _prepare_folder(folder: Path) -> None:

@@ -1,0 +1,174 @@
+"""Faults: kill -9, Ctrl-C, SIGTERM, parallel workers, NaN losses, bad inputs, bad storage."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas_mnist.cli import main
+from nas_mnist.storage import count_kinds, finished
+
+
+def _cmd(url, data_dir, *extra, study="f"):
+    return [sys.executable, "-m", "nas_mnist.cli", "search", "--study", study, "--storage", url,
+            "--space", "quick", "--budget", "5000", "--last-n", "1", "--threads", "1",
+            "--data-dir", str(data_dir), *extra]
+
+
+def _env():
+    return {**os.environ, "NAS_MNIST_HEARTBEAT_S": "1"}
+
+
+def _wait_for_training(url, study="f", timeout=120):
+    """Wait until some trial is RUNNING and has finished at least one epoch."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            s = optuna.load_study(study_name=study, storage=url)
+            running = [t for t in s.trials if t.state == TrialState.RUNNING
+                       and t.user_attrs.get("acc")]
+            if running:
+                return running[0]
+        except KeyError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("no trial started training")
+
+
+def test_kill_9_then_rerun_retries_the_stale_trial(tmp_path, small_data_dir):
+    url = f"sqlite:///{tmp_path}/k.db"
+    proc = subprocess.Popen(_cmd(url, small_data_dir, "--epochs", "6", "--trials", "3"),
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = _wait_for_training(url)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = optuna.load_study(study_name="f", storage=url)
+    complete_before = {t.number for t in before.trials if t.state == TrialState.COMPLETE}
+    time.sleep(4)  # past the grace period of the dead worker's heartbeat
+    done = subprocess.run(_cmd(url, small_data_dir, "--epochs", "6", "--trials", "3"),
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="f", storage=url)
+    dead = study.trials[victim.number]
+    assert dead.state == TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number
+               or t.user_attrs.get("failed_trial") == victim.number]
+    assert retries and retries[0].params == dead.params
+    assert complete_before <= {t.number for t in study.trials if t.state == TrialState.COMPLETE}
+    assert count_kinds(study).get("running", 0) == 0 and finished(study) == 3
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_exits_130_and_rerun_resumes(tmp_path, small_data_dir, sig):
+    url = f"sqlite:///{tmp_path}/i.db"
+    proc = subprocess.Popen(_cmd(url, small_data_dir, "--epochs", "6", "--trials", "2"),
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_training(url)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    study = optuna.load_study(study_name="f", storage=url)
+    assert count_kinds(study).get("running", 0) == 0  # the interrupted trial is FAIL
+    assert main(["search", "--study", "f", "--storage", url, "--space", "quick", "--budget",
+                 "5000", "--last-n", "1", "--epochs", "1", "--trials", "2", "--data-dir",
+                 str(small_data_dir)]) == 2  # other epochs: refused, storage untouched
+    done = subprocess.run(_cmd(url, small_data_dir, "--epochs", "6", "--trials", "2"),
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert finished(optuna.load_study(study_name="f", storage=url)) == 2
+
+
+def test_four_workers_exact_count_and_enqueued_once(tmp_path, small_data_dir):
+    url = f"sqlite:///{tmp_path}/p.db"
+    config = tmp_path / "seed.json"
+    config.write_text(json.dumps({"stages": [[{"out": 4}], [{"out": 8}]], "transitions": [{}]}))
+    done = subprocess.run(_cmd(url, small_data_dir, "--epochs", "1", "--trials", "9", "--jobs",
+                               "4", "--enqueue", str(config)),
+                          env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="f", storage=url)
+    assert finished(study) == 9 and count_kinds(study).get("running", 0) == 0
+    assert sum("fixed_arch" in t.user_attrs for t in study.trials) == 1
+
+
+def test_nan_loss_fails_the_trial_and_the_study_goes_on(tmp_path, small_data_dir, capsys):
+    url = f"sqlite:///{tmp_path}/n.db"
+    bad = tmp_path / "explodes.json"
+    bad.write_text(json.dumps({"arch": {"stages": [[{"out": 4}], [{"out": 4}]],
+                                        "transitions": [{}]},
+                               "recipe": {"lr": 1e12, "optimizer": "sgd"}}))
+    code = main(["search", "--study", "f", "--storage", url, "--space", "quick", "--budget",
+                 "5000", "--epochs", "1", "--last-n", "1", "--trials", "2", "--data-dir",
+                 str(small_data_dir), "--enqueue", str(bad)])
+    assert code == 0
+    study = optuna.load_study(study_name="f", storage=url)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and "fixed_arch" in failed[0].user_attrs
+    assert finished(study) == 2
+    assert main(["export", "--study", "f", "--storage", url, "--trial",
+                 str(failed[0].number), "--out", str(tmp_path / "x")]) == 2
+    assert "FAIL" in capsys.readouterr().err
+
+
+def _untouched(path):
+    return (path.stat().st_mtime_ns, path.stat().st_size) if path.exists() else None
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--budget", "0"], "must be >= 1"),
+    (["--budget", "ten"], "expected a number"),
+    (["--epochs", "0"], "must be >= 1"),
+    (["--epochs", "2", "--last-n", "3"], "exceeds"),
+    (["--jobs", "0"], "must be >= 1"),
+    (["--space", "nonexistent"], "not found"),
+    (["--budget", "100"], "below the smallest network"),
+    (["--data-dir", "/nonexistent"], "does not exist"),
+    (["--enqueue", "/nonexistent.json"], "does not exist"),
+    (["--objective", "max"], "invalid choice"),
+])
+def test_bad_flags_one_line_exit_2_storage_untouched(tmp_path, flags, message, capsys):
+    db = tmp_path / "b.db"
+    url = f"sqlite:///{db}"
+    optuna.create_study(study_name="b", storage=url, directions=["maximize", "minimize"])
+    before = _untouched(db)
+    code = main(["search", "--study", "b", "--storage", url, "--space", "quick", *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert _untouched(db) == before
+
+
+def test_bad_space_file_is_one_line_naming_the_key(tmp_path, capsys):
+    space = tmp_path / "s.yaml"
+    space.write_text(open("search_spaces/quick.yaml").read().replace("pools: 1", "pools: 1\n"
+                                                                     "stride: 2"))
+    assert main(["search", "--space", str(space), "--storage", f"sqlite:///{tmp_path}/x.db"]) == 2
+    assert "'stride'" in capsys.readouterr().err
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("url,message", [
+    ("sqlite:///{tmp}/afile/sub/s.db", "cannot create the studies folder"),
+    ("postgresql://nobody@127.0.0.1:1/none", "cannot open storage"),
+    ("nosuchdb://x", "cannot open storage"),
+])
+def test_unusable_storage_is_one_line(tmp_path, small_data_dir, url, message, capsys):
+    (tmp_path / "afile").write_text("a file where a folder should be")
+    code = main(["search", "--study", "u", "--storage", url.format(tmp=tmp_path), "--space",
+                 "quick", "--data-dir", str(small_data_dir)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["export", "report", "dashboard"])
+def test_missing_study_is_one_line(tmp_path, command, capsys):
+    assert main([command, "--study", "ghost", "--storage", f"sqlite:///{tmp_path}/g.db"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no study storage" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "g.db").exists()
