@@ -84,8 +84,28 @@ def _sync(data: Dataset) -> None:
         torch.cuda.synchronize()
 
 
+def _time_in_worker(args) -> float:
+    arch_dict, recipe_dict, data_dir, steps = args
+    torch.set_num_threads(1)
+    from nas_mnist.data import load_dataset
+    return _time_tensor_pipeline(ArchConfig.from_dict(arch_dict), load_dataset(data_dir),
+                                 Recipe.from_dict(recipe_dict), steps)
+
+
+def parallel_step_seconds(arch: ArchConfig, recipe: Recipe, data_dir: str | None, steps: int,
+                          workers: int) -> float:
+    """Seconds per step when `workers` processes with one thread each train at once."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers) as pool:
+        per_worker = pool.map(_time_in_worker, [(arch.to_dict(), recipe.to_dict(), data_dir,
+                                                 steps)] * workers)
+    return max(per_worker)
+
+
 def run_bench(arch: ArchConfig, data: Dataset, recipe: Recipe, *, steps: int = 100,
-              notebook_steps: int = 50, epochs: int = 15) -> dict:
+              notebook_steps: int = 50, epochs: int = 15, parallel_workers: int = 0,
+              data_dir: str | None = None) -> dict:
     """Measure and project. Returns a flat dict of figures (images/s, seconds)."""
     step_s = _time_tensor_pipeline(arch, data, recipe, steps)
     model = build_model(arch).to(data.train_x.device)
@@ -95,9 +115,17 @@ def run_bench(arch: ArchConfig, data: Dataset, recipe: Recipe, *, steps: int = 1
     eval_s = time.perf_counter() - t0
     steps_per_epoch = len(data.train_x) // recipe.batch_size
     epoch_s = step_s * steps_per_epoch + eval_s
-    notebook_step_s = _time_notebook_pipeline(arch, data, recipe, notebook_steps)
+    notebook_step_s = _time_notebook_pipeline(notebook_arch or arch, data, recipe, notebook_steps)
     notebook_trial_s = epochs * (notebook_step_s * steps_per_epoch + eval_s)
     trial_s = epochs * epoch_s
+    parallel = {}
+    if parallel_workers > 1 and not data.train_x.is_cuda:
+        par_step_s = parallel_step_seconds(arch, recipe, data_dir, steps, parallel_workers)
+        # evaluation also runs on one thread per worker: scale the measured eval time
+        par_trial_s = epochs * (par_step_s * steps_per_epoch + eval_s * torch.get_num_threads())
+        parallel = {"parallel_workers": parallel_workers,
+                    "parallel_seconds_per_trial": par_trial_s,
+                    "parallel_trials_per_hour": 3600 * parallel_workers / par_trial_s}
     return {
         "images_per_s": recipe.batch_size / step_s,
         "eval_seconds": eval_s,
@@ -107,4 +135,5 @@ def run_bench(arch: ArchConfig, data: Dataset, recipe: Recipe, *, steps: int = 1
         "notebook_seconds_per_trial": notebook_trial_s,
         "ratio_vs_notebook": notebook_trial_s / trial_s,
         "trials_per_hour": 3600 / trial_s,
+        **parallel,
     }

@@ -8,9 +8,11 @@ SIGTERM end with exit code 130 after the storage has been left consistent.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -86,8 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive(), default=100, help="timed training steps")
     p.add_argument("--notebook-steps", type=_positive(), default=50)
     p.add_argument("--precision", choices=["fp32", "bf16"])
+    p.add_argument("--dropout-kind", choices=["element", "channel"],
+                   help="override the network's dropout kind")
+    p.add_argument("--parallel", type=_non_negative, default=2, metavar="K",
+                   help="also time K one-thread processes training at once (CPU; 0: skip)")
     p.add_argument("--json-out")
     _add_data_flags(p)
+
+    p = sub.add_parser("space", help="check a search space: smallest network, budget shares")
+    p.add_argument("space", nargs="?", default="default")
+    p.add_argument("--budget", type=_positive(), default=10_000)
+    p.add_argument("--samples", type=_positive(), default=2000)
 
     from nas_mnist.cli_search import add_search_parsers
     add_search_parsers(sub, _add_data_flags, _add_storage_flags, _positive, _non_negative)
@@ -198,12 +209,18 @@ def cmd_bench(args) -> int:
     from nas_mnist.bench import run_bench
     from nas_mnist.recipe import Recipe
     from nas_mnist.run import describe_device
-    arch, doc = load_arch(args.config or REFERENCE_CONFIG)
+    notebook_arch, doc = load_arch(args.config or REFERENCE_CONFIG)
+    arch = notebook_arch
+    if args.dropout_kind:
+        arch = dataclasses.replace(arch, dropout_kind=args.dropout_kind)
     recipe = Recipe.from_dict(doc.get("recipe", {})).replace(precision=args.precision)
     device, data = _load_context(args)
     print(f"benchmarking {arch.describe()} on {describe_device(device)} ...", file=sys.stderr)
-    figures = run_bench(arch, data, recipe, steps=args.steps, notebook_steps=args.notebook_steps)
-    figures = {"device": describe_device(device), "precision": recipe.precision,
+    figures = run_bench(arch, data, recipe, steps=args.steps, notebook_steps=args.notebook_steps,
+                        parallel_workers=args.parallel, data_dir=args.data_dir,
+                        notebook_arch=notebook_arch)
+    figures = {"device": describe_device(device), "date": time.strftime("%Y-%m-%d"),
+               "precision": recipe.precision,
                "dropout_kind": arch.dropout_kind, "batch_size": recipe.batch_size, **figures}
     width = max(map(len, figures))
     for key, value in figures.items():
@@ -214,9 +231,23 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_space(args) -> int:
+    from nas_mnist.space import load_space, sample_shares, smallest_arch
+    space = load_space(args.space)
+    smallest = smallest_arch(space)
+    print(f"space {space.name}: smallest network {smallest.n_params():,} parameters "
+          f"({smallest.describe()})")
+    shares = sample_shares(space, budget=args.budget, samples=args.samples)
+    print(f"{args.samples:,} random samples: {shares['under_budget']:.1%} valid and within "
+          f"{args.budget:,} parameters, {shares['over_budget']:.1%} over budget, "
+          f"{shares['invalid']:.1%} invalid")
+    return 0
+
+
 def _commands():
     from nas_mnist import cli_search
-    return {"train": cmd_train, "count": cmd_count, "bench": cmd_bench, **cli_search.COMMANDS}
+    return {"train": cmd_train, "count": cmd_count, "bench": cmd_bench, "space": cmd_space,
+            **cli_search.COMMANDS}
 
 
 class _LazyCommands(dict):

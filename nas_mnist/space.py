@@ -220,3 +220,20 @@ def suggest_arch(trial, space: SearchSpace) -> ArchConfig:
         dropout_kind=a["dropout_kind"].suggest(trial) if dropout else "element",
         dropout_position=a["dropout_position"].suggest(trial) if dropout else "after_relu",
     )
+
+
+def sample_shares(space: SearchSpace, *, budget: int, samples: int = 2000,
+                  seed: int = 0) -> dict:
+    """Draw random configurations; count valid-under-budget, over-budget and invalid ones."""
+    import optuna
+    counts = {"under_budget": 0, "over_budget": 0, "invalid": 0}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for _ in range(samples):
+        trial = study.ask()
+        try:
+            n_params = suggest_arch(trial, space).n_params()
+            counts["under_budget" if n_params <= budget else "over_budget"] += 1
+        except ValueError:
+            counts["invalid"] += 1
+        study.tell(trial, 0.0)
+    return {"samples": samples, **{k: v / samples for k, v in counts.items()}}
