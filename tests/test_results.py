@@ -21,11 +21,9 @@ def study_dir(tmp_path_factory, small_data_dir):
     args = ["search", "--study", "r", "--storage", url, "--space", "quick", "--epochs", "2",
             "--last-n", "1", "--data-dir", str(small_data_dir), "--artifacts", str(root / "art")]
     assert main([*args, "--budget", "5000", "--trials", "4"]) == 0
-    study = optuna.load_study(study_name="r", storage=url)
-    # one configuration over the budget, recorded but never trained
-    study.enqueue_trial({"stage0_convs": 2, "stage0_conv0_width": 8, "stage0_conv1_width": 8,
-                         "stage1_convs": 2, "stage1_conv0_width": 8, "stage1_conv1_width": 8,
-                         "trans0_conv1x1": False, "stage1_pad": 1, "dropout": 0.0})
+    big = root / "big.json"
+    big.write_text(json.dumps({"stages": [[{"out": 32}, {"out": 32}]], "transitions": []}))
+    assert main([*args, "--budget", "5000", "--trials", "5", "--enqueue", str(big)]) == 0
     return root, url
 
 
@@ -104,6 +102,7 @@ def test_report_files_hold_expected_figure_data(study_dir, small_data_dir, capsy
     names = {t["name"]: t for t in by_params["data"]}
     assert len(names["feasible (complete)"]["x"]) == len(feasible(study))
     assert len(names["Pareto front"]["x"]) == len(pareto_front(study))
+    assert len(names["over budget (never trained)"]["x"]) == 1
     summary = (out / "summary.md").read_text()
     assert "test set was used for selection" in summary and "## Top" in summary
     details = _figures((out / "details.html").read_text())
@@ -134,3 +133,54 @@ def test_pareto_html_renders_points_in_headless_chromium(study_dir, small_data_d
     pixels = Image.open(shot).convert("RGB")
     blue = sum(1 for p in pixels.getdata() if p == (31, 119, 180))  # marker colour #1f77b4
     assert blue > 50, "no feasible-trial markers drawn"
+
+
+@pytest.mark.chromium
+def test_dashboard_serves_the_study_without_over_budget_best_trials(study_dir, tmp_path):
+    """The over-budget trial (PRUNED) must not be among the dashboard's best trials."""
+    import socket
+    import time
+    import urllib.request
+    if shutil.which("optuna-dashboard") is None and not (
+            __import__("pathlib").Path(__import__("sys").executable).parent
+            / "optuna-dashboard").exists():
+        pytest.skip("optuna-dashboard is not installed")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (Debian package 'chromium')")
+    root, url = study_dir
+    study = optuna.load_study(study_name="r", storage=url)
+    over = [t.number for t in study.trials if t.user_attrs.get("reason") == "over_budget"]
+    assert over
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "nas_mnist.cli", "dashboard", "--study", "r",
+                             "--storage", url, "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert f"http://127.0.0.1:{port}/" in proc.stdout.readline()
+        api = f"http://127.0.0.1:{port}/api/studies/1?after=0"
+        for _ in range(60):
+            try:
+                doc = json.loads(urllib.request.urlopen(api, timeout=2).read())
+                break
+            except OSError:
+                time.sleep(0.5)
+        best = {t["number"] for t in doc["best_trials"]}
+        assert best and not best & set(over)
+        assert best == {t.number for t in study.best_trials}
+        shot = tmp_path / "dash.png"
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--disable-background-networking", "--no-first-run",
+                        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=8000",
+                        "--window-size=1200,900", f"--screenshot={shot}",
+                        f"http://127.0.0.1:{port}/dashboard/studies/1"],
+                       check=True, capture_output=True, timeout=120)
+        from PIL import Image
+        colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours and len(colours) > 50  # a rendered page, not a blank one
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
