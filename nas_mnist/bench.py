@@ -105,8 +105,11 @@ def parallel_step_seconds(arch: ArchConfig, recipe: Recipe, data_dir: str | None
 
 def run_bench(arch: ArchConfig, data: Dataset, recipe: Recipe, *, steps: int = 100,
               notebook_steps: int = 50, epochs: int = 15, parallel_workers: int = 0,
-              data_dir: str | None = None) -> dict:
-    """Measure and project. Returns a flat dict of figures (images/s, seconds)."""
+              data_dir: str | None = None, notebook_arch: ArchConfig | None = None) -> dict:
+    """Measure and project. Returns a flat dict of figures (images/s, seconds).
+
+    The notebook pipeline trains `notebook_arch` (default: `arch`) in fp32, as notebooks do.
+    """
     step_s = _time_tensor_pipeline(arch, data, recipe, steps)
     model = build_model(arch).to(data.train_x.device)
     t0 = time.perf_counter()

@@ -48,7 +48,7 @@ def cmd_search(args) -> int:
     from nas_mnist.results import feasible
     from nas_mnist.search import SearchSettings, create_or_resume, enqueue_config, preflight
     from nas_mnist.search import run_search
-    from nas_mnist.storage import count_kinds, finished
+    from nas_mnist.storage import finished
 
     url = _storage_url(args)
     artifacts = args.artifacts or str(Path("studies") / f"{args.study}.artifacts")

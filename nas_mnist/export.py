@@ -9,7 +9,7 @@ from pathlib import Path
 
 import optuna
 import torch
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from nas_mnist import __version__
 from nas_mnist.arch import ArchConfig
@@ -102,7 +102,3 @@ def write_winner(doc: dict, out_dir: Path) -> Path:
         raise ExportError(f"trial {doc['trial']} has a non-finite accuracy")
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
-
-
-def is_complete(t: FrozenTrial) -> bool:
-    return t.state == TrialState.COMPLETE

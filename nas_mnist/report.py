@@ -143,7 +143,6 @@ def write_figures(study: optuna.Study, out_dir: Path, *, png: bool = True) -> li
 
 def _try_png(fig: go.Figure, path: Path) -> list[Path]:
     try:
-        import kaleido  # noqa: F401  (optional extra)
         fig.write_image(path)
         return [path]
     except Exception as err:  # no kaleido or no Chromium: PNGs are optional

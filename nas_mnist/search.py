@@ -1,8 +1,7 @@
 """Run or resume a two-objective Optuna study: maximise last-N accuracy, minimise parameters.
 
-Each trial samples an architecture and a recipe, counts parameters with fvcore, and is
-pruned before any training when it is over the budget (the constraint teaches the sampler
-where the budget lies). Trials that trail the completed trials' curves stop early.
+Settings, pre-flight checks, study creation and resume checks, and the worker processes; the
+trial itself is in `objective`.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -22,18 +20,15 @@ from optuna.trial import TrialState
 
 from nas_mnist import __version__
 from nas_mnist.arch import ArchConfig
-from nas_mnist.builder import build_model
-from nas_mnist.counting import count_macs, count_params
 from nas_mnist.data import Dataset, load_dataset
 from nas_mnist.device import resolve_device, set_threads
+from nas_mnist.objective import Objective
 from nas_mnist.recipe import Recipe
-from nas_mnist.run import describe_device, in_shape
-from nas_mnist.space import SearchSpace, load_space, smallest_arch, suggest_arch
+from nas_mnist.space import SearchSpace, load_space, smallest_arch
 from nas_mnist.storage import check_meta, finished, open_storage
-from nas_mnist.train import NonFiniteLoss, train
+from nas_mnist.train import NonFiniteLoss
 
 log = logging.getLogger(__name__)
-INVALID_CONSTRAINT = 1e9  # constraint value of a sample that is not a valid network
 MAX_FAILS_IN_A_ROW = 5
 
 
@@ -68,11 +63,6 @@ class SearchSettings:
                 "version": __version__}
 
 
-def score(accs: list[float], settings: SearchSettings) -> float:
-    tail = accs[-settings.last_n:]
-    return min(tail) if settings.objective == "min" else sum(tail) / len(tail)
-
-
 def preflight(settings: SearchSettings) -> SearchSpace:
     """Checks that need no storage: the space loads and its smallest network fits the budget."""
     space = load_space(settings.space)
@@ -100,93 +90,6 @@ def make_sampler(settings: SearchSettings, study: optuna.Study, worker: int):
         warnings.simplefilter("ignore")
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
                                           constant_liar=True, n_startup_trials=10)
-
-
-class Objective:
-    def __init__(self, settings: SearchSettings, space: SearchSpace, data: Dataset):
-        self.settings, self.space, self.data = settings, space, data
-
-    def __call__(self, trial: optuna.Trial) -> tuple[float, int]:
-        s = self.settings
-        fixed = trial.user_attrs.get("fixed_arch")
-        try:
-            if fixed:
-                arch = ArchConfig.from_dict(fixed)
-                recipe = Recipe.from_dict(trial.user_attrs.get("fixed_recipe", {}))
-            else:
-                arch = suggest_arch(trial, self.space)
-                recipe = self.space.recipe_for(trial)
-            recipe = recipe.replace(epochs=s.epochs, last_n=s.last_n)
-        except ValueError as err:
-            trial.set_user_attr("reason", "invalid")
-            trial.set_user_attr("error", str(err))
-            trial.set_constraint("param_budget", INVALID_CONSTRAINT)
-            raise optuna.TrialPruned(f"invalid configuration: {err}")
-        model = build_model(arch)
-        n_params = count_params(model)
-        trial.set_user_attr("arch", arch.to_dict())
-        trial.set_user_attr("recipe", recipe.to_dict())
-        trial.set_user_attr("params", n_params)
-        trial.set_constraint("param_budget", n_params - s.budget)
-        if n_params > s.budget:
-            trial.set_user_attr("reason", "over_budget")
-            raise optuna.TrialPruned(f"{n_params} parameters > budget {s.budget}")
-        trial.set_user_attr("macs", count_macs(model, in_shape(arch)))
-        return self._train(trial, model, recipe, n_params)
-
-    def _train(self, trial, model, recipe: Recipe, n_params: int) -> tuple[float, int]:
-        s, data = self.settings, self.data
-        trial.set_user_attr("eval_split", data.eval_split)
-        trial.set_user_attr("device", describe_device(data.train_x.device))
-        trial.set_user_attr("version", __version__)
-        trial.set_user_attr("train_seed", s.train_seed)
-        trial.set_user_attr("data_checksum", data.checksum)
-        accs, losses, eval_losses, start = [], [], [], time.perf_counter()
-
-        def on_epoch(e) -> bool:
-            accs.append(e.eval_acc)
-            losses.append(e.train_loss)
-            eval_losses.append(e.eval_loss)
-            trial.set_user_attr("acc", accs)
-            trial.set_user_attr("train_loss", losses)
-            trial.set_user_attr("eval_loss", eval_losses)
-            trial.set_user_attr("seconds", time.perf_counter() - start)
-            return self._hopeless(trial, e.epoch, e.eval_acc)
-
-        result = train(model.to(data.train_x.device), data, recipe, seed=s.train_seed,
-                       on_epoch=on_epoch)
-        if result.stopped_early:
-            trial.set_user_attr("reason", "early_stopped")
-            raise optuna.TrialPruned(f"stopped after epoch {len(accs)}")
-        value = score(accs, s)
-        if s.artifacts:
-            self._save_weights(trial, model)
-        return value, n_params
-
-    def _hopeless(self, trial, epoch: int, acc: float) -> bool:
-        """Below the chosen quantile of completed trials at this epoch: stop early."""
-        s = self.settings
-        if epoch < s.prune_warmup or epoch >= s.epochs:
-            return False
-        done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        peers = sorted(t.user_attrs["acc"][epoch - 1] for t in done
-                       if len(t.user_attrs.get("acc", [])) >= epoch)
-        if len(peers) < s.prune_min_trials:
-            return False
-        threshold = peers[int(s.prune_quantile * (len(peers) - 1))]
-        return acc < threshold
-
-    def _save_weights(self, trial, model) -> None:
-        import torch
-        from optuna.artifacts import FileSystemArtifactStore, upload_artifact
-        os.makedirs(self.settings.artifacts, exist_ok=True)
-        store = FileSystemArtifactStore(self.settings.artifacts)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, f"trial{trial.number}.pt")
-            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, path)
-            artifact_id = upload_artifact(artifact_store=store, file_path=path,
-                                          study_or_trial=trial)
-        trial.set_user_attr("weights_artifact", artifact_id)
 
 
 def _load_data(settings: SearchSettings) -> Dataset:

@@ -45,7 +45,6 @@ class TrainResult:
     last_n: int = 3
     stopped_early: bool = False
     seconds: float = 0.0
-    train_images: int = 0
 
     @property
     def accs(self) -> list[float]:
@@ -161,7 +160,6 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int = 0,
         stats = EpochStats(epoch, train_loss, acc, eval_loss, opt.param_groups[0]["lr"],
                            time.perf_counter() - t0)
         result.epochs.append(stats)
-        result.train_images += steps_per_epoch * min(recipe.batch_size, n)
         if on_epoch is not None and on_epoch(stats):
             result.stopped_early = True
             break

@@ -2,7 +2,6 @@ import dataclasses
 import math
 
 import pytest
-import torch
 
 from nas_mnist.data import load_dataset
 from nas_mnist.recipe import Recipe
