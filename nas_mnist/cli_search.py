@@ -19,6 +19,8 @@ def add_search_parsers(sub, add_data_flags, add_storage_flags, positive, non_neg
                    help="complete-or-pruned trials wanted in the study in total (20)")
     p.add_argument("--timeout", type=positive(float), help="stop starting trials after S seconds")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (0)")
+    p.add_argument("--sampler", choices=["tpe", "random"], default="tpe",
+                   help="tpe: multivariate TPE that learns the budget constraint (default)")
     p.add_argument("--train-seed", type=int, default=0, help="training seed of every trial (0)")
     p.add_argument("--jobs", type=positive(), default=1, help="worker processes (1)")
     p.add_argument("--epochs", type=positive(), default=15)
@@ -55,7 +57,8 @@ def cmd_search(args) -> int:
     settings = SearchSettings(
         study=args.study, storage=url, space=args.space, budget=args.budget, epochs=args.epochs,
         last_n=args.last_n, objective=args.objective, trials=args.trials, timeout=args.timeout,
-        seed=args.seed, train_seed=args.train_seed, jobs=args.jobs, threads=args.threads,
+        seed=args.seed, sampler=args.sampler, train_seed=args.train_seed, jobs=args.jobs,
+        threads=args.threads,
         device=args.device, data_dir=args.data_dir, val_split=args.val_split, artifacts=artifacts)
     # Everything that can be checked without the storage is checked before touching it.
     space = preflight(settings)

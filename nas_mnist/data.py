@@ -183,3 +183,24 @@ def load_dataset(data_dir: str | Path | None = None, *, val_split: int = 0, seed
     return Dataset(train_x, train_y, eval_x, eval_y, test_x, test_y,
                    mean=float(train_x.mean()), std=float(train_x.std()),
                    eval_split=eval_split, checksum=checksum, source=str(folder))
+
+
+def write_idx(path: Path, array: np.ndarray, *, gz: bool = False) -> Path:
+    """Write an unsigned-byte IDX file (gzipped when `gz`, with '.gz' appended)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
+    raw = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    if gz:
+        path, raw = path.with_name(path.name + ".gz"), gzip.compress(raw)
+    path.write_bytes(raw)
+    return path
+
+
+def write_subset(folder: Path, n_train: int, n_test: int, *, gz: bool = False,
+                 source: Path = PACKAGED_DIR) -> Path:
+    """Write the first images of a dataset as a smaller IDX dataset (demos, tests)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, stem in SPLIT_FILES.items():
+        array, _ = read_idx(_find(source, stem))
+        write_idx(folder / stem, array[: n_train if key.startswith("train") else n_test], gz=gz)
+    return folder

@@ -44,6 +44,7 @@ class SearchSettings:
     trials: int = 20  # complete-or-pruned trials wanted in the study
     timeout: float | None = None  # seconds
     seed: int = 0  # sampler seed
+    sampler: str = "tpe"  # tpe (constraint-aware, multivariate) or random
     train_seed: int = 0
     jobs: int = 1
     threads: int | None = None  # per worker; default: the cores shared out
@@ -86,8 +87,10 @@ def create_or_resume(settings: SearchSettings, space: SearchSpace) -> optuna.Stu
 def make_sampler(settings: SearchSettings, study: optuna.Study, worker: int):
     # A resumed study must not replay its first random configurations: offset the seed.
     seed = settings.seed + 7919 * len(study.trials) + 104729 * worker
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # multivariate/group are marked experimental
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
                                           constant_liar=True, n_startup_trials=10)
 
