@@ -25,6 +25,12 @@ def _env():
     return {**os.environ, "NAS_MNIST_HEARTBEAT_S": "1"}
 
 
+def _default_sigint():
+    # A shell that starts a job in the background sets SIGINT to "ignore" for it, and the
+    # child would inherit that; a user's Ctrl-C reaches a foreground process.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for_training(url, study="f", timeout=120):
     """Wait until some trial is RUNNING and has finished at least one epoch."""
     deadline = time.time() + timeout
@@ -68,7 +74,8 @@ def test_kill_9_then_rerun_retries_the_stale_trial(tmp_path, small_data_dir):
 def test_interrupt_exits_130_and_rerun_resumes(tmp_path, small_data_dir, sig):
     url = f"sqlite:///{tmp_path}/i.db"
     proc = subprocess.Popen(_cmd(url, small_data_dir, "--epochs", "6", "--trials", "2"),
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     _wait_for_training(url)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)

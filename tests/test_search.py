@@ -45,9 +45,9 @@ def test_tiny_search_end_to_end(tmp_path, small_data_dir, capsys):
 
 
 def test_over_budget_trial_is_never_trained(small_data_dir, tmp_path, monkeypatch):
-    import nas_mnist.search as search_mod
+    import nas_mnist.objective as objective_mod
     calls = []
-    monkeypatch.setattr(search_mod, "train", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(objective_mod, "train", lambda *a, **k: calls.append(1))
     settings = SearchSettings(study="o", storage=f"sqlite:///{tmp_path}/o.db", space="quick",
                               budget=300, epochs=1, last_n=1)
     space = preflight(settings)
