@@ -14,7 +14,7 @@ def add_result_parsers(sub, add_storage_flags, positive, add_data_flags):
     p.add_argument("--trial", type=int, help="export this trial (default: the best feasible)")
     p.add_argument("--pareto", action="store_true", help="export every Pareto-front member")
     p.add_argument("--out", help="output folder (default: studies/<study>-winners)")
-    p.add_argument("--artifacts", help="weights folder (default: studies/<study>.artifacts)")
+    p.add_argument("--artifacts", help="weights folder (default: as for search)")
     add_data_flags(p)
 
     p = sub.add_parser("report", help="Pareto plots, history, curves and a Markdown summary")
@@ -42,11 +42,12 @@ def cmd_export(args) -> int:
     from nas_mnist.cli import _load_context
     from nas_mnist.export import fetch_weights, pick_trials, retrain_weights, winner_doc
     from nas_mnist.export import write_winner
-    study, _ = _open(args)
+    from nas_mnist.storage import default_artifacts
+    study, url = _open(args)
     trials = pick_trials(study, trial=args.trial, pareto=args.pareto)
     out = Path(args.out or Path("studies") / f"{args.study}-winners")
     out.mkdir(parents=True, exist_ok=True)
-    artifacts = args.artifacts or str(Path("studies") / f"{args.study}.artifacts")
+    artifacts = args.artifacts or default_artifacts(url, args.study)
     data = None
     for t in trials:
         doc = winner_doc(study, t)

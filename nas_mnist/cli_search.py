@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from nas_mnist.cli_results import COMMANDS as RESULT_COMMANDS
 from nas_mnist.cli_results import add_result_parsers
@@ -50,16 +49,16 @@ def cmd_search(args) -> int:
     from nas_mnist.results import feasible
     from nas_mnist.search import SearchSettings, create_or_resume, enqueue_config, preflight
     from nas_mnist.search import run_search
-    from nas_mnist.storage import finished
+    from nas_mnist.storage import default_artifacts, finished
 
     url = _storage_url(args)
-    artifacts = args.artifacts or str(Path("studies") / f"{args.study}.artifacts")
+    artifacts = args.artifacts or default_artifacts(url, args.study)
     settings = SearchSettings(
         study=args.study, storage=url, space=args.space, budget=args.budget, epochs=args.epochs,
         last_n=args.last_n, objective=args.objective, trials=args.trials, timeout=args.timeout,
         seed=args.seed, sampler=args.sampler, train_seed=args.train_seed, jobs=args.jobs,
-        threads=args.threads,
-        device=args.device, data_dir=args.data_dir, val_split=args.val_split, artifacts=artifacts)
+        threads=args.threads, device=args.device, data_dir=args.data_dir,
+        val_split=args.val_split, artifacts=artifacts)
     # Everything that can be checked without the storage is checked before touching it.
     space = preflight(settings)
     enqueued = [load_arch(path) for path in args.enqueue]

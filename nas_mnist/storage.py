@@ -28,6 +28,14 @@ def default_storage(study: str) -> str:
     return f"sqlite:///{STUDIES_DIR / study}.db"
 
 
+def default_artifacts(url: str, study: str) -> str:
+    """Per-trial weights live beside a SQLite file (`x.db` -> `x.artifacts/`), else in studies/."""
+    path = sqlite_path(url)
+    if path is not None:
+        return str(path.with_suffix(".artifacts"))
+    return str(STUDIES_DIR / f"{study}.artifacts")
+
+
 def sqlite_path(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 

@@ -12,6 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from nas_mnist.cli import main
+from nas_mnist.space import SPACE_DIR
 from nas_mnist.storage import count_kinds, finished
 
 
@@ -153,7 +154,7 @@ def test_bad_flags_one_line_exit_2_storage_untouched(tmp_path, flags, message, c
 
 def test_bad_space_file_is_one_line_naming_the_key(tmp_path, capsys):
     space = tmp_path / "s.yaml"
-    space.write_text(open("search_spaces/quick.yaml").read().replace("pools: 1", "pools: 1\n"
+    space.write_text(open(SPACE_DIR / "quick.yaml").read().replace("pools: 1", "pools: 1\n"
                                                                      "stride: 2"))
     assert main(["search", "--space", str(space), "--storage", f"sqlite:///{tmp_path}/x.db"]) == 2
     assert "'stride'" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import pytest
 from optuna.trial import TrialState
 
 from nas_mnist.cli import main
+from nas_mnist.space import SPACE_DIR
 from nas_mnist.data import load_dataset
 from nas_mnist.objective import Objective
 from nas_mnist.search import SearchSettings, create_or_resume, preflight
@@ -115,7 +116,7 @@ def test_enqueued_config_runs_exactly_once(tmp_path, small_data_dir):
 ])
 def test_bad_space_file_names_the_key(tmp_path, text, key):
     path = tmp_path / "bad.yaml"
-    base = open("search_spaces/quick.yaml").read().split("\n")
+    base = open(SPACE_DIR / "quick.yaml").read().split("\n")
     body = "\n".join(l for l in base if not l.startswith(text.split(":")[0] + ":"))
     path.write_text(text + body)
     with pytest.raises(SpaceError, match=key):
