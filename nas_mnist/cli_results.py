@@ -24,6 +24,8 @@ def add_result_parsers(sub, add_storage_flags, positive, add_data_flags):
     p.add_argument("--top", type=positive(), default=10)
     p.add_argument("--confirm", type=int, action="append", default=[], metavar="TRIAL",
                    help="with --seeds: confirm this trial too (may repeat)")
+    p.add_argument("--jobs", type=positive(), default=1,
+                   help="re-train in K processes sharing the cores (default 1)")
     p.add_argument("--no-png", action="store_true")
     add_data_flags(p)
 
@@ -84,30 +86,19 @@ def cmd_report(args) -> int:
 
 
 def _confirm_seeds(study, args) -> list[dict]:
-    from nas_mnist.arch import ArchConfig
-    from nas_mnist.cli import _load_context
-    from nas_mnist.recipe import Recipe
+    from nas_mnist.confirm import confirm_seeds
+    from nas_mnist.device import resolve_device
     from nas_mnist.results import feasible
-    from nas_mnist.run import train_arch
-    _, data = _load_context(args)
+    resolve_device(args.device)
     ranked = feasible(study)
-    if not ranked:
-        return []
-    chosen = [ranked[0]] + [t for t in ranked if t.number in args.confirm and t is not ranked[0]]
-    runs = []
-    for t in chosen:
-        arch = ArchConfig.from_dict(t.user_attrs["arch"])
-        recipe = Recipe.from_dict(t.user_attrs["recipe"])
-        mins, seconds = [], []
-        for seed in range(args.seeds):
-            print(f"trial {t.number}: seed {seed} ...", file=sys.stderr)
-            summary, _ = train_arch(arch, data, recipe, seed=seed)
-            mins.append(summary["last_n_min"])
-            seconds.append(summary["seconds"])
-        runs.append({"trial": t.number, "params": t.user_attrs["params"], "mins": mins,
-                     "seeds": list(range(args.seeds)), "seconds": sum(seconds) / len(seconds),
-                     "device": summary["device"]})
-    return runs
+    chosen = ranked[:1] + [t for t in ranked[1:] if t.number in args.confirm]
+    candidates = [(t.number, t.user_attrs["arch"], t.user_attrs["recipe"]) for t in chosen]
+    print(f"re-training {len(candidates)} trial(s) on {args.seeds} seed(s) "
+          f"with {args.jobs} process(es) ...", file=sys.stderr)
+    return confirm_seeds(candidates, args.seeds, data_dir=args.data_dir, device=args.device,
+                         jobs=args.jobs, on_done=lambda r: print(
+                             f"  seed {r['seed']}: min-last-3 {r['last_n_min']:.2f} % "
+                             f"({r['seconds']:.0f} s)", file=sys.stderr))
 
 
 def cmd_dashboard(args) -> int:

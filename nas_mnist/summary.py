@@ -53,9 +53,12 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
                      f"`{r.describe}` |")
     if seed_runs:
         lines += ["", "## Multi-seed confirmation", "",
-                  "Each winner re-trained from scratch with its recipe; min of the last 3 epochs "
-                  "of the test accuracy per seed.", "",
-                  "| trial | params | seeds | per-seed min-last-3 % | mean | std | seconds/run |",
+                  "Each winner re-trained from scratch with its recipe; min of the test "
+                  f"accuracy over the last {meta.get('last_n', 3)} epochs, per seed.",
+                  f"Device: {seed_runs[0]['device']}; {seed_runs[0].get('jobs', 1)} process(es) "
+                  f"of {seed_runs[0].get('threads', '?')} thread(s).", "",
+                  f"| trial | params | seeds | per-seed min-last-{meta.get('last_n', 3)} % | mean "
+                  "| std | seconds/run |",
                   "|---:|---:|---:|---|---:|---:|---:|"]
         for run in seed_runs:
             s = seed_stats(run["mins"])

@@ -184,3 +184,16 @@ def test_dashboard_serves_the_study_without_over_budget_best_trials(study_dir, t
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_report_seeds_confirms_the_winner(study_dir, small_data_dir, capsys):
+    root, url = study_dir
+    out = root / "report_seeds"
+    assert main(["report", "--study", "r", "--storage", url, "--out", str(out), "--no-png",
+                 "--seeds", "2", "--data-dir", str(small_data_dir)]) == 0
+    runs = json.loads((out / "seeds.json").read_text())
+    study = optuna.load_study(study_name="r", storage=url)
+    assert [r["trial"] for r in runs] == [feasible(study)[0].number]
+    assert runs[0]["seeds"] == [0, 1] and len(runs[0]["mins"]) == 2
+    assert all(m == min(accs[-1:]) for m, accs in zip(runs[0]["mins"], runs[0]["test_acc"]))
+    assert "## Multi-seed confirmation" in (out / "summary.md").read_text()

@@ -1,0 +1,60 @@
+"""Re-train chosen architectures on several seeds, optionally in parallel processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+from nas_mnist.arch import ArchConfig
+from nas_mnist.recipe import Recipe
+
+
+def _one_run(job: tuple) -> dict:
+    arch_dict, recipe_dict, seed, data_dir, device, threads = job
+    import torch
+    from nas_mnist.data import load_dataset
+    from nas_mnist.device import resolve_device
+    from nas_mnist.run import train_arch
+    torch.set_num_threads(threads)
+    data = load_dataset(data_dir).to(resolve_device(device))
+    summary, _ = train_arch(ArchConfig.from_dict(arch_dict), data, Recipe.from_dict(recipe_dict),
+                            seed=seed)
+    return {"seed": seed, "last_n_min": summary["last_n_min"],
+            "last_n_mean": summary["last_n_mean"], "test_acc": summary["test_acc"],
+            "seconds": summary["seconds"], "device": summary["device"]}
+
+
+def confirm_seeds(candidates: list[tuple[int, dict, dict]], seeds: int, *,
+                  data_dir: str | None = None, device: str = "auto", jobs: int = 1,
+                  on_done=None) -> list[dict]:
+    """Train each (trial number, arch dict, recipe dict) on seeds 0..seeds-1 on the test split.
+
+    `jobs` processes share the CPU cores; each run returns its per-epoch test accuracy.
+    """
+    cores = len(os.sched_getaffinity(0))
+    threads = max(1, cores // jobs)
+    work = [(arch, recipe, seed, data_dir, device, threads)
+            for _, arch, recipe in candidates for seed in range(seeds)]
+    if jobs == 1:
+        results = []
+        for job in work:
+            results.append(_one_run(job))
+            if on_done:
+                on_done(results[-1])
+    else:
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            results = []
+            for result in pool.imap(_one_run, work):
+                results.append(result)
+                if on_done:
+                    on_done(result)
+    runs = []
+    for i, (number, arch, _) in enumerate(candidates):
+        mine = results[i * seeds:(i + 1) * seeds]
+        runs.append({"trial": number, "params": ArchConfig.from_dict(arch).n_params(),
+                     "seeds": [r["seed"] for r in mine], "mins": [r["last_n_min"] for r in mine],
+                     "means": [r["last_n_mean"] for r in mine],
+                     "test_acc": [r["test_acc"] for r in mine],
+                     "seconds": sum(r["seconds"] for r in mine) / len(mine),
+                     "device": mine[0]["device"], "threads": threads, "jobs": jobs})
+    return runs
