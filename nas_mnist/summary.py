@@ -8,7 +8,8 @@ from datetime import timedelta
 import optuna
 
 from nas_mnist.results import leaderboard
-from nas_mnist.storage import count_kinds
+from nas_mnist.storage import count_kinds, trial_kind
+
 
 KIND_ORDER = ("complete", "early_stopped", "over_budget", "invalid", "failed", "running")
 
@@ -26,6 +27,12 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
     kinds = count_kinds(study)
     seconds = sum((t.duration.total_seconds() for t in study.trials if t.duration), 0.0)
     trained_epochs = sum(len(t.user_attrs.get("acc") or []) for t in study.trials)
+    epochs = meta.get("epochs", 15)
+    skipped = sum(epochs - len(t.user_attrs.get("acc") or []) for t in study.trials
+                  if trial_kind(t) in ("early_stopped", "over_budget", "invalid"))
+    trained = [t for t in study.trials if trial_kind(t) == "complete"]
+    per_trial = (sum(t.duration.total_seconds() for t in trained) / len(trained)
+                 if trained else 0.0)
     lines = [
         f"# Study `{study.study_name}`",
         "",
@@ -35,7 +42,10 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
         "- Trials: " + ", ".join(f"{kinds[k]} {k.replace('_', ' ')}" for k in KIND_ORDER
                                  if kinds.get(k)) + f" ({len(study.trials)} in all).",
         f"- Time in trials: {timedelta(seconds=round(seconds))} (summed over workers); "
-        f"{trained_epochs} training epochs run.",
+        f"{trained_epochs} training epochs run; {per_trial:.0f} s per complete trial.",
+        f"- Epochs saved: {skipped} of {skipped + trained_epochs} "
+        f"({skipped / max(1, skipped + trained_epochs):.0%}) by refusing over-budget and invalid "
+        f"configurations before training and stopping hopeless trials early.",
         "- " + ("**The test set was used for selection**: the scores below are test accuracies "
                 "of the trials the search picked, so they are optimistic as estimates of "
                 "accuracy on new data." if split == "test" else
