@@ -160,7 +160,7 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
     from nas_mnist.arch import load_arch
     from nas_mnist.recipe import Recipe
-    from nas_mnist.run import evaluate_weights, train_arch
+    from nas_mnist.run import describe_device, evaluate_weights, train_arch
     arch, doc = load_arch(args.config)
     stored = Recipe.from_dict(doc.get("recipe", {}))
     epochs = args.epochs or stored.epochs
@@ -169,6 +169,8 @@ def cmd_train(args) -> int:
         raise UsageError(f"--last-n {last_n} exceeds the {epochs} training epochs")
     recipe = stored.replace(epochs=epochs, last_n=last_n, batch_size=args.batch_size,
                             precision=args.precision)
+    if args.threads is None and doc.get("threads"):
+        args.threads = doc["threads"]  # reproduce the stored run's CPU numerics
     device, data = _load_context(args)
     if args.weights:
         s = evaluate_weights(arch, data, args.weights)
@@ -179,7 +181,8 @@ def cmd_train(args) -> int:
     split = data.eval_split
     steps = max(1, len(data.train_x) // recipe.batch_size)
     bar = tqdm(total=steps * recipe.epochs, unit="step", leave=False, file=sys.stderr)
-    print(f"{arch.describe()}\ntraining {recipe.epochs} epochs, seed {seed}, device {device}, "
+    print(f"{arch.describe()}\ntraining {recipe.epochs} epochs, seed {seed}, "
+          f"{describe_device(device)}, "
           f"accuracy on the {split} split ({len(data.eval_x):,} images)")
     print(f"{'epoch':>5} {split + ' acc %':>11} {split + ' loss':>10} {'train loss':>10} "
           f"{'lr':>8} {'seconds':>8}")

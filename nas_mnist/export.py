@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 import shutil
 from pathlib import Path
@@ -40,6 +41,14 @@ def pick_trials(study: optuna.Study, *, trial: int | None = None,
     return chosen
 
 
+def _threads(attrs: dict) -> int | None:
+    """CPU threads the trial trained with (same seed + same threads = same numbers)."""
+    if "threads" in attrs:
+        return attrs["threads"]
+    found = re.search(r"(\d+) threads", attrs.get("device", ""))  # studies before 'threads'
+    return int(found.group(1)) if found else None
+
+
 def winner_doc(study: optuna.Study, t: FrozenTrial) -> dict:
     attrs = t.user_attrs
     meta = study.user_attrs.get("nas_mnist", {})
@@ -50,6 +59,7 @@ def winner_doc(study: optuna.Study, t: FrozenTrial) -> dict:
         "arch": attrs["arch"],
         "recipe": attrs["recipe"],
         "seed": attrs.get("train_seed", 0),
+        "threads": _threads(attrs),
         "params": attrs["params"],
         "macs": attrs["macs"],
         "metrics": {

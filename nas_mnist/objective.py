@@ -12,6 +12,7 @@ import tempfile
 import time
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from nas_mnist import __version__
@@ -52,6 +53,7 @@ class Objective:
             trial.set_user_attr("error", str(err))
             trial.set_constraint("param_budget", INVALID_CONSTRAINT)
             raise optuna.TrialPruned(f"invalid configuration: {err}")
+        torch.manual_seed(s.train_seed)  # as train_arch does: `train` re-trains it exactly
         model = build_model(arch)
         n_params = count_params(model)
         trial.set_user_attr("arch", arch.to_dict())
@@ -70,6 +72,7 @@ class Objective:
         trial.set_user_attr("device", describe_device(data.train_x.device))
         trial.set_user_attr("version", __version__)
         trial.set_user_attr("train_seed", s.train_seed)
+        trial.set_user_attr("threads", torch.get_num_threads())  # CPU numerics depend on it
         trial.set_user_attr("data_checksum", data.checksum)
         accs, losses, eval_losses, start = [], [], [], time.perf_counter()
 
@@ -107,7 +110,6 @@ class Objective:
         return acc < threshold
 
     def _save_weights(self, trial, model) -> None:
-        import torch
         from optuna.artifacts import FileSystemArtifactStore, upload_artifact
         os.makedirs(self.settings.artifacts, exist_ok=True)
         store = FileSystemArtifactStore(self.settings.artifacts)

@@ -197,3 +197,16 @@ def test_report_seeds_confirms_the_winner(study_dir, small_data_dir, capsys):
     assert runs[0]["seeds"] == [0, 1] and len(runs[0]["mins"]) == 2
     assert all(m == min(accs[-1:]) for m, accs in zip(runs[0]["mins"], runs[0]["test_acc"]))
     assert "## Multi-seed confirmation" in (out / "summary.md").read_text()
+
+
+def test_exported_winner_retrains_to_the_same_result(study_dir, small_data_dir, tmp_path):
+    root, url = study_dir
+    out = root / "winners_retrain"
+    assert _export(root, url, small_data_dir, "--out", str(out)) == 0
+    winner = next(out.glob("*.json"))
+    doc = json.loads(winner.read_text())
+    assert doc["threads"] == 2 and doc["seed"] == 0
+    metrics = tmp_path / "m.json"
+    assert main(["train", str(winner), "--data-dir", str(small_data_dir),
+                 "--json-out", str(metrics)]) == 0
+    assert json.loads(metrics.read_text())["test_acc"] == doc["metrics"]["test_acc"]
