@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -30,6 +31,7 @@ from nas_mnist.train import NonFiniteLoss
 
 log = logging.getLogger(__name__)
 MAX_FAILS_IN_A_ROW = 5
+POLL_S = 5.0  # progress polling of parallel workers
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,9 @@ def _worker_main(settings: SearchSettings, share: int, worker: int, deadline) ->
         run_worker(settings, share, worker, deadline=deadline)
     except KeyboardInterrupt:
         pass  # optuna has already marked the running trial FAIL
+    except Exception as err:  # a process boundary: one line for the user, the parent exits 2
+        sys.stderr.write(f"nas-mnist: worker {worker}: {type(err).__name__}: {err}\n")
+        sys.exit(1)
 
 
 def enqueue_config(study: optuna.Study, arch: ArchConfig, recipe: Recipe | None) -> bool:
@@ -190,7 +195,7 @@ def _run_parallel(settings, study, remaining, deadline, on_progress) -> None:
         p.start()
     try:
         while any(p.is_alive() for p in procs):
-            time.sleep(1.0)
+            time.sleep(POLL_S)
             if on_progress:
                 on_progress(study)
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 import warnings
 from collections import Counter
@@ -17,6 +18,7 @@ STUDIES_DIR = Path("studies")
 # configuration re-queued. NAS_MNIST_HEARTBEAT_S shortens both (tests kill workers on purpose).
 HEARTBEAT_S = int(os.environ.get("NAS_MNIST_HEARTBEAT_S", 10))
 GRACE_S = 3 * HEARTBEAT_S
+SQLITE_TIMEOUT_S = 60
 META_KEY = "nas_mnist"  # study user attribute holding the settings that must match on resume
 
 
@@ -75,8 +77,11 @@ def _rdb_storage(url: str, attempts: int = 3) -> RDBStorage:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
-                return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                  heartbeat_stale_trial_callback=retry)
+                storage = RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                     heartbeat_stale_trial_callback=retry,
+                                     engine_kwargs=_engine_kwargs(url))
+            _use_wal(url)
+            return storage
         except Exception as err:
             if "UniqueViolation" not in repr(err) and "IntegrityError" not in repr(err):
                 raise
@@ -84,6 +89,19 @@ def _rdb_storage(url: str, attempts: int = 3) -> RDBStorage:
                 raise
             time.sleep(1.0 + attempt)
     raise AssertionError("unreachable")
+
+
+def _engine_kwargs(url: str) -> dict:
+    # Several workers write one SQLite file: wait for the lock (default 5 s) rather than fail.
+    return {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
+
+
+def _use_wal(url: str) -> None:
+    """Write-ahead logging: readers (progress polling, reports) never block a worker's commit."""
+    path = sqlite_path(url)
+    if path is not None and path.exists():
+        with sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
 
 
 def _prepare_folder(folder: Path) -> None:
