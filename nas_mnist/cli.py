@@ -116,12 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     from nas_mnist.data import DataError
+    from nas_mnist.search import SearchError
     try:
         args = build_parser().parse_args(argv)
         return int(COMMANDS[args.command](args) or 0)
     except (UsageError, DataError, ValueError, FileNotFoundError) as err:
         print(f"nas-mnist: error: {err}", file=sys.stderr)
         return 2
+    except SearchError as err:
+        print(f"nas-mnist: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("nas-mnist: interrupted; the study storage is consistent, re-run to resume",
               file=sys.stderr)

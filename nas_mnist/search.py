@@ -34,6 +34,10 @@ MAX_FAILS_IN_A_ROW = 5
 POLL_S = 5.0  # progress polling of parallel workers
 
 
+class SearchError(RuntimeError):
+    """The search could not go on (workers died, every trial failing)."""
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     study: str
@@ -130,7 +134,7 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0,
         else:
             fails_in_a_row += 1
             if fails_in_a_row >= MAX_FAILS_IN_A_ROW:
-                raise RuntimeError(f"{MAX_FAILS_IN_A_ROW} trials failed in a row; see the study")
+                raise SearchError(f"{MAX_FAILS_IN_A_ROW} trials failed in a row; see the study")
     return done
 
 
@@ -208,4 +212,4 @@ def _run_parallel(settings, study, remaining, deadline, on_progress) -> None:
         p.join()
     bad = [p.exitcode for p in procs if p.exitcode]
     if bad:
-        raise RuntimeError(f"{len(bad)} worker(s) exited with an error (codes {bad})")
+        raise SearchError(f"{len(bad)} worker(s) exited with an error (codes {bad})")
