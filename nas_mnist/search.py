@@ -128,7 +128,11 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0,
         callbacks = [lambda st, ft: states.append(ft.state)]
         if on_trial is not None:
             callbacks.append(on_trial)
-        study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,), callbacks=callbacks)
+        try:
+            study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,), callbacks=callbacks)
+        except (AssertionError, optuna.exceptions.StorageInternalError, OSError) as err:
+            raise SearchError(f"cannot write the study to {settings.storage} or its weights to "
+                              f"{settings.artifacts}: {_root_cause(err)}") from None
         if states and states[-1] in (TrialState.COMPLETE, TrialState.PRUNED):
             done, fails_in_a_row = done + 1, 0
         else:
@@ -136,6 +140,13 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0,
             if fails_in_a_row >= MAX_FAILS_IN_A_ROW:
                 raise SearchError(f"{MAX_FAILS_IN_A_ROW} trials failed in a row; see the study")
     return done
+
+
+def _root_cause(err: BaseException) -> str:
+    """Optuna wraps a failed commit (disk full) in two exceptions; name the first one."""
+    while (err.__cause__ or err.__context__) is not None:
+        err = err.__cause__ or err.__context__
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".strip()
 
 
 def _raise_interrupt(signum, frame):

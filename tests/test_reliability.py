@@ -180,3 +180,32 @@ def test_missing_study_is_one_line(tmp_path, command, capsys):
     err = capsys.readouterr().err.strip()
     assert "no study storage" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "g.db").exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root and mount rights; skips elsewhere)."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], capture_output=True)
+
+
+def test_full_disk_is_one_line_and_the_study_survives(tiny_disk, small_data_dir, capsys):
+    url = f"sqlite:///{tiny_disk}/d.db"
+    args = ["search", "--study", "d", "--storage", url, "--space", "quick", "--budget", "5000",
+            "--epochs", "1", "--last-n", "1", "--data-dir", str(small_data_dir)]
+    assert main([*args, "--trials", "1"]) == 0
+    free_kib = os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize // 1024
+    (tiny_disk / "fill").write_bytes(b"\0" * (free_kib - 60) * 1024)
+    capsys.readouterr()
+    assert main([*args, "--trials", "30"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "disk is full" in err and str(tiny_disk) in err
+    (tiny_disk / "fill").unlink()
+    study = optuna.load_study(study_name="d", storage=url)
+    assert study.trials[0].state == TrialState.COMPLETE
