@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "bf16"])
     p.add_argument("--weights", help="evaluate these saved weights instead of training")
     p.add_argument("--json-out", help="write metrics as JSON to this file")
+    p.add_argument("--require", type=float, metavar="PCT",
+                   help="exit 1 unless the min of the last N epochs reaches PCT percent")
     _add_data_flags(p)
 
     p = sub.add_parser("count", help="print the per-layer parameter and MAC table")
@@ -208,6 +210,10 @@ def cmd_train(args) -> int:
         print(f"test accuracy after the last epoch: {summary['test_acc_final']:.2f} %")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(summary, indent=2))
+    if args.require is not None and summary["last_n_min"] < args.require:
+        print(f"nas-mnist: below requirement: min of the last {last_n} epochs "
+              f"{summary['last_n_min']:.2f} % < {args.require:.2f} %", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -28,6 +28,11 @@ def test_train_end_to_end_writes_metrics(small_data_dir, tmp_path, capsys):
     assert len(metrics["test_acc"]) == 2 and metrics["params"] == 8172
     assert metrics["last_n_min"] == min(metrics["test_acc"])
     assert metrics["recipe"]["epochs"] == 2 and metrics["seed"] == 1
+    # --require turns the last-N minimum into an exit code (what CI uses)
+    args = ["train", REFERENCE_CONFIG, "--epochs", "1", "--data-dir", str(small_data_dir)]
+    assert main([*args, "--require", "100.0"]) == 1
+    assert "below requirement" in capsys.readouterr().err
+    assert main([*args, "--require", "1.0"]) == 0
 
 
 @pytest.mark.parametrize("argv,message", [

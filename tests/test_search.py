@@ -121,3 +121,13 @@ def test_bad_space_file_names_the_key(tmp_path, text, key):
     path.write_text(text + body)
     with pytest.raises(SpaceError, match=key):
         load_space(str(path))
+
+
+def test_journal_storage(tmp_path, small_data_dir):
+    url = f"journal:{tmp_path}/study.log"
+    code = main(["search", "--study", "j", "--storage", url, "--data-dir", str(small_data_dir),
+                 *QUICK, "--budget", "5000", "--trials", "2"])
+    assert code == 0
+    from nas_mnist.storage import open_storage
+    study = optuna.load_study(study_name="j", storage=open_storage(url, create=False))
+    assert finished(study) == 2
