@@ -131,3 +131,16 @@ def test_journal_storage(tmp_path, small_data_dir):
     from nas_mnist.storage import open_storage
     study = optuna.load_study(study_name="j", storage=open_storage(url, create=False))
     assert finished(study) == 2
+
+
+def test_val_split_search_scores_on_validation(tmp_path, small_data_dir, capsys):
+    code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "2",
+                        "--val-split", "500", study="v")
+    assert code == 0
+    assert "epochs on val" in capsys.readouterr().out
+    study = _study(url, "v")
+    assert study.user_attrs["nas_mnist"]["eval_split"] == "val"
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert done and all(t.user_attrs["eval_split"] == "val" for t in done)
+    from nas_mnist.summary import summary_markdown
+    assert "test set was not used to pick the winners" in summary_markdown(study)
