@@ -192,7 +192,7 @@ def tiny_disk(tmp_path):
     if done.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     yield mount_point
-    subprocess.run(["umount", str(mount_point)], capture_output=True)
+    subprocess.run(["umount", "--lazy", str(mount_point)], capture_output=True)  # sqlite may hold it
 
 
 def test_full_disk_is_one_line_and_the_study_survives(tiny_disk, small_data_dir, capsys):

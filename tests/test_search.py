@@ -79,6 +79,8 @@ def test_resume_adds_trials_and_mismatch_is_refused(tmp_path, small_data_dir, ca
     code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "4")
     assert code == 0 and finished(_study(url)) == 4
     params = [json.dumps(t.params, sort_keys=True) for t in _study(url).trials]
+    # the resumed sampler does not replay the first run's configurations
+    assert not set(params[2:]) & set(params[:2])
     capsys.readouterr()
     code, _ = _search(tmp_path, small_data_dir, "--budget", "6000", "--trials", "5")
     err = capsys.readouterr().err
