@@ -6,7 +6,6 @@ trial itself is in `objective`.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 import signal
@@ -29,7 +28,6 @@ from nas_mnist.space import SearchSpace, load_space, smallest_arch
 from nas_mnist.storage import check_meta, finished, open_storage
 from nas_mnist.train import NonFiniteLoss
 
-log = logging.getLogger(__name__)
 MAX_FAILS_IN_A_ROW = 5
 POLL_S = 5.0  # progress polling of parallel workers
 
