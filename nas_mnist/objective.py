@@ -2,7 +2,9 @@
 
 A trial over the budget is PRUNED with a positive `param_budget` constraint (so the sampler
 learns where the budget lies) and is never trained. Trials that trail the completed trials'
-curves at the same epoch stop early.
+curves at the same epoch stop early; only networks no larger than the trial's own count as
+peers, so a small network is never stopped for trailing bigger ones (it may still be on the
+accuracy-vs-size front).
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class Objective:
             trial.set_user_attr("train_loss", losses)
             trial.set_user_attr("eval_loss", eval_losses)
             trial.set_user_attr("seconds", time.perf_counter() - start)
-            return self._hopeless(trial, e.epoch, e.eval_acc)
+            return self._hopeless(trial, e.epoch, e.eval_acc, n_params)
 
         result = train(model.to(data.train_x.device), data, recipe, seed=s.train_seed,
                        on_epoch=on_epoch)
@@ -96,14 +98,15 @@ class Objective:
             self._save_weights(trial, model)
         return value, n_params
 
-    def _hopeless(self, trial, epoch: int, acc: float) -> bool:
-        """Below the chosen quantile of completed trials at this epoch: stop early."""
+    def _hopeless(self, trial, epoch: int, acc: float, n_params: int) -> bool:
+        """Below the chosen quantile of completed, no larger trials at this epoch: stop early."""
         s = self.settings
         if epoch < s.prune_warmup or epoch >= s.epochs:
             return False
         done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         peers = sorted(t.user_attrs["acc"][epoch - 1] for t in done
-                       if len(t.user_attrs.get("acc", [])) >= epoch)
+                       if len(t.user_attrs.get("acc", [])) >= epoch
+                       and t.user_attrs.get("params", 0) <= n_params)
         if len(peers) < s.prune_min_trials:
             return False
         threshold = peers[int(s.prune_quantile * (len(peers) - 1))]

@@ -26,6 +26,7 @@ class Recipe:
     translate: float = 0.1  # fraction of the image side, uniform in [-t, +t] per axis
     scale: float = 0.0  # uniform zoom factor in [1 - scale, 1 + scale]
     precision: str = "fp32"  # bf16: autocast matmuls/convs to bfloat16 while training
+    ema: float = 0.0  # > 0: evaluate (and keep) an exponential moving average of the weights
     last_n: int = 3  # epochs in the "last N" score
 
     def __post_init__(self):
@@ -44,6 +45,7 @@ class Recipe:
             (0 <= self.translate < 0.5, "translate must be in [0, 0.5)"),
             (0 <= self.scale < 1, "scale must be in [0, 1)"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+            (0 <= self.ema < 1, "ema must be in [0, 1) (0: off)"),
             (1 <= self.last_n <= self.epochs, f"last_n must be in [1, epochs={self.epochs}]"),
         ]
         for ok, message in checks:

@@ -7,6 +7,7 @@ True to stop early.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from contextlib import nullcontext
@@ -95,6 +96,30 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: Dataset,
     return 100.0 * correct / len(x), loss_sum / len(x)
 
 
+class WeightEMA:
+    """Exponential moving average of a model's state: weights and batch-norm statistics.
+
+    The decay ramps up as min(decay, (1 + k) / (10 + k)) after k updates, so the random
+    initial weights fade fast (as in timm's ModelEmaV2).
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay, self.updates = decay, 0
+        self.model = copy.deepcopy(model).requires_grad_(False)
+        pairs = list(zip(self.model.state_dict().values(), model.state_dict().values()))
+        self._avg = [e for e, _ in pairs if e.is_floating_point()]
+        self._live = [m for e, m in pairs if e.is_floating_point()]
+        self._copy = [(e, m) for e, m in pairs if not e.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self._avg, self._live, 1.0 - decay)
+        for avg, live in self._copy:
+            avg.copy_(live)
+
+
 def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     params = model.parameters()
     if recipe.optimizer == "sgd":
@@ -120,11 +145,16 @@ def _scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int)
 def train(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int = 0,
           on_epoch: Callable[[EpochStats], bool | None] | None = None,
           on_step: Callable[[], None] | None = None) -> TrainResult:
-    """Train `model` (already on the data's device) with `recipe`; evaluate after each epoch."""
+    """Train `model` (already on the data's device) with `recipe`; evaluate after each epoch.
+
+    With `recipe.ema`, every evaluation uses the moving average of the weights, and `model`
+    ends holding that average: the weights whose accuracy was reported last.
+    """
     device = data.train_x.device
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     opt = _optimizer(model, recipe)
+    ema = WeightEMA(model, recipe.ema) if recipe.ema else None
     n = len(data.train_x)
     steps_per_epoch = max(1, n // recipe.batch_size)
     sched, sched_every = _scheduler(opt, recipe, steps_per_epoch)
@@ -148,6 +178,8 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int = 0,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update()
             if sched is not None and (sched_every == 1 or step == steps_per_epoch - 1):
                 sched.step()
             loss_sum += loss.detach()
@@ -156,12 +188,14 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int = 0,
         train_loss = float(loss_sum) / steps_per_epoch
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"training loss became {train_loss} in epoch {epoch}")
-        acc, eval_loss = evaluate(model, data.eval_x, data.eval_y, data)
+        acc, eval_loss = evaluate(ema.model if ema else model, data.eval_x, data.eval_y, data)
         stats = EpochStats(epoch, train_loss, acc, eval_loss, opt.param_groups[0]["lr"],
                            time.perf_counter() - t0)
         result.epochs.append(stats)
         if on_epoch is not None and on_epoch(stats):
             result.stopped_early = True
             break
+    if ema is not None:
+        model.load_state_dict(ema.model.state_dict())
     result.seconds = time.perf_counter() - start
     return result

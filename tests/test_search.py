@@ -146,3 +146,23 @@ def test_val_split_search_scores_on_validation(tmp_path, small_data_dir, capsys)
     assert done and all(t.user_attrs["eval_split"] == "val" for t in done)
     from nas_mnist.summary import summary_markdown
     assert "test set was not used to pick the winners" in summary_markdown(study)
+
+
+def test_early_stop_compares_only_with_networks_no_larger():
+    from types import SimpleNamespace
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for acc, params in [(97.0, 9000), (97.5, 9500), (98.0, 8000), (98.2, 9900),  # big, good
+                        (90.0, 3000), (91.0, 3500), (92.0, 3900), (93.0, 2000)]:  # small
+        study.add_trial(optuna.trial.create_trial(
+            values=[acc, params], user_attrs={"acc": [acc] * 5, "params": params}))
+    settings = SimpleNamespace(epochs=15, prune_warmup=3, prune_quantile=0.25,
+                               prune_min_trials=4)
+    hopeless = Objective(settings, None, None)._hopeless
+    trial = SimpleNamespace(study=study)
+    # A 4K network at 90.5 % is not last among networks of its size: it runs on ...
+    assert not hopeless(trial, 3, 90.5, 4000)
+    # ... while a 10K network at 90.5 % is in the bottom quarter of all no larger than it.
+    assert hopeless(trial, 3, 90.5, 10_000)
+    # Too few peers of its size, or too early: never stopped.
+    assert not hopeless(trial, 3, 50.0, 3000)
+    assert not hopeless(trial, 2, 50.0, 10_000)

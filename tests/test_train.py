@@ -61,3 +61,21 @@ def test_early_stop_callback(small):
     summary, _ = train_arch(ref8k(), small, QUICK.replace(epochs=3), seed=0,
                             on_epoch=lambda e: e.epoch == 1)
     assert summary["stopped_early"] and len(summary["test_acc"]) == 1
+
+
+def test_ema_evaluates_the_average_and_leaves_training_unchanged(small):
+    from nas_mnist.train import evaluate
+    recipe = QUICK.replace(epochs=2, last_n=2)
+    plain, plain_model = train_arch(ref8k(), small, recipe, seed=1)
+    averaged, ema_model = train_arch(ref8k(), small, recipe.replace(ema=0.99), seed=1)
+    # The average is only read, never trained: the training trajectory is the same ...
+    assert averaged["train_loss"] == plain["train_loss"]
+    # ... but the evaluated (and returned) weights are the average, not the last step's.
+    assert averaged["test_acc"] != plain["test_acc"]
+    assert evaluate(ema_model, small.test_x, small.test_y, small)[0] == averaged["test_acc"][-1]
+    assert evaluate(plain_model, small.test_x, small.test_y, small)[0] == plain["test_acc"][-1]
+
+
+def test_ema_outside_its_range_is_refused():
+    with pytest.raises(ValueError, match="ema must be in"):
+        Recipe(ema=1.0)
