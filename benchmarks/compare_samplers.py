@@ -5,7 +5,7 @@ but 2 epochs on the first 10,000 training images, scored on the first 2,000 test
 Reports, per sampler and seed, the trials until the first feasible network reaching the
 threshold, the share of trials over budget or invalid, and the best score.
 
-    python benchmarks/compare_samplers.py [--trials 20] [--threshold 97.0] [--out FILE.json]
+    python benchmarks/compare_samplers.py [--trials 30] [--threshold 97.0] [--threads 1] [--out FILE]
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ def first_hit(study: optuna.Study, threshold: float) -> int | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--threshold", type=float, default=97.0)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     parser.add_argument("--out")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -47,7 +48,8 @@ def main() -> None:
                 settings = SearchSettings(
                     study=f"{sampler}{seed}", storage=f"sqlite:///{tmp}/{sampler}{seed}.db",
                     budget=10_000, epochs=2, last_n=1, trials=args.trials, seed=seed,
-                    sampler=sampler, data_dir=str(data_dir), prune_min_trials=10**6)
+                    sampler=sampler, data_dir=str(data_dir), prune_min_trials=10**6,
+                    threads=args.threads)
                 study = create_or_resume(settings, preflight(settings))
                 run_search(settings, study)
                 kinds = [trial_kind(t) for t in study.trials]
