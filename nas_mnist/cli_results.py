@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -24,6 +25,9 @@ def add_result_parsers(sub, add_storage_flags, positive, add_data_flags):
     p.add_argument("--top", type=positive(), default=10)
     p.add_argument("--confirm", type=int, action="append", default=[], metavar="TRIAL",
                    help="with --seeds: confirm this trial too (may repeat)")
+    p.add_argument("--winner", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --seeds: re-train the best trial (default); --no-winner "
+                        "re-trains only the --confirm trials")
     p.add_argument("--jobs", type=positive(), default=1,
                    help="re-train in K processes sharing the cores (default 1)")
     p.add_argument("--no-png", action="store_true")
@@ -70,6 +74,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from nas_mnist.cli import UsageError
+    if not args.winner and not args.confirm:
+        raise UsageError("--no-winner needs at least one --confirm TRIAL")
     from nas_mnist.report import write_figures
     from nas_mnist.summary import summary_markdown
     study, _ = _open(args)
@@ -91,7 +98,8 @@ def _confirm_seeds(study, args) -> list[dict]:
     from nas_mnist.results import feasible
     resolve_device(args.device)
     ranked = feasible(study)
-    chosen = ranked[:1] + [t for t in ranked[1:] if t.number in args.confirm]
+    chosen = [t for i, t in enumerate(ranked)
+              if (i == 0 and args.winner) or t.number in args.confirm]
     candidates = [(t.number, t.user_attrs["arch"], t.user_attrs["recipe"]) for t in chosen]
     print(f"re-training {len(candidates)} trial(s) on {args.seeds} seed(s) "
           f"with {args.jobs} process(es) ...", file=sys.stderr)

@@ -207,3 +207,18 @@ def test_exported_winner_retrains_to_the_same_result(study_dir, small_data_dir, 
     assert main(["train", str(winner), "--data-dir", str(small_data_dir),
                  "--json-out", str(metrics)]) == 0
     assert json.loads(metrics.read_text())["test_acc"] == doc["metrics"]["test_acc"]
+
+
+def test_report_no_winner_confirms_only_the_named_trial(study_dir, small_data_dir, capsys):
+    root, url = study_dir
+    study = optuna.load_study(study_name="r", storage=url)
+    second = feasible(study)[1].number
+    out = root / "report_confirm_only"
+    assert main(["report", "--study", "r", "--storage", url, "--out", str(out), "--no-png",
+                 "--seeds", "1", "--no-winner", "--confirm", str(second),
+                 "--data-dir", str(small_data_dir)]) == 0
+    runs = json.loads((out / "seeds.json").read_text())
+    assert [r["trial"] for r in runs] == [second]
+    assert main(["report", "--study", "r", "--storage", url, "--seeds", "1",
+                 "--no-winner"]) == 2
+    assert "--no-winner needs" in capsys.readouterr().err
