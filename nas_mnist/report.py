@@ -18,6 +18,7 @@ from nas_mnist.storage import trial_kind
 log = logging.getLogger(__name__)
 STYLE = {"complete": ("#1f77b4", "circle"), "early_stopped": ("#aaaaaa", "circle-open"),
          "over_budget": ("#d62728", "x")}
+ZOOM_POINTS = 2.0  # the y axis of a Pareto plot spans this many points below the best
 
 
 def _points(study: optuna.Study, kind: str, x_key: str) -> tuple[list, list, list]:
@@ -47,10 +48,13 @@ def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
     y_title = f"{meta.get('objective', 'min')} of last {meta.get('last_n', 3)} epochs, {split} acc %"
     x_title = "parameters" if x_key == "params" else "MACs (fvcore, forward, 1 image)"
     fig = go.Figure()
-    floor = None
+    floor, hidden = None, 0
     xs, ys, text = _points(study, "complete", x_key)
     if ys:
-        floor = min(ys)
+        # Zoom on the top ZOOM_POINTS points: tiny networks far below would flatten the front.
+        floor = max(min(ys), max(ys) - ZOOM_POINTS)
+        hidden = sum(y < floor for y in ys)
+        fig.update_yaxes(range=[floor - 0.1, min(100.0, max(ys) + 0.2)])
     fig.add_trace(go.Scatter(x=xs, y=ys, text=text, mode="markers", name="feasible (complete)",
                              marker=dict(color=STYLE["complete"][0], size=9)))
     front = pareto_front(study)
@@ -73,7 +77,11 @@ def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
                                              symbol=STYLE["over_budget"][1])))
         if meta.get("budget"):
             fig.add_vline(x=meta["budget"], line_dash="dash", annotation_text="budget")
-    fig.update_layout(title=f"Pareto front of study {study.study_name}: accuracy vs {x_title}",
+    title = f"Pareto front of study {study.study_name}: accuracy vs {x_title}"
+    if hidden:
+        title += (f"<br><sup>{hidden} trial(s) below {floor:.2f} % are off the chart "
+                  f"(Autoscale in pareto.html shows them)</sup>")
+    fig.update_layout(title=title,
                       xaxis_title=x_title, yaxis_title=y_title, template="plotly_white")
     return fig
 

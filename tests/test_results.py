@@ -222,3 +222,16 @@ def test_report_no_winner_confirms_only_the_named_trial(study_dir, small_data_di
     assert main(["report", "--study", "r", "--storage", url, "--seeds", "1",
                  "--no-winner"]) == 2
     assert "--no-winner needs" in capsys.readouterr().err
+
+
+def test_pareto_plot_zooms_on_the_top_and_says_what_it_hides():
+    from nas_mnist.report import ZOOM_POINTS, pareto_figure
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr("nas_mnist", {"budget": 10_000})
+    for acc, params in [(99.4, 8000), (99.0, 4000), (96.0, 1500), (60.0, 500)]:
+        study.add_trial(optuna.trial.create_trial(values=[acc, params],
+                                                  user_attrs={"params": params, "macs": 10 * params}))
+    fig = pareto_figure(study, "params")
+    low, high = fig.layout.yaxis.range
+    assert low == pytest.approx(99.4 - ZOOM_POINTS - 0.1) and high == pytest.approx(99.6)
+    assert "2 trial(s) below 97.40 % are off the chart" in fig.layout.title.text
