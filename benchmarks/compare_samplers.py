@@ -19,9 +19,9 @@ from pathlib import Path
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from nas_mnist.search import SearchSettings, create_or_resume, preflight, run_search  # noqa: E402
-from nas_mnist.storage import trial_kind  # noqa: E402
-from nas_mnist.data import write_subset as make_subset  # noqa: E402
+from nas_mnist.search.study import SearchSettings, create_or_resume, preflight, run_search  # noqa: E402
+from nas_mnist.search.storage import trial_kind  # noqa: E402
+from nas_mnist.engine.data import write_subset as make_subset  # noqa: E402
 
 
 def first_hit(study: optuna.Study, threshold: float) -> int | None:

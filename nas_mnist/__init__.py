@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from nas_mnist.arch import ArchConfig, ConvSpec, Head, Transition
-from nas_mnist.recipe import Recipe
+from nas_mnist.spec.arch import ArchConfig, ConvSpec, Head, Transition
+from nas_mnist.spec.recipe import Recipe
 
 __all__ = ["ArchConfig", "ConvSpec", "Head", "Recipe", "Transition", "__version__"]

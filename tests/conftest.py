@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas_mnist.data import write_subset
+from nas_mnist.engine.data import write_subset
 
 torch.set_num_threads(2)
 make_subset = write_subset  # the tests' name for it

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from nas_mnist.arch import ArchConfig, ConvSpec, Head, Transition, load_arch
-from nas_mnist.builder import build_model
-from nas_mnist.counting import count_macs, count_params
+from nas_mnist.spec.arch import ArchConfig, ConvSpec, Head, Transition, load_arch
+from nas_mnist.engine.builder import build_model
+from nas_mnist.engine.counting import count_macs, count_params
 
 C = ConvSpec
 

@@ -1,6 +1,6 @@
 import torch
 
-from nas_mnist.augment import random_affine
+from nas_mnist.engine.augment import random_affine
 
 
 def test_shapes_and_identity():

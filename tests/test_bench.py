@@ -1,6 +1,6 @@
-from nas_mnist.bench import run_bench
-from nas_mnist.data import load_dataset
-from nas_mnist.recipe import Recipe
+from nas_mnist.engine.bench import run_bench
+from nas_mnist.engine.data import load_dataset
+from nas_mnist.spec.recipe import Recipe
 from tests.test_arch import ref8k
 
 

@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from nas_mnist.cli import REFERENCE_CONFIG, main
+from nas_mnist.cli import main
+from nas_mnist.cli.network import REFERENCE_CONFIG
 
 
 def test_count_prints_table_and_json(capsys):
@@ -57,6 +58,6 @@ def test_invalid_config_is_one_line(tmp_path, capsys):
 
 
 def test_console_script_runs():
-    done = subprocess.run([sys.executable, "-m", "nas_mnist.cli", "count", REFERENCE_CONFIG,
+    done = subprocess.run([sys.executable, "-m", "nas_mnist", "count", REFERENCE_CONFIG,
                            "--json"], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout)["params"] == 8172

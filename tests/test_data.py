@@ -3,7 +3,7 @@ import gzip
 import pytest
 import torch
 
-from nas_mnist.data import DataError, load_dataset
+from nas_mnist.engine.data import DataError, load_dataset
 from tests.conftest import make_subset
 
 
@@ -69,7 +69,7 @@ def test_mismatched_image_and_label_counts_are_refused(tmp_path):
 
 def test_corrupt_packaged_copy_fails_checksum(tmp_path, monkeypatch):
     import shutil
-    import nas_mnist.data as data_mod
+    import nas_mnist.engine.data as data_mod
     copy = tmp_path / "mnist"
     shutil.copytree(data_mod.PACKAGED_DIR, copy)
     raw = bytearray(gzip.decompress((copy / "t10k-labels-idx1-ubyte.gz").read_bytes()))

@@ -12,13 +12,14 @@ import pytest
 from optuna.trial import TrialState
 
 from nas_mnist.cli import main
-from nas_mnist.space import SPACE_DIR
-from nas_mnist.storage import count_kinds, finished
+from nas_mnist.search.space import SPACE_DIR
+from nas_mnist.search.record import count_kinds
+from nas_mnist.search.study import n_trained as finished
 
 
 def _cmd(url, data_dir, *extra, study="f"):
-    return [sys.executable, "-m", "nas_mnist.cli", "search", "--study", study, "--storage", url,
-            "--space", "quick", "--budget", "5000", "--last-n", "1", "--threads", "1",
+    return [sys.executable, "-m", "nas_mnist", "search", "--study", study, "--storage", url,
+            "--space", "quick", "--budget", "5000", "--last-n", "1", "--threads", "1", "--jobs", "1",
             "--data-dir", str(data_dir), *extra]
 
 
@@ -48,7 +49,7 @@ def _wait_for_training(url, study="f", timeout=120):
     raise AssertionError("no trial started training")
 
 
-def test_kill_9_then_rerun_retries_the_stale_trial(tmp_path, small_data_dir):
+def test_kill_9_then_rerun_retries_the_killed_trial_at_once(tmp_path, small_data_dir):
     url = f"sqlite:///{tmp_path}/k.db"
     proc = subprocess.Popen(_cmd(url, small_data_dir, "--epochs", "6", "--trials", "3"),
                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -57,16 +58,17 @@ def test_kill_9_then_rerun_retries_the_stale_trial(tmp_path, small_data_dir):
     proc.wait()
     before = optuna.load_study(study_name="f", storage=url)
     complete_before = {t.number for t in before.trials if t.state == TrialState.COMPLETE}
-    time.sleep(4)  # past the grace period of the dead worker's heartbeat
+    # at once, without waiting for the heartbeat's grace period: the worker is gone on this host
     done = subprocess.run(_cmd(url, small_data_dir, "--epochs", "6", "--trials", "3"),
-                          env=_env(), capture_output=True, text=True, timeout=300)
+                          env={**os.environ, "NAS_MNIST_HEARTBEAT_S": "60"},
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="f", storage=url)
     dead = study.trials[victim.number]
     assert dead.state == TrialState.FAIL
-    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number
-               or t.user_attrs.get("failed_trial") == victim.number]
-    assert retries and retries[0].params == dead.params
+    retries = [t for t in study.trials if t.user_attrs.get("retry_of") == victim.number]
+    assert len(retries) == 1 and retries[0].params == dead.params
+    assert retries[0].number == victim.number + 1  # the first trial of the re-run
     assert complete_before <= {t.number for t in study.trials if t.state == TrialState.COMPLETE}
     assert count_kinds(study).get("running", 0) == 0 and finished(study) == 3
 
@@ -84,13 +86,18 @@ def test_interrupt_exits_130_and_rerun_resumes(tmp_path, small_data_dir, sig):
     assert "interrupted" in err and "Traceback" not in err
     study = optuna.load_study(study_name="f", storage=url)
     assert count_kinds(study).get("running", 0) == 0  # the interrupted trial is FAIL
+    victim = next(t for t in study.trials if t.state == TrialState.FAIL)
     assert main(["search", "--study", "f", "--storage", url, "--space", "quick", "--budget",
                  "5000", "--last-n", "1", "--epochs", "1", "--trials", "2", "--data-dir",
                  str(small_data_dir)]) == 2  # other epochs: refused, storage untouched
     done = subprocess.run(_cmd(url, small_data_dir, "--epochs", "6", "--trials", "2"),
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert finished(optuna.load_study(study_name="f", storage=url)) == 2
+    study = optuna.load_study(study_name="f", storage=url)
+    assert finished(study) == 2
+    retry = study.trials[victim.number + 1]  # trains the interrupted configuration first, once
+    assert retry.user_attrs.get("retry_of") == victim.number and retry.params == victim.params
+    assert sum(t.user_attrs.get("retry_of") == victim.number for t in study.trials) == 1
 
 
 def test_four_workers_exact_count_and_enqueued_once(tmp_path, small_data_dir):
@@ -134,7 +141,7 @@ def _untouched(path):
     (["--budget", "ten"], "expected a number"),
     (["--epochs", "0"], "must be >= 1"),
     (["--epochs", "2", "--last-n", "3"], "exceeds"),
-    (["--jobs", "0"], "must be >= 1"),
+    (["--jobs", "0"], "integer >= 1"),
     (["--space", "nonexistent"], "not found"),
     (["--budget", "100"], "below the smallest network"),
     (["--data-dir", "/nonexistent"], "does not exist"),

@@ -6,9 +6,9 @@ import subprocess
 import optuna
 import pytest
 
-from nas_mnist.arch import ArchConfig
+from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.cli import main
-from nas_mnist.results import feasible, pareto_front
+from nas_mnist.results.ranking import feasible, pareto_front
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,8 @@ def study_dir(tmp_path_factory, small_data_dir):
     root = tmp_path_factory.mktemp("study")
     url = f"sqlite:///{root}/r.db"
     args = ["search", "--study", "r", "--storage", url, "--space", "quick", "--epochs", "2",
-            "--last-n", "1", "--data-dir", str(small_data_dir), "--artifacts", str(root / "art")]
+            "--last-n", "1", "--data-dir", str(small_data_dir), "--artifacts", str(root / "art"),
+            "--jobs", "1"]
     assert main([*args, "--budget", "5000", "--trials", "4"]) == 0
     big = root / "big.json"
     big.write_text(json.dumps({"stages": [[{"out": 32}, {"out": 32}]], "transitions": []}))
@@ -43,15 +44,15 @@ def test_exported_weights_reproduce_the_trial(study_dir, small_data_dir):
     winner, doc = _export_winner(root, url, small_data_dir, "winners")
     study = optuna.load_study(study_name="r", storage=url)
     best = feasible(study)[0]
-    assert winner.name == f"trial{best.number}.json" and doc["params"] == best.user_attrs["params"]
-    assert doc["metrics"]["score"] == best.values[0] and doc["test_set_used_for_selection"]
+    assert winner.name == f"trial{best.number}.json" and doc["params"] == best.n_params
+    assert doc["metrics"]["score"] == best.value and doc["test_set_used_for_selection"]
     assert doc["weights"]["source"] == "stored by the search" and doc["data_checksum"]
     # the exported weights, rebuilt from the exported config, give the trial's last accuracy
-    from nas_mnist.data import load_dataset
-    from nas_mnist.run import evaluate_weights
+    from nas_mnist.engine.data import load_dataset
+    from nas_mnist.engine.evaluate import evaluate_weights
     measured = evaluate_weights(ArchConfig.from_dict(doc["arch"]), load_dataset(small_data_dir),
                                 str(winner.with_suffix(".pt")))
-    assert measured["acc"] == best.user_attrs["acc"][-1]
+    assert measured["acc"] == best.accs[-1]
 
 
 def test_export_pareto_and_retrain_when_no_weights(study_dir, small_data_dir, capsys):
@@ -60,7 +61,7 @@ def test_export_pareto_and_retrain_when_no_weights(study_dir, small_data_dir, ca
     out = root / "front"
     assert _export(root, url, small_data_dir, "--pareto", "--out", str(out)) == 0
     assert sorted(p.name for p in out.glob("*.json")) == sorted(
-        f"trial{t.number}.json" for t in pareto_front(study))
+        f"trial{t.number}.json" for t in pareto_front(feasible(study)))
     shutil.rmtree(root / "art_missing", ignore_errors=True)
     assert main(["export", "--study", "r", "--storage", url, "--artifacts",
                  str(root / "art_missing"), "--data-dir", str(small_data_dir),
@@ -101,7 +102,7 @@ def test_report_files_hold_expected_figure_data(study_dir, small_data_dir, capsy
     assert by_macs["layout"]["xaxis"]["title"]["text"].startswith("MACs")
     names = {t["name"]: t for t in by_params["data"]}
     assert len(names["feasible (complete)"]["x"]) == len(feasible(study))
-    assert len(names["Pareto front"]["x"]) == len(pareto_front(study))
+    assert len(names["Pareto front"]["x"]) == len(pareto_front(feasible(study)))
     assert len(names["over budget (never trained)"]["x"]) == 1
     summary = (out / "summary.md").read_text()
     assert "test set was used for selection" in summary and "## Top" in summary
@@ -156,7 +157,7 @@ def test_dashboard_serves_the_study_without_over_budget_best_trials(study_dir, t
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     import sys
-    proc = subprocess.Popen([sys.executable, "-m", "nas_mnist.cli", "dashboard", "--study", "r",
+    proc = subprocess.Popen([sys.executable, "-m", "nas_mnist", "dashboard", "--study", "r",
                              "--storage", url, "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -225,13 +226,13 @@ def test_report_no_winner_confirms_only_the_named_trial(study_dir, small_data_di
 
 
 def test_pareto_plot_zooms_on_the_top_and_says_what_it_hides():
-    from nas_mnist.report import ZOOM_POINTS, pareto_figure
+    from nas_mnist.results.report import ZOOM_POINTS, pareto_figure
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_user_attr("nas_mnist", {"budget": 10_000})
     for acc, params in [(99.4, 8000), (99.0, 4000), (96.0, 1500), (60.0, 500)]:
         study.add_trial(optuna.trial.create_trial(values=[acc, params],
                                                   user_attrs={"params": params, "macs": 10 * params}))
-    fig = pareto_figure(study, "params")
+    fig = pareto_figure(study, "n_params")
     low, high = fig.layout.yaxis.range
     assert low == pytest.approx(99.4 - ZOOM_POINTS - 0.1) and high == pytest.approx(99.6)
     assert "2 trial(s) below 97.40 % are off the chart" in fig.layout.title.text

@@ -3,13 +3,19 @@ import math
 
 import pytest
 
-from nas_mnist.data import load_dataset
-from nas_mnist.recipe import Recipe
-from nas_mnist.run import train_arch
-from nas_mnist.train import NonFiniteLoss
+from nas_mnist.engine.data import load_dataset
+from nas_mnist.spec.recipe import Recipe
+from nas_mnist.engine.evaluate import evaluate_candidate
+from nas_mnist.engine.train import NonFiniteLoss
 from tests.test_arch import ref8k
 
 QUICK = Recipe(epochs=1, last_n=1, batch_size=64, lr=0.05)
+
+
+def train_arch(arch, data, recipe, *, seed=0, **hooks):
+    """The shared evaluate path, as (summary dict, trained model)."""
+    run = evaluate_candidate(arch, recipe, data, seed=seed, **hooks)
+    return run.summary(data), run.model
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +70,7 @@ def test_early_stop_callback(small):
 
 
 def test_ema_evaluates_the_average_and_leaves_training_unchanged(small):
-    from nas_mnist.train import evaluate
+    from nas_mnist.engine.train import evaluate
     recipe = QUICK.replace(epochs=2, last_n=2)
     plain, plain_model = train_arch(ref8k(), small, recipe, seed=1)
     averaged, ema_model = train_arch(ref8k(), small, recipe.replace(ema=0.99), seed=1)

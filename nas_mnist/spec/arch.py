@@ -3,7 +3,7 @@
 A network is a list of stages of convolutions, joined by transitions (a 2x2 max-pool with an
 optional 1x1 conv before or after it), followed by a head. Every conv block is
 conv -> [BN] -> ReLU -> [dropout], with BN and dropout placed before or after the ReLU.
-An invalid config raises ValueError when it is made, never deep inside torch.
+An invalid config raises SpecError (a ValueError) when it is made, never deep inside torch.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from nas_mnist.errors import SpecError
+
 POSITIONS = ("after_relu", "before_relu")
 DROPOUT_KINDS = ("element", "channel")
 HEAD_KINDS = ("gap_conv", "gap_linear", "conv_gap")
@@ -21,15 +23,15 @@ WHERE = ("before", "after")
 
 def _check_keys(cls, data: dict, where: str) -> None:
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+        raise SpecError(f"{where}: expected an object, got {type(data).__name__}")
     unknown = set(data) - {f.name for f in fields(cls)}
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
+        raise SpecError(f"{where}: unknown key(s) {sorted(unknown)}")
 
 
 def _positive_int(value, what: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+        raise SpecError(f"{what} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,9 @@ class ConvSpec:
     def __post_init__(self):
         _positive_int(self.out, "conv out channels")
         if self.k not in (1, 3):
-            raise ValueError(f"conv kernel must be 1 or 3, got {self.k!r}")
+            raise SpecError(f"conv kernel must be 1 or 3, got {self.k!r}")
         if self.pad not in (0, 1):
-            raise ValueError(f"conv padding must be 0 or 1, got {self.pad!r}")
+            raise SpecError(f"conv padding must be 0 or 1, got {self.pad!r}")
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Transition:
         if self.conv1x1 is not None:
             _positive_int(self.conv1x1, "transition conv1x1 width")
         if self.where not in WHERE:
-            raise ValueError(f"transition 'where' must be one of {WHERE}, got {self.where!r}")
+            raise SpecError(f"transition 'where' must be one of {WHERE}, got {self.where!r}")
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ class Head:
 
     def __post_init__(self):
         if self.kind not in HEAD_KINDS:
-            raise ValueError(f"head kind must be one of {HEAD_KINDS}, got {self.kind!r}")
+            raise SpecError(f"head kind must be one of {HEAD_KINDS}, got {self.kind!r}")
         if self.pre_gap is not None:
             _positive_int(self.pre_gap, "head pre_gap width")
 
@@ -106,27 +108,27 @@ class ArchConfig:
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         if self.head is None:
-            raise ValueError("missing head: a network needs a classifier head")
+            raise SpecError("missing head: a network needs a classifier head")
         if not self.stages or any(len(stage) == 0 for stage in self.stages):
-            raise ValueError("every stage needs at least one conv, and there must be one stage")
+            raise SpecError("every stage needs at least one conv, and there must be one stage")
         set_("stages", tuple(tuple(stage) for stage in self.stages))
         set_("transitions", tuple(self.transitions))
         n = len(self.stages)
         if len(self.transitions) not in (n - 1, n):
-            raise ValueError(f"{n} stage(s) need {n - 1} transition(s) between them "
+            raise SpecError(f"{n} stage(s) need {n - 1} transition(s) between them "
                              f"(or {n} with a pool before the head), got {len(self.transitions)}")
         for name, allowed in (("bn_position", POSITIONS), ("dropout_position", POSITIONS),
                               ("dropout_kind", DROPOUT_KINDS)):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+                raise SpecError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         rates = (self.dropout,) if self.stage_dropout is None else tuple(self.stage_dropout)
         if self.stage_dropout is not None:
             set_("stage_dropout", rates)
             if len(rates) != n:
-                raise ValueError(f"stage_dropout needs {n} rates (one per stage), got {len(rates)}")
+                raise SpecError(f"stage_dropout needs {n} rates (one per stage), got {len(rates)}")
         for rate in (self.dropout, *rates):
             if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-                raise ValueError(f"dropout rate must be in [0, 1), got {rate!r}")
+                raise SpecError(f"dropout rate must be in [0, 1), got {rate!r}")
         for name in ("in_channels", "image_size", "num_classes"):
             _positive_int(getattr(self, name), name)
         self.feature_sizes()  # raises if the map shrinks to nothing
@@ -143,12 +145,12 @@ class ArchConfig:
             for j, conv in enumerate(stage):
                 size = size - conv.k + 1 + 2 * conv.pad
                 if size < 1:
-                    raise ValueError(f"feature map shrinks to nothing at stage {i + 1} conv {j + 1}"
+                    raise SpecError(f"feature map shrinks to nothing at stage {i + 1} conv {j + 1}"
                                      f" (too many unpadded convs for a {self.image_size}px input)")
                 sizes.append(size)
             if i < len(self.transitions):
                 if size < 2:
-                    raise ValueError(f"feature map is {size}px before pool {i + 1}: nothing to pool")
+                    raise SpecError(f"feature map is {size}px before pool {i + 1}: nothing to pool")
                 size //= 2
                 sizes.append(size)
         return sizes
@@ -199,20 +201,20 @@ class ArchConfig:
         try:
             return cls._from_dict(data)
         except TypeError as err:  # a missing required key, reported by the dataclass
-            raise ValueError(f"arch: {err}") from None
+            raise SpecError(f"arch: {err}") from None
 
     @classmethod
     def _from_dict(cls, data: dict) -> "ArchConfig":
         _check_keys(cls, data, "arch")
         data = dict(data)
         if "stages" not in data:
-            raise ValueError("arch: missing key 'stages'")
+            raise SpecError("arch: missing key 'stages'")
         if not isinstance(data["stages"], list):
-            raise ValueError("arch.stages must be a list of stages (lists of convs)")
+            raise SpecError("arch.stages must be a list of stages (lists of convs)")
         stages = []
         for i, stage in enumerate(data["stages"]):
             if not isinstance(stage, list):
-                raise ValueError(f"arch.stages[{i}] must be a list of convs")
+                raise SpecError(f"arch.stages[{i}] must be a list of convs")
             for j, conv in enumerate(stage):
                 _check_keys(ConvSpec, conv, f"arch.stages[{i}][{j}]")
             stages.append(tuple(ConvSpec(**conv) for conv in stage))
@@ -250,10 +252,10 @@ def load_arch(path: str | Path) -> tuple[ArchConfig, dict]:
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"config file {path} does not exist") from None
+        raise SpecError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"config file {path} is not valid JSON: {err}") from None
+        raise SpecError(f"config file {path} is not valid JSON: {err}") from None
     if not isinstance(doc, dict):
-        raise ValueError(f"config file {path}: expected a JSON object")
+        raise SpecError(f"config file {path}: expected a JSON object")
     arch = ArchConfig.from_dict(doc["arch"] if "arch" in doc else doc)
     return arch, doc

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 
-from nas_mnist.arch import ArchConfig
-from nas_mnist.recipe import Recipe
+from nas_mnist.engine.device import cpu_cores
+from nas_mnist.spec.arch import ArchConfig
 
 
 def _one_run(job: tuple) -> dict:
     arch_dict, recipe_dict, seed, data_dir, device, threads = job
     import torch
-    from nas_mnist.data import load_dataset
-    from nas_mnist.device import resolve_device
-    from nas_mnist.run import train_arch
+    from nas_mnist.engine.data import load_dataset
+    from nas_mnist.engine.device import resolve_device
+    from nas_mnist.engine.evaluate import evaluate_candidate
+    from nas_mnist.spec.recipe import Recipe
     torch.set_num_threads(threads)
     data = load_dataset(data_dir).to(resolve_device(device))
-    summary, _ = train_arch(ArchConfig.from_dict(arch_dict), data, Recipe.from_dict(recipe_dict),
-                            seed=seed)
-    return {"seed": seed, "last_n_min": summary["last_n_min"],
-            "last_n_mean": summary["last_n_mean"], "test_acc": summary["test_acc"],
-            "seconds": summary["seconds"], "device": summary["device"]}
+    run = evaluate_candidate(ArchConfig.from_dict(arch_dict), Recipe.from_dict(recipe_dict),
+                             data, seed=seed)
+    return {"seed": seed, "last_n_min": run.result.last_n_min,
+            "last_n_mean": run.result.last_n_mean, "test_acc": run.result.accs,
+            "seconds": run.result.seconds, "device": run.device}
 
 
 def confirm_seeds(candidates: list[tuple[int, dict, dict]], seeds: int, *,
@@ -31,19 +31,17 @@ def confirm_seeds(candidates: list[tuple[int, dict, dict]], seeds: int, *,
 
     `jobs` processes share the CPU cores; each run returns its per-epoch test accuracy.
     """
-    cores = len(os.sched_getaffinity(0))
-    threads = max(1, cores // jobs)
+    threads = max(1, cpu_cores() // jobs)
     work = [(arch, recipe, seed, data_dir, device, threads)
             for _, arch, recipe in candidates for seed in range(seeds)]
+    results = []
     if jobs == 1:
-        results = []
         for job in work:
             results.append(_one_run(job))
             if on_done:
                 on_done(results[-1])
     else:
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-            results = []
             for result in pool.imap(_one_run, work):
                 results.append(result)
                 if on_done:

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-PACKAGED_DIR = Path(__file__).parent / "mnist"
+from nas_mnist.errors import NasMnistError, SpecError
+
+PACKAGED_DIR = Path(__file__).resolve().parent.parent / "mnist"
 SPLIT_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -36,7 +38,7 @@ MNIST_SHA256 = {
 IDX_DTYPES = {0x08: np.uint8}
 
 
-class DataError(ValueError):
+class DataError(NasMnistError, ValueError):
     """A data file is missing, corrupt or has the wrong shape."""
 
 
@@ -97,8 +99,18 @@ class Dataset:
     source: str
 
     @property
-    def num_classes(self) -> int:
-        return int(self.train_y.max()) + 1
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])
+
+    def check_fits(self, in_channels: int, image_size: int, num_classes: int) -> None:
+        """Refuse a network that cannot take these images or predict these labels."""
+        if self.image_shape != (in_channels, image_size, image_size):
+            raise SpecError(f"the network takes {in_channels}x{image_size}x{image_size} images, "
+                            f"the data set's are {'x'.join(map(str, self.image_shape))}")
+        top = int(max(self.train_y.max(), self.test_y.max()))
+        if top >= num_classes:
+            raise SpecError(f"the network predicts {num_classes} classes, the data set has "
+                            f"label {top}")
 
     def to(self, device: torch.device | str) -> "Dataset":
         move = {k: getattr(self, k).to(device) for k in

@@ -12,8 +12,8 @@ from pathlib import Path
 import optuna
 import plotly.graph_objects as go
 
-from nas_mnist.results import feasible, pareto_front
-from nas_mnist.storage import trial_kind
+from nas_mnist.results.ranking import feasible, pareto_front, study_meta
+from nas_mnist.search import record
 
 log = logging.getLogger(__name__)
 STYLE = {"complete": ("#1f77b4", "circle"), "early_stopped": ("#aaaaaa", "circle-open"),
@@ -23,30 +23,30 @@ ZOOM_POINTS = 2.0  # the y axis of a Pareto plot spans this many points below th
 
 def _points(study: optuna.Study, kind: str, x_key: str) -> tuple[list, list, list]:
     xs, ys, text = [], [], []
-    for t in study.get_trials(deepcopy=False):
-        if trial_kind(t) != kind or x_key not in t.user_attrs:
+    ok = {r.number for r in feasible(study)}
+    for r in record.records(study):
+        x = getattr(r, x_key)
+        if r.kind != kind or x is None:
             continue
-        accs = t.user_attrs.get("acc") or []
         if kind == "complete":
-            if t not in feasible(study):
+            if r.number not in ok:
                 continue
-            y = t.values[0]
+            y = r.value
         elif kind == "early_stopped":
-            y = accs[-1] if accs else None  # accuracy when it was stopped
+            y = r.accs[-1] if r.accs else None  # accuracy when it was stopped
         else:
             y = None
-        xs.append(t.user_attrs[x_key])
+        xs.append(x)
         ys.append(y)
-        text.append(f"trial {t.number}")
+        text.append(f"trial {r.number}")
     return xs, ys, text
 
 
 def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
-    """Accuracy vs `params` or `macs`: feasible, early-stopped and over-budget trials apart."""
-    meta = study.user_attrs.get("nas_mnist", {})
-    split = meta.get("eval_split", "test")
-    y_title = f"{meta.get('objective', 'min')} of last {meta.get('last_n', 3)} epochs, {split} acc %"
-    x_title = "parameters" if x_key == "params" else "MACs (fvcore, forward, 1 image)"
+    """Accuracy vs `n_params` or `macs`: feasible, early-stopped and over-budget trials apart."""
+    meta = study_meta(study)
+    y_title = f"{meta.objective} of last {meta.last_n} epochs, {meta.eval_split} acc %"
+    x_title = "parameters" if x_key == "n_params" else "MACs (fvcore, forward, 1 image)"
     fig = go.Figure()
     floor, hidden = None, 0
     xs, ys, text = _points(study, "complete", x_key)
@@ -57,10 +57,10 @@ def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
         fig.update_yaxes(range=[floor - 0.1, min(100.0, max(ys) + 0.2)])
     fig.add_trace(go.Scatter(x=xs, y=ys, text=text, mode="markers", name="feasible (complete)",
                              marker=dict(color=STYLE["complete"][0], size=9)))
-    front = pareto_front(study)
-    fig.add_trace(go.Scatter(x=[t.user_attrs[x_key] for t in front],
-                             y=[t.values[0] for t in front],
-                             text=[f"trial {t.number}" for t in front],
+    front = pareto_front(feasible(study), cost=x_key)
+    fig.add_trace(go.Scatter(x=[getattr(r, x_key) for r in front],
+                             y=[r.value for r in front],
+                             text=[f"trial {r.number}" for r in front],
                              mode="lines+markers", name="Pareto front", line=dict(shape="hv"),
                              marker=dict(color="#ff7f0e", size=11, symbol="star")))
     xs, ys, text = _points(study, "early_stopped", x_key)
@@ -68,15 +68,16 @@ def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
                              name="early-stopped (acc when stopped)",
                              marker=dict(color=STYLE["early_stopped"][0], size=8,
                                          symbol=STYLE["early_stopped"][1])))
-    if x_key == "params":
+    if x_key == "n_params":
         xs, _, text = _points(study, "over_budget", x_key)
         y_over = [floor if floor is not None else 0.0] * len(xs)
         fig.add_trace(go.Scatter(x=xs, y=y_over, text=text, mode="markers",
                                  name="over budget (never trained)",
                                  marker=dict(color=STYLE["over_budget"][0], size=8,
                                              symbol=STYLE["over_budget"][1])))
-        if meta.get("budget"):
-            fig.add_vline(x=meta["budget"], line_dash="dash", annotation_text="budget")
+        fig.add_vline(x=meta.budget, line_dash="dash", annotation_text="budget")
+    elif meta.max_macs:
+        fig.add_vline(x=meta.max_macs, line_dash="dash", annotation_text="MACs limit")
     title = f"Pareto front of study {study.study_name}: accuracy vs {x_title}"
     if hidden:
         title += (f"<br><sup>{hidden} trial(s) below {floor:.2f} % are off the chart "
@@ -87,15 +88,15 @@ def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
 
 
 def curves_figure(study: optuna.Study, top_k: int = 5) -> go.Figure:
-    split = study.user_attrs.get("nas_mnist", {}).get("eval_split", "test")
+    split = study_meta(study).eval_split
     fig = go.Figure()
-    for t in feasible(study)[:top_k]:
-        accs = t.user_attrs["acc"]
-        fig.add_trace(go.Scatter(x=list(range(1, len(accs) + 1)), y=accs, mode="lines+markers",
-                                 name=f"trial {t.number} ({t.user_attrs['params']:,} p)"))
+    for r in feasible(study)[:top_k]:
+        fig.add_trace(go.Scatter(x=list(range(1, len(r.accs) + 1)), y=r.accs,
+                                 mode="lines+markers", name=f"trial {r.number} ({r.n_params:,} p)"))
     fig.update_layout(title=f"Per-epoch {split} accuracy of the top {top_k} trials",
                       xaxis_title="epoch", yaxis_title=f"{split} accuracy %",
                       template="plotly_white")
+    fig.update_xaxes(dtick=1)  # epochs are whole numbers
     return fig
 
 
@@ -119,7 +120,7 @@ PAGES = {"pareto": ("pareto_params", "pareto_macs"), "details": ("curves", "hist
 
 
 def build_figures(study: optuna.Study) -> dict[str, go.Figure]:
-    return {"pareto_params": pareto_figure(study, "params"),
+    return {"pareto_params": pareto_figure(study, "n_params"),
             "pareto_macs": pareto_figure(study, "macs"),
             "curves": curves_figure(study), **optuna_figures(study)}
 
@@ -128,13 +129,17 @@ def write_page(figures: list[go.Figure], path: Path, title: str) -> None:
     """One self-contained HTML page (plotly.js embedded once) holding several figures."""
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0))
              for i, fig in enumerate(figures)]
-    path.write_text(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
-                    f"</head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
+                   f"</head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    tmp.replace(path)  # never a half-written page
 
 
-def write_figures(study: optuna.Study, out_dir: Path, *, png: bool = True) -> list[Path]:
+def write_figures(study: optuna.Study, out_dir: Path, *,
+                  png: bool = True) -> tuple[list[Path], str | None]:
     """pareto.html (accuracy vs params and vs MACs) and details.html (curves, history,
-    importances), each self-contained; PNG copies of every figure when kaleido works."""
+    importances), each self-contained; PNG copies of every figure when kaleido works.
+    Returns the files written and, when PNGs were wanted but could not be made, why."""
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = build_figures(study)
     written = []
@@ -143,16 +148,14 @@ def write_figures(study: optuna.Study, out_dir: Path, *, png: bool = True) -> li
         write_page([figures[n] for n in names if n in figures], path,
                    f"{study.study_name}: {page}")
         written.append(path)
+    note = None
     if png:
         for name, fig in figures.items():
-            written.extend(_try_png(fig, out_dir / f"{name}.png"))
-    return written
-
-
-def _try_png(fig: go.Figure, path: Path) -> list[Path]:
-    try:
-        fig.write_image(path)
-        return [path]
-    except Exception as err:  # no kaleido or no Chromium: PNGs are optional
-        log.info("no PNG for %s: %s", path.name, err)
-        return []
+            try:
+                fig.write_image(out_dir / f"{name}.png")
+                written.append(out_dir / f"{name}.png")
+            except Exception as err:  # no kaleido or no Chromium: PNGs are optional
+                note = (f"no PNG copies ({type(err).__name__}: {str(err).splitlines()[0][:80]}); "
+                        "for PNGs: pip install -e '.[png]' and a Chromium, or pass --no-png")
+                break
+    return written, note

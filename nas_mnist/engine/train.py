@@ -18,9 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas_mnist.augment import random_affine
-from nas_mnist.data import Dataset
-from nas_mnist.recipe import Recipe
+from nas_mnist.engine.augment import random_affine
+from nas_mnist.engine.data import Dataset
+from nas_mnist.errors import NasMnistError
+from nas_mnist.spec.recipe import Recipe
+from nas_mnist.spec.score import last_n_score
 
 EVAL_BATCH = 1000  # measured fastest of 1000/2000/5000 on the 2-core CPU
 
@@ -46,6 +48,7 @@ class TrainResult:
     last_n: int = 3
     stopped_early: bool = False
     seconds: float = 0.0
+    test_acc_final: float | None = None  # with a validation split: test accuracy at the end
 
     @property
     def accs(self) -> list[float]:
@@ -53,12 +56,11 @@ class TrainResult:
 
     @property
     def last_n_min(self) -> float:
-        return min(self.accs[-self.last_n:])
+        return last_n_score(self.accs, self.last_n, "min")
 
     @property
     def last_n_mean(self) -> float:
-        tail = self.accs[-self.last_n:]
-        return sum(tail) / len(tail)
+        return last_n_score(self.accs, self.last_n, "mean")
 
     def to_dict(self) -> dict:
         return {
@@ -73,6 +75,7 @@ class TrainResult:
             "stopped_early": self.stopped_early,
             "seconds": self.seconds,
             "epochs": [asdict(e) for e in self.epochs],
+            **({"test_acc_final": self.test_acc_final} if self.test_acc_final is not None else {}),
         }
 
 
@@ -94,6 +97,28 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: Dataset,
         correct += int((logits.argmax(1) == target).sum())
     model.train(was_training)
     return 100.0 * correct / len(x), loss_sum / len(x)
+
+
+class WeightsError(NasMnistError):
+    """A weights file is missing, unreadable or does not fit the architecture."""
+
+
+def load_state(model: nn.Module, weights_path) -> nn.Module:
+    """Load a saved state_dict into `model`; a bad file is a WeightsError, not a traceback."""
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"weights file {weights_path} does not exist") from None
+    except Exception as err:  # torch raises many kinds for a corrupt or truncated file
+        raise WeightsError(f"cannot read weights {weights_path}: "
+                           f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                           ) from None
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise WeightsError(f"weights {weights_path} do not fit this architecture: "
+                           f"{str(err).splitlines()[0]}") from None
+    return model
 
 
 class WeightEMA:

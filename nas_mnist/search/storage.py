@@ -1,17 +1,18 @@
-"""Open Optuna storages, record and check what a study was created for, count trial states."""
+"""Open Optuna storages: SQLite (default), other RDB URLs, or a journal file."""
 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 import warnings
-from collections import Counter
 from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
+
+from nas_mnist.errors import NasMnistError
 
 STUDIES_DIR = Path("studies")
 # A worker beats every HEARTBEAT_S; a RUNNING trial silent for GRACE_S is marked FAIL and its
@@ -19,10 +20,9 @@ STUDIES_DIR = Path("studies")
 HEARTBEAT_S = int(os.environ.get("NAS_MNIST_HEARTBEAT_S", 10))
 GRACE_S = 3 * HEARTBEAT_S
 SQLITE_TIMEOUT_S = 60
-META_KEY = "nas_mnist"  # study user attribute holding the settings that must match on resume
 
 
-class StorageError(ValueError):
+class StorageError(NasMnistError, ValueError):
     """A storage URL cannot be opened or a study does not fit the request."""
 
 
@@ -66,7 +66,7 @@ def open_storage(url: str, *, create: bool):
         raise
     except Exception as err:  # sqlalchemy and drivers raise many kinds
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StorageError(f"cannot open storage {url}: {first}") from None
+        raise StorageError(f"cannot open storage {mask_url(url)}: {first}") from None
 
 
 def _rdb_storage(url: str, attempts: int = 3) -> RDBStorage:
@@ -119,41 +119,10 @@ def load_study(name: str, url: str) -> optuna.Study:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise StorageError(f"no study named {name!r} in {url}"
+        raise StorageError(f"no study named {name!r} in {mask_url(url)}"
                            + (f" (it has: {', '.join(names)})" if names else "")) from None
 
 
-def check_meta(study: optuna.Study, meta: dict) -> None:
-    """Refuse to resume a study created for other settings; say what differs."""
-    stored = study.user_attrs.get(META_KEY)
-    if stored is None:
-        if study.trials:
-            raise StorageError(f"study {study.study_name!r} was not made by nas-mnist")
-        study.set_user_attr(META_KEY, meta)
-        return
-    differ = [f"{k} {stored.get(k)!r} (stored) vs {meta[k]!r} (now)"
-              for k in meta if k != "version" and stored.get(k) != meta[k]]
-    if differ:
-        raise StorageError(f"study {study.study_name!r} was created with other settings: "
-                           + "; ".join(differ))
-
-
-def trial_kind(trial: optuna.trial.FrozenTrial) -> str:
-    """complete, early_stopped, over_budget, invalid, failed or running."""
-    if trial.state == TrialState.COMPLETE:
-        return "complete"
-    if trial.state == TrialState.PRUNED:
-        return trial.user_attrs.get("reason", "early_stopped")
-    if trial.state in (TrialState.RUNNING, TrialState.WAITING):
-        return "running"
-    return "failed"
-
-
-def count_kinds(study: optuna.Study) -> Counter:
-    return Counter(trial_kind(t) for t in study.get_trials(deepcopy=False))
-
-
-def finished(study: optuna.Study) -> int:
-    """Trials that count towards --trials: complete or pruned (early-stopped, over budget)."""
-    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
-                                                                   TrialState.PRUNED)))
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, for everything printed."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from nas_mnist.arch import ArchConfig, ConvSpec, Head, Transition
-from nas_mnist.recipe import Recipe
+from nas_mnist.errors import NasMnistError, SpecError
+from nas_mnist.spec.arch import ArchConfig, ConvSpec, Head, Transition
+from nas_mnist.spec.recipe import Recipe
 
 ARCH_KEYS = {
     "pools": "number of 2x2 max-pools (stages = pools + 1)",
@@ -34,10 +35,10 @@ ARCH_KEYS = {
     "dropout_position": "after_relu or before_relu",
 }
 RECIPE_KEYS = set(Recipe.__dataclass_fields__) - {"epochs", "last_n"}
-SPACE_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+SPACE_DIR = Path(__file__).resolve().parent.parent.parent / "search_spaces"
 
 
-class SpaceError(ValueError):
+class SpaceError(NasMnistError, ValueError):
     """A search-space file is malformed; the message names the bad key."""
 
 
@@ -195,7 +196,7 @@ def smallest_arch(space: SearchSpace) -> ArchConfig:
 
 
 def suggest_arch(trial, space: SearchSpace) -> ArchConfig:
-    """Sample an architecture. Raises ValueError if the sample is not a valid network."""
+    """Sample an architecture. Raises SpecError if the sample is not a valid network."""
     a = space.arch
     pools = a["pools"].suggest(trial)
     stages = []
@@ -226,6 +227,7 @@ def sample_shares(space: SearchSpace, *, budget: int, samples: int = 2000,
                   seed: int = 0) -> dict:
     """Draw random configurations; count valid-under-budget, over-budget and invalid ones."""
     import optuna
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     counts = {"under_budget": 0, "over_budget": 0, "invalid": 0}
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     for _ in range(samples):
@@ -233,7 +235,7 @@ def sample_shares(space: SearchSpace, *, budget: int, samples: int = 2000,
         try:
             n_params = suggest_arch(trial, space).n_params()
             counts["under_budget" if n_params <= budget else "over_budget"] += 1
-        except ValueError:
+        except SpecError:
             counts["invalid"] += 1
         study.tell(trial, 0.0)
     return {"samples": samples, **{k: v / samples for k, v in counts.items()}}

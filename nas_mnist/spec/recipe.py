@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
+
+from nas_mnist.errors import SpecError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "cosine", "constant")
@@ -30,6 +33,7 @@ class Recipe:
     last_n: int = 3  # epochs in the "last N" score
 
     def __post_init__(self):
+        self._check_types()
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
@@ -50,7 +54,24 @@ class Recipe:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(f"recipe: {message}")
+                raise SpecError(f"recipe: {message}")
+
+    def _check_types(self) -> None:
+        """Strict types: a bool is not a number, a string is not a number, NaN is not a value."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), type(f.default)
+            if kind is bool:
+                ok = isinstance(value, bool)
+            elif kind is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif kind is float:
+                ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                      and math.isfinite(value))
+            else:
+                ok = isinstance(value, kind)
+            if not ok:
+                raise SpecError(f"recipe: {f.name} must be a finite {kind.__name__}, "
+                                f"got {value!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,10 +79,10 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
         if not isinstance(data, dict):
-            raise ValueError("recipe: expected an object")
+            raise SpecError("recipe: expected an object")
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"recipe: unknown key(s) {sorted(unknown)}")
+            raise SpecError(f"recipe: unknown key(s) {sorted(unknown)}")
         return cls(**data)
 
     def replace(self, **changes) -> "Recipe":

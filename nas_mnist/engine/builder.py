@@ -7,7 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from nas_mnist.arch import ArchConfig
+from nas_mnist.spec.arch import ArchConfig
 
 
 class GlobalAvgPool(nn.Module):

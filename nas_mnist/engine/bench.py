@@ -15,11 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nas_mnist.arch import ArchConfig
-from nas_mnist.builder import build_model
-from nas_mnist.data import Dataset
-from nas_mnist.recipe import Recipe
-from nas_mnist.train import evaluate, train
+from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.engine.builder import build_model
+from nas_mnist.engine.data import Dataset
+from nas_mnist.spec.recipe import Recipe
+from nas_mnist.engine.train import evaluate, train
 
 WARMUP_STEPS = 5
 
@@ -87,7 +87,7 @@ def _sync(data: Dataset) -> None:
 def _time_in_worker(args) -> float:
     arch_dict, recipe_dict, data_dir, steps = args
     torch.set_num_threads(1)
-    from nas_mnist.data import load_dataset
+    from nas_mnist.engine.data import load_dataset
     return _time_tensor_pipeline(ArchConfig.from_dict(arch_dict), load_dataset(data_dir),
                                  Recipe.from_dict(recipe_dict), steps)
 

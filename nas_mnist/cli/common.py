@@ -1,0 +1,98 @@
+"""What every sub-command shares: the parser class, flag types, data and storage flags.
+
+Imports stay light here (no torch, optuna or fvcore at import time), so `--help` and
+`--version` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from nas_mnist.errors import NasMnistError
+
+
+class UsageError(NasMnistError):
+    """A bad flag value or an unusable input; reported in one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + error
+        raise UsageError(f"{self.prog.removeprefix('nas-mnist ')}: {message}"
+                         if self.prog != "nas-mnist" else message)
+
+
+def positive(kind=int):
+    """A flag type: a finite number >= 1 (`kind` int or float)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def non_negative(text):
+    value = int(text) if text.isdigit() else None
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def add_data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="folder with the four IDX files, or a torchvision "
+                                      "download root (default: the packaged MNIST)")
+    p.add_argument("--val-split", type=non_negative, default=0, metavar="K",
+                   help="hold out K training images as the validation set (default 0: "
+                        "score on the test set)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where to train (default auto: a GPU if there is one)")
+    p.add_argument("--threads", type=positive(), help="CPU threads (default: all cores)")
+
+
+def add_storage_flags(p: argparse.ArgumentParser, *, required_study: bool) -> None:
+    p.add_argument("--study", required=required_study,
+                   default=None if required_study else "default",
+                   help="study name" + ("" if required_study else " (default: default)"))
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db;"
+                                     " also postgresql://..., journal:PATH)")
+
+
+def storage_url(args) -> str:
+    from nas_mnist.search.storage import default_storage
+    return args.storage or default_storage(args.study)
+
+
+def load_context(args):
+    """Device, threads and dataset for a command that trains or evaluates."""
+    from nas_mnist.engine.data import load_dataset
+    from nas_mnist.engine.device import resolve_device, set_threads
+    device = resolve_device(args.device)
+    set_threads(args.threads)
+    data = load_dataset(args.data_dir, val_split=args.val_split)
+    return device, data.to(device)
+
+
+def describe_data(data) -> str:
+    """'packaged MNIST' or the folder, with the checksum prefix: printed in every header."""
+    from nas_mnist.engine.data import PACKAGED_DIR
+    from pathlib import Path
+    name = ("packaged MNIST" if Path(data.source).resolve() == PACKAGED_DIR.resolve()
+            else data.source)
+    return f"data {name} (sha256 {data.checksum[:12]})"

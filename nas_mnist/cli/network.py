@@ -1,0 +1,185 @@
+"""`train`, `count`, `bench` and `space`: commands about one network or one space."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from nas_mnist.cli.common import (UsageError, add_data_flags, describe_data, finite_float,
+                                  load_context, non_negative, positive)
+from nas_mnist.cli.output import write_text_atomic
+
+REFERENCE_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "ref8k.json")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("train", help="train one architecture, print per-epoch accuracy")
+    p.add_argument("config", help="architecture JSON (a bare arch or an exported winner)")
+    p.add_argument("--epochs", type=positive(), help="training epochs (default: the file's "
+                                                     "recipe, else 15)")
+    p.add_argument("--seed", type=int, default=None, help="training seed (default: the file's, "
+                                                          "or 0)")
+    p.add_argument("--last-n", type=positive(), help="epochs in the last-N score (default: the "
+                                                     "file's, at most --epochs)")
+    p.add_argument("--batch-size", type=positive(), help="override the recipe's batch size")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="override the recipe's "
+                                                                 "precision")
+    p.add_argument("--weights", help="evaluate these saved weights instead of training")
+    p.add_argument("--json-out", help="write metrics as JSON to this file")
+    p.add_argument("--require", type=finite_float, metavar="PCT",
+                   help="exit 1 unless the min of the last N epochs reaches PCT percent")
+    add_data_flags(p)
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("count", help="print the per-layer parameter and MAC table")
+    p.add_argument("config", help="architecture JSON (a bare arch or an exported winner)")
+    p.add_argument("--json", action="store_true", help="print JSON with params, macs, layers")
+    p.set_defaults(handler=cmd_count)
+
+    p = sub.add_parser("bench", help="time training of a reference ~8K network")
+    p.add_argument("--config", help="network to time (default: the packaged ref8k.json)")
+    p.add_argument("--steps", type=positive(), default=100, help="timed training steps (100)")
+    p.add_argument("--notebook-steps", type=positive(), default=50,
+                   help="timed steps of the notebook pipeline (50)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="override the recipe's")
+    p.add_argument("--dropout-kind", choices=["element", "channel"],
+                   help="override the network's dropout kind")
+    p.add_argument("--parallel", type=non_negative, default=2, metavar="K",
+                   help="also time K one-thread processes training at once (CPU; 0: skip)")
+    p.add_argument("--json-out", help="write the figures as JSON to this file")
+    add_data_flags(p)
+    p.set_defaults(handler=cmd_bench)
+
+    p = sub.add_parser("space", help="check a search space: smallest network, budget shares")
+    p.add_argument("space", nargs="?", default="default", help="space name or YAML path")
+    p.add_argument("--budget", type=positive(), default=10_000, help="parameters (10000)")
+    p.add_argument("--samples", type=positive(), default=2000, help="random samples (2000)")
+    p.set_defaults(handler=cmd_space)
+
+
+def cmd_count(args) -> int:
+    from nas_mnist.engine.builder import build_model
+    from nas_mnist.engine.counting import count_macs, count_params, format_table, layer_table
+    from nas_mnist.engine.evaluate import in_shape
+    from nas_mnist.spec.arch import load_arch
+    arch, _ = load_arch(args.config)
+    model = build_model(arch)
+    rows = layer_table(model, in_shape(arch))
+    n_params, macs = count_params(model), count_macs(model, in_shape(arch))
+    if args.json:
+        print(json.dumps({"params": n_params, "macs": macs, "arch": arch.describe(),
+                          "layers": [r.__dict__ for r in rows]}, indent=2))
+    else:
+        print(format_table(rows))
+        print(f"params {n_params:,}   MACs {macs:,}   ({arch.describe()})")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from nas_mnist.spec.arch import load_arch
+    from nas_mnist.spec.recipe import Recipe
+    arch, doc = load_arch(args.config)
+    stored = Recipe.from_dict(doc.get("recipe", {}))
+    epochs = args.epochs or stored.epochs
+    last_n = args.last_n or min(stored.last_n, epochs)
+    if last_n > epochs:
+        raise UsageError(f"--last-n {last_n} exceeds the {epochs} training epochs")
+    recipe = stored.replace(epochs=epochs, last_n=last_n, batch_size=args.batch_size,
+                            precision=args.precision)
+    if args.json_out:
+        write_text_atomic(args.json_out, None)  # a bad path fails now, not after training
+    if args.threads is None and doc.get("threads"):
+        args.threads = doc["threads"]  # reproduce the stored run's CPU numerics
+    device, data = load_context(args)
+    data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
+    if args.weights:
+        from nas_mnist.engine.evaluate import evaluate_weights
+        s = evaluate_weights(arch, data, args.weights)
+        print(f"test accuracy {s['acc']:.2f} %  loss {s['loss']:.4f}  "
+              f"({s['images']:,} test images, weights {args.weights}, no training; "
+              f"{describe_data(data)})")
+        return 0
+    seed = args.seed if args.seed is not None else int(doc.get("seed", 0))
+    summary = _train_with_table(arch, recipe, data, seed, device)
+    if args.json_out:
+        write_text_atomic(args.json_out, json.dumps(summary, indent=2))
+    if args.require is not None and summary["last_n_min"] < args.require:
+        print(f"nas-mnist: below requirement: min of the last {last_n} epochs "
+              f"{summary['last_n_min']:.2f} % < {args.require:.2f} %", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _train_with_table(arch, recipe, data, seed: int, device) -> dict:
+    from tqdm import tqdm
+    from nas_mnist.engine.evaluate import describe_device, evaluate_candidate
+    split = data.eval_split
+    steps = max(1, len(data.train_x) // recipe.batch_size)
+    print(f"{arch.describe()}\ntraining {recipe.epochs} epochs, seed {seed}, "
+          f"{describe_device(device)}, {describe_data(data)}, "
+          f"accuracy on the {split} split ({len(data.eval_x):,} images)")
+    print(f"{'epoch':>5} {split + ' acc %':>11} {split + ' loss':>10} {'train loss':>10} "
+          f"{'lr':>8} {'seconds':>8}")
+    bar = tqdm(total=steps * recipe.epochs, unit="step", leave=False, file=sys.stderr)
+
+    def on_epoch(e):
+        bar.write(f"{e.epoch:>5} {e.eval_acc:>11.2f} {e.eval_loss:>10.4f} {e.train_loss:>10.4f} "
+                  f"{e.lr:>8.4f} {e.seconds:>8.1f}")
+
+    try:
+        run = evaluate_candidate(arch, recipe, data, seed=seed, on_epoch=on_epoch,
+                                 on_step=bar.update)
+    finally:
+        bar.close()
+    summary = run.summary(data)
+    print(f"params {summary['params']:,}   MACs {summary['macs']:,}   "
+          f"{summary['seconds']:.0f} s on {summary['device']}")
+    print(f"last {recipe.last_n} epochs on {split}: min {summary['last_n_min']:.2f} %  "
+          f"mean {summary['last_n_mean']:.2f} %")
+    if "test_acc_final" in summary:
+        print(f"test accuracy after the last epoch: {summary['test_acc_final']:.2f} %")
+    return summary
+
+
+def cmd_bench(args) -> int:
+    from nas_mnist.engine.bench import run_bench
+    from nas_mnist.engine.evaluate import describe_device
+    from nas_mnist.spec.arch import load_arch
+    from nas_mnist.spec.recipe import Recipe
+    notebook_arch, doc = load_arch(args.config or REFERENCE_CONFIG)
+    arch = notebook_arch
+    if args.dropout_kind:
+        arch = dataclasses.replace(arch, dropout_kind=args.dropout_kind)
+    recipe = Recipe.from_dict(doc.get("recipe", {})).replace(precision=args.precision)
+    device, data = load_context(args)
+    print(f"benchmarking {arch.describe()} on {describe_device(device)}, {describe_data(data)}"
+          " ...", file=sys.stderr)
+    figures = run_bench(arch, data, recipe, steps=args.steps, notebook_steps=args.notebook_steps,
+                        parallel_workers=args.parallel, data_dir=args.data_dir,
+                        notebook_arch=notebook_arch)
+    figures = {"device": describe_device(device), "date": time.strftime("%Y-%m-%d"),
+               "precision": recipe.precision,
+               "dropout_kind": arch.dropout_kind, "batch_size": recipe.batch_size, **figures}
+    width = max(map(len, figures))
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value:,.2f}" if isinstance(value, float) else
+              f"{key:<{width}}  {value}")
+    if args.json_out:
+        write_text_atomic(args.json_out, json.dumps(figures, indent=2))
+    return 0
+
+
+def cmd_space(args) -> int:
+    from nas_mnist.search.space import load_space, sample_shares, smallest_arch
+    space = load_space(args.space)
+    smallest = smallest_arch(space)
+    print(f"space {space.name}: smallest network {smallest.n_params():,} parameters "
+          f"({smallest.describe()})")
+    shares = sample_shares(space, budget=args.budget, samples=args.samples)
+    print(f"{args.samples:,} random samples: {shares['under_budget']:.1%} valid and within "
+          f"{args.budget:,} parameters, {shares['over_budget']:.1%} over budget, "
+          f"{shares['invalid']:.1%} invalid")
+    return 0

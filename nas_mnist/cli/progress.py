@@ -1,0 +1,113 @@
+"""Live progress of a search, read from the study's storage (so it sees every worker).
+
+On a terminal: a block of lines redrawn in place, one for the study and one per running trial.
+Otherwise: one log line per new trained epoch and per finished trial.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import TextIO
+
+from nas_mnist.search import record
+from nas_mnist.search.record import StudyMeta, TrialRecord
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+class LiveProgress:
+    def __init__(self, stream: TextIO, meta: StudyMeta, *, trials: int, jobs: int,
+                 deadline: float | None = None):
+        self.stream, self.meta, self.trials, self.jobs = stream, meta, trials, jobs
+        self.deadline = deadline
+        self.tty = stream.isatty()
+        self.drawn = 0  # lines of the block on screen (terminal mode)
+        self.seen: set[tuple[int, int]] = set()  # (trial, epochs) already logged
+        self.finished: set[int] | None = None  # trials already done when we started
+
+    def update(self, study) -> None:
+        recs = record.records(study)
+        news = self._outcomes(recs)
+        lines = [self.headline(recs)] + [self.trial_line(r) for r in recs
+                                         if r.kind == "running" and r.accs]
+        if self.tty:
+            self._redraw(news, lines)
+        else:
+            self._log(recs, news, lines[0])
+
+    def close(self) -> None:
+        self.drawn = 0
+
+    def headline(self, recs: list[TrialRecord]) -> str:
+        trained = sum(r.trained for r in recs)
+        refused = sum(r.kind in record.REFUSALS for r in recs)
+        stopped = sum(r.kind == "early_stopped" for r in recs)
+        best = max((r for r in recs if r.kind == "complete" and record.is_finite(r.value)
+                    and (r.n_params or 0) <= self.meta.budget),
+                   key=lambda r: (r.value, -(r.n_params or 0)), default=None)
+        text = (f"trained {trained}/{self.trials} ({stopped} stopped early), "
+                f"{refused} refused")
+        if best is not None:
+            text += f" | best {best.value:.2f} % (trial {best.number}, {best.n_params:,} p)"
+        eta = self.eta(recs)
+        if eta is not None:
+            text += f" | about {_minutes(eta)} left"
+        return text
+
+    def trial_line(self, r: TrialRecord) -> str:
+        left, to_go = "", self.meta.epochs - len(r.accs)
+        if r.epoch_seconds and to_go:
+            left = f", <= {_minutes(statistics.fmean(r.epoch_seconds) * to_go)} to go"
+        return (f"  trial {r.number}: epoch {len(r.accs)}/{self.meta.epochs}, "
+                f"{self.meta.eval_split} acc {r.accs[-1]:.2f} %, {r.n_params or 0:,} p{left}")
+
+    def eta(self, recs: list[TrialRecord]) -> float | None:
+        """Seconds left: epochs still to train (trained trials so far set how many a trial
+        takes on average) times the measured seconds per epoch, shared by the workers."""
+        epoch_s = [s for r in recs for s in r.epoch_seconds]
+        if not epoch_s:
+            return None
+        done = [len(r.accs) for r in recs if r.trained]
+        per_trial = statistics.fmean(done) if done else self.meta.epochs
+        running = [r for r in recs if r.kind == "running"]
+        todo = max(0, self.trials - sum(r.trained for r in recs) - len(running))
+        epochs_left = todo * per_trial + sum(max(0.0, per_trial - len(r.accs)) for r in running)
+        seconds = epochs_left * statistics.fmean(epoch_s) / max(1, self.jobs)
+        if self.deadline is not None:
+            seconds = min(seconds, max(0.0, self.deadline - time.time()))
+        return seconds
+
+    def _outcomes(self, recs: list[TrialRecord]) -> list[str]:
+        """One line per trial that finished since the last update."""
+        if self.finished is None:
+            self.finished = {r.number for r in recs if r.kind != "running"}
+        news = [r for r in recs if r.kind != "running" and r.number not in self.finished]
+        self.finished.update(r.number for r in news)
+        return [f"trial {r.number}: {self.outcome(r)}" for r in news]
+
+    def _redraw(self, news: list[str], lines: list[str]) -> None:
+        out = "".join("\x1b[1F\x1b[2K" for _ in range(self.drawn))  # up one line, clear it
+        self.stream.write(out + "".join(line + "\n" for line in news + lines))
+        self.stream.flush()
+        self.drawn = len(lines)
+
+    def _log(self, recs: list[TrialRecord], news: list[str], headline: str) -> None:
+        for r in recs:
+            if r.kind == "running" and r.accs and (r.number, len(r.accs)) not in self.seen:
+                self.seen.add((r.number, len(r.accs)))
+                self.stream.write(self.trial_line(r).strip() + " | " + headline + "\n")
+        self.stream.write("".join(line + "\n" for line in news))
+        self.stream.flush()
+
+    def outcome(self, r: TrialRecord) -> str:
+        if r.kind == "complete":
+            return f"complete, score {r.value:.2f} % ({r.n_params:,} p)"
+        if r.kind == "early_stopped":
+            return f"stopped early after epoch {len(r.accs)} ({r.stopped_by or 'rule'})"
+        if r.kind in record.REFUSALS:
+            size = f", {r.n_params:,} p" if r.n_params else ""
+            return f"refused: {r.kind.replace('_', ' ')}{size}"
+        return r.kind

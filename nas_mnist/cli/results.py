@@ -1,0 +1,161 @@
+"""`export`, `report` and `dashboard`: what a user takes away from a study."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from nas_mnist.cli.common import (UsageError, add_data_flags, add_storage_flags, describe_data,
+                                  load_context, positive, storage_url)
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("export", help="write winner files (JSON + weights)")
+    add_storage_flags(p, required_study=True)
+    p.add_argument("--trial", type=int, help="export this trial (default: the best feasible)")
+    p.add_argument("--pareto", action="store_true", help="export every Pareto-front member "
+                                                         "(score vs parameters)")
+    p.add_argument("--out", help="output folder (default: studies/<study>-winners)")
+    p.add_argument("--artifacts", help="weights folder (default: as for search)")
+    add_data_flags(p)
+    p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("report", help="Pareto plots, history, curves and a Markdown summary")
+    add_storage_flags(p, required_study=True)
+    p.add_argument("--out", help="output folder (default: studies/<study>-report)")
+    p.add_argument("--seeds", type=positive(), help="re-train the winner(s) on K seeds")
+    p.add_argument("--top", type=positive(), default=10, help="rows in the top table (10)")
+    p.add_argument("--confirm", type=int, action="append", default=[], metavar="TRIAL",
+                   help="with --seeds: confirm this trial too (may repeat)")
+    p.add_argument("--winner", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --seeds: re-train the best trial (default); --no-winner "
+                        "re-trains only the --confirm trials")
+    p.add_argument("--jobs", type=positive(), default=1,
+                   help="re-train in K processes sharing the cores (default 1)")
+    p.add_argument("--no-png", action="store_true", help="write no PNG copies of the figures")
+    add_data_flags(p)
+    p.set_defaults(handler=cmd_report)
+
+    p = sub.add_parser("dashboard", help="start optuna-dashboard on the study's storage")
+    add_storage_flags(p, required_study=True)
+    p.add_argument("--port", type=positive(), default=8080, help="port (8080)")
+    p.set_defaults(handler=cmd_dashboard)
+
+
+def _open(args):
+    from nas_mnist.search.storage import load_study
+    url = storage_url(args)
+    return load_study(args.study, url), url
+
+
+def _out_dir(path: str | None, default: Path) -> Path:
+    out = Path(path) if path else default
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def cmd_export(args) -> int:
+    from nas_mnist.results.export import (check_data, fetch_weights, pick_trials,
+                                          retrain_weights, winner_doc, write_winner)
+    from nas_mnist.results.ranking import study_meta
+    from nas_mnist.search.storage import default_artifacts
+    from nas_mnist.spec.arch import ArchConfig
+    study, url = _open(args)
+    meta = study_meta(study)
+    chosen = pick_trials(study, trial=args.trial, pareto=args.pareto)
+    out = _out_dir(args.out, Path("studies") / f"{args.study}-winners")
+    artifacts = args.artifacts or default_artifacts(url, args.study)
+    data = None
+    for r in chosen:
+        doc = winner_doc(study, r)
+        weights = out / f"trial{r.number}.pt"
+        if fetch_weights(r, ArchConfig.from_dict(r.arch), artifacts, weights):
+            doc["weights"] = {"file": weights.name, "source": "stored by the search"}
+        else:
+            if data is None:
+                _, data = load_context(args)
+                check_data(meta, data)
+            print(f"trial {r.number} kept no usable weights: re-training it on "
+                  f"{describe_data(data)} ...", file=sys.stderr)
+            summary = retrain_weights(doc, data, weights)
+            doc["weights"] = {"file": weights.name, "source": "re-trained at export",
+                              "retrained_last_n_min": summary["last_n_min"]}
+        path = write_winner(doc, out)
+        print(f"trial {r.number}: {doc['params']:,} params, {doc['metrics']['score']:.2f} % "
+              f"-> {path} ({doc['weights']['source']})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    if not args.winner and not args.confirm:
+        raise UsageError("--no-winner needs at least one --confirm TRIAL")
+    from nas_mnist.cli.output import write_text_atomic
+    from nas_mnist.results.export import ExportError
+    from nas_mnist.results.ranking import feasible
+    from nas_mnist.results.report import write_figures
+    from nas_mnist.results.summary import summary_markdown
+    study, _ = _open(args)
+    if not feasible(study):
+        raise ExportError(f"study {study.study_name!r} has no complete feasible trial yet: "
+                          f"nothing to report")
+    out = _out_dir(args.out, Path("studies") / f"{args.study}-report")
+    seed_runs = _confirm_seeds(study, args) if args.seeds else None
+    written, png_note = write_figures(study, out, png=not args.no_png)
+    md = out / "summary.md"
+    write_text_atomic(md, summary_markdown(study, top_k=args.top, seed_runs=seed_runs))
+    if seed_runs:
+        write_text_atomic(out / "seeds.json", json.dumps(seed_runs, indent=2))
+    for path in [*written, md]:
+        print(path)
+    if png_note:
+        print(png_note, file=sys.stderr)
+    return 0
+
+
+def _confirm_seeds(study, args) -> list[dict]:
+    from nas_mnist.engine.data import load_dataset
+    from nas_mnist.engine.device import resolve_device
+    from nas_mnist.results.confirm import confirm_seeds
+    from nas_mnist.results.export import check_data
+    from nas_mnist.results.ranking import feasible, study_meta
+    resolve_device(args.device)
+    meta = study_meta(study)
+    check_data(meta, load_dataset(args.data_dir, val_split=meta.val_split))
+    ranked = feasible(study)
+    unknown = set(args.confirm) - {r.number for r in ranked}
+    if unknown:
+        raise UsageError(f"--confirm {sorted(unknown)}: not complete feasible trials of "
+                         f"study {study.study_name!r}")
+    chosen = [r for i, r in enumerate(ranked)
+              if (i == 0 and args.winner) or r.number in args.confirm]
+    candidates = [(r.number, r.arch, r.recipe) for r in chosen]
+    print(f"re-training {len(candidates)} trial(s) on {args.seeds} seed(s) "
+          f"with {args.jobs} process(es) ...", file=sys.stderr)
+    return confirm_seeds(candidates, args.seeds, data_dir=args.data_dir, device=args.device,
+                         jobs=args.jobs, on_done=lambda r: print(
+                             f"  seed {r['seed']}: {meta.objective}-last-{meta.last_n} "
+                             f"{r['last_n_min'] if meta.objective == 'min' else r['last_n_mean']:.2f} % "
+                             f"({r['seconds']:.0f} s)", file=sys.stderr))
+
+
+def cmd_dashboard(args) -> int:
+    import shutil
+    from nas_mnist.search.storage import mask_url
+    study, url = _open(args)
+    exe = shutil.which("optuna-dashboard") or str(Path(sys.executable).parent / "optuna-dashboard")
+    if not Path(exe).exists():
+        raise UsageError("optuna-dashboard is not installed: pip install -e '.[dashboard]'")
+    url = url.removeprefix("journal:")
+    print(f"optuna-dashboard for study {study.study_name!r} ({mask_url(url)}): "
+          f"http://127.0.0.1:{args.port}/  (Ctrl-C stops it)", flush=True)
+    args.interrupt_note = "nas-mnist: dashboard stopped"
+    try:
+        return subprocess.call([exe, url, "--host", "127.0.0.1", "--port", str(args.port)])
+    except KeyboardInterrupt:
+        print("dashboard stopped", file=sys.stderr)
+        return 0

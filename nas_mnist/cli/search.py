@@ -1,0 +1,165 @@
+"""`search`: run or resume a study, with live progress and a leaderboard at the end."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from nas_mnist.cli.common import (UsageError, add_data_flags, add_storage_flags, describe_data,
+                                  non_negative, positive, storage_url)
+
+PRUNE_RULES = ("asha", "percentile", "none")  # registered in nas_mnist.search.stopping
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("search", help="run or resume a study")
+    p.add_argument("--budget", type=positive(), default=10_000,
+                   help="hard limit on parameters; larger samples are never trained (10000)")
+    p.add_argument("--space", default="default",
+                   help="search-space name in search_spaces/ or a YAML path (default)")
+    add_storage_flags(p, required_study=False)
+    p.add_argument("--trials", type=positive(), default=20,
+                   help="trained networks wanted in the study in total; refused samples "
+                        "do not count (20)")
+    p.add_argument("--timeout", type=positive(float), metavar="SECONDS",
+                   help="stop starting trials after this many seconds")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (0)")
+    p.add_argument("--sampler", choices=["tpe", "random"], default="tpe",
+                   help="tpe: multivariate TPE that learns the budget constraint (default)")
+    p.add_argument("--train-seed", type=int, default=0, help="training seed of every trial (0)")
+    p.add_argument("--jobs", default="auto", metavar="K|auto",
+                   help="worker processes (auto: one one-thread worker per CPU core, one "
+                        "worker on a GPU)")
+    p.add_argument("--epochs", type=positive(), default=15,
+                   help="training epochs of a trial that is not stopped early (15)")
+    p.add_argument("--last-n", type=positive(),
+                   help="score over the last N epochs (default: 3 of 15; 1 for runs of "
+                        "under 10 epochs)")
+    p.add_argument("--objective", choices=["min", "mean"], default="min",
+                   help="score = min (consistently, default) or mean of the last N epochs")
+    p.add_argument("--objectives", choices=["score", "score,params"], default="score",
+                   help="score: maximise it under the budget (default); score,params: also "
+                        "minimise parameters (a two-objective study)")
+    p.add_argument("--prune", choices=PRUNE_RULES, default="asha",
+                   help="stopping rule for trailing trials (asha, default)")
+    p.add_argument("--prune-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a stopping-rule option, e.g. rungs=2,6 eta=4 min_peers=5 for asha; "
+                        "may repeat")
+    p.add_argument("--enqueue", action="append", default=[], metavar="CONFIG.json",
+                   help="seed a known configuration (runs once); may repeat")
+    p.add_argument("--artifacts", help="folder for per-trial weights "
+                                       "(default: studies/<study>.artifacts)")
+    add_data_flags(p)
+    p.set_defaults(handler=cmd_search)
+
+
+def _jobs(text: str, device) -> int:
+    from nas_mnist.engine.device import auto_jobs
+    if text == "auto":
+        return auto_jobs(device)
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--jobs must be 'auto' or an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def _options(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--prune-opt takes KEY=VALUE, got {pair!r}")
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
+
+
+def cmd_search(args) -> int:
+    from nas_mnist.spec.score import default_last_n
+    last_n = args.last_n or default_last_n(args.epochs)
+    if last_n > args.epochs:
+        raise UsageError(f"--last-n {last_n} exceeds --epochs {args.epochs}")
+    from nas_mnist.engine.device import resolve_device
+    from nas_mnist.search.storage import default_artifacts
+    from nas_mnist.search.study import SearchSettings, load_search_data, preflight
+    url = storage_url(args)
+    device = resolve_device(args.device)
+    settings = SearchSettings(
+        study=args.study, storage=url, space=args.space, budget=args.budget, epochs=args.epochs,
+        last_n=last_n, objective=args.objective, objectives=args.objectives,
+        trials=args.trials, timeout=args.timeout, seed=args.seed, sampler=args.sampler,
+        train_seed=args.train_seed, jobs=_jobs(args.jobs, device), threads=args.threads,
+        device=args.device, data_dir=args.data_dir, val_split=args.val_split,
+        prune=args.prune, prune_options=_options(args.prune_opt),
+        artifacts=args.artifacts or default_artifacts(url, args.study))
+    # Everything that can be checked without the storage is checked before touching it.
+    space = preflight(settings)
+    enqueued = [_load_enqueued(path) for path in args.enqueue]
+    data = load_search_data(settings)
+    for arch, _ in enqueued:
+        data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
+    _check_artifacts(settings.artifacts)
+    return _run(args, settings, space, data, enqueued)
+
+
+def _load_enqueued(path: str):
+    from nas_mnist.spec.arch import load_arch
+    from nas_mnist.spec.recipe import Recipe
+    arch, doc = load_arch(path)
+    return arch, Recipe.from_dict(doc["recipe"]) if "recipe" in doc else None
+
+
+def _check_artifacts(folder: str) -> None:
+    from pathlib import Path
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise UsageError(f"--artifacts {folder} is a file, not a folder")
+
+
+def _run(args, settings, space, data, enqueued) -> int:
+    from nas_mnist.cli.progress import LiveProgress
+    from nas_mnist.search.record import StudyMeta
+    from nas_mnist.search.storage import mask_url
+    from nas_mnist.search.study import create_or_resume, enqueue_config, n_trained, run_search
+    study, notes = create_or_resume(settings, space, data)
+    for arch, recipe in enqueued:
+        if not enqueue_config(study, arch, recipe):
+            notes.append(f"already in the study, not enqueued again: {arch.describe()}")
+    meta = StudyMeta.from_study(study)
+    kind = "score" if meta.objectives == "score" else "score and parameters"
+    print(f"study {settings.study!r} at {mask_url(settings.storage)} "
+          f"({'resumed' if study.trials else 'new'}, {kind}): budget {settings.budget:,}, "
+          f"space {space.name}, score = {meta.objective} of the last {meta.last_n} of "
+          f"{meta.epochs} epochs on {meta.eval_split}, {describe_data(data)}")
+    print(f"stopping rule {meta.rule}; {settings.jobs} worker(s); "
+          f"{n_trained(study)} of {settings.trials} networks trained so far")
+    for note in notes:
+        print(note)
+    args.interrupt_note = ("nas-mnist: interrupted; the study is consistent and the "
+                           "interrupted trial runs first when you re-run the same command")
+    deadline = time.time() + settings.timeout if settings.timeout else None
+    progress = LiveProgress(sys.stderr, meta, trials=settings.trials, jobs=settings.jobs,
+                            deadline=deadline)
+    try:
+        run_search(settings, study, data=data, on_progress=progress.update)
+    finally:
+        progress.update(study)
+        progress.close()
+    print_summary(study, settings.storage)
+    return 0
+
+
+def print_summary(study, url: str, k: int = 10) -> None:
+    from nas_mnist.results.ranking import leaderboard, study_meta
+    from nas_mnist.search.record import KIND_ORDER, count_kinds
+    from nas_mnist.search.storage import mask_url
+    kinds = count_kinds(study)
+    print("trials: " + ", ".join(f"{kinds[k]} {k.replace('_', ' ')}" for k in KIND_ORDER
+                                 if kinds.get(k)))
+    rows = leaderboard(study, k)
+    if not rows:
+        print("no feasible trial has completed yet")
+    else:
+        label = study_meta(study).label
+        print(f"{'rank':>4} {'trial':>5} {'params':>7} {'MACs':>10} {label:>19}  architecture")
+        for r in rows:
+            print(f"{r.rank:>4} {r.trial:>5} {r.n_params:>7,} {r.macs:>10,} {r.score:>19.2f}  "
+                  f"{r.describe}")
+    print(f"storage: {mask_url(url)}")

@@ -1,0 +1,91 @@
+"""The one evaluate path: build -> count -> refuse or train -> score. No Optuna, no printing.
+
+The search, `train`, `export` and the multi-seed confirmation all call `evaluate_candidate`,
+so a network is seeded, counted and scored the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from nas_mnist import __version__
+from nas_mnist.engine.builder import build_model
+from nas_mnist.engine.counting import count_macs, count_params
+from nas_mnist.engine.data import Dataset
+from nas_mnist.engine.train import EpochStats, TrainResult, evaluate, load_state, train
+from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.recipe import Recipe
+
+
+def in_shape(arch: ArchConfig) -> tuple[int, int, int]:
+    return (arch.in_channels, arch.image_size, arch.image_size)
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+@dataclass
+class Evaluation:
+    arch: ArchConfig
+    recipe: Recipe
+    seed: int
+    n_params: int
+    macs: int | None = None  # None when refused before counting MACs
+    refused: str | None = None  # "over_budget", "over_macs" or None (trained)
+    result: TrainResult | None = None
+    model: torch.nn.Module | None = None
+    device: str = ""
+
+    def summary(self, data: Dataset) -> dict:
+        """Everything a `train --json-out` file or a winner holds about this run."""
+        out = {"arch": self.arch.to_dict(), "recipe": self.recipe.to_dict(), "seed": self.seed,
+               "params": self.n_params, "macs": self.macs, "device": self.device,
+               "threads": torch.get_num_threads(), "data_checksum": data.checksum,
+               "data_mean": data.mean, "data_std": data.std, "version": __version__}
+        if self.result is not None:
+            out.update(self.result.to_dict())
+        return out
+
+
+def evaluate_candidate(arch: ArchConfig, recipe: Recipe, data: Dataset, *, seed: int = 0,
+                       budget: int | None = None, max_macs: int | None = None,
+                       on_counted: Callable[[int, int | None], None] | None = None,
+                       on_epoch: Callable[[EpochStats], bool | None] | None = None,
+                       on_step: Callable[[], None] | None = None) -> Evaluation:
+    """Build `arch` (initialised from `seed`), count it, and train it unless it is over
+    `budget` parameters or `max_macs` MACs. `on_counted(n_params, macs)` runs before any
+    training (a search records the counts there); `on_epoch` may return True to stop."""
+    device = data.train_x.device
+    torch.manual_seed(seed)  # the initial weights: the same seed re-trains to the same numbers
+    model = build_model(arch)
+    n_params = count_params(model)
+    run = Evaluation(arch, recipe, seed, n_params, device=describe_device(device))
+    if budget is not None and n_params > budget:
+        run.refused = "over_budget"
+    else:
+        run.macs = count_macs(model, in_shape(arch))
+        if max_macs is not None and run.macs > max_macs:
+            run.refused = "over_macs"
+    if on_counted is not None:
+        on_counted(n_params, run.macs)
+    if run.refused:
+        return run
+    run.model = model.to(device)
+    run.result = train(run.model, data, recipe, seed=seed, on_epoch=on_epoch, on_step=on_step)
+    if data.eval_split == "val":
+        run.result.test_acc_final, _ = evaluate(run.model, data.test_x, data.test_y, data)
+    return run
+
+
+def evaluate_weights(arch: ArchConfig, data: Dataset, weights_path: str) -> dict:
+    """Load a state_dict into `arch` and measure it on the test set (no training)."""
+    model = load_state(build_model(arch), weights_path).to(data.test_x.device)
+    acc, loss = evaluate(model, data.test_x, data.test_y, data)
+    return {"split": "test", "acc": acc, "loss": loss, "images": len(data.test_x)}

@@ -1,0 +1,145 @@
+"""Export trials as winner files: architecture, recipe, metrics, provenance and weights."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import optuna
+import torch
+
+from nas_mnist import __version__
+from nas_mnist.engine.builder import build_model
+from nas_mnist.engine.data import Dataset
+from nas_mnist.engine.evaluate import evaluate_candidate
+from nas_mnist.engine.train import WeightsError, load_state
+from nas_mnist.errors import NasMnistError
+from nas_mnist.results.ranking import feasible, pareto_front, study_meta
+from nas_mnist.search.record import StudyMeta, TrialRecord
+from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.recipe import Recipe
+from nas_mnist.spec.score import last_n_score
+
+
+class ExportError(NasMnistError, ValueError):
+    """A trial cannot be exported (not complete, over budget, non-finite)."""
+
+
+def pick_trials(study: optuna.Study, *, trial: int | None = None,
+                pareto: bool = False) -> list[TrialRecord]:
+    ok = feasible(study)
+    if not ok:
+        raise ExportError(f"study {study.study_name!r} has no complete feasible trial yet")
+    if pareto:
+        return pareto_front(ok)
+    if trial is None:
+        return ok[:1]
+    chosen = [r for r in ok if r.number == trial]
+    if not chosen:
+        states = {t.number: t.state.name for t in study.trials}
+        why = states.get(trial, "not in the study")
+        raise ExportError(f"trial {trial} cannot be exported: it is {why}, not a complete "
+                          f"feasible trial with a finite score")
+    return chosen
+
+
+def _threads(r: TrialRecord) -> int | None:
+    """CPU threads the trial trained with (same seed + same threads = same numbers)."""
+    if r.threads is not None:
+        return r.threads
+    found = re.search(r"(\d+) threads", r.device or "")  # studies before 'threads'
+    return int(found.group(1)) if found else None
+
+
+def winner_doc(study: optuna.Study, r: TrialRecord) -> dict:
+    meta = study_meta(study)
+    return {
+        "arch": r.arch,
+        "recipe": r.recipe,
+        "seed": r.seed,
+        "threads": _threads(r),
+        "params": r.n_params,
+        "macs": r.macs,
+        "metrics": {
+            "eval_split": r.eval_split,
+            f"{r.eval_split}_acc": r.accs,
+            "train_loss": r.train_losses,
+            "last_n": meta.last_n,
+            "last_n_min": last_n_score(r.accs, meta.last_n, "min"),
+            "last_n_mean": last_n_score(r.accs, meta.last_n, "mean"),
+            "score": r.value,
+            "seconds": r.seconds,
+            "device": r.device,
+        },
+        "study": study.study_name,
+        "trial": r.number,
+        "budget": meta.budget,
+        "max_macs": meta.max_macs,
+        "test_set_used_for_selection": r.eval_split == "test",
+        "version": r.version or __version__,
+        "exported_by": __version__,
+        "data_checksum": r.data_checksum,
+        "normalisation": {"mean": r.data_mean or meta.data_mean, "std": r.data_std or meta.data_std},
+        "describe": ArchConfig.from_dict(r.arch).describe(),
+    }
+
+
+def fetch_weights(r: TrialRecord, arch: ArchConfig, artifacts_dir: str | None,
+                  dest: Path) -> bool:
+    """Copy the trial's stored weights to `dest` if they load into `arch`; False if the trial
+    kept none or they are unreadable (the caller re-trains)."""
+    if not r.weights or not artifacts_dir:
+        return False
+    src = Path(artifacts_dir) / r.weights
+    if not src.is_file():
+        return False
+    try:
+        load_state(build_model(arch), src)
+    except WeightsError:
+        return False
+    _atomic(dest, lambda tmp: shutil.copyfile(src, tmp))
+    return True
+
+
+def check_data(meta: StudyMeta, data: Dataset) -> None:
+    """Re-training must use the study's data: refuse another data set."""
+    if meta.data_checksum and meta.data_checksum != data.checksum:
+        raise ExportError(f"the study was searched on data {meta.data_checksum[:12]}, but "
+                          f"--data-dir gives {data.checksum[:12]} ({data.source}): pass the "
+                          f"study's --data-dir")
+
+
+def retrain_weights(doc: dict, data: Dataset, dest: Path) -> dict:
+    """Re-train the winner with its recipe and seed; save weights; return the new metrics."""
+    run = evaluate_candidate(ArchConfig.from_dict(doc["arch"]), Recipe.from_dict(doc["recipe"]),
+                             data, seed=doc["seed"])
+    state = {k: v.cpu() for k, v in run.model.state_dict().items()}
+    _atomic(dest, lambda tmp: torch.save(state, tmp))
+    return run.summary(data)
+
+
+def write_winner(doc: dict, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"trial{doc['trial']}.json"
+    if not all(math.isfinite(a) for a in doc["metrics"][f"{doc['metrics']['eval_split']}_acc"]):
+        raise ExportError(f"trial {doc['trial']} has a non-finite accuracy")
+    _atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2) + "\n"))
+    return path
+
+
+def _atomic(dest: Path, write) -> None:
+    """Write through a temporary file beside `dest`, then rename: never a half-written file."""
+    dest = Path(dest)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

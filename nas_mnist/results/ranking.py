@@ -1,0 +1,60 @@
+"""What a study holds, ranked: feasible trials, Pareto fronts, leaderboard rows.
+
+Works on both kinds of study (single objective or score + parameters): everything is read
+from the trial records, and the front is computed, not taken from Optuna's best trials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from nas_mnist.search import record
+from nas_mnist.search.record import StudyMeta, TrialRecord, is_finite
+from nas_mnist.spec.arch import ArchConfig
+
+
+@dataclass(frozen=True)
+class Row:
+    rank: int
+    trial: int
+    n_params: int
+    macs: int
+    score: float  # percent, min or mean of the last N epochs on the study's eval split
+    describe: str
+
+
+def study_meta(study: optuna.Study) -> StudyMeta:
+    meta = StudyMeta.from_study(study)
+    if meta is None:
+        from nas_mnist.search.storage import StorageError
+        raise StorageError(f"study {study.study_name!r} was not made by nas-mnist")
+    return meta
+
+
+def feasible(study: optuna.Study) -> list[TrialRecord]:
+    """COMPLETE trials within the budget (and MACs limit) with a finite score, best first
+    (ties: fewer parameters, then the earlier trial)."""
+    meta = study_meta(study)
+    ok = [r for r in record.records(study, states=(TrialState.COMPLETE,))
+          if is_finite(r.value) and r.n_params is not None and r.n_params <= meta.budget
+          and (meta.max_macs is None or (r.macs or 0) <= meta.max_macs)]
+    return sorted(ok, key=lambda r: (-r.value, r.n_params, r.number))
+
+
+def pareto_front(trials: list[TrialRecord], cost: str = "n_params") -> list[TrialRecord]:
+    """Trials that no other beats on both score and `cost` (n_params or macs), cheapest first."""
+    front, best = [], float("-inf")
+    for r in sorted(trials, key=lambda r: (getattr(r, cost) or 0, -r.value, r.number)):
+        if r.value > best:
+            front.append(r)
+            best = r.value
+    return front
+
+
+def leaderboard(study: optuna.Study, k: int = 10) -> list[Row]:
+    return [Row(i + 1, r.number, r.n_params, r.macs or 0, r.value,
+                ArchConfig.from_dict(r.arch).describe())
+            for i, r in enumerate(feasible(study)[:k])]

@@ -1,0 +1,95 @@
+"""Markdown summary of a study: budget, trial counts, time, top-k, multi-seed confirmation."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import timedelta
+
+import optuna
+
+from nas_mnist.results.ranking import leaderboard, study_meta
+from nas_mnist.search import record
+from nas_mnist.search.record import KIND_ORDER, count_kinds
+
+
+def seed_stats(mins: list[float]) -> dict:
+    return {"seeds": len(mins), "mean": statistics.fmean(mins),
+            "std": statistics.stdev(mins) if len(mins) > 1 else 0.0,
+            "min": min(mins), "max": max(mins)}
+
+
+def epochs_saved(study: optuna.Study) -> tuple[int, int]:
+    """(epochs not trained thanks to refusals and early stops, epochs trained)."""
+    meta = study_meta(study)
+    recs = [r for r in record.records(study) if r.kind != "running" and r.kind != "failed"]
+    trained = sum(len(r.accs) for r in recs)
+    return sum(meta.epochs - len(r.accs) for r in recs), trained
+
+
+def md_cell(text: str) -> str:
+    """A table cell that renders on GitHub: `|` inside a cell must be escaped."""
+    return text.replace("|", "\\|")
+
+
+def summary_markdown(study: optuna.Study, *, top_k: int = 10,
+                     seed_runs: list[dict] | None = None) -> str:
+    meta = study_meta(study)
+    kinds = count_kinds(study)
+    recs = record.records(study)
+    seconds = sum((t.duration.total_seconds() for t in study.trials if t.duration), 0.0)
+    skipped, trained_epochs = epochs_saved(study)
+    complete = [t for t, r in zip(study.trials, recs) if r.kind == "complete" and t.duration]
+    per_trial = (sum(t.duration.total_seconds() for t in complete) / len(complete)
+                 if complete else 0.0)
+    kind = ("single objective (score; the budget is a hard constraint)"
+            if meta.objectives == "score" else "two objectives (score, parameters)")
+    lines = [
+        f"# Study `{study.study_name}`",
+        "",
+        f"- Budget: {meta.budget:,} parameters"
+        + (f", {meta.max_macs:,} MACs" if meta.max_macs else "")
+        + f"; space `{meta.space}`; {kind}; score = {meta.objective} of the {meta.eval_split} "
+        f"accuracy over the last {meta.last_n} of {meta.epochs} epochs"
+        + (f"; stopping rule {meta.rule}" if meta.rule else "") + ".",
+        "- Trials: " + ", ".join(f"{kinds[k]} {k.replace('_', ' ')}" for k in KIND_ORDER
+                                 if kinds.get(k)) + f" ({len(study.trials)} in all).",
+        f"- Time in trials: {timedelta(seconds=round(seconds))} (summed over workers); "
+        f"{trained_epochs} training epochs run; {per_trial:.0f} s per complete trial.",
+        f"- Epochs saved: {skipped} of {skipped + trained_epochs} "
+        f"({skipped / max(1, skipped + trained_epochs):.0%}) by refusing over-budget and invalid "
+        f"configurations before training and stopping trailing trials early.",
+        "- " + ("**The test set was used for selection**: the scores below are test accuracies "
+                "of the trials the search picked, so they are optimistic as estimates of "
+                "accuracy on new data." if meta.eval_split == "test" else
+                "Selection used a validation split held out of the training set; the test "
+                "set was not used to pick the winners."),
+        "",
+        f"## Top {top_k}",
+        "",
+        f"| rank | trial | params | MACs | {meta.label} | architecture |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in leaderboard(study, top_k):
+        lines.append(f"| {r.rank} | {r.trial} | {r.n_params:,} | {r.macs:,} | {r.score:.2f} | "
+                     f"`{md_cell(r.describe)}` |")
+    if seed_runs:
+        lines += _seed_table(meta, seed_runs)
+    return "\n".join(lines) + "\n"
+
+
+def _seed_table(meta, seed_runs: list[dict]) -> list[str]:
+    lines = ["", "## Multi-seed confirmation", "",
+             "Each winner re-trained from scratch with its recipe; "
+             f"{meta.objective} of the test accuracy over the last {meta.last_n} epochs, per seed.",
+             f"Device: {seed_runs[0]['device']}; {seed_runs[0].get('jobs', 1)} process(es) "
+             f"of {seed_runs[0].get('threads', '?')} thread(s).", "",
+             f"| trial | params | seeds | per-seed min-last-{meta.last_n} % | mean | std | "
+             "worst | seconds/run |",
+             "|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for run in seed_runs:
+        s = seed_stats(run["mins"])
+        per_seed = ", ".join(f"{m:.2f}" for m in run["mins"])
+        lines.append(f"| {run['trial']} | {run['params']:,} | {s['seeds']} | {per_seed} | "
+                     f"{s['mean']:.2f} | {s['std']:.2f} | {s['min']:.2f} | "
+                     f"{run['seconds']:.0f} |")
+    return lines

@@ -1,0 +1,185 @@
+"""What a trial and a study record, and the only module that knows their Optuna names.
+
+A `TrialRecord` is a plain value read from (or written to) a trial's user attributes; a
+`StudyMeta` is what a study was created for and must match on resume. Everything else in
+nas-mnist reads and writes these values, never attribute names. The names below are a storage
+schema shared with every study on disk: renaming one breaks reading older studies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from nas_mnist import __version__
+from nas_mnist.spec.score import last_n_score
+
+META_KEY = "nas_mnist"  # study user attribute holding the StudyMeta
+OBJECTIVES = {"score": ("maximize",), "score,params": ("maximize", "minimize")}
+METRIC_NAMES = {"score": ["score"], "score,params": ["score", "params"]}
+
+# TrialRecord field -> user-attribute name (kept from the first studies: "acc", "params", ...)
+_ATTR = {
+    "arch": "arch", "recipe": "recipe", "seed": "train_seed", "accs": "acc",
+    "train_losses": "train_loss", "eval_losses": "eval_loss", "n_params": "params",
+    "macs": "macs", "seconds": "seconds", "epoch_seconds": "epoch_seconds",
+    "threads": "threads", "device": "device", "eval_split": "eval_split",
+    "data_checksum": "data_checksum", "data_mean": "data_mean", "data_std": "data_std",
+    "weights": "weights_artifact", "reason": "reason", "error": "error",
+    "stopped_by": "stopped_by", "version": "version", "worker": "worker",
+    "interrupted": "interrupted", "retry_of": "retry_of", "fixed_arch": "fixed_arch",
+    "fixed_recipe": "fixed_recipe", "fixed_key": "fixed_key",
+}
+REFUSALS = ("over_budget", "invalid")  # never trained
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    number: int = -1
+    state: str = "RUNNING"  # Optuna's state name
+    value: float | None = None  # the score (first objective), if the trial completed
+    arch: dict | None = None
+    recipe: dict | None = None
+    seed: int = 0
+    accs: list[float] = field(default_factory=list)  # percent, per trained epoch
+    train_losses: list[float] = field(default_factory=list)
+    eval_losses: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    n_params: int | None = None
+    macs: int | None = None
+    seconds: float | None = None
+    threads: int | None = None
+    device: str | None = None
+    eval_split: str = "test"
+    data_checksum: str | None = None
+    data_mean: float | None = None
+    data_std: float | None = None
+    weights: str | None = None  # artifact id of the stored state_dict
+    reason: str | None = None  # over_budget, invalid, early_stopped (PRUNED trials)
+    error: str | None = None
+    stopped_by: str | None = None  # e.g. "asha rung 3" for an early stop
+    version: str | None = None
+    worker: str | None = None  # "host:pid:start" of the process that ran it
+    interrupted: bool = False
+    retry_of: int | None = None
+    fixed_arch: dict | None = None  # an enqueued configuration
+    fixed_recipe: dict | None = None
+    fixed_key: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """complete, early_stopped, over_budget, invalid, failed or running."""
+        if self.state == "COMPLETE":
+            return "complete"
+        if self.state == "PRUNED":
+            return self.reason or "early_stopped"
+        if self.state in ("RUNNING", "WAITING"):
+            return "running"
+        return "failed"
+
+    @property
+    def trained(self) -> bool:
+        """A network that was trained (completed or stopped early): counts toward --trials."""
+        return self.kind in ("complete", "early_stopped")
+
+    def score(self, meta: "StudyMeta") -> float:
+        return last_n_score(self.accs, meta.last_n, meta.objective)
+
+    @classmethod
+    def from_trial(cls, trial) -> "TrialRecord":
+        """Read a FrozenTrial (or anything with user_attrs, number, state and values)."""
+        attrs = trial.user_attrs
+        known = {name: attrs[key] for name, key in _ATTR.items() if key in attrs}
+        values = getattr(trial, "values", None)  # a live optuna.Trial has neither
+        state = getattr(getattr(trial, "state", None), "name", "RUNNING")
+        return cls(number=trial.number, state=state,
+                   value=values[0] if values else None, **known)
+
+
+def attrs_of(**values) -> dict:
+    """User attributes for these record fields (unknown field names are a bug: KeyError)."""
+    return {_ATTR[name]: value for name, value in values.items()}
+
+
+def write(trial, **values) -> None:
+    """Set record fields on a live Optuna trial."""
+    for key, value in attrs_of(**values).items():
+        trial.set_user_attr(key, value)
+
+
+def records(study, states=None) -> list[TrialRecord]:
+    return [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False, states=states)]
+
+
+KIND_ORDER = ("complete", "early_stopped", "over_budget", "over_macs", "invalid", "failed",
+              "running")
+
+
+def count_kinds(study) -> Counter:
+    return Counter(r.kind for r in records(study))
+
+
+@dataclass(frozen=True)
+class StudyMeta:
+    """What a study was made for. `check` refuses a resume with other settings."""
+
+    budget: int
+    space: str = ""
+    space_digest: str = ""
+    objective: str = "min"  # min or mean of the last N epochs
+    objectives: str = "score"  # "score" or "score,params"
+    last_n: int = 3
+    epochs: int = 15
+    eval_split: str = "test"
+    val_split: int = 0
+    max_macs: int | None = None
+    data_checksum: str | None = None
+    data_mean: float | None = None
+    data_std: float | None = None
+    rule: str | None = None  # the stopping rule last used (may change on resume)
+    version: str = __version__
+
+    MUST_MATCH = ("budget", "space", "space_digest", "objective", "objectives", "last_n",
+                  "epochs", "eval_split", "val_split", "max_macs", "data_checksum")
+
+    @classmethod
+    def from_study(cls, study) -> "StudyMeta | None":
+        """The stored meta, or None for a study nas-mnist did not make. Older studies lack
+        some keys: their objectives come from the directions, their data from a trial."""
+        stored = study.user_attrs.get(META_KEY)
+        if stored is None:
+            return None
+        known = {k: v for k, v in stored.items() if k in {f.name for f in fields(cls)}}
+        if "objectives" not in known:
+            known["objectives"] = "score" if len(study.directions) == 1 else "score,params"
+        return cls(**known)
+
+    def save(self, study) -> None:
+        study.set_user_attr(META_KEY, asdict(self))
+
+    def differences(self, other: "StudyMeta") -> list[str]:
+        """'key stored vs now' for each setting that differs (a key missing in an older
+        study is filled in, not a difference)."""
+        return [f"{k} {getattr(self, k)!r} (stored) vs {getattr(other, k)!r} (now)"
+                for k in self.MUST_MATCH
+                if getattr(self, k) is not None and getattr(self, k) != getattr(other, k)]
+
+    def filled_from(self, other: "StudyMeta") -> "StudyMeta":
+        """This meta with the keys an older study lacks taken from `other`."""
+        return replace(self, **{k: getattr(other, k) for k in ("data_checksum", "data_mean",
+                                                                "data_std", "max_macs")
+                                if getattr(self, k) is None})
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return OBJECTIVES[self.objectives]
+
+    @property
+    def label(self) -> str:
+        """Column label of the score, e.g. 'min-last-3 test %'."""
+        return f"{self.objective}-last-{self.last_n} {self.eval_split} %"
+
+
+def is_finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

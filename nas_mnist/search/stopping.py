@@ -1,0 +1,205 @@
+"""Stopping rules: decide after an epoch whether a trial should stop training.
+
+A rule sees plain data only: the trial's own curve and size (`Curve`) and those of the other
+trials in the study, as the storage holds them now (so several workers decide from the same
+facts). Adding a rule is one class and `@register`: its dataclass fields are its options
+(`--prune NAME --prune-opt field=value`); `fit(epochs)` validates them for a run length
+(and fills in defaults that depend on it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+from nas_mnist.errors import NasMnistError
+
+
+class RuleError(NasMnistError):
+    """An unknown rule, option or option value."""
+
+
+@dataclass(frozen=True)
+class Curve:
+    number: int
+    accs: Sequence[float]  # percent after each trained epoch
+    n_params: int
+    complete: bool = False  # trained to the last epoch
+
+
+RULES: dict[str, type["StopRule"]] = {}
+
+
+def register(cls):
+    RULES[cls.name] = cls
+    return cls
+
+
+class StopRule:
+    name: ClassVar[str]
+
+    def fit(self, epochs: int) -> "StopRule":
+        """The rule for runs of `epochs` epochs; RuleError if its options do not fit."""
+        return self
+
+    def decides_at(self, epoch: int) -> bool:
+        """Whether `should_stop` can say yes after this epoch (saves reading the storage)."""
+        return False
+
+    def should_stop(self, me: Curve, peers: Sequence[Curve], *, multi_objective: bool) -> str | None:
+        """A reason ("asha rung 3") to stop `me` after its latest epoch, or None to go on."""
+        return None
+
+    def describe(self) -> str:
+        opts = ", ".join(f"{f.name}={_format(getattr(self, f.name))}"
+                         for f in dataclasses.fields(self))
+        return f"{self.name} ({opts})" if opts else self.name
+
+
+@register
+@dataclass(frozen=True)
+class NoStop(StopRule):
+    """Train every network for all epochs."""
+
+    name: ClassVar[str] = "none"
+
+
+@register
+@dataclass(frozen=True)
+class Asha(StopRule):
+    """Asynchronous successive halving (Li et al. 2020), size-aware in two-objective studies.
+
+    At each rung epoch a trial goes on only if it is in the top 1/eta of all trials that have
+    reached that rung so far (itself included). With two objectives the ranking is by
+    non-dominated sorting on (accuracy at the rung, parameters), whole fronts at a time, so a
+    trial no other trial beats on both is never stopped (MO-ASHA). A rung decides only once
+    `min_peers` other trials have reached it.
+    """
+
+    name: ClassVar[str] = "asha"
+    # Defaults chosen by benchmarks/replay_pruners.py on the shipped studies (README).
+    rungs: tuple[int, ...] = ()  # empty: 2/15 and 6/15 of the epochs (2 and 6 of 15)
+    eta: int = 4
+    min_peers: int = 5
+
+    def fit(self, epochs: int) -> "Asha":
+        if not self.rungs:
+            auto = {max(1, round(epochs * 2 / 15)), round(epochs * 6 / 15)}
+            auto = tuple(sorted(r for r in auto if 1 <= r < epochs))
+            return dataclasses.replace(self, rungs=auto).fit(epochs) if auto else self
+        if any(r < 1 or r >= epochs for r in self.rungs):
+            raise RuleError(f"asha rungs {_format(self.rungs)} must lie in [1, {epochs - 1}] "
+                            f"(before the last of the {epochs} epochs)")
+        if self.eta < 2:
+            raise RuleError(f"asha eta must be >= 2, got {self.eta}")
+        if self.min_peers < 1:
+            raise RuleError(f"asha min_peers must be >= 1, got {self.min_peers}")
+        return dataclasses.replace(self, rungs=tuple(sorted(set(self.rungs))))
+
+    def decides_at(self, epoch: int) -> bool:
+        return epoch in self.rungs
+
+    def should_stop(self, me: Curve, peers: Sequence[Curve], *, multi_objective: bool) -> str | None:
+        rung = len(me.accs)
+        if rung not in self.rungs:
+            return None
+        at_rung = [p for p in peers if p.number != me.number and len(p.accs) >= rung]
+        if len(at_rung) < self.min_peers:
+            return None
+        points = [(p.accs[rung - 1], p.n_params) for p in at_rung]
+        mine = (me.accs[rung - 1], me.n_params)
+        keep = max(1, (len(points) + 1) // self.eta)
+        if multi_objective:
+            ahead = _ahead_by_fronts(mine, points)
+        else:
+            ahead = sum(acc > mine[0] for acc, _ in points)
+        return None if ahead < keep else f"asha rung {rung}"
+
+
+@register
+@dataclass(frozen=True)
+class Percentile(StopRule):
+    """The first rule: from epoch `warmup`, stop a trial below the `quantile` of the completed
+    trials no larger than itself at the same epoch (once `min_trials` such have completed)."""
+
+    name: ClassVar[str] = "percentile"
+    warmup: int = 3
+    quantile: float = 0.25
+    min_trials: int = 4
+
+    def fit(self, epochs: int) -> "Percentile":
+        if not 1 <= self.warmup < epochs:
+            raise RuleError(f"percentile warmup must be in [1, {epochs - 1}], got {self.warmup}")
+        if not 0.0 <= self.quantile < 1.0:
+            raise RuleError(f"percentile quantile must be in [0, 1), got {self.quantile}")
+        return self
+
+    def decides_at(self, epoch: int) -> bool:
+        return epoch >= self.warmup
+
+    def should_stop(self, me: Curve, peers: Sequence[Curve], *, multi_objective: bool) -> str | None:
+        epoch = len(me.accs)
+        if epoch < self.warmup:
+            return None
+        done = sorted(p.accs[epoch - 1] for p in peers if p.complete and p.number != me.number
+                      and len(p.accs) >= epoch and p.n_params <= me.n_params)
+        if len(done) < self.min_trials:
+            return None
+        threshold = done[int(self.quantile * (len(done) - 1))]
+        return f"percentile epoch {epoch}" if me.accs[-1] < threshold else None
+
+
+def _dominates(a: tuple[float, int], b: tuple[float, int]) -> bool:
+    """Higher accuracy and fewer parameters, at least as good on both and better on one."""
+    return a[0] >= b[0] and a[1] <= b[1] and a != b
+
+
+def _ahead_by_fronts(mine: tuple[float, int], points: list[tuple[float, int]]) -> int:
+    """How many points lie in non-dominated fronts strictly before the front of `mine`."""
+    remaining, ahead = list(points) + [mine], 0
+    while remaining:
+        front = [p for p in remaining if not any(_dominates(q, p) for q in remaining)]
+        if mine in front:
+            return ahead
+        ahead += len(front)
+        remaining = [p for p in remaining if p not in front]
+    return ahead
+
+
+def make_rule(name: str, options: dict[str, str] | None = None) -> StopRule:
+    """Build a registered rule from its name and string options (`rungs=3,9`)."""
+    if name not in RULES:
+        raise RuleError(f"unknown stopping rule {name!r}; choose from {', '.join(RULES)}")
+    cls = RULES[name]
+    types = {f.name: f.type for f in dataclasses.fields(cls)}
+    values = {}
+    for key, text in (options or {}).items():
+        if key not in types:
+            raise RuleError(f"{name} has no option {key!r}"
+                            + (f" (it has: {', '.join(types)})" if types else ""))
+        values[key] = _parse(types[key], text, f"{name} option {key}")
+    return cls(**values)
+
+
+def _parse(kind, text: str, what: str):
+    """Read an option by its field's type (`int`, `float`, a tuple of ints), given as a type
+    or as the string a postponed annotation leaves."""
+    kind = kind.__name__ if isinstance(kind, type) else str(kind)
+    try:
+        if "tuple" in kind:
+            return tuple(int(v) for v in text.replace("+", ",").split(",") if v.strip())
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            value = float(text)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError
+            return value
+    except ValueError:
+        raise RuleError(f"{what}: cannot read {text!r} as {kind}") from None
+    raise AssertionError(f"option type {kind} has no parser")
+
+
+def _format(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)

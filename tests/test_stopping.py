@@ -1,0 +1,143 @@
+"""Stopping rules on synthetic curves, a rule swapped in without touching the objective, and
+the replay benchmark on a small recorded study."""
+
+import dataclasses
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import optuna
+import pytest
+
+from nas_mnist.cli import main
+from nas_mnist.search import stopping
+from nas_mnist.search.stopping import Curve, RuleError, StopRule, make_rule
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _asha(**options):
+    return make_rule("asha", {k: str(v) for k, v in options.items()}).fit(15)
+
+
+def test_asha_promotes_exactly_the_top_fraction_at_a_rung():
+    rule = _asha(rungs="3,9", eta=3, min_peers=1)
+    accs = [90.0 + i for i in range(9)]  # nine trials already at rung 3: 90 .. 98 %
+    peers = [Curve(i, [a] * 3, 1000) for i, a in enumerate(accs)]
+    # with a tenth trial, 10 reached the rung and the top 10 // 3 = 3 go on
+    kept = [a for a in (89.5, 90.5, 95.5, 96.5, 97.5, 98.5)
+            if not rule.should_stop(Curve(99, [a] * 3, 1000), peers, multi_objective=False)]
+    assert kept == [96.5, 97.5, 98.5]
+    # replaying all nine in a fixed order: each is judged among those that reached the rung
+    # before it; once everyone is there, exactly the top 1/eta of them are above the cut
+    everyone = [Curve(i, [a] * 3, 1000) for i, a in enumerate(accs)]
+    go_on = [c.accs[0] for c in everyone
+             if not rule.should_stop(c, everyone, multi_objective=False)]
+    assert go_on == [96.0, 97.0, 98.0]
+
+
+def test_asha_decides_only_at_rungs_and_after_min_peers():
+    rule = _asha(rungs="3", eta=2, min_peers=4)
+    peers = [Curve(i, [99.0] * 5, 1000) for i in range(3)]
+    bad = Curve(9, [10.0] * 3, 1000)
+    assert rule.should_stop(bad, peers, multi_objective=False) is None  # 3 peers < 4
+    peers.append(Curve(3, [99.0] * 5, 1000))
+    assert rule.should_stop(bad, peers, multi_objective=False) == "asha rung 3"
+    assert rule.should_stop(Curve(9, [10.0] * 4, 1000), peers, multi_objective=False) is None
+
+
+def test_two_objective_asha_never_stops_a_non_dominated_trial():
+    rule = _asha(rungs="2", eta=4, min_peers=1)
+    big_and_good = [Curve(i, [99.0 - 0.1 * i] * 2, 9000 + i) for i in range(12)]
+    tiny = Curve(50, [80.0, 80.0], 600)  # far behind in accuracy, but nothing is smaller
+    assert rule.should_stop(tiny, big_and_good, multi_objective=True) is None
+    assert rule.should_stop(tiny, big_and_good, multi_objective=False) == "asha rung 2"
+    dominated = Curve(51, [80.0, 80.0], 9500)  # bigger and worse than most: stopped
+    assert rule.should_stop(dominated, big_and_good, multi_objective=True) == "asha rung 2"
+
+
+def test_two_workers_reading_the_same_storage_decide_alike():
+    rule = _asha(rungs="3", eta=3, min_peers=2)
+    stored = [Curve(i, [95.0 + i] * 3, 2000 + 100 * i) for i in range(6)]
+    me = Curve(7, [97.2] * 3, 2500)
+    # the same facts in a different order (as two workers may read them) give one decision
+    assert (rule.should_stop(me, stored, multi_objective=False)
+            == rule.should_stop(me, stored[::-1], multi_objective=False)
+            == rule.should_stop(me, stored + [me], multi_objective=False))
+
+
+@pytest.mark.parametrize("name,options,message", [
+    ("asha", {"rungs": "3,15"}, "must lie in [1, 14]"),
+    ("asha", {"eta": "1"}, "eta must be >= 2"),
+    ("asha", {"eta": "x"}, "cannot read 'x' as int"),
+    ("asha", {"rung": "3"}, "has no option 'rung'"),
+    ("hyperband", {}, "unknown stopping rule"),
+])
+def test_bad_rule_settings_are_rule_errors(name, options, message):
+    with pytest.raises(RuleError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        make_rule(name, options).fit(15)
+
+
+def test_bad_rule_flags_one_line_exit_2_no_storage(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/s.db"
+    for flags in (["--prune-opt", "rungs=20"], ["--prune-opt", "eta=1"], ["--prune", "nope"],
+                  ["--prune-opt", "eta"]):
+        assert main(["search", "--storage", url, "--space", "quick", *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("nas-mnist: error:")
+    assert not (tmp_path / "s.db").exists()
+
+
+@dataclass(frozen=True)
+class StopAfter(StopRule):
+    """A rule defined only here: stop every trial after `epoch` epochs."""
+
+    name: ClassVar[str] = "stop_after"
+    epoch: int = 1
+
+    def decides_at(self, epoch: int) -> bool:
+        return epoch == self.epoch
+
+    def should_stop(self, me, peers, *, multi_objective):
+        return f"stop_after {self.epoch}"
+
+
+def test_a_new_rule_is_one_class_and_its_registration(tmp_path, small_data_dir, monkeypatch):
+    from nas_mnist.search.study import SearchSettings, create_or_resume, preflight, run_search
+    from nas_mnist.engine.data import load_dataset
+    monkeypatch.setitem(stopping.RULES, "stop_after", StopAfter)
+    settings = SearchSettings(study="n", storage=f"sqlite:///{tmp_path}/n.db", space="quick",
+                              budget=5000, epochs=3, last_n=1, trials=2, data_dir=str(small_data_dir),
+                              prune="stop_after", prune_options=(("epoch", "2"),),
+                              artifacts=str(tmp_path / "art"))
+    space = preflight(settings)
+    study, _ = create_or_resume(settings, space, load_dataset(small_data_dir))
+    assert run_search(settings, study) == 2
+    for t in study.trials:
+        assert t.state == optuna.trial.TrialState.PRUNED and len(t.user_attrs["acc"]) == 2
+        assert t.user_attrs["reason"] == "early_stopped"
+        assert t.user_attrs["stopped_by"] == "stop_after 2" and t.user_attrs["weights_artifact"]
+
+
+def test_replay_benchmark_runs_on_a_small_recorded_study(tmp_path):
+    from nas_mnist.search.record import StudyMeta
+    url = f"sqlite:///{tmp_path}/rec.db"
+    study = optuna.create_study(study_name="rec", storage=url)
+    StudyMeta(budget=10_000, epochs=6, last_n=2).save(study)
+    for i, quality in enumerate([5, 11, 2, 8, 0, 9, 3, 7, 1, 10, 4, 6]):
+        curve = [50.0 + quality + 5 * e for e in range(6)]
+        study.add_trial(optuna.trial.create_trial(value=min(curve[-2:]),
+                                                  user_attrs={"acc": curve, "params": 1000 + i}))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "replay_pruners.py"),
+                           "--study", f"{url}:rec", "--rule", "none",
+                           "--rule", "asha:rungs=2,eta=3,min_peers=2"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = {line.split(" (")[0].split()[0]: line for line in done.stdout.splitlines()
+             if line.startswith(("none", "asha"))}
+    assert "72" in lines["none"].split()  # 12 trials x 6 epochs, nothing stopped
+    # curves that keep their order: trailing ones stop at rung 2, the best (2nd) is kept
+    asha = lines["asha"].split()
+    assert int(asha[-4]) < 72 and asha[-1] == "yes"
