@@ -9,6 +9,7 @@ end with exit code 130 after the storage has been left consistent.
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import signal
 import sys
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    _show_library_notes()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*experimental feature.*")
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -64,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     except EXPECTED as err:
         from nas_mnist.search.study import SearchError
         return _fail(err, 1 if isinstance(err, SearchError) else 2)
+
+
+def _show_library_notes() -> None:
+    """The library logs notes (a repaired journal, ...): print them as one line each."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("nas-mnist: note: %(message)s"))
+    logger = logging.getLogger("nas_mnist")
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.WARNING)
 
 
 def _fail(err: BaseException, code: int) -> int:

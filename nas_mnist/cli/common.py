@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 from nas_mnist.errors import NasMnistError
 
@@ -36,6 +37,25 @@ def positive(kind=int):
         return value
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def seed(text):
+    """A flag type: a seed in [0, 2**32)."""
+    if not text.isdigit() or int(text) >= 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32), got {text!r}")
+    return int(text)
+
+
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def study_name(text):
+    """A flag type: a study name that is also a safe file name (no folders, no '..')."""
+    if not STUDY_NAME.fullmatch(text) or ".." in text:
+        raise argparse.ArgumentTypeError(
+            f"use letters, digits, '.', '_' and '-' (starting with a letter or digit), "
+            f"got {text!r}")
+    return text
 
 
 def non_negative(text):
@@ -67,7 +87,7 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_storage_flags(p: argparse.ArgumentParser, *, required_study: bool) -> None:
-    p.add_argument("--study", required=required_study,
+    p.add_argument("--study", required=required_study, type=study_name,
                    default=None if required_study else "default",
                    help="study name" + ("" if required_study else " (default: default)"))
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db;"

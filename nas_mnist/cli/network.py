@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from nas_mnist.cli.common import (UsageError, add_data_flags, describe_data, finite_float,
-                                  load_context, non_negative, positive)
+                                  load_context, non_negative, positive, seed)
 from nas_mnist.cli.output import write_text_atomic
 
 REFERENCE_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "ref8k.json")
@@ -20,8 +20,8 @@ def add_parsers(sub) -> None:
     p.add_argument("config", help="architecture JSON (a bare arch or an exported winner)")
     p.add_argument("--epochs", type=positive(), help="training epochs (default: the file's "
                                                      "recipe, else 15)")
-    p.add_argument("--seed", type=int, default=None, help="training seed (default: the file's, "
-                                                          "or 0)")
+    p.add_argument("--seed", type=seed, default=None, help="training seed (default: the "
+                                                           "file's, or 0)")
     p.add_argument("--last-n", type=positive(), help="epochs in the last-N score (default: the "
                                                      "file's, at most --epochs)")
     p.add_argument("--batch-size", type=positive(), help="override the recipe's batch size")
@@ -81,10 +81,17 @@ def cmd_count(args) -> int:
 def cmd_train(args) -> int:
     from nas_mnist.spec.arch import load_arch
     from nas_mnist.spec.recipe import Recipe
+    from nas_mnist.errors import SpecError
+    from nas_mnist.spec.score import default_last_n
     arch, doc = load_arch(args.config)
-    stored = Recipe.from_dict(doc.get("recipe", {}))
+    try:
+        stored = Recipe.from_dict(doc.get("recipe", {}))
+    except SpecError as err:
+        raise SpecError(f"{args.config}: {err}") from None
     epochs = args.epochs or stored.epochs
-    last_n = args.last_n or min(stored.last_n, epochs)
+    # the file's last-N for the file's epochs; other epochs get the default for their length
+    last_n = args.last_n or (stored.last_n if epochs == stored.epochs
+                             else default_last_n(epochs))
     if last_n > epochs:
         raise UsageError(f"--last-n {last_n} exceeds the {epochs} training epochs")
     recipe = stored.replace(epochs=epochs, last_n=last_n, batch_size=args.batch_size,
@@ -97,6 +104,10 @@ def cmd_train(args) -> int:
     data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
     if args.weights:
         from nas_mnist.engine.evaluate import evaluate_weights
+        norm = doc.get("normalisation") or {}
+        if norm.get("mean") is not None and norm.get("std") is not None:
+            # the statistics these weights were trained with, not this loader's
+            data = dataclasses.replace(data, mean=float(norm["mean"]), std=float(norm["std"]))
         s = evaluate_weights(arch, data, args.weights)
         print(f"test accuracy {s['acc']:.2f} %  loss {s['loss']:.4f}  "
               f"({s['images']:,} test images, weights {args.weights}, no training; "
@@ -137,7 +148,8 @@ def _train_with_table(arch, recipe, data, seed: int, device) -> dict:
     summary = run.summary(data)
     print(f"params {summary['params']:,}   MACs {summary['macs']:,}   "
           f"{summary['seconds']:.0f} s on {summary['device']}")
-    print(f"last {recipe.last_n} epochs on {split}: min {summary['last_n_min']:.2f} %  "
+    epochs = f"{recipe.last_n} epochs" if recipe.last_n > 1 else "epoch"
+    print(f"last {epochs} on {split}: min {summary['last_n_min']:.2f} %  "
           f"mean {summary['last_n_mean']:.2f} %")
     if "test_acc_final" in summary:
         print(f"test accuracy after the last epoch: {summary['test_acc_final']:.2f} %")

@@ -6,7 +6,7 @@ import sys
 import time
 
 from nas_mnist.cli.common import (UsageError, add_data_flags, add_storage_flags, describe_data,
-                                  non_negative, positive, storage_url)
+                                  positive, seed, storage_url)
 
 PRUNE_RULES = ("asha", "percentile", "none")  # registered in nas_mnist.search.stopping
 
@@ -23,10 +23,11 @@ def add_parsers(sub) -> None:
                         "do not count (20)")
     p.add_argument("--timeout", type=positive(float), metavar="SECONDS",
                    help="stop starting trials after this many seconds")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (0)")
+    p.add_argument("--seed", type=seed, default=0, help="sampler seed (0)")
     p.add_argument("--sampler", choices=["tpe", "random"], default="tpe",
                    help="tpe: multivariate TPE that learns the budget constraint (default)")
-    p.add_argument("--train-seed", type=int, default=0, help="training seed of every trial (0)")
+    p.add_argument("--train-seed", type=seed, default=0,
+                   help="training seed of every trial (0)")
     p.add_argument("--jobs", default="auto", metavar="K|auto",
                    help="worker processes (auto: one one-thread worker per CPU core, one "
                         "worker on a GPU)")

@@ -9,6 +9,7 @@ path, size and modification time, so the hash is computed once per file.
 from __future__ import annotations
 
 import gzip
+import zlib
 import hashlib
 import json
 import os
@@ -47,6 +48,26 @@ def _cache_file() -> Path:
     return Path(root) / "nas-mnist" / "verified.json"
 
 
+MAX_IDX_BYTES = 1 << 30  # 1 GiB decompressed: 20x MNIST's training images
+# torchvision's download layout, ROOT/<name>/raw/, accepted as --data-dir ROOT
+TORCHVISION_SUBDIRS = ("MNIST/raw", "FashionMNIST/raw", "KMNIST/raw", "EMNIST/raw")
+
+
+def resolve_data_dir(data_dir: Path) -> Path:
+    """The folder holding the IDX files: `data_dir` itself or its torchvision subfolder."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(f"--data-dir {data_dir} is a file, not a folder")
+    if not data_dir.is_dir():
+        raise DataError(f"data folder {data_dir} does not exist")
+    stem = SPLIT_FILES["train_images"]
+    if any((data_dir / n).is_file() for n in (stem, stem + ".gz")):
+        return data_dir
+    for sub in TORCHVISION_SUBDIRS:
+        if any((data_dir / sub / n).is_file() for n in (stem, stem + ".gz")):
+            return data_dir / sub
+    return data_dir  # _find names the missing file
+
+
 def _find(data_dir: Path, stem: str) -> Path:
     for name in (stem, stem + ".gz"):
         if (data_dir / name).is_file():
@@ -55,19 +76,29 @@ def _find(data_dir: Path, stem: str) -> Path:
 
 
 def read_idx(path: Path) -> tuple[np.ndarray, bytes]:
-    """Read one IDX file; return the array and the decompressed bytes."""
+    """Read one IDX file; return the array and the decompressed bytes.
+
+    The header is read and checked first, then exactly the bytes it announces (at most
+    MAX_IDX_BYTES): a gzip that inflates to gigabytes is refused before it is inflated."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in IDX_DTYPES:
+                raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+            dims = f.read(4 * head[3])
+            shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], "big") for i in range(head[3]))
+            size = int(np.prod(shape, dtype=np.int64)) if shape else 0
+            if len(dims) != 4 * head[3] or size > MAX_IDX_BYTES:
+                raise DataError(f"{path}: header says shape {shape}, which is truncated or "
+                                f"larger than {MAX_IDX_BYTES:,} bytes")
+            body = f.read(size)
+            extra = f.read(1)
+    except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"cannot read {path}: {err}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
-        raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if len(raw) != header + int(np.prod(shape)):
+    if len(body) != size or extra:
         raise DataError(f"{path} is truncated or padded: header says shape {shape}")
-    array = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    raw = head + dims + body
+    array = np.frombuffer(raw, dtype=np.uint8, offset=len(head) + len(dims)).reshape(shape)
     return array, raw
 
 
@@ -121,8 +152,6 @@ class Dataset:
 @lru_cache(maxsize=4)
 def _load_arrays(data_dir: str) -> tuple[dict[str, np.ndarray], str]:
     folder = Path(data_dir)
-    if not folder.is_dir():
-        raise DataError(f"data folder {folder} does not exist")
     paths = {key: _find(folder, stem) for key, stem in SPLIT_FILES.items()}
     verified = _read_verified()
     arrays, digests = {}, {}
@@ -141,6 +170,8 @@ def _load_arrays(data_dir: str) -> tuple[dict[str, np.ndarray], str]:
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise DataError(f"{split} images {images.shape} and labels {labels.shape} do not match")
+        if len(images) == 0:
+            raise DataError(f"the {split} files of {folder} hold no images")
     if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
         raise DataError("train and test images have different sizes")
     checksum = hashlib.sha256("".join(digests[k] for k in SPLIT_FILES).encode()).hexdigest()
@@ -173,14 +204,15 @@ def load_dataset(data_dir: str | Path | None = None, *, val_split: int = 0, seed
     `val_split` K > 0 holds out K training images (chosen by `seed`) as the evaluation set.
     `limit_train`/`limit_eval` take the first images only (for tests and quick demos).
     """
-    folder = Path(data_dir) if data_dir is not None else PACKAGED_DIR
+    folder = resolve_data_dir(Path(data_dir)) if data_dir is not None else PACKAGED_DIR
     arrays, checksum = _load_arrays(str(folder.resolve()))
     train_x = torch.from_numpy(arrays["train_images"].copy()).unsqueeze(1).float().div_(255)
     train_y = torch.from_numpy(arrays["train_labels"].astype(np.int64))
     test_x = torch.from_numpy(arrays["test_images"].copy()).unsqueeze(1).float().div_(255)
     test_y = torch.from_numpy(arrays["test_labels"].astype(np.int64))
     if not 0 <= val_split < len(train_x):
-        raise DataError(f"--val-split must be in [0, {len(train_x)}), got {val_split}")
+        raise DataError(f"--val-split {val_split} leaves no training images "
+                        f"(the data set has {len(train_x):,})")
     eval_split = "test"
     eval_x, eval_y = test_x, test_y
     if val_split:

@@ -6,6 +6,7 @@ plotly is imported here only. PNG copies are written when kaleido can find a Chr
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from nas_mnist.search import record
 log = logging.getLogger(__name__)
 STYLE = {"complete": ("#1f77b4", "circle"), "early_stopped": ("#aaaaaa", "circle-open"),
          "over_budget": ("#d62728", "x")}
-ZOOM_POINTS = 2.0  # the y axis of a Pareto plot spans this many points below the best
+ZOOM_POINTS = 2.0  # the y axis of a Pareto plot spans at least this many points below the best
+ZOOM_KEEP = 0.8  # ... and keeps at least this share of the complete trials in view
+TOP_IMPORTANCES = 10  # parameters in the importance chart, each bar labelled
 
 
 def _points(study: optuna.Study, kind: str, x_key: str) -> tuple[list, list, list]:
@@ -51,8 +54,11 @@ def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
     floor, hidden = None, 0
     xs, ys, text = _points(study, "complete", x_key)
     if ys:
-        # Zoom on the top ZOOM_POINTS points: tiny networks far below would flatten the front.
-        floor = max(min(ys), max(ys) - ZOOM_POINTS)
+        # Zoom in: tiny networks far below would flatten the front. The axis spans at least
+        # ZOOM_POINTS below the best and keeps at least ZOOM_KEEP of the trials in view.
+        ranked = sorted(ys, reverse=True)
+        kept = ranked[min(len(ranked) - 1, math.ceil(ZOOM_KEEP * len(ranked)) - 1)]
+        floor = max(min(ys), min(max(ys) - ZOOM_POINTS, kept))
         hidden = sum(y < floor for y in ys)
         fig.update_yaxes(range=[floor - 0.1, min(100.0, max(ys) + 0.2)])
     fig.add_trace(go.Scatter(x=xs, y=ys, text=text, mode="markers", name="feasible (complete)",
@@ -109,10 +115,18 @@ def optuna_figures(study: optuna.Study) -> dict[str, go.Figure]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # PED-ANOVA's note on low targets
             # Optuna's default evaluator (PED-ANOVA) rates what leads to *low* targets: negate.
-            figures["importances"] = plot_param_importances(
-                study, target=lambda t: -t.values[0], target_name="accuracy % (negated)")
+            negated = dict(target=lambda t: -t.values[0])
+            ranked = optuna.importance.get_param_importances(study, **negated)
+            top = list(ranked)[:TOP_IMPORTANCES]
+            fig = plot_param_importances(study, params=top, target_name="accuracy % (negated)",
+                                         **negated)
+        fig.update_yaxes(tickmode="linear", automargin=True)  # a label on every bar
+        fig.update_layout(height=160 + 32 * len(top),
+                          title=f"Top {len(top)} of {len(ranked)} parameter importances "
+                                f"for the score")
+        figures["importances"] = fig
     except (RuntimeError, ValueError, ZeroDivisionError) as err:  # too few complete trials
-        log.warning("parameter importances skipped: %s", err)
+        log.info("parameter importances skipped: %s", err)
     return figures
 
 

@@ -35,7 +35,12 @@ ARCH_KEYS = {
     "dropout_position": "after_relu or before_relu",
 }
 RECIPE_KEYS = set(Recipe.__dataclass_fields__) - {"epochs", "last_n"}
-SPACE_DIR = Path(__file__).resolve().parent.parent.parent / "search_spaces"
+# The spaces ship inside the package (a non-editable install finds them); the repository's
+# search_spaces/ is a link to this folder, the place users read and copy from.
+SPACE_DIR = Path(__file__).resolve().parent.parent / "spaces"
+MAX_CHOICES = 256  # entries in one choice list
+MAX_POOLS = 7  # 2x2 pools: 28 px is gone after 4; ARCH bounds the stages to 8
+MAX_CONVS_PER_STAGE = 16
 
 
 class SpaceError(NasMnistError, ValueError):
@@ -85,6 +90,9 @@ def _parse_dim(key: str, spec) -> Dim:
     if "choices" in spec:
         if not isinstance(spec["choices"], list) or not spec["choices"]:
             raise SpaceError(f"search space key '{key}': choices must be a non-empty list")
+        if len(spec["choices"]) > MAX_CHOICES:
+            raise SpaceError(f"search space key '{key}': at most {MAX_CHOICES} choices, got "
+                             f"{len(spec['choices'])}")
         return Dim(key, choices=tuple(spec["choices"]))
     low, high = spec.get("low"), spec.get("high")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
@@ -109,8 +117,12 @@ def resolve_space_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = SPACE_DIR / f"{name_or_path}.yaml"
+    if path.is_dir():
+        raise SpaceError(f"search space {path} is a folder, not a YAML file")
     if not path.is_file():
-        raise SpaceError(f"search space {name_or_path} not found (looked for {path})")
+        known = ", ".join(sorted(p.stem for p in SPACE_DIR.glob("*.yaml")))
+        raise SpaceError(f"search space {name_or_path} not found (looked for {path}; "
+                         f"packaged spaces: {known})")
     return path
 
 
@@ -153,10 +165,12 @@ def _check_values(space: SearchSpace) -> None:
                 Recipe.from_dict({key.removeprefix("recipe."): value})
             except (ValueError, TypeError) as err:
                 raise SpaceError(f"search space key '{dim.name}': {err}") from None
-    pools = space.arch["pools"]
-    for value in pools.values_for_min() + ([pools.high] if pools.high is not None else []):
-        if not isinstance(value, int) or value < 0:
-            raise SpaceError(f"search space key 'pools': {value!r} is not a count >= 0")
+    for key, high in (("pools", MAX_POOLS), ("convs_per_stage", MAX_CONVS_PER_STAGE)):
+        dim = space.arch[key]
+        for value in dim.values_for_min() + ([dim.high] if dim.high is not None else []):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
+                raise SpaceError(f"search space key '{key}': {value!r} is not a count in "
+                                 f"[0, {high}]")
     smallest_arch(space)
 
 

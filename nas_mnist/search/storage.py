@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import shutil
 import sqlite3
 import time
 import warnings
@@ -14,12 +16,21 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from nas_mnist.errors import NasMnistError
 
+log = logging.getLogger(__name__)
 STUDIES_DIR = Path("studies")
-# A worker beats every HEARTBEAT_S; a RUNNING trial silent for GRACE_S is marked FAIL and its
+# A worker beats every HEARTBEAT_S; a RUNNING trial silent for 3 beats is marked FAIL and its
 # configuration re-queued. NAS_MNIST_HEARTBEAT_S shortens both (tests kill workers on purpose).
-HEARTBEAT_S = int(os.environ.get("NAS_MNIST_HEARTBEAT_S", 10))
-GRACE_S = 3 * HEARTBEAT_S
+HEARTBEAT_S = 10
 SQLITE_TIMEOUT_S = 60
+OPTUNA_TABLES = {"studies", "trials", "version_info"}
+
+
+def heartbeat_seconds() -> int:
+    text = os.environ.get("NAS_MNIST_HEARTBEAT_S", str(HEARTBEAT_S))
+    if not text.isdigit() or not 1 <= int(text) <= 3600:
+        raise StorageError(f"NAS_MNIST_HEARTBEAT_S must be an integer in [1, 3600] seconds, "
+                           f"got {text!r}")
+    return int(text)
 
 
 class StorageError(NasMnistError, ValueError):
@@ -42,26 +53,30 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
-def open_storage(url: str, *, create: bool):
-    """Return an Optuna storage. `create=False` refuses to make a new SQLite file.
+def open_storage(url: str, *, create: bool, read_only: bool = False):
+    """Return an Optuna storage. `create=False` refuses to make a new SQLite file;
+    `read_only` never writes to it (no tables created, no journal-mode switch), so a study on
+    read-only media or a tracked file in a checkout is left byte for byte as it was.
 
     RDB URLs (sqlite, postgresql, mysql) get a heartbeat so that a killed worker's trial is
-    marked FAIL and its configuration retried; `journal:PATH` opens a journal file.
+    marked FAIL and its configuration retried; `journal:PATH` opens a journal file (a torn
+    last line, left by a full disk or a kill, is cut off before anything is appended).
     """
     try:
         if url.startswith("journal:"):
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
-            path = Path(url.removeprefix("journal:"))
-            if not create and not path.exists():
-                raise StorageError(f"no study storage at {path}")
-            return JournalStorage(JournalFileBackend(str(path)))
+            return _journal_storage(Path(url.removeprefix("journal:")), create=create,
+                                    read_only=read_only)
         path = sqlite_path(url)
         if path is not None:
             if not create and not path.exists():
                 raise StorageError(f"no study storage at {path}")
+            if path.exists():
+                _check_optuna_sqlite(path)
             if create:
                 _prepare_folder(path.parent)
-        return _rdb_storage(url)
+            if read_only:
+                return _rdb_storage(_read_only_url(path), wal=False)
+        return _rdb_storage(url, wal=create)
     except StorageError:
         raise
     except Exception as err:  # sqlalchemy and drivers raise many kinds
@@ -69,7 +84,65 @@ def open_storage(url: str, *, create: bool):
         raise StorageError(f"cannot open storage {mask_url(url)}: {first}") from None
 
 
-def _rdb_storage(url: str, attempts: int = 3) -> RDBStorage:
+def _journal_storage(path: Path, *, create: bool, read_only: bool):
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    if path.is_dir():
+        raise StorageError(f"journal storage {path} is a folder")
+    if not create and not path.exists():
+        raise StorageError(f"no study storage at {path}")
+    if path.exists() and not read_only:
+        _cut_torn_line(path)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _cut_torn_line(path: Path) -> None:
+    """A journal whose last line has no newline was cut mid-write (disk full, kill): that
+    operation never completed. Appending after it would corrupt the file for good, so the
+    torn tail is cut off, after a backup copy of the whole file."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 1))
+        if size == 0 or f.read(1) == b"\n":
+            return
+        keep = f.seek(0) or 0
+        for line in f:  # each complete line is one logged operation
+            if line.endswith(b"\n"):
+                keep += len(line)
+    backup = path.with_name(path.name + ".torn-backup")
+    shutil.copyfile(path, backup)
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+    log.warning("journal %s ended in a torn line (an interrupted write); cut %d bytes, "
+                "a copy of the file before the cut is %s", path, size - keep, backup)
+
+
+def _check_optuna_sqlite(path: Path) -> None:
+    """Refuse, before touching it, a file that is not an Optuna SQLite storage."""
+    if path.is_dir():
+        raise StorageError(f"storage {path} is a folder, not an SQLite file")
+    try:
+        with sqlite3.connect(_ro_uri(path), uri=True, timeout=SQLITE_TIMEOUT_S) as conn:
+            tables = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as err:
+        raise StorageError(f"{path} is not an SQLite study storage ({err})") from None
+    if tables and not OPTUNA_TABLES <= tables:
+        raise StorageError(f"{path} is an SQLite file of another program (tables: "
+                           f"{', '.join(sorted(tables)[:5])}); nas-mnist leaves it alone")
+
+
+def _ro_uri(path: Path) -> str:
+    """A read-only SQLite URI; `immutable` where the folder cannot be written (read-only
+    media), since SQLite could not take a lock there."""
+    flags = "mode=ro" + ("" if os.access(path.parent, os.W_OK) else "&immutable=1")
+    return f"file:{path.resolve()}?{flags}"
+
+
+def _read_only_url(path: Path) -> str:
+    return f"sqlite:///{_ro_uri(path)}&uri=true"
+
+
+def _rdb_storage(url: str, *, wal: bool, attempts: int = 3) -> RDBStorage:
     """Workers starting together on a new database race to create Optuna's tables (a
     unique-key violation in PostgreSQL): the loser retries once the tables exist."""
     for attempt in range(attempts):
@@ -77,11 +150,15 @@ def _rdb_storage(url: str, attempts: int = 3) -> RDBStorage:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
-                storage = RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                beat = heartbeat_seconds()
+                storage = RDBStorage(url, heartbeat_interval=beat, grace_period=3 * beat,
                                      heartbeat_stale_trial_callback=retry,
                                      engine_kwargs=_engine_kwargs(url))
-            _use_wal(url)
+            if wal:
+                _use_wal(url)
             return storage
+        except StorageError:
+            raise
         except Exception as err:
             if "UniqueViolation" not in repr(err) and "IntegrityError" not in repr(err):
                 raise
@@ -113,8 +190,8 @@ def _prepare_folder(folder: Path) -> None:
         raise StorageError(f"the studies folder {folder} is not writable")
 
 
-def load_study(name: str, url: str) -> optuna.Study:
-    storage = open_storage(url, create=False)
+def load_study(name: str, url: str, *, read_only: bool = True) -> optuna.Study:
+    storage = open_storage(url, create=False, read_only=read_only)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:

@@ -30,7 +30,7 @@ from nas_mnist.search.objective import EpochEvent, Objective, process_start
 from nas_mnist.search.record import METRIC_NAMES, OBJECTIVES, StudyMeta, TrialRecord
 from nas_mnist.search.space import SearchSpace, load_space, smallest_arch
 from nas_mnist.search.stopping import StopRule, make_rule
-from nas_mnist.search.storage import StorageError, open_storage
+from nas_mnist.search.storage import StorageError, mask_url, open_storage
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.recipe import Recipe
 
@@ -171,7 +171,7 @@ def _gone(worker: str | None, here: str) -> bool:
 
 def make_sampler(settings: SearchSettings, study: optuna.Study, worker: int):
     seed = (settings.seed + SEED_STRIDE_TRIALS * len(study.trials)
-            + SEED_STRIDE_WORKER * worker)
+            + SEED_STRIDE_WORKER * worker) % 2**32
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
@@ -220,8 +220,8 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
             study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,),
                            callbacks=[lambda st, ft: last.append(TrialRecord.from_trial(ft))])
         except (AssertionError, optuna.exceptions.StorageInternalError, OSError) as err:
-            raise SearchError(f"cannot write the study to {settings.storage} or its weights "
-                              f"to {settings.artifacts}: {_root_cause(err)}") from None
+            raise SearchError(f"cannot write the study to {mask_url(settings.storage)} or its "
+                              f"weights to {settings.artifacts}: {_root_cause(err)}") from None
         kind = last[-1].kind if last else "failed"
         if on_trial is not None and last:
             on_trial(last[-1])

@@ -15,6 +15,17 @@ from pathlib import Path
 
 from nas_mnist.errors import SpecError
 
+# Bounds on what a file can ask for: MNIST-sized networks, never hours of work or GBs of memory
+# from a small input (a 5 MB config of 250,000 convs, a width of 100,000).
+MAX_WIDTH = 1024
+MAX_CONVS = 64  # convs in the whole network
+MAX_STAGES = 8
+MAX_IMAGE_SIZE = 256
+MAX_CHANNELS = 16  # input channels
+MAX_CLASSES = 1000
+MAX_PARAMS = 10_000_000
+MAX_CONFIG_BYTES = 1_000_000
+
 POSITIONS = ("after_relu", "before_relu")
 DROPOUT_KINDS = ("element", "channel")
 HEAD_KINDS = ("gap_conv", "gap_linear", "conv_gap")
@@ -29,9 +40,22 @@ def _check_keys(cls, data: dict, where: str) -> None:
         raise SpecError(f"{where}: unknown key(s) {sorted(unknown)}")
 
 
-def _positive_int(value, what: str) -> None:
+def _positive_int(value, what: str, high: int | None = None) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise SpecError(f"{what} must be a positive integer, got {value!r}")
+    if high is not None and value > high:
+        raise SpecError(f"{what} must be at most {high:,}, got {value:,}")
+
+
+def _one_of(value, allowed: tuple, what: str) -> None:
+    """`value` is one of `allowed` with the same type: True is not 1, 1.0 is not 1."""
+    if not any(type(value) is type(a) and value == a for a in allowed):
+        raise SpecError(f"{what} must be one of {allowed}, got {value!r}")
+
+
+def _flag(value, what: str) -> None:
+    if not isinstance(value, bool):
+        raise SpecError(f"{what} must be true or false, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -43,11 +67,9 @@ class ConvSpec:
     k: int = 3
 
     def __post_init__(self):
-        _positive_int(self.out, "conv out channels")
-        if self.k not in (1, 3):
-            raise SpecError(f"conv kernel must be 1 or 3, got {self.k!r}")
-        if self.pad not in (0, 1):
-            raise SpecError(f"conv padding must be 0 or 1, got {self.pad!r}")
+        _positive_int(self.out, "conv out channels", MAX_WIDTH)
+        _one_of(self.k, (1, 3), "conv kernel k")
+        _one_of(self.pad, (0, 1), "conv padding pad")
 
 
 @dataclass(frozen=True)
@@ -63,9 +85,9 @@ class Transition:
 
     def __post_init__(self):
         if self.conv1x1 is not None:
-            _positive_int(self.conv1x1, "transition conv1x1 width")
-        if self.where not in WHERE:
-            raise SpecError(f"transition 'where' must be one of {WHERE}, got {self.where!r}")
+            _positive_int(self.conv1x1, "transition conv1x1 width", MAX_WIDTH)
+        _one_of(self.where, WHERE, "transition 'where'")
+        _flag(self.act, "transition 'act'")
 
 
 @dataclass(frozen=True)
@@ -83,10 +105,10 @@ class Head:
     bias: bool = False
 
     def __post_init__(self):
-        if self.kind not in HEAD_KINDS:
-            raise SpecError(f"head kind must be one of {HEAD_KINDS}, got {self.kind!r}")
+        _one_of(self.kind, HEAD_KINDS, "head kind")
         if self.pre_gap is not None:
-            _positive_int(self.pre_gap, "head pre_gap width")
+            _positive_int(self.pre_gap, "head pre_gap width", MAX_WIDTH)
+        _flag(self.bias, "head bias")
 
 
 @dataclass(frozen=True)
@@ -111,6 +133,11 @@ class ArchConfig:
             raise SpecError("missing head: a network needs a classifier head")
         if not self.stages or any(len(stage) == 0 for stage in self.stages):
             raise SpecError("every stage needs at least one conv, and there must be one stage")
+        if len(self.stages) > MAX_STAGES:
+            raise SpecError(f"at most {MAX_STAGES} stages, got {len(self.stages)}")
+        if sum(map(len, self.stages)) > MAX_CONVS:
+            raise SpecError(f"at most {MAX_CONVS} convs in a network, got "
+                            f"{sum(map(len, self.stages))}")
         set_("stages", tuple(tuple(stage) for stage in self.stages))
         set_("transitions", tuple(self.transitions))
         n = len(self.stages)
@@ -119,19 +146,25 @@ class ArchConfig:
                              f"(or {n} with a pool before the head), got {len(self.transitions)}")
         for name, allowed in (("bn_position", POSITIONS), ("dropout_position", POSITIONS),
                               ("dropout_kind", DROPOUT_KINDS)):
-            if getattr(self, name) not in allowed:
-                raise SpecError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+            _one_of(getattr(self, name), allowed, name)
+        _flag(self.batch_norm, "batch_norm")
+        _flag(self.conv_bias, "conv_bias")
         rates = (self.dropout,) if self.stage_dropout is None else tuple(self.stage_dropout)
         if self.stage_dropout is not None:
             set_("stage_dropout", rates)
             if len(rates) != n:
                 raise SpecError(f"stage_dropout needs {n} rates (one per stage), got {len(rates)}")
         for rate in (self.dropout, *rates):
-            if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            if (not isinstance(rate, (int, float)) or isinstance(rate, bool)
+                    or not 0.0 <= rate < 1.0):
                 raise SpecError(f"dropout rate must be in [0, 1), got {rate!r}")
-        for name in ("in_channels", "image_size", "num_classes"):
-            _positive_int(getattr(self, name), name)
+        for name, high in (("in_channels", MAX_CHANNELS), ("image_size", MAX_IMAGE_SIZE),
+                           ("num_classes", MAX_CLASSES)):
+            _positive_int(getattr(self, name), name, high)
         self.feature_sizes()  # raises if the map shrinks to nothing
+        if self.n_params() > MAX_PARAMS:
+            raise SpecError(f"the network has {self.n_params():,} parameters, more than "
+                            f"nas-mnist builds ({MAX_PARAMS:,})")
 
     # -- derived facts (pure arithmetic) ------------------------------------------------------
 
@@ -211,6 +244,8 @@ class ArchConfig:
             raise SpecError("arch: missing key 'stages'")
         if not isinstance(data["stages"], list):
             raise SpecError("arch.stages must be a list of stages (lists of convs)")
+        if sum(len(s) if isinstance(s, list) else 0 for s in data["stages"]) > MAX_CONVS:
+            raise SpecError(f"arch.stages: at most {MAX_CONVS} convs in a network")
         stages = []
         for i, stage in enumerate(data["stages"]):
             if not isinstance(stage, list):
@@ -220,6 +255,8 @@ class ArchConfig:
             stages.append(tuple(ConvSpec(**conv) for conv in stage))
         data["stages"] = tuple(stages)
         transitions = data.get("transitions", [])
+        if not isinstance(transitions, list) or len(transitions) > MAX_STAGES:
+            raise SpecError(f"arch.transitions must be a list of at most {MAX_STAGES} objects")
         for i, t in enumerate(transitions):
             _check_keys(Transition, t, f"arch.transitions[{i}]")
         data["transitions"] = tuple(Transition(**t) for t in transitions)
@@ -228,6 +265,8 @@ class ArchConfig:
                 _check_keys(Head, data["head"], "arch.head")
                 data["head"] = Head(**data["head"])
         if data.get("stage_dropout") is not None:
+            if not isinstance(data["stage_dropout"], list):
+                raise SpecError("arch.stage_dropout must be a list of rates, one per stage")
             data["stage_dropout"] = tuple(data["stage_dropout"])
         return cls(**data)
 
@@ -247,15 +286,41 @@ def load_arch(path: str | Path) -> tuple[ArchConfig, dict]:
     """Read an architecture file: a bare arch, or an exported winner with an 'arch' key.
 
     Returns the config and the whole parsed document (which may hold a recipe and metrics).
+    A winner's run fields (`seed`, `threads`, `params`) are checked here too.
     """
     path = Path(path)
     try:
+        if path.is_dir():
+            raise SpecError(f"config file {path} is a folder")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise SpecError(f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes")
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise SpecError(f"config file {path} does not exist") from None
+    except RecursionError:
+        raise SpecError(f"config file {path} is nested too deeply") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SpecError(f"config file {path} is not valid JSON: {err}") from None
     if not isinstance(doc, dict):
         raise SpecError(f"config file {path}: expected a JSON object")
-    arch = ArchConfig.from_dict(doc["arch"] if "arch" in doc else doc)
+    try:
+        arch = ArchConfig.from_dict(doc["arch"] if "arch" in doc else doc)
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}") from None
+    if "arch" in doc:
+        _check_run_fields(doc, arch, path)
     return arch, doc
+
+
+def _check_run_fields(doc: dict, arch: ArchConfig, path: Path) -> None:
+    """A winner file's own fields: the right types, and a parameter count that is the arch's."""
+    seed = doc.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise SpecError(f"{path}: seed must be an integer in [0, 2**32), got {seed!r}")
+    threads = doc.get("threads")
+    if threads is not None:
+        _positive_int(threads, f"{path}: threads", 1024)
+    params = doc.get("params")
+    if params is not None and params != arch.n_params():
+        raise SpecError(f"{path}: the file says params {params!r}, but its arch has "
+                        f"{arch.n_params():,} (edited by hand? remove 'params' or fix it)")

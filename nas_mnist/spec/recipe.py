@@ -10,6 +10,8 @@ from nas_mnist.errors import SpecError
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "cosine", "constant")
 PRECISIONS = ("fp32", "bf16")
+MAX_EPOCHS = 1000
+MAX_BATCH = 65536
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,8 @@ class Recipe:
     def __post_init__(self):
         self._check_types()
         checks = [
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (1 <= self.epochs <= MAX_EPOCHS, f"epochs must be in [1, {MAX_EPOCHS}]"),
+            (1 <= self.batch_size <= MAX_BATCH, f"batch_size must be in [1, {MAX_BATCH}]"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
             (self.lr > 0, "lr must be > 0"),
             (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
@@ -70,8 +72,9 @@ class Recipe:
             else:
                 ok = isinstance(value, kind)
             if not ok:
-                raise SpecError(f"recipe: {f.name} must be a finite {kind.__name__}, "
-                                f"got {value!r}")
+                what = {bool: "true or false", int: "an integer", float: "a finite number",
+                        str: "a string"}[kind]
+                raise SpecError(f"recipe: {f.name} must be {what}, got {value!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
