@@ -103,3 +103,54 @@ def test_pooling_a_one_pixel_map_is_refused():
     stages = ((C(8, pad=0),) * 3,) * 3  # 28 -> 22 -> 11 -> 5 -> 2 -> ... vanishes
     with pytest.raises(ValueError, match="nothing"):
         ArchConfig(stages=stages, transitions=(Transition(), Transition()))
+
+
+@pytest.mark.parametrize("space_name", ["default", "tiny"])
+def test_every_sampled_network_builds_and_counts_as_fvcore_does(space_name):
+    """Property test over random samples of a space: the closed-form count equals fvcore's,
+    and the model maps images to class logits (full, separable and grouped convs)."""
+    import optuna
+    import torch
+    from nas_mnist.engine.builder import build_model
+    from nas_mnist.engine.counting import count_params
+    from nas_mnist.errors import SpecError
+    from nas_mnist.search.space import load_space, suggest_arch
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space = load_space(space_name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    kinds, checked = set(), 0
+    for _ in range(150):
+        trial = study.ask()
+        try:
+            arch = suggest_arch(trial, space)
+        except SpecError:
+            study.tell(trial, 0.0)
+            continue
+        model = build_model(arch).eval()
+        assert arch.n_params() == count_params(model), arch.describe()
+        with torch.no_grad():
+            assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+        kinds |= {c.kind for stage in arch.stages for c in stage}
+        checked += 1
+        study.tell(trial, 0.0)
+    assert checked > 50 and "separable" in kinds
+    if space_name == "tiny":
+        assert kinds == {"full", "separable", "grouped"}
+
+
+def test_separable_and_grouped_counts_by_hand():
+    import torch
+    from nas_mnist.engine.builder import build_model
+    from nas_mnist.engine.counting import count_macs, count_params
+    arch = ArchConfig(stages=((ConvSpec(8), ConvSpec(16, kind="separable")),
+                              (ConvSpec(16, kind="grouped", groups=4, pad=0),)),
+                      transitions=(Transition(),))
+    # 8*9+16 | depthwise 8*9 + BN 16, pointwise 8*16 + BN 32 | 16*16*9/4 + 32 | head 16*10
+    assert arch.n_params() == (72 + 16) + (72 + 16 + 128 + 32) + (576 + 32) + 160 == 1104
+    model = build_model(arch)
+    assert count_params(model) == 1104
+    # MACs of the depthwise conv: 8 channels x 9 x 28 x 28 (fvcore counts groups right)
+    dw = build_model(ArchConfig(stages=((ConvSpec(8), ConvSpec(8, kind="separable")),),
+                                head=Head(kind="gap_conv")))
+    assert count_macs(dw) - count_macs(build_model(ArchConfig(stages=((ConvSpec(8),),)))) >= 8 * 9 * 784
+    assert arch.describe() == "8-16s | M | 16g4v | gap_conv"

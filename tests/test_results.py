@@ -251,3 +251,67 @@ def test_pareto_plot_of_a_low_accuracy_study_keeps_most_trials_in_view():
     fig = pareto_figure(study, "n_params")
     assert fig.layout.yaxis.range[0] <= 41.0  # at least 80 % of the trials in view
     assert "off the chart" in fig.layout.title.text and "1 trial(s)" in fig.layout.title.text
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def test_onnx_and_torchscript_exports_predict_as_pytorch(study_dir, small_data_dir, capsys):
+    pytest.importorskip("onnxruntime")
+    root, url = study_dir
+    out = root / "deploy"
+    assert _export(root, url, small_data_dir, "--out", str(out), "--format", "onnx",
+                   "--format", "torchscript") == 0
+    doc = json.loads(next(out.glob("*.json")).read_text())
+    n = doc["trial"]
+    assert doc["files"] == {"weights": f"trial{n}.pt", "onnx": f"trial{n}.onnx",
+                            "torchscript": f"trial{n}.torchscript.pt"}
+    from nas_mnist.engine.data import load_dataset
+    from nas_mnist.results.deploy import deployable, load_model, predict_torch
+    data = load_dataset(small_data_dir)
+    model = deployable(ArchConfig.from_dict(doc["arch"]), out / f"trial{n}.pt",
+                       doc["normalisation"]["mean"], doc["normalisation"]["std"])
+    expected = predict_torch(model, data.test_x)
+    for fmt in ("onnx", "torchscript"):
+        assert doc["deployed"][fmt][f"{fmt}_acc"] == doc["deployed"][fmt]["torch_acc"]
+        loaded = load_model(out / doc["files"][fmt])
+        assert (loaded.predict(data.test_x.numpy()) == expected).all()
+
+
+def test_predict_gives_the_labels_of_real_test_images(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+    from nas_mnist.engine.data import PACKAGED_DIR, read_idx
+    images, _ = read_idx(PACKAGED_DIR / "t10k-images-idx3-ubyte.gz")
+    labels, _ = read_idx(PACKAGED_DIR / "t10k-labels-idx1-ubyte.gz")
+    paths = []
+    for i in range(12):
+        paths.append(str(tmp_path / f"digit{i}.png"))
+        Image.fromarray(images[i]).save(paths[-1])
+    winners = REPO / "studies" / "mnist-10k-winners"
+    for model in (winners / "trial52.onnx", winners / "trial52.json"):
+        assert main(["predict", str(model), *paths]) == 0
+        printed = capsys.readouterr().out.split()
+        assert [int(x) for x in printed[1::2]] == labels[:12].tolist()
+
+
+def test_bad_model_files_and_missing_extras_are_one_line(tmp_path, capsys, monkeypatch,
+                                                         study_dir, small_data_dir):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    png = tmp_path / "x.png"
+    __import__("PIL.Image").Image.new("L", (28, 28)).save(png)
+    for model in (bad, tmp_path / "missing.onnx", tmp_path / "x.png"):
+        assert main(["predict", str(model), str(png)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("nas-mnist: error:")
+    import builtins
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (
+        (_ for _ in ()).throw(ImportError(name)) if name.startswith("onnx")
+        else real_import(name, *a, **k)))
+    root, url = study_dir
+    assert _export(root, url, small_data_dir, "--out", str(tmp_path / "w"),
+                   "--format", "onnx") == 2
+    err = capsys.readouterr().err.strip()
+    assert "pip install -e '.[onnx]'" in err and not (tmp_path / "w").exists()

@@ -211,3 +211,26 @@ def test_percentile_rule_compares_only_with_networks_no_larger():
     # Too few peers of its size, or too early: never stopped.
     assert not stops(50.0, 3000)
     assert not stops(50.0, 10_000, epoch=2)
+
+
+def test_max_macs_is_a_hard_constraint_like_the_budget(tmp_path, small_data_dir, capsys):
+    code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--max-macs", "200000",
+                        "--trials", "3", study="m")
+    assert code == 0
+    assert "200,000 MACs" in capsys.readouterr().out
+    study = _study(url, "m")
+    over = [t for t in study.trials if t.user_attrs["macs"] > 200_000]
+    assert over, "the quick space has networks over 200K MACs; some must have been sampled"
+    for t in over:
+        assert t.state == TrialState.PRUNED and t.user_attrs["reason"] == "over_macs"
+        assert "acc" not in t.user_attrs and t.system_attrs["constraints:max_macs"] > 0
+    assert sum(t.user_attrs.get("acc") is not None for t in study.trials) == 3
+    assert study.user_attrs["nas_mnist"]["max_macs"] == 200_000
+
+
+def test_max_macs_below_the_smallest_network_is_refused_before_the_storage(tmp_path, capsys):
+    code = main(["search", "--space", "quick", "--max-macs", "1000",
+                 "--storage", f"sqlite:///{tmp_path}/never.db"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "smallest network" in err and "1,000" in err
+    assert not (tmp_path / "never.db").exists()

@@ -22,6 +22,9 @@ def write_text_atomic(path, text: str | None) -> None:
             raise UsageError(f"cannot write {path}: folder {path.parent} is not writable")
         return
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # a kept file, not a private temporary one
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)

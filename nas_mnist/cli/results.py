@@ -20,8 +20,17 @@ def add_parsers(sub) -> None:
                                                          "(score vs parameters)")
     p.add_argument("--out", help="output folder (default: studies/<study>-winners)")
     p.add_argument("--artifacts", help="weights folder (default: as for search)")
+    p.add_argument("--format", action="append", default=[], choices=["onnx", "torchscript"],
+                   help="also write a deployable model (normalisation folded in), verified "
+                        "on the test set; may repeat (onnx needs the onnx extra)")
     add_data_flags(p)
     p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("predict", help="classify images with an exported model")
+    p.add_argument("model", help="an exported .onnx, .torchscript.pt or winner .json")
+    p.add_argument("images", nargs="+", help="an IDX images file (gzipped or not) or PNG files")
+    p.add_argument("--labels", help="an IDX labels file: also print the accuracy")
+    p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser("report", help="Pareto plots, history, curves and a Markdown summary")
     add_storage_flags(p, required_study=True)
@@ -65,11 +74,16 @@ def cmd_export(args) -> int:
     from nas_mnist.results.ranking import study_meta
     from nas_mnist.search.storage import default_artifacts
     from nas_mnist.spec.arch import ArchConfig
+    from nas_mnist.results.deploy import check_format
+    for fmt in args.format:
+        check_format(fmt)  # a missing extra fails now, not after re-training
     study, url = _open(args)
     meta = study_meta(study)
     chosen = pick_trials(study, trial=args.trial, pareto=args.pareto)
     out = _out_dir(args.out, Path("studies") / f"{args.study}-winners")
     artifacts = args.artifacts or default_artifacts(url, args.study)
+    print(f"study {study.study_name!r}: data sha256 {(meta.data_checksum or '?')[:12]} "
+          f"(as searched)", file=sys.stderr)
     data = None
     for r in chosen:
         doc = winner_doc(study, r)
@@ -85,9 +99,51 @@ def cmd_export(args) -> int:
             summary = retrain_weights(doc, data, weights)
             doc["weights"] = {"file": weights.name, "source": "re-trained at export",
                               "retrained_last_n_min": summary["last_n_min"]}
+        doc["files"] = {"weights": weights.name}
+        if args.format:
+            if data is None:
+                _, data = load_context(args)
+                check_data(meta, data)
+            _deploy(doc, weights, args.format, data, out)
         path = write_winner(doc, out)
         print(f"trial {r.number}: {doc['params']:,} params, {doc['metrics']['score']:.2f} % "
               f"-> {path} ({doc['weights']['source']})")
+        for fmt, check in doc.get("deployed", {}).items():
+            print(f"  {fmt}: {out / check['file']}, test accuracy {check[fmt + '_acc']:.2f} % "
+                  f"(PyTorch {check['torch_acc']:.2f} %, every prediction equal)")
+    return 0
+
+
+def _deploy(doc: dict, weights: Path, formats: list[str], data, out: Path) -> None:
+    from nas_mnist.results.deploy import FORMATS, deployable, export_model
+    from nas_mnist.spec.arch import ArchConfig
+    norm = doc["normalisation"]
+    if norm.get("mean") is None:  # studies made before normalisation was recorded
+        norm.update(mean=data.mean, std=data.std)
+    model = deployable(ArchConfig.from_dict(doc["arch"]), weights, norm["mean"], norm["std"])
+    doc["deployed"] = {}
+    for fmt in dict.fromkeys(formats):
+        dest = out / f"trial{doc['trial']}{FORMATS[fmt]}"
+        doc["deployed"][fmt] = export_model(model, fmt, dest, data)
+        doc["files"][fmt] = dest.name
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+    from nas_mnist.results.deploy import load_model, read_images
+    model = load_model(args.model)
+    names, images = read_images(args.images)
+    predicted = model.predict(images)
+    for name, label in zip(names, predicted):
+        print(f"{name}: {int(label)}")
+    if args.labels:
+        from nas_mnist.engine.data import read_idx
+        labels, _ = read_idx(Path(args.labels))
+        if len(labels) != len(predicted):
+            raise UsageError(f"{args.labels} holds {len(labels):,} labels for "
+                             f"{len(predicted):,} images")
+        print(f"accuracy {100.0 * float(np.mean(labels == predicted)):.2f} % on "
+              f"{len(labels):,} images", file=sys.stderr)
     return 0
 
 

@@ -15,6 +15,9 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("search", help="run or resume a study")
     p.add_argument("--budget", type=positive(), default=10_000,
                    help="hard limit on parameters; larger samples are never trained (10000)")
+    p.add_argument("--max-macs", type=positive(), metavar="M",
+                   help="hard limit on multiply-accumulates per image (fvcore's count); "
+                        "larger samples are never trained (default: none)")
     p.add_argument("--space", default="default",
                    help="search-space name in search_spaces/ or a YAML path (default)")
     add_storage_flags(p, required_study=False)
@@ -84,7 +87,8 @@ def cmd_search(args) -> int:
     url = storage_url(args)
     device = resolve_device(args.device)
     settings = SearchSettings(
-        study=args.study, storage=url, space=args.space, budget=args.budget, epochs=args.epochs,
+        study=args.study, storage=url, space=args.space, budget=args.budget,
+        max_macs=args.max_macs, epochs=args.epochs,
         last_n=last_n, objective=args.objective, objectives=args.objectives,
         trials=args.trials, timeout=args.timeout, seed=args.seed, sampler=args.sampler,
         train_seed=args.train_seed, jobs=_jobs(args.jobs, device), threads=args.threads,
@@ -126,7 +130,8 @@ def _run(args, settings, space, data, enqueued) -> int:
     meta = StudyMeta.from_study(study)
     kind = "score" if meta.objectives == "score" else "score and parameters"
     print(f"study {settings.study!r} at {mask_url(settings.storage)} "
-          f"({'resumed' if study.trials else 'new'}, {kind}): budget {settings.budget:,}, "
+          f"({'resumed' if study.trials else 'new'}, {kind}): budget {settings.budget:,}"
+          + (f" parameters and {meta.max_macs:,} MACs" if meta.max_macs else "") + ", "
           f"space {space.name}, score = {meta.objective} of the last {meta.last_n} of "
           f"{meta.epochs} epochs on {meta.eval_split}, {describe_data(data)}")
     print(f"stopping rule {meta.rule}; {settings.jobs} worker(s); "

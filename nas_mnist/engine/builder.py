@@ -7,7 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.arch import ArchConfig, ConvSpec
 
 
 class GlobalAvgPool(nn.Module):
@@ -15,10 +15,25 @@ class GlobalAvgPool(nn.Module):
         return x.mean(dim=(2, 3), keepdim=True)
 
 
+def _convs(arch: ArchConfig, c_in: int, spec: ConvSpec) -> OrderedDict:
+    """The conv(s) of a block: one conv (full or grouped), or depthwise + pointwise."""
+    if spec.kind != "separable":
+        return OrderedDict(conv=nn.Conv2d(c_in, spec.out, spec.k, padding=spec.pad,
+                                          groups=spec.groups, bias=arch.conv_bias))
+    layers = OrderedDict(dw=nn.Conv2d(c_in, c_in, spec.k, padding=spec.pad, groups=c_in,
+                                      bias=arch.conv_bias))
+    if spec.mid_act:
+        if arch.batch_norm:
+            layers["dw_bn"] = nn.BatchNorm2d(c_in)
+        layers["dw_relu"] = nn.ReLU(inplace=True)
+    layers["conv"] = nn.Conv2d(c_in, spec.out, 1, bias=arch.conv_bias)
+    return layers
+
+
 def _block(arch: ArchConfig, c_in: int, c_out: int, k: int, pad: int, rate: float,
-           act: bool = True) -> nn.Sequential:
+           act: bool = True, spec: ConvSpec | None = None) -> nn.Sequential:
     """conv -> [BN] -> ReLU -> [dropout], BN/dropout before or after the ReLU as configured."""
-    layers = OrderedDict(conv=nn.Conv2d(c_in, c_out, k, padding=pad, bias=arch.conv_bias))
+    layers = _convs(arch, c_in, spec or ConvSpec(c_out, pad=pad, k=k))
     if not act:
         return nn.Sequential(layers)
     bn = nn.BatchNorm2d(c_out) if arch.batch_norm else None
@@ -47,7 +62,7 @@ def build_model(arch: ArchConfig) -> nn.Sequential:
     for i, stage in enumerate(arch.stages, start=1):
         rate = arch.stage_rate(i - 1)
         for j, conv in enumerate(stage, start=1):
-            layers[f"s{i}c{j}"] = _block(arch, c, conv.out, conv.k, conv.pad, rate)
+            layers[f"s{i}c{j}"] = _block(arch, c, conv.out, conv.k, conv.pad, rate, spec=conv)
             c = conv.out
         if i - 1 < len(arch.transitions):
             t = arch.transitions[i - 1]

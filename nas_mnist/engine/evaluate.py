@@ -37,7 +37,7 @@ class Evaluation:
     recipe: Recipe
     seed: int
     n_params: int
-    macs: int | None = None  # None when refused before counting MACs
+    macs: int | None = None
     refused: str | None = None  # "over_budget", "over_macs" or None (trained)
     result: TrainResult | None = None
     model: torch.nn.Module | None = None
@@ -66,13 +66,12 @@ def evaluate_candidate(arch: ArchConfig, recipe: Recipe, data: Dataset, *, seed:
     torch.manual_seed(seed)  # the initial weights: the same seed re-trains to the same numbers
     model = build_model(arch)
     n_params = count_params(model)
-    run = Evaluation(arch, recipe, seed, n_params, device=describe_device(device))
+    run = Evaluation(arch, recipe, seed, n_params, count_macs(model, in_shape(arch)),
+                     device=describe_device(device))
     if budget is not None and n_params > budget:
         run.refused = "over_budget"
-    else:
-        run.macs = count_macs(model, in_shape(arch))
-        if max_macs is not None and run.macs > max_macs:
-            run.refused = "over_macs"
+    elif max_macs is not None and run.macs > max_macs:
+        run.refused = "over_macs"
     if on_counted is not None:
         on_counted(n_params, run.macs)
     if run.refused:

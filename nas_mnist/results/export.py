@@ -137,6 +137,9 @@ def _atomic(dest: Path, write) -> None:
     dest = Path(dest)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # a kept file, not a private temporary one
     try:
         write(tmp)
         os.replace(tmp, dest)

@@ -72,6 +72,8 @@ class Objective:
         except SpecError as err:
             record.write(trial, reason="invalid", error=str(err))
             trial.set_constraint("param_budget", INVALID_CONSTRAINT)
+            if self.meta.max_macs is not None:
+                trial.set_constraint("max_macs", INVALID_CONSTRAINT)
             raise optuna.TrialPruned(f"invalid configuration: {err}")
         try:
             return self._evaluate(trial, arch, recipe)
@@ -103,7 +105,7 @@ class Objective:
             n_params_box.append(n_params)
             record.write(trial, n_params=n_params, macs=macs)
             trial.set_constraint("param_budget", n_params - meta.budget)
-            if meta.max_macs is not None and macs is not None:
+            if meta.max_macs is not None:
                 trial.set_constraint("max_macs", macs - meta.max_macs)
 
         def on_epoch(e) -> bool:
@@ -130,7 +132,7 @@ class Objective:
         if run.refused:
             record.write(trial, reason=run.refused)
             raise optuna.TrialPruned(f"{run.refused}: {run.n_params:,} parameters, "
-                                     f"{run.macs} MACs")
+                                     f"{run.macs:,} MACs")
         if self.artifacts:
             self._save_weights(trial, run.model)
         if run.result.stopped_early:

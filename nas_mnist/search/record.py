@@ -31,7 +31,7 @@ _ATTR = {
     "interrupted": "interrupted", "retry_of": "retry_of", "fixed_arch": "fixed_arch",
     "fixed_recipe": "fixed_recipe", "fixed_key": "fixed_key",
 }
-REFUSALS = ("over_budget", "invalid")  # never trained
+REFUSALS = ("over_budget", "over_macs", "invalid")  # never trained
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,10 @@ class StudyMeta:
         known = {k: v for k, v in stored.items() if k in {f.name for f in fields(cls)}}
         if "objectives" not in known:
             known["objectives"] = "score" if len(study.directions) == 1 else "score,params"
+        if "data_checksum" not in known:  # older studies: each trial recorded its data
+            known["data_checksum"] = next(
+                (t.user_attrs[_ATTR["data_checksum"]] for t in study.get_trials(deepcopy=False)
+                 if _ATTR["data_checksum"] in t.user_attrs), None)
         return cls(**known)
 
     def save(self, study) -> None:

@@ -34,6 +34,12 @@ ARCH_KEYS = {
     "dropout_kind": "element or channel",
     "dropout_position": "after_relu or before_relu",
 }
+# Keys a space may leave out (older spaces do): their value when absent.
+OPTIONAL_ARCH_KEYS = {
+    "conv_kind": "full",  # full, separable or grouped (never for a network's first conv)
+    "groups": 2,  # groups of a grouped conv
+    "mid_act": True,  # BN + ReLU between the depthwise and pointwise conv of a separable one
+}
 RECIPE_KEYS = set(Recipe.__dataclass_fields__) - {"epochs", "last_n"}
 # The spaces ship inside the package (a non-editable install finds them); the repository's
 # search_spaces/ is a link to this folder, the place users read and copy from.
@@ -140,7 +146,7 @@ def load_space(name_or_path: str) -> SearchSpace:
     if not isinstance(recipe_doc, dict):
         raise SpaceError("search space key 'recipe': expected a mapping")
     for key in doc:
-        if key not in ARCH_KEYS:
+        if key not in ARCH_KEYS and key not in OPTIONAL_ARCH_KEYS:
             raise SpaceError(f"search space {path}: unknown key '{key}'")
     missing = set(ARCH_KEYS) - set(doc)
     if missing:
@@ -149,6 +155,8 @@ def load_space(name_or_path: str) -> SearchSpace:
         if key not in RECIPE_KEYS:
             raise SpaceError(f"search space {path}: unknown key 'recipe.{key}'")
     arch = {k: _parse_dim(k, v) for k, v in doc.items()}
+    for key, value in OPTIONAL_ARCH_KEYS.items():
+        arch.setdefault(key, Dim(key, fixed=value))  # not in the digest: old studies resume
     recipe = {k: _parse_dim(f"recipe.{k}", v) for k, v in recipe_doc.items()}
     digest = hashlib.sha256(json.dumps([doc, recipe_doc], sort_keys=True,
                                        default=str).encode()).hexdigest()[:16]
@@ -191,8 +199,12 @@ class _MinTrial:
 
 
 def _smallest_value(name: str, choices: list):
-    if name.endswith("transition_conv") or name.endswith("_conv1x1") or name == "batch_norm":
+    if name.endswith(("_conv1x1", "_mid_act")) or name == "batch_norm":
         return False if False in choices else choices[0]
+    if name.endswith("_kind"):  # a separable conv has the fewest parameters
+        return next((k for k in ("separable", "full") if k in choices), choices[0])
+    if name.endswith("_groups"):
+        return max(choices)
     if name.endswith("_pad"):
         return max(choices)  # padding costs no parameters and keeps the map alive
     if name == "head":
@@ -218,8 +230,7 @@ def suggest_arch(trial, space: SearchSpace) -> ArchConfig:
         n_convs = a["convs_per_stage"].suggest(trial, f"stage{i}_convs")
         pad = (a["first_stage_pad"] if i == 0 else a["later_stage_pad"]).suggest(
             trial, f"stage{i}_pad")
-        stages.append(tuple(ConvSpec(a["width"].suggest(trial, f"stage{i}_conv{j}_width"), pad)
-                            for j in range(n_convs)))
+        stages.append(tuple(_suggest_conv(trial, a, i, j, pad) for j in range(n_convs)))
     transitions = []
     for i in range(pools):
         width = None
@@ -235,6 +246,22 @@ def suggest_arch(trial, space: SearchSpace) -> ArchConfig:
         dropout_kind=a["dropout_kind"].suggest(trial) if dropout else "element",
         dropout_position=a["dropout_position"].suggest(trial) if dropout else "after_relu",
     )
+
+
+def _suggest_conv(trial, a: dict[str, Dim], i: int, j: int, pad: int) -> ConvSpec:
+    """One conv: width, then (except for the network's first conv, which sees one input
+    channel) its kind and what the kind needs."""
+    out = a["width"].suggest(trial, f"stage{i}_conv{j}_width")
+    if i == 0 and j == 0:
+        return ConvSpec(out, pad)
+    kind = a["conv_kind"].suggest(trial, f"stage{i}_conv{j}_kind")
+    if kind == "grouped":
+        return ConvSpec(out, pad, kind=kind,
+                        groups=a["groups"].suggest(trial, f"stage{i}_conv{j}_groups"))
+    if kind == "separable":
+        return ConvSpec(out, pad, kind=kind,
+                        mid_act=a["mid_act"].suggest(trial, f"stage{i}_conv{j}_mid_act"))
+    return ConvSpec(out, pad, kind=kind)
 
 
 def sample_shares(space: SearchSpace, *, budget: int, samples: int = 2000,

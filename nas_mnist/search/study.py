@@ -95,10 +95,18 @@ def preflight(settings: SearchSettings) -> SearchSpace:
                           f"got {settings.objectives!r}")
     settings.rule()
     space = load_space(settings.space)
-    smallest = smallest_arch(space).n_params()
-    if smallest > settings.budget:
+    smallest = smallest_arch(space)
+    if smallest.n_params() > settings.budget:
         raise SettingsError(f"budget {settings.budget:,} is below the smallest network of space "
-                          f"{space.name!r} ({smallest:,} parameters)")
+                            f"{space.name!r} ({smallest.n_params():,} parameters)")
+    if settings.max_macs is not None:
+        from nas_mnist.engine.builder import build_model
+        from nas_mnist.engine.counting import count_macs
+        from nas_mnist.engine.evaluate import in_shape
+        macs = count_macs(build_model(smallest), in_shape(smallest))
+        if macs > settings.max_macs:
+            raise SettingsError(f"--max-macs {settings.max_macs:,} is below the MACs of the "
+                                f"smallest network of space {space.name!r} ({macs:,})")
     return space
 
 

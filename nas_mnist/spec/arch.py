@@ -58,18 +58,61 @@ def _flag(value, what: str) -> None:
         raise SpecError(f"{what} must be true or false, got {value!r}")
 
 
+CONV_KINDS = ("full", "separable", "grouped")
+
+
 @dataclass(frozen=True)
 class ConvSpec:
-    """One conv block: `out` channels, kernel `k` (3 or 1), padding `pad` (0 or 1)."""
+    """One conv block: `out` channels, kernel `k` (3 or 1), padding `pad` (0 or 1).
+
+    `kind`: "full" (a plain conv), "separable" (a depthwise kxk conv, then a pointwise 1x1
+    conv to `out`; with `mid_act` the depthwise conv gets its own BN and ReLU, as in
+    MobileNet, without it none, as in Xception) or "grouped" (`groups` > 1 dividing both
+    channel counts). The block's BN, ReLU and dropout follow the last conv as usual.
+    """
 
     out: int
     pad: int = 1
     k: int = 3
+    kind: str = "full"
+    groups: int = 1
+    mid_act: bool = True
 
     def __post_init__(self):
         _positive_int(self.out, "conv out channels", MAX_WIDTH)
         _one_of(self.k, (1, 3), "conv kernel k")
         _one_of(self.pad, (0, 1), "conv padding pad")
+        _one_of(self.kind, CONV_KINDS, "conv kind")
+        _positive_int(self.groups, "conv groups", MAX_WIDTH)
+        _flag(self.mid_act, "conv mid_act")
+        if self.kind == "separable" and self.k == 1:
+            raise SpecError("a separable conv needs a kernel of 3 (k=1 is a plain 1x1 conv)")
+        if (self.kind == "grouped") != (self.groups > 1):
+            raise SpecError(f"a grouped conv needs groups > 1 and only a grouped conv has "
+                            f"groups; got kind {self.kind!r} with groups {self.groups}")
+        if self.kind == "grouped" and self.out % self.groups:
+            raise SpecError(f"conv groups {self.groups} do not divide its {self.out} output "
+                            f"channels")
+
+    def n_params(self, c_in: int, *, bias: int, bn: int) -> int:
+        """Parameters of this block with `c_in` input channels (bias, bn: per channel)."""
+        if self.kind == "separable":
+            depthwise = c_in * self.k * self.k + c_in * (bias + (bn if self.mid_act else 0))
+            return depthwise + c_in * self.out + self.out * (bias + bn)
+        return c_in * self.out * self.k * self.k // self.groups + self.out * (bias + bn)
+
+    def check_input(self, c_in: int, where: str) -> None:
+        if self.kind == "grouped" and c_in % self.groups:
+            raise SpecError(f"{where}: groups {self.groups} do not divide its {c_in} input "
+                            f"channels")
+
+    def tag(self) -> str:
+        """'24' full, '24s' separable, '24g4' grouped in 4, then 'v' when unpadded, '(1x1)'."""
+        kind = {"full": "", "separable": "s", "grouped": f"g{self.groups}"}[self.kind]
+        if self.kind == "separable" and not self.mid_act:
+            kind = "x"  # Xception-style: no BN/ReLU between the two convs
+        return (f"{self.out}{kind}{'' if self.pad else 'v'}"
+                f"{'' if self.k == 3 else '(1x1)'}")
 
 
 @dataclass(frozen=True)
@@ -162,6 +205,13 @@ class ArchConfig:
                            ("num_classes", MAX_CLASSES)):
             _positive_int(getattr(self, name), name, high)
         self.feature_sizes()  # raises if the map shrinks to nothing
+        c = self.in_channels
+        for i, stage in enumerate(self.stages):
+            for j, conv in enumerate(stage):
+                conv.check_input(c, f"stage {i + 1} conv {j + 1}")
+                c = conv.out
+            if i < len(self.transitions) and self.transitions[i].conv1x1:
+                c = self.transitions[i].conv1x1
         if self.n_params() > MAX_PARAMS:
             raise SpecError(f"the network has {self.n_params():,} parameters, more than "
                             f"nas-mnist builds ({MAX_PARAMS:,})")
@@ -199,7 +249,7 @@ class ArchConfig:
         total, c = 0, self.in_channels
         for i, stage in enumerate(self.stages):
             for conv in stage:
-                total, c = total + block(c, conv.out, conv.k), conv.out
+                total, c = total + conv.n_params(c, bias=bias, bn=bn), conv.out
             if i < len(self.transitions) and self.transitions[i].conv1x1:
                 t = self.transitions[i]
                 total += c * t.conv1x1 + t.conv1x1 * (bias + (bn if t.act else 0))
@@ -212,8 +262,7 @@ class ArchConfig:
         """Short human-readable form, e.g. '12-12 | M | 12x5 | gap_conv'."""
         parts = []
         for i, stage in enumerate(self.stages):
-            parts.append("-".join(f"{c.out}{'' if c.pad else 'v'}{'' if c.k == 3 else '(1x1)'}"
-                                  for c in stage))
+            parts.append("-".join(c.tag() for c in stage))
             if i < len(self.transitions):
                 t = self.transitions[i]
                 tag = f"t{t.conv1x1}" if t.conv1x1 else ""
@@ -225,7 +274,11 @@ class ArchConfig:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["stages"] = [[asdict(c) for c in stage] for stage in self.stages]
+        # new conv fields only where they differ from a plain conv: older configs (and the
+        # keys of enqueued trials, hashed from this form) stay as they were
+        plain = {"kind": "full", "groups": 1, "mid_act": True}
+        data["stages"] = [[{k: v for k, v in asdict(c).items() if plain.get(k, not v) != v}
+                           for c in stage] for stage in self.stages]
         data["stage_dropout"] = list(self.stage_dropout) if self.stage_dropout else None
         return data
 

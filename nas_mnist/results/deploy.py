@@ -1,0 +1,207 @@
+"""Deployable winners: ONNX and TorchScript files that take raw images, verified on a test set.
+
+The exported model folds the input normalisation in: it takes float images in [0, 1],
+shape (N, channels, size, size), and returns class logits. A file is written only after its
+predictions on every test image equal PyTorch's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas_mnist.engine.builder import build_model
+from nas_mnist.engine.data import Dataset
+from nas_mnist.engine.train import EVAL_BATCH, load_state
+from nas_mnist.errors import NasMnistError
+from nas_mnist.spec.arch import ArchConfig
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+EXTRAS = {"onnx": "onnx"}  # format -> the pip extra it needs
+
+
+class DeployError(NasMnistError):
+    """An export format cannot be written or read, or a model file is unusable."""
+
+
+class Normalised(nn.Module):
+    """The network with its input normalisation folded in: raw [0, 1] images in, logits out."""
+
+    def __init__(self, model: nn.Module, mean: float, std: float):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def deployable(arch: ArchConfig, weights: Path, mean: float, std: float) -> Normalised:
+    return Normalised(load_state(build_model(arch), weights), mean, std).eval()
+
+
+def _need(module: str, fmt: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise DeployError(f"--format {fmt} needs the {EXTRAS.get(fmt, fmt)} extra: "
+                          f"pip install -e '.[{EXTRAS.get(fmt, fmt)}]'") from None
+
+
+def check_format(fmt: str) -> None:
+    """Fail before any work when the format's extra is not installed."""
+    if fmt not in FORMATS:
+        raise DeployError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if fmt == "onnx":
+        _need("onnx", fmt), _need("onnxruntime", fmt), _need("onnxscript", fmt)
+
+
+def export_model(model: Normalised, fmt: str, dest: Path, data: Dataset) -> dict:
+    """Write `model` as `fmt` to `dest` (through a temporary file) after checking that the
+    written file predicts every test image as PyTorch does. Returns the accuracies."""
+    check_format(fmt)
+    shape = tuple(data.test_x.shape[1:])
+    tmp = dest.with_name(f".tmp-{dest.name}")  # keeps the suffix that names the format
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporters' deprecation and progress chatter
+            if fmt == "onnx":
+                _write_onnx(model, shape, tmp)
+            else:
+                torch.jit.save(torch.jit.trace(model, torch.zeros(1, *shape)), str(tmp),
+                               _extra_files={"input_shape.json": json.dumps(shape)})
+        ours = predict_torch(model, data.test_x)
+        theirs = load_model(tmp).predict(data.test_x.cpu().numpy())
+        differ = int((ours != theirs).sum())
+        if differ:
+            raise DeployError(f"the {fmt} file predicts {differ} of {len(ours):,} test images "
+                              f"differently from PyTorch: not written")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    labels = data.test_y.cpu().numpy()
+    return {"format": fmt, "file": dest.name, "images": len(labels),
+            "torch_acc": 100.0 * float((ours == labels).mean()),
+            f"{fmt}_acc": 100.0 * float((theirs == labels).mean())}
+
+
+def _write_onnx(model: nn.Module, shape: tuple, path: Path) -> None:
+    import contextlib
+    import io
+    import logging
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    quiet = logging.getLogger("torch.onnx")
+    level, quiet.level = quiet.level, logging.ERROR  # "torchvision is not installed" notes
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints progress lines
+            program = torch.onnx.export(model, (torch.zeros(2, *shape),), dynamo=True,
+                                        dynamic_shapes=({0: batch},))
+        program.save(str(path))
+    finally:
+        quiet.setLevel(level)
+
+
+@torch.no_grad()
+def predict_torch(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    return np.concatenate([model(x[i:i + EVAL_BATCH].cpu()).argmax(1).numpy()
+                           for i in range(0, len(x), EVAL_BATCH)])
+
+
+class LoadedModel:
+    """An exported model of any format, as one `predict(images) -> labels` call."""
+
+    def __init__(self, run, input_shape: tuple):
+        self._run, self.input_shape = run, input_shape
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        if images.shape[1:] != self.input_shape:
+            raise DeployError(f"the model takes images of shape {self.input_shape}, got "
+                              f"{images.shape[1:]}")
+        return np.concatenate([self._run(images[i:i + EVAL_BATCH].astype(np.float32))
+                               for i in range(0, len(images), EVAL_BATCH)])
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self.logits(images).argmax(1)
+
+
+def load_model(path: Path) -> LoadedModel:
+    """Open an ONNX file, a TorchScript file, or a winner JSON (with its weights beside)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeployError(f"model file {path} does not exist")
+    name = path.name
+    try:
+        if name.endswith(".onnx"):
+            ort = _need("onnxruntime", "onnx")
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            inp = session.get_inputs()[0]
+            return LoadedModel(lambda x: session.run(None, {inp.name: x})[0],
+                               tuple(inp.shape[1:]))
+        if name.endswith(".pt") or name.endswith(".pth"):
+            extra = {"input_shape.json": ""}
+            try:
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            except RuntimeError:
+                raise DeployError(f"{path} is not a TorchScript model (for a state_dict, give "
+                                  f"the winner .json beside it)") from None
+            module.eval()
+            if not extra["input_shape.json"]:
+                raise DeployError(f"{path} is not a TorchScript file written by nas-mnist "
+                                  f"export (a state_dict is read with `train --weights`)")
+            return LoadedModel(lambda x: _no_grad(module, x),
+                               tuple(json.loads(extra["input_shape.json"])))
+        if name.endswith(".json"):
+            return _load_winner(path)
+    except DeployError:
+        raise
+    except Exception as err:  # each runtime raises its own kinds for a corrupt file
+        raise DeployError(f"cannot load model {path}: "
+                          f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+                          ) from None
+    raise DeployError(f"{path}: not a model file (.onnx, .torchscript.pt or a winner .json)")
+
+
+def _no_grad(module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return module(torch.from_numpy(x)).numpy()
+
+
+def _load_winner(path: Path) -> LoadedModel:
+    from nas_mnist.spec.arch import load_arch
+    arch, doc = load_arch(path)
+    weights = path.with_name((doc.get("weights") or {}).get("file", path.stem + ".pt"))
+    norm = doc.get("normalisation") or {}
+    if norm.get("mean") is None:
+        raise DeployError(f"{path} records no normalisation statistics (export it again)")
+    model = deployable(arch, weights, norm["mean"], norm["std"])
+    return LoadedModel(lambda x: _no_grad(model, x),
+                       (arch.in_channels, arch.image_size, arch.image_size))
+
+
+def read_images(paths: list[str]) -> tuple[list[str], np.ndarray]:
+    """Images as float32 in [0, 1], shape (N, 1, H, W), from one IDX file or PNG files."""
+    from nas_mnist.engine.data import read_idx
+    if len(paths) == 1 and not paths[0].lower().endswith(".png"):
+        array, _ = read_idx(Path(paths[0]))
+        if array.ndim != 3:
+            raise DeployError(f"{paths[0]}: expected images (N, H, W), got shape {array.shape}")
+        return ([f"{paths[0]}[{i}]" for i in range(len(array))],
+                (array[:, None] / 255.0).astype(np.float32))
+    from PIL import Image, UnidentifiedImageError
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                images.append(np.asarray(img.convert("L"), dtype=np.float32) / 255.0)
+        except (OSError, UnidentifiedImageError) as err:
+            raise DeployError(f"cannot read image {path}: {err}") from None
+    if len({im.shape for im in images}) > 1:
+        raise DeployError("the PNG files have different sizes")
+    return list(paths), np.stack(images)[:, None]
