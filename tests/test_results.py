@@ -172,6 +172,11 @@ def test_dashboard_serves_the_study_without_over_budget_best_trials(study_dir, t
         best = {t["number"] for t in doc["best_trials"]}
         assert best and not best & set(over)
         assert best == {t.number for t in study.best_trials}
+        # the learning curves reach the dashboard: one intermediate value per trained epoch
+        curves = {t["number"]: len(t["intermediate_values"]) for t in doc["trials"]}
+        for t in study.trials:
+            assert curves[t.number] == len(t.user_attrs.get("acc") or []), t.number
+        assert doc.get("objective_names") == ["score"]  # set_metric_names, as the UI shows it
         shot = tmp_path / "dash.png"
         subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
                         "--disable-background-networking", "--no-first-run",

@@ -155,12 +155,17 @@ def cmd_report(args) -> int:
     from nas_mnist.results.ranking import feasible
     from nas_mnist.results.report import write_figures
     from nas_mnist.results.summary import summary_markdown
+    from nas_mnist.search.record import StudyMeta
     study, _ = _open(args)
+    meta = StudyMeta.from_study(study)
+    print(f"study {study.study_name!r}: data sha256 "
+          f"{((meta.data_checksum if meta else None) or '?')[:12]} (as searched)",
+          file=sys.stderr)
     if not feasible(study):
         raise ExportError(f"study {study.study_name!r} has no complete feasible trial yet: "
                           f"nothing to report")
     out = _out_dir(args.out, Path("studies") / f"{args.study}-report")
-    seed_runs = _confirm_seeds(study, args) if args.seeds else None
+    seed_runs = _confirm_seeds(study, args) if args.seeds else _earlier_seed_runs(out)
     written, png_note = write_figures(study, out, png=not args.no_png)
     md = out / "summary.md"
     write_text_atomic(md, summary_markdown(study, top_k=args.top, seed_runs=seed_runs))
@@ -171,6 +176,22 @@ def cmd_report(args) -> int:
     if png_note:
         print(png_note, file=sys.stderr)
     return 0
+
+
+def _earlier_seed_runs(out: Path) -> list[dict] | None:
+    """The confirmation of an earlier `--seeds` run in this folder, kept in the summary."""
+    path = out / "seeds.json"
+    if not path.is_file():
+        return None
+    try:
+        runs = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        raise UsageError(f"{path} is not a seeds file of an earlier report (remove it, or "
+                         f"re-run with --seeds)") from None
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and "mins" in r for r in runs):
+        raise UsageError(f"{path} is not a seeds file of an earlier report")
+    print(f"keeping the seed runs of {path} (re-run them with --seeds)", file=sys.stderr)
+    return runs
 
 
 def _confirm_seeds(study, args) -> list[dict]:
@@ -209,9 +230,13 @@ def cmd_dashboard(args) -> int:
     url = url.removeprefix("journal:")
     print(f"optuna-dashboard for study {study.study_name!r} ({mask_url(url)}): "
           f"http://127.0.0.1:{args.port}/  (Ctrl-C stops it)", flush=True)
-    args.interrupt_note = "nas-mnist: dashboard stopped"
+    # Its own session: Ctrl-C reaches only us, and we stop it quietly (nothing to resume).
+    child = subprocess.Popen([exe, url, "--host", "127.0.0.1", "--port", str(args.port)],
+                             start_new_session=True)
     try:
-        return subprocess.call([exe, url, "--host", "127.0.0.1", "--port", str(args.port)])
+        return child.wait()
     except KeyboardInterrupt:
+        child.terminate()
+        child.wait(timeout=30)
         print("dashboard stopped", file=sys.stderr)
         return 0
