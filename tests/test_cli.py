@@ -62,3 +62,41 @@ def test_console_script_runs():
     done = subprocess.run([sys.executable, "-m", "nas_mnist", "count", REFERENCE_CONFIG,
                            "--json"], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout)["params"] == 8172
+
+
+def test_a_bare_call_prints_usage_and_every_flag_has_help(capsys):
+    from nas_mnist.cli import build_parser
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert "usage: nas-mnist" in out and "search" in out and "demo" in out
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if action.dest != "help":
+                assert action.help, f"{name} {action.option_strings or action.dest}"
+
+
+def test_errors_have_one_prefix():
+    done = subprocess.run([sys.executable, "-m", "nas_mnist", "search", "--bogus"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "nas-mnist: error: unrecognized arguments: --bogus"
+
+
+def test_version_does_not_import_torch_or_optuna():
+    code = ("import sys; from nas_mnist.cli import main\n"
+            "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'optuna', 'fvcore', 'plotly') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip().endswith("[]"), done.stdout
+
+
+def test_data_dir_takes_a_torchvision_download_folder(tmp_path, capsys):
+    from nas_mnist.engine.data import load_dataset, write_subset
+    write_subset(tmp_path / "root" / "FashionMNIST" / "raw", 200, 50, gz=True)
+    data = load_dataset(tmp_path / "root")
+    assert len(data.train_x) == 200 and data.source.endswith("FashionMNIST/raw")
+    assert main(["train", REFERENCE_CONFIG, "--epochs", "1", "--data-dir",
+                 str(tmp_path / "root")]) == 0
+    assert f"data {tmp_path / 'root' / 'FashionMNIST' / 'raw'} (sha256" in capsys.readouterr().out

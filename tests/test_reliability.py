@@ -73,7 +73,7 @@ def test_kill_9_then_rerun_retries_the_killed_trial_at_once(tmp_path, small_data
     assert count_kinds(study).get("running", 0) == 0 and finished(study) == 3
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_interrupt_exits_130_and_rerun_resumes(tmp_path, small_data_dir, sig):
     url = f"sqlite:///{tmp_path}/i.db"
     proc = subprocess.Popen(_cmd(url, small_data_dir, "--epochs", "6", "--trials", "2"),

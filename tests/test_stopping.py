@@ -141,3 +141,16 @@ def test_replay_benchmark_runs_on_a_small_recorded_study(tmp_path):
     # curves that keep their order: trailing ones stop at rung 2, the best (2nd) is kept
     asha = lines["asha"].split()
     assert int(asha[-4]) < 72 and asha[-1] == "yes"
+
+
+def test_a_resume_with_another_rule_is_allowed_and_says_so(tmp_path, small_data_dir, capsys):
+    args = ["search", "--study", "r", "--storage", f"sqlite:///{tmp_path}/r.db", "--space",
+            "quick", "--budget", "5000", "--epochs", "2", "--jobs", "1",
+            "--data-dir", str(small_data_dir)]
+    assert main([*args, "--trials", "1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--trials", "2", "--prune", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "stopping rule changed from asha" in out and "to none" in out
+    study = optuna.load_study(study_name="r", storage=f"sqlite:///{tmp_path}/r.db")
+    assert study.user_attrs["nas_mnist"]["rule"] == "none"
