@@ -19,14 +19,15 @@ from pathlib import Path
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from nas_mnist.search.study import SearchSettings, create_or_resume, preflight, run_search  # noqa: E402
-from nas_mnist.search.storage import trial_kind  # noqa: E402
+from nas_mnist.search.record import records  # noqa: E402
+from nas_mnist.search.study import (SearchSettings, create_or_resume, load_search_data,  # noqa: E402
+                                    preflight, run_search)
 from nas_mnist.engine.data import write_subset as make_subset  # noqa: E402
 
 
 def first_hit(study: optuna.Study, threshold: float) -> int | None:
     for t in sorted(study.trials, key=lambda t: t.number):
-        if trial_kind(t) == "complete" and t.values[0] >= threshold:
+        if t.state.name == "COMPLETE" and t.values[0] >= threshold:
             return t.number + 1
     return None
 
@@ -48,12 +49,13 @@ def main() -> None:
                 settings = SearchSettings(
                     study=f"{sampler}{seed}", storage=f"sqlite:///{tmp}/{sampler}{seed}.db",
                     budget=10_000, epochs=2, last_n=1, trials=args.trials, seed=seed,
-                    sampler=sampler, data_dir=str(data_dir), prune_min_trials=10**6,
+                    sampler=sampler, data_dir=str(data_dir), prune="none", jobs=1,
                     threads=args.threads)
-                study = create_or_resume(settings, preflight(settings))
-                run_search(settings, study)
-                kinds = [trial_kind(t) for t in study.trials]
-                done = [t.values[0] for t in study.trials if trial_kind(t) == "complete"]
+                data = load_search_data(settings)
+                study, _ = create_or_resume(settings, preflight(settings), data)
+                run_search(settings, study, data=data)
+                kinds = [r.kind for r in records(study)]
+                done = [r.value for r in records(study) if r.kind == "complete"]
                 row = {"sampler": sampler, "seed": seed, "trials": len(kinds),
                        "first_hit": first_hit(study, args.threshold),
                        "over_budget_or_invalid": sum(k in ("over_budget", "invalid")

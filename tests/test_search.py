@@ -1,5 +1,4 @@
 import json
-import time
 
 import optuna
 import pytest
@@ -81,8 +80,8 @@ def test_refused_samples_do_not_count_toward_trials(tmp_path, small_data_dir):
 
 def test_a_space_with_nothing_trainable_stops_with_one_line(tmp_path, small_data_dir, capsys,
                                                             monkeypatch):
-    import nas_mnist.search.study as study_mod
-    monkeypatch.setattr(study_mod, "MAX_REFUSED_IN_A_ROW", 3)
+    import nas_mnist.search.workers as workers_mod
+    monkeypatch.setattr(workers_mod, "MAX_REFUSED_IN_A_ROW", 3)
     code, _ = _search(tmp_path, small_data_dir, "--budget", "240", "--trials", "50",
                       "--sampler", "random", "--epochs", "1")
     err = capsys.readouterr().err.strip().splitlines()

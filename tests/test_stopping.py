@@ -1,7 +1,6 @@
 """Stopping rules on synthetic curves, a rule swapped in without touching the objective, and
 the replay benchmark on a small recorded study."""
 
-import dataclasses
 import subprocess
 import sys
 from dataclasses import dataclass

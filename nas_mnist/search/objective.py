@@ -9,7 +9,6 @@ dashboard draws the curves); the stopping rule may end a trial after any epoch.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from nas_mnist.engine.evaluate import evaluate_candidate
 from nas_mnist.errors import SpecError
 from nas_mnist.search import record
 from nas_mnist.search.record import StudyMeta, TrialRecord
+from nas_mnist.search.recovery import worker_id
 from nas_mnist.search.space import SearchSpace, suggest_arch
 from nas_mnist.search.stopping import Curve, StopRule
 from nas_mnist.spec.arch import ArchConfig
@@ -43,19 +43,6 @@ class EpochEvent:
     acc: float
     n_params: int
     epoch_seconds: float
-
-
-def worker_id() -> str:
-    """host:pid:start-time of this process (the start time tells a reused pid apart)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{process_start(os.getpid())}"
-
-
-def process_start(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]  # field 22, starttime
-    except (OSError, IndexError):
-        return "?"
 
 
 class Objective:

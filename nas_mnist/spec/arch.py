@@ -10,148 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nas_mnist.errors import SpecError
 
-# Bounds on what a file can ask for: MNIST-sized networks, never hours of work or GBs of memory
-# from a small input (a 5 MB config of 250,000 convs, a width of 100,000).
-MAX_WIDTH = 1024
-MAX_CONVS = 64  # convs in the whole network
-MAX_STAGES = 8
-MAX_IMAGE_SIZE = 256
-MAX_CHANNELS = 16  # input channels
-MAX_CLASSES = 1000
-MAX_PARAMS = 10_000_000
-MAX_CONFIG_BYTES = 1_000_000
-
-POSITIONS = ("after_relu", "before_relu")
-DROPOUT_KINDS = ("element", "channel")
-HEAD_KINDS = ("gap_conv", "gap_linear", "conv_gap")
-WHERE = ("before", "after")
-
-
-def _check_keys(cls, data: dict, where: str) -> None:
-    if not isinstance(data, dict):
-        raise SpecError(f"{where}: expected an object, got {type(data).__name__}")
-    unknown = set(data) - {f.name for f in fields(cls)}
-    if unknown:
-        raise SpecError(f"{where}: unknown key(s) {sorted(unknown)}")
-
-
-def _positive_int(value, what: str, high: int | None = None) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SpecError(f"{what} must be a positive integer, got {value!r}")
-    if high is not None and value > high:
-        raise SpecError(f"{what} must be at most {high:,}, got {value:,}")
-
-
-def _one_of(value, allowed: tuple, what: str) -> None:
-    """`value` is one of `allowed` with the same type: True is not 1, 1.0 is not 1."""
-    if not any(type(value) is type(a) and value == a for a in allowed):
-        raise SpecError(f"{what} must be one of {allowed}, got {value!r}")
-
-
-def _flag(value, what: str) -> None:
-    if not isinstance(value, bool):
-        raise SpecError(f"{what} must be true or false, got {value!r}")
-
-
-CONV_KINDS = ("full", "separable", "grouped")
-
-
-@dataclass(frozen=True)
-class ConvSpec:
-    """One conv block: `out` channels, kernel `k` (3 or 1), padding `pad` (0 or 1).
-
-    `kind`: "full" (a plain conv), "separable" (a depthwise kxk conv, then a pointwise 1x1
-    conv to `out`; with `mid_act` the depthwise conv gets its own BN and ReLU, as in
-    MobileNet, without it none, as in Xception) or "grouped" (`groups` > 1 dividing both
-    channel counts). The block's BN, ReLU and dropout follow the last conv as usual.
-    """
-
-    out: int
-    pad: int = 1
-    k: int = 3
-    kind: str = "full"
-    groups: int = 1
-    mid_act: bool = True
-
-    def __post_init__(self):
-        _positive_int(self.out, "conv out channels", MAX_WIDTH)
-        _one_of(self.k, (1, 3), "conv kernel k")
-        _one_of(self.pad, (0, 1), "conv padding pad")
-        _one_of(self.kind, CONV_KINDS, "conv kind")
-        _positive_int(self.groups, "conv groups", MAX_WIDTH)
-        _flag(self.mid_act, "conv mid_act")
-        if self.kind == "separable" and self.k == 1:
-            raise SpecError("a separable conv needs a kernel of 3 (k=1 is a plain 1x1 conv)")
-        if (self.kind == "grouped") != (self.groups > 1):
-            raise SpecError(f"a grouped conv needs groups > 1 and only a grouped conv has "
-                            f"groups; got kind {self.kind!r} with groups {self.groups}")
-        if self.kind == "grouped" and self.out % self.groups:
-            raise SpecError(f"conv groups {self.groups} do not divide its {self.out} output "
-                            f"channels")
-
-    def n_params(self, c_in: int, *, bias: int, bn: int) -> int:
-        """Parameters of this block with `c_in` input channels (bias, bn: per channel)."""
-        if self.kind == "separable":
-            depthwise = c_in * self.k * self.k + c_in * (bias + (bn if self.mid_act else 0))
-            return depthwise + c_in * self.out + self.out * (bias + bn)
-        return c_in * self.out * self.k * self.k // self.groups + self.out * (bias + bn)
-
-    def check_input(self, c_in: int, where: str) -> None:
-        if self.kind == "grouped" and c_in % self.groups:
-            raise SpecError(f"{where}: groups {self.groups} do not divide its {c_in} input "
-                            f"channels")
-
-    def tag(self) -> str:
-        """'24' full, '24s' separable, '24g4' grouped in 4, then 'v' when unpadded, '(1x1)'."""
-        kind = {"full": "", "separable": "s", "grouped": f"g{self.groups}"}[self.kind]
-        if self.kind == "separable" and not self.mid_act:
-            kind = "x"  # Xception-style: no BN/ReLU between the two convs
-        return (f"{self.out}{kind}{'' if self.pad else 'v'}"
-                f"{'' if self.k == 3 else '(1x1)'}")
-
-
-@dataclass(frozen=True)
-class Transition:
-    """2x2 max-pool; `conv1x1` channels of 1x1 conv `where` = before/after it (None: none).
-
-    `act` puts BN (if enabled) and ReLU after the 1x1 conv, as in a conv block.
-    """
-
-    conv1x1: int | None = None
-    where: str = "before"
-    act: bool = False
-
-    def __post_init__(self):
-        if self.conv1x1 is not None:
-            _positive_int(self.conv1x1, "transition conv1x1 width", MAX_WIDTH)
-        _one_of(self.where, WHERE, "transition 'where'")
-        _flag(self.act, "transition 'act'")
-
-
-@dataclass(frozen=True)
-class Head:
-    """Classifier head.
-
-    gap_conv: [1x1 conv pre_gap] -> GAP -> 1x1 conv to classes
-    gap_linear: [1x1 conv pre_gap] -> GAP -> linear to classes
-    conv_gap: [1x1 conv pre_gap] -> 1x1 conv to classes -> GAP
-    The optional `pre_gap` 1x1 conv is a full conv block (BN/ReLU as configured).
-    """
-
-    kind: str = "gap_conv"
-    pre_gap: int | None = None
-    bias: bool = False
-
-    def __post_init__(self):
-        _one_of(self.kind, HEAD_KINDS, "head kind")
-        if self.pre_gap is not None:
-            _positive_int(self.pre_gap, "head pre_gap width", MAX_WIDTH)
-        _flag(self.bias, "head bias")
+from nas_mnist.spec.blocks import (  # noqa: F401 (re-exported: the config's vocabulary)
+    CONV_KINDS, DROPOUT_KINDS, HEAD_KINDS, MAX_CHANNELS, MAX_CLASSES, MAX_CONFIG_BYTES, MAX_CONVS,
+    MAX_IMAGE_SIZE, MAX_PARAMS, MAX_STAGES, MAX_WIDTH, POSITIONS, WHERE, ConvSpec, Head,
+    Transition, check_flag, check_keys, one_of, positive_int)
 
 
 @dataclass(frozen=True)
@@ -189,9 +56,9 @@ class ArchConfig:
                              f"(or {n} with a pool before the head), got {len(self.transitions)}")
         for name, allowed in (("bn_position", POSITIONS), ("dropout_position", POSITIONS),
                               ("dropout_kind", DROPOUT_KINDS)):
-            _one_of(getattr(self, name), allowed, name)
-        _flag(self.batch_norm, "batch_norm")
-        _flag(self.conv_bias, "conv_bias")
+            one_of(getattr(self, name), allowed, name)
+        check_flag(self.batch_norm, "batch_norm")
+        check_flag(self.conv_bias, "conv_bias")
         rates = (self.dropout,) if self.stage_dropout is None else tuple(self.stage_dropout)
         if self.stage_dropout is not None:
             set_("stage_dropout", rates)
@@ -203,7 +70,7 @@ class ArchConfig:
                 raise SpecError(f"dropout rate must be in [0, 1), got {rate!r}")
         for name, high in (("in_channels", MAX_CHANNELS), ("image_size", MAX_IMAGE_SIZE),
                            ("num_classes", MAX_CLASSES)):
-            _positive_int(getattr(self, name), name, high)
+            positive_int(getattr(self, name), name, high)
         self.feature_sizes()  # raises if the map shrinks to nothing
         c = self.in_channels
         for i, stage in enumerate(self.stages):
@@ -291,7 +158,7 @@ class ArchConfig:
 
     @classmethod
     def _from_dict(cls, data: dict) -> "ArchConfig":
-        _check_keys(cls, data, "arch")
+        check_keys(cls, data, "arch")
         data = dict(data)
         if "stages" not in data:
             raise SpecError("arch: missing key 'stages'")
@@ -304,18 +171,18 @@ class ArchConfig:
             if not isinstance(stage, list):
                 raise SpecError(f"arch.stages[{i}] must be a list of convs")
             for j, conv in enumerate(stage):
-                _check_keys(ConvSpec, conv, f"arch.stages[{i}][{j}]")
+                check_keys(ConvSpec, conv, f"arch.stages[{i}][{j}]")
             stages.append(tuple(ConvSpec(**conv) for conv in stage))
         data["stages"] = tuple(stages)
         transitions = data.get("transitions", [])
         if not isinstance(transitions, list) or len(transitions) > MAX_STAGES:
             raise SpecError(f"arch.transitions must be a list of at most {MAX_STAGES} objects")
         for i, t in enumerate(transitions):
-            _check_keys(Transition, t, f"arch.transitions[{i}]")
+            check_keys(Transition, t, f"arch.transitions[{i}]")
         data["transitions"] = tuple(Transition(**t) for t in transitions)
         if "head" in data:
             if data["head"] is not None:
-                _check_keys(Head, data["head"], "arch.head")
+                check_keys(Head, data["head"], "arch.head")
                 data["head"] = Head(**data["head"])
         if data.get("stage_dropout") is not None:
             if not isinstance(data["stage_dropout"], list):
@@ -372,7 +239,7 @@ def _check_run_fields(doc: dict, arch: ArchConfig, path: Path) -> None:
         raise SpecError(f"{path}: seed must be an integer in [0, 2**32), got {seed!r}")
     threads = doc.get("threads")
     if threads is not None:
-        _positive_int(threads, f"{path}: threads", 1024)
+        positive_int(threads, f"{path}: threads", 1024)
     params = doc.get("params")
     if params is not None and params != arch.n_params():
         raise SpecError(f"{path}: the file says params {params!r}, but its arch has "

@@ -1,0 +1,335 @@
+"""Re-run the rows of ../shared/findings/bad-inputs.md that a script can replay, and tally them.
+
+Each case runs `nas-mnist` in a scratch folder, as the adversarial user did, and is judged:
+clean = exit 0 with the right result, or a non-zero exit with one `nas-mnist: error:` line
+and no traceback; anything else is listed. Rows that need a root-only mount (full disk,
+read-only media), precise signal timing or concurrent processes are covered by tests in
+tests/ instead and are named at the end.
+
+    python benchmarks/bad_inputs.py            # about 5 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nas_mnist.engine.data import PACKAGED_DIR, write_idx, write_subset  # noqa: E402
+
+REF = str(ROOT / "nas_mnist" / "configs" / "ref8k.json")
+W = {"stages": [[{"out": 8, "pad": 1}], [{"out": 8, "pad": 0}]], "transitions": [{}]}
+NOT_REPLAYED = {
+    "T9, T10": "read-only mount (tests/test_bad_input.py reads a study without changing a byte)",
+    "T17, T18, T19": "concurrent processes (tests/test_reliability.py: 4 workers, enqueue once)",
+    "T21, E7, E8": "a full disk needs a root-only tmpfs (tests/test_reliability.py)",
+    "G1-G7": "signals at chosen moments (tests/test_reliability.py: SIGINT, SIGTERM, SIGHUP, "
+             "kill -9)",
+}
+
+
+def run(argv, cwd, env=None, timeout=300):
+    done = subprocess.run([sys.executable, "-m", "nas_mnist", *argv], cwd=cwd, timeout=timeout,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+    return done.returncode, done.stdout, done.stderr
+
+
+def judge(code, out, err, expect_exit=None, expect_text=None) -> str | None:
+    """None if clean, else why not."""
+    if "Traceback" in err:
+        return "traceback: " + err.strip().splitlines()[-1][:100]
+    if expect_exit is not None and code != expect_exit:
+        return f"exit {code}, expected {expect_exit}: {err.strip()[-100:]}"
+    if code not in (0, 1, 2, 130):
+        return f"exit {code}"
+    if code == 2:
+        lines = [l for l in err.strip().splitlines() if l.startswith("nas-mnist: error:")]
+        if len(lines) != 1:
+            return "not one error line: " + err.strip()[-120:]
+    if expect_text and expect_text not in out + err:
+        return f"expected {expect_text!r} in the output"
+    return None
+
+
+def write(path: Path, doc) -> str:
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return str(path)
+
+
+def configs(i: Path) -> list[tuple]:
+    """(id, argv, expect_exit, expect_text) for the config rows."""
+    deep = "[" * 100_000 + "]" * 100_000
+    big = {"stages": [[{"out": 4, "pad": 1}] * 250_000]}
+    (i / "cfgdir.json").mkdir()
+    cases = {
+        "J1": "", "J2": "stages: [[4]]", "J3": [1, 2], "J4": {"stages": [[{"out": 100000}]]},
+        "J6": {"stages": [[{"out": 3000}] * 2]}, "J7": {"stages": [[{"out": -4}]]},
+        "J8": {"stages": [[{"out": 0}]]}, "J9": {"stages": [[{"out": 8.5}]]},
+        "J10": '{"stages": [[{"out": 4}]], "dropout": NaN}',
+        "J11": '{"stages": [[{"out": 4}]], "dropout": Infinity}',
+        "J12": {"stages": [[{"out": 4}]], "colour": 1}, "J13": deep, "J14": big,
+        "J15": {"stages": "4"}, "J16": {"stages": [[{"out": 4}]], "transitions": 5},
+        "J17": {"stages": [[{"out": 4}]], "head": "gap_conv"}, "J18": {"arch": None},
+        "J19": {"stages": [[{"out": 4}]], "stage_dropout": 0.1},
+        "J20": {"stages": [[{"out": 4, "pad": True}]]},
+        "J32": "\ufeff" + json.dumps(W),
+    }
+    rows = [(k, ["count", write(i / f"{k}.json", v)], 2, None) for k, v in cases.items()]
+    rows.append(("J31", ["count", str(i / "cfgdir.json")], 2, "folder"))
+    return rows
+
+
+def winners(i: Path, d: Path) -> list[tuple]:
+    train = ["--epochs", "1", "--data-dir", str(d)]
+    cases = {
+        "J5": {"stages": [[{"out": 100000}]]},
+        "J22": {"arch": W, "recipe": {"lr": "fast"}},
+        "J23": {"arch": W, "recipe": {"batch_size": 64.5}},
+        "J24": {"arch": W, "recipe": {"epochs": 1.5}},
+        "J25": {"arch": W, "seed": "abc"}, "J26": {"arch": W, "threads": "two"},
+        "J27": {"arch": W, "threads": -3}, "J28": {**W, "in_channels": 3},
+        "J29": {**W, "num_classes": 5},
+        "J30": {"stages": [[{"out": 4, "pad": 0}] * 15], "image_size": 64},
+        "J33": {"arch": W, "params": 13144, "budget": 5000},
+    }
+    rows = [(k, ["train", write(i / f"w{k}.json", v), *train], 2, None) for k, v in cases.items()]
+    rows.append(("J24b", ["train", write(i / "ep.json", {"arch": W}), "--epochs", "1",
+                          "--data-dir", str(d)], 0, "last epoch on test"))
+    return rows
+
+
+def spaces(i: Path, d: Path) -> list[tuple]:
+    base = (ROOT / "search_spaces" / "quick.yaml").read_text()
+    cases = {
+        "S1": "", "S2": base.replace("width: {choices: [4, 8]}", "width: {choices: [a, b]}"),
+        "S3": base.replace("width: {choices: [4, 8]}", "width: {low: 8, high: 4}"),
+        "S4": base.replace("width: {choices: [4, 8]}", "width: {choices: []}"),
+        "S5": base.replace("width: {choices: [4, 8]}",
+                           f"width: {{choices: {list(range(1, 10001))}}}"),
+        "S6": base.replace("convs_per_stage: {low: 1, high: 2}",
+                           "convs_per_stage: {low: 1, high: 2, step: 1}"),
+        "S7": base.replace("lr: 0.05", "lr: fast"),
+        "S8": base.replace("dropout: {choices: [0.0, 0.05]}", "dropout: {choices: [.nan]}"),
+        "S9": base.replace("pools: 1", "pools: {low: 1, high: 2"),
+        "S10": 'a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a]\n'
+               'c: [*b,*b,*b,*b,*b,*b,*b,*b]\n' + base,
+        "S13": base.replace("pools: 1", "pools: {low: 1, high: 100000}"),
+        "S14": base.replace("batch_size: 128", "batch_size: {choices: [64.5, 100.5]}"),
+    }
+    (i / "spdir.yaml").mkdir()
+    search = ["search", "--study", "s", "--storage", f"sqlite:///{i}/s.db", "--budget", "5000",
+              "--trials", "1", "--epochs", "1", "--data-dir", str(d), "--space"]
+    rows = [(k, [*search, write(i / f"{k}.yaml", v)], 2, None) for k, v in cases.items()]
+    rows.append(("S12", [*search, str(i / "spdir.yaml")], 2, "folder"))
+    return rows
+
+
+def flags(i: Path, d: Path) -> list[tuple]:
+    s = ["search", "--study", "f", "--storage", f"sqlite:///{i}/f.db", "--space", "quick",
+         "--epochs", "1", "--data-dir", str(d), "--jobs", "1", "--trials", "1"]
+    return [
+        ("F1", [*s, "--budget", "0"], 2, None), ("F2", [*s, "--budget", "-1"], 2, None),
+        ("F3", [*s, "--budget", "1e12"], 2, None), ("F4", [*s, "--last-n", "0"], 2, None),
+        ("F5", [*s, "--timeout", "0.5"], 2, None), ("F6", [*s, "--timeout", "nan"], 2, None),
+        ("F7", [*s, "--seed", "-1"], 2, None), ("F7b", [*s, "--seed", "4294967296"], 2, None),
+        ("F8", [*s, "--train-seed", "-1"], 2, None),
+        ("F9", [*s, "--train-seed", "99999999999999999999999"], 2, None),
+        ("F12", [*s, "--budget", "5000", "--jobs", "64", "--trials", "2"], 0, "trials:"),
+        ("F13", ["train", REF, "--epochs", "1", "--data-dir", str(d), "--require", "nan"], 2,
+         None),
+        ("F14", ["train", REF, "--device", "cuda", "--data-dir", str(d)], 2, None),
+        ("F15", [*s, "--study", "a/b"], 2, None), ("F15b", [*s, "--study", ""], 2, None),
+        ("F16", [*s, "--study", "../../escape"], 2, None),
+    ]
+
+
+def storages(i: Path, d: Path, study_db: Path) -> list[tuple]:
+    search = ["search", "--study", "t", "--space", "quick", "--budget", "5000", "--trials", "1",
+              "--epochs", "1", "--jobs", "1", "--data-dir", str(d), "--storage"]
+    (i / "afile").write_text("x")
+    (i / "adir").mkdir()
+    corrupt_head = i / "corrupt_head.db"
+    corrupt_head.write_bytes(os.urandom(100) + study_db.read_bytes()[100:])
+    corrupt_mid = i / "corrupt_mid.db"
+    raw = bytearray(study_db.read_bytes())
+    raw[4096:4096 * 7] = os.urandom(4096 * 6)
+    corrupt_mid.write_bytes(bytes(raw))
+    foreign = i / "foreign.db"
+    with sqlite3.connect(foreign) as c:
+        c.execute("CREATE TABLE notes (t TEXT)")
+    foreign2 = i / "foreign_studies.db"
+    with sqlite3.connect(foreign2) as c:
+        c.execute("CREATE TABLE studies (id INTEGER)")
+    journal = i / "j.log"
+    rows = [
+        ("T1", [*search, "foo://bar/x"], 2, None),
+        ("T3", [*search, "sqlite:///:memory:"], 2, None),
+        ("T4", [*search, "sqlite://rel.db"], 2, None),
+        ("T5", [*search, f"sqlite:///{i}/afile/s.db"], 2, None),
+        ("T6", [*search, f"sqlite:///{i}/adir"], 2, None),
+        ("T7", [*search, f"journal:{i}/adir"], 2, None),
+        ("T8", [*search, "postgresql://u:secret@127.0.0.1:1/nas"], 2, None),
+        ("T11", ["export", "--study", "t", "--storage", f"sqlite:///{corrupt_head}"], 2, None),
+        ("T12", ["export", "--study", "t", "--storage", f"sqlite:///{corrupt_mid}"], 2, None),
+        ("T14", ["export", "--study", "t", "--storage", f"sqlite:///{foreign}"], 2, None),
+        ("T14b", [*search, f"sqlite:///{foreign}"], 2, None),
+        ("T15", ["export", "--study", "t", "--storage", f"sqlite:///{foreign2}"], 2, None),
+        ("T22", ["export", "--study", "t", "--storage", f"journal:{journal}"], 2, None),
+    ]
+    return rows, journal
+
+
+def data_rows(i: Path) -> list[tuple]:
+    src = PACKAGED_DIR
+    rows = []
+
+    def folder(name, **changes):
+        f = write_subset(i / name, 300, 100)
+        for stem, array in changes.items():
+            write_idx(f / stem.replace("_", "-"), array)
+        return str(f)
+
+    import numpy as np
+    partial = write_subset(i / "partial", 300, 100)
+    os.remove(partial / "t10k-labels-idx1-ubyte")
+    rows.append(("D1", str(partial), 2))
+    rows.append(("D2", folder("wronglen", **{"train_labels_idx1_ubyte":
+                                              np.zeros(200, np.uint8)}), 2))
+    trunc = write_subset(i / "truncgz", 300, 100, gz=True)
+    p = trunc / "train-images-idx3-ubyte.gz"
+    p.write_bytes(p.read_bytes()[:5000])
+    rows.append(("D3", str(trunc), 2))
+    bad = write_subset(i / "corruptgz", 300, 100, gz=True)
+    p = bad / "train-images-idx3-ubyte.gz"
+    b = bytearray(p.read_bytes())
+    b[200:400] = os.urandom(200)
+    p.write_bytes(bytes(b))
+    rows.append(("D4", str(bad), 2))
+    rows.append(("D5", folder("labels200", **{"train_labels_idx1_ubyte":
+                                               np.full(300, 200, np.uint8)}), 2))
+    rows.append(("D6", folder("tiny4px", train_images_idx3_ubyte=np.zeros((300, 4, 4), np.uint8),
+                              t10k_images_idx3_ubyte=np.zeros((100, 4, 4), np.uint8)), 2))
+    rows.append(("D7", folder("empty0", train_images_idx3_ubyte=np.zeros((0, 28, 28), np.uint8),
+                              train_labels_idx1_ubyte=np.zeros(0, np.uint8)), 2))
+    rows.append(("D8", folder("onlyone", train_images_idx3_ubyte=np.zeros((1, 28, 28), np.uint8),
+                              train_labels_idx1_ubyte=np.zeros(1, np.uint8)), 0))
+    bomb = write_subset(i / "gzbomb", 300, 100)
+    os.remove(bomb / "train-images-idx3-ubyte")
+    with gzip.open(bomb / "train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (5_000_000, 28, 28)))
+        f.write(b"\0" * (64 << 20))
+    rows.append(("D11", str(bomb), 2))
+    rows.append(("D12", str(i / "afile"), 2))
+    fashion = Path("/usr/share/datasets/fashion-mnist")
+    if fashion.is_dir():
+        rows.append(("D13", str(fashion), 0))
+    del src
+    return [(k, ["train", REF, "--epochs", "1", "--data-dir", f], e, None) for k, f, e in rows]
+
+
+def results_rows(i: Path, d: Path, url: str, art: Path, study) -> list[tuple]:
+    pruned = next((t.number for t in study.trials if t.state.name == "PRUNED"), 0)
+    ex = ["export", "--study", "t", "--storage", url, "--data-dir", str(d)]
+    truncated = i / "art_trunc"
+    shutil.copytree(art, truncated)
+    for f in truncated.iterdir():
+        f.write_bytes(f.read_bytes()[:2000])
+    return [
+        ("E1", [*ex, "--trial", "999", "--out", str(i / "e1")], 2, None),
+        ("E2", [*ex, "--trial", str(pruned), "--out", str(i / "e2")], 2, None),
+        ("E4", [*ex, "--trial", "-1", "--out", str(i / "e4")], 2, None),
+        ("E5", [*ex, "--out", str(i / "afile")], 2, None),
+        ("E6", ["report", "--study", "t", "--storage", url, "--no-png", "--out",
+                str(i / "afile")], 2, None),
+        ("E9", [*ex, "--artifacts", str(truncated), "--out", str(i / "e9")], 0,
+         "re-trained at export"),
+        ("E10", ["export", "--study", "t", "--storage", url, "--artifacts", str(i / "none"),
+                 "--out", str(i / "e10")], 2, "pass the study's --data-dir"),
+        ("E11", ["report", "--study", "t", "--storage", url, "--seeds", "1", "--no-winner",
+                 "--confirm", "999", "--data-dir", str(d)], 2, None),
+        ("E13", ["train", REF, "--weights", str(next(art.iterdir())), "--data-dir", str(d)], 2,
+         None),
+        ("E14", ["train", REF, "--weights", str(next(truncated.iterdir())), "--data-dir",
+                 str(d)], 2, None),
+        ("E15", ["train", REF, "--weights", write(i / "notsd.pt", "not a pickle"),
+                 "--data-dir", str(d)], 2, None),
+        ("E16", ["train", REF, "--json-out", str(i / "adir"), "--data-dir", str(d)], 2, None),
+        ("E17", ["train", REF, "--json-out", "/nonexistent/dir/m.json", "--data-dir", str(d)], 2,
+         None),
+        ("E18", ["search", "--study", "t", "--storage", url, "--space", "quick", "--budget",
+                 "5000", "--epochs", "1", "--jobs", "1", "--trials", "4", "--data-dir", str(d),
+                 "--artifacts", str(i / "afile")], 2, None),
+        ("E19", ["search", "--study", "e", "--storage", f"sqlite:///{i}/e.db", "--space",
+                 "quick", "--enqueue", write(i / "e19.json", {"arch": W,
+                                                             "recipe": {"lr": "fast"}}),
+                 "--data-dir", str(d)], 2, None),
+        ("E20", ["search", "--study", "e", "--storage", f"sqlite:///{i}/e.db", "--space",
+                 "quick", "--enqueue", write(i / "e20.json", {"arch": W, "recipe": {"lr": -1}}),
+                 "--data-dir", str(d)], 2, None),
+        ("E21", ["search", "--study", "e", "--storage", f"sqlite:///{i}/e.db", "--space",
+                 "quick", "--enqueue", write(i / "e21.json", {**W, "in_channels": 3}),
+                 "--data-dir", str(d)], 2, None),
+    ]
+
+
+def main() -> int:
+    import optuna
+    i = Path(tempfile.mkdtemp(prefix="bad-inputs-"))
+    d = write_subset(i / "D", 2000, 500)
+    url = f"sqlite:///{i}/base.db"
+    code, _, err = run(["search", "--study", "t", "--storage", url, "--space", "quick",
+                        "--budget", "5000", "--trials", "3", "--epochs", "2", "--jobs", "1",
+                        "--data-dir", str(d), "--artifacts", str(i / "art")], i)
+    assert code == 0, err
+    study = optuna.load_study(study_name="t", storage=url)
+    rows = configs(i) + winners(i, d) + spaces(i, d) + flags(i, d)
+    storage_rows, journal = storages(i, d, i / "base.db")
+    rows += storage_rows + data_rows(i) + results_rows(i, d, url, i / "art", study)
+    # the journal rows: a garbage line in the middle (T22); a torn last line, then a search (T23)
+    run(["search", "--study", "t", "--storage", f"journal:{journal}", "--space", "quick",
+         "--budget", "5000", "--trials", "1", "--epochs", "1", "--jobs", "1", "--data-dir",
+         str(d)], i)
+    good = journal.read_bytes()
+    journal.write_bytes(good.replace(b"\n", b"\n{garbage\n", 1))
+    torn = i / "torn.log"
+    torn.write_bytes(good + b'{"op_code": 5, "wor')
+    rows.append(("T23", ["search", "--study", "t", "--storage", f"journal:{torn}", "--space",
+                         "quick", "--budget", "5000", "--trials", "2", "--epochs", "1", "--jobs",
+                         "1", "--data-dir", str(d)], 0, "torn line"))
+    env_rows = [("F19", {"NAS_MNIST_HEARTBEAT_S": "abc"}), ("F20", {"NAS_MNIST_HEARTBEAT_S": "0"})]
+    failures, total = [], 0
+    for row, argv, expect_exit, expect_text in rows:
+        total += 1
+        code, out, err = run(argv, i)
+        why = judge(code, out, err, expect_exit, expect_text)
+        if row == "T8" and "secret" in out + err:
+            why = "the password is printed"
+        print(f"{row:<5} {'clean' if why is None else 'NOT CLEAN: ' + why}", flush=True)
+        if why:
+            failures.append(row)
+    for row, env in env_rows:
+        total += 1
+        code, out, err = run(["export", "--study", "t", "--storage", url], i, env=env)
+        why = judge(code, out, err, 2)
+        print(f"{row:<5} {'clean' if why is None else 'NOT CLEAN: ' + why}", flush=True)
+        if why:
+            failures.append(row)
+    print(f"\n{total - len(failures)} of {total} replayed cases clean"
+          + (f"; not clean: {', '.join(failures)}" if failures else ""))
+    for rows_, why in NOT_REPLAYED.items():
+        print(f"not replayed here: {rows_}: {why}")
+    shutil.rmtree(i, ignore_errors=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

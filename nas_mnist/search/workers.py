@@ -1,0 +1,171 @@
+"""Worker processes: each runs trials through the objective until its share is trained.
+
+`--jobs K` starts K spawned processes with their share of the CPU threads; progress and errors
+come back through the storage and a queue, Ctrl-C becomes SIGTERM in every worker, which ends
+its running trial as an interrupt (FAIL, retried first by the next run).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import signal
+import sys
+import time
+import warnings
+from dataclasses import replace
+from typing import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from nas_mnist.engine.data import Dataset, load_dataset
+from nas_mnist.engine.device import cpu_cores, resolve_device, set_threads
+from nas_mnist.engine.train import NonFiniteLoss
+from nas_mnist.errors import NasMnistError
+from nas_mnist.search import record
+from nas_mnist.search.objective import EpochEvent, Objective
+from nas_mnist.search.record import StudyMeta, TrialRecord
+from nas_mnist.search.settings import SearchError, SearchSettings
+from nas_mnist.search.space import load_space
+from nas_mnist.search.storage import mask_url, open_storage
+
+MAX_FAILS_IN_A_ROW = 5
+MAX_REFUSED_IN_A_ROW = 200  # samples over budget or invalid in a row: the space is hopeless
+POLL_S = 2.0  # progress polling of parallel workers
+TPE_STARTUP_TRIALS = 10  # random trials before TPE models the space
+# A resumed study must not replay its first configurations: the sampler seed is offset by the
+# trials already in the study and by the worker; large primes keep the offsets apart.
+SEED_STRIDE_TRIALS, SEED_STRIDE_WORKER = 7919, 104729
+
+
+def make_sampler(settings: SearchSettings, study: optuna.Study, worker: int):
+    seed = (settings.seed + SEED_STRIDE_TRIALS * len(study.trials)
+            + SEED_STRIDE_WORKER * worker) % 2**32
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                          constant_liar=True,
+                                          n_startup_trials=TPE_STARTUP_TRIALS)
+
+
+def load_search_data(settings: SearchSettings) -> Dataset:
+    device = resolve_device(settings.device)
+    data = load_dataset(settings.data_dir, val_split=settings.val_split, seed=settings.seed)
+    return data.to(device)
+
+
+def n_trained(study: optuna.Study) -> int:
+    """Networks trained (complete or stopped early): what --trials counts."""
+    return sum(r.trained for r in record.records(study))
+
+
+def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
+               data: Dataset | None = None, deadline: float | None = None,
+               on_epoch: Callable[[EpochEvent], None] | None = None,
+               on_trial: Callable[[TrialRecord], None] | None = None,
+               queued_only: bool = False) -> int:
+    """Train networks until `share` of them were trained here, or the study has
+    `settings.trials` (with `queued_only`, until no queued trial is left); return how many
+    this worker trained."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space = load_space(settings.space)
+    data = data if data is not None else load_search_data(settings)
+    study = optuna.load_study(study_name=settings.study,
+                              storage=open_storage(settings.storage, create=False))
+    study.sampler = make_sampler(settings, study, worker)
+    meta = StudyMeta.from_study(study)
+    objective = Objective(meta, space, data, settings.rule(), train_seed=settings.train_seed,
+                          artifacts=settings.artifacts, on_epoch=on_epoch)
+    trained, fails, refused = 0, 0, 0
+    # `share` makes K local workers add exactly N networks; the global count stops workers
+    # on other machines sharing the storage once the study has its N.
+    while (trained < share and n_trained(study) < settings.trials
+           and (deadline is None or time.time() < deadline)
+           and (not queued_only or waiting(study))):
+        last: list[TrialRecord] = []
+        try:
+            study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,),
+                           callbacks=[lambda st, ft: last.append(TrialRecord.from_trial(ft))])
+        except (AssertionError, optuna.exceptions.StorageInternalError, OSError) as err:
+            raise SearchError(f"cannot write the study to {mask_url(settings.storage)} or its "
+                              f"weights to {settings.artifacts}: {_root_cause(err)}") from None
+        kind = last[-1].kind if last else "failed"
+        if on_trial is not None and last:
+            on_trial(last[-1])
+        trained += kind in ("complete", "early_stopped")
+        fails = fails + 1 if kind == "failed" else 0
+        refused = refused + 1 if kind in record.REFUSALS else 0
+        if fails >= MAX_FAILS_IN_A_ROW:
+            raise SearchError(f"{MAX_FAILS_IN_A_ROW} trials failed in a row; see the study")
+        if refused >= MAX_REFUSED_IN_A_ROW:
+            raise SearchError(f"{MAX_REFUSED_IN_A_ROW} samples in a row were over budget or "
+                              f"invalid: the space yields almost nothing trainable under "
+                              f"budget {settings.budget:,}")
+    return trained
+
+
+def _root_cause(err: BaseException) -> str:
+    """Optuna wraps a failed commit (disk full) in two exceptions; name the first one."""
+    while (err.__cause__ or err.__context__) is not None:
+        err = err.__cause__ or err.__context__
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".strip()
+
+
+def raise_interrupt(signum, frame):
+    """SIGTERM/SIGHUP handler: end the running trial as an interrupt (FAIL, retried)."""
+    raise KeyboardInterrupt
+
+
+def _worker_main(settings: SearchSettings, share: int, worker: int, deadline, errors) -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, raise_interrupt)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
+    set_threads(settings.threads)
+    try:
+        run_worker(settings, share, worker, deadline=deadline)
+    except KeyboardInterrupt:
+        pass  # optuna has marked the running trial FAIL; it is retried on the next run
+    except Exception as err:  # a process boundary: the parent reports it in one line
+        errors.put(str(err) if isinstance(err, NasMnistError) else f"{type(err).__name__}: {err}")
+        sys.exit(1)
+
+
+def waiting(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def run_parallel(settings, study, remaining, deadline, on_progress) -> None:
+    per_worker = settings.threads or max(1, cpu_cores() // settings.jobs)
+    worker_settings = replace(settings, threads=per_worker)
+    jobs = min(settings.jobs, remaining)
+    shares = [remaining // jobs + (i < remaining % jobs) for i in range(jobs)]
+    ctx = multiprocessing.get_context("spawn")
+    errors = ctx.Queue()
+    procs = [ctx.Process(target=_worker_main,
+                         args=(worker_settings, share, i + 1, deadline, errors))
+             for i, share in enumerate(shares)]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(POLL_S)
+            if on_progress:
+                on_progress(study)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()  # SIGTERM: the worker ends its trial as an interrupt
+        for p in procs:
+            p.join()
+        raise
+    for p in procs:
+        p.join()
+    bad = [p.exitcode for p in procs if p.exitcode]
+    if bad:
+        try:
+            first = errors.get(timeout=2)
+        except queue.Empty:  # killed without a word (out of memory, SIGKILL)
+            first = f"exit codes {bad}"
+        raise SearchError(f"{len(bad)} of {len(procs)} worker(s) stopped: {first}")
