@@ -1,0 +1,47 @@
+"""The live progress of a search: a redrawn block on a terminal, log lines otherwise."""
+
+import io
+
+import optuna
+
+from nas_mnist.cli.progress import LiveProgress
+from nas_mnist.search.record import StudyMeta, attrs_of
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _study():
+    study = optuna.create_study()
+    done = attrs_of(accs=[97.0, 98.5], n_params=4000, epoch_seconds=[10.0, 10.0])
+    study.add_trial(optuna.trial.create_trial(value=98.5, user_attrs=done))
+    running = study.ask()
+    for key, value in attrs_of(accs=[95.0], n_params=6000, epoch_seconds=[20.0]).items():
+        running.set_user_attr(key, value)
+    return study, running
+
+
+def test_a_terminal_gets_one_line_per_running_trial_redrawn_in_place():
+    study, _ = _study()
+    screen = Terminal()
+    progress = LiveProgress(screen, StudyMeta(budget=5000, epochs=4), trials=3, jobs=1)
+    progress.update(study)
+    first = screen.getvalue()
+    assert "trained 1/3" in first and "best 98.50 % (trial 0, 4,000 p)" in first
+    assert "trial 1: epoch 1/4, test acc 95.00 %, 6,000 p, <= 60 s to go" in first
+    progress.update(study)
+    assert screen.getvalue()[len(first):].startswith("\x1b[1F\x1b[2K" * 2)  # the block, redrawn
+
+
+def test_a_log_gets_each_epoch_and_each_finished_trial_once():
+    study, running = _study()
+    log = io.StringIO()
+    progress = LiveProgress(log, StudyMeta(budget=5000, epochs=4), trials=3, jobs=1)
+    progress.update(study)
+    progress.update(study)
+    assert log.getvalue().count("trial 1: epoch 1/4") == 1
+    study.tell(running, state=optuna.trial.TrialState.PRUNED)  # no reason: stopped early
+    progress.update(study)
+    assert "trial 1: stopped early after epoch 1" in log.getvalue()
