@@ -144,8 +144,9 @@ class ArchConfig:
         # new conv fields only where they differ from a plain conv: older configs (and the
         # keys of enqueued trials, hashed from this form) stay as they were
         plain = {"kind": "full", "groups": 1, "mid_act": True}
-        data["stages"] = [[{k: v for k, v in asdict(c).items() if plain.get(k, not v) != v}
+        data["stages"] = [[{k: v for k, v in asdict(c).items() if k not in plain or plain[k] != v}
                            for c in stage] for stage in self.stages]
+        data["transitions"] = [asdict(t) for t in self.transitions]
         data["stage_dropout"] = list(self.stage_dropout) if self.stage_dropout else None
         return data
 
@@ -162,20 +163,20 @@ class ArchConfig:
         data = dict(data)
         if "stages" not in data:
             raise SpecError("arch: missing key 'stages'")
-        if not isinstance(data["stages"], list):
+        if not isinstance(data["stages"], (list, tuple)):
             raise SpecError("arch.stages must be a list of stages (lists of convs)")
-        if sum(len(s) if isinstance(s, list) else 0 for s in data["stages"]) > MAX_CONVS:
+        if sum(len(s) if isinstance(s, (list, tuple)) else 0 for s in data["stages"]) > MAX_CONVS:
             raise SpecError(f"arch.stages: at most {MAX_CONVS} convs in a network")
         stages = []
         for i, stage in enumerate(data["stages"]):
-            if not isinstance(stage, list):
+            if not isinstance(stage, (list, tuple)):
                 raise SpecError(f"arch.stages[{i}] must be a list of convs")
             for j, conv in enumerate(stage):
                 check_keys(ConvSpec, conv, f"arch.stages[{i}][{j}]")
             stages.append(tuple(ConvSpec(**conv) for conv in stage))
         data["stages"] = tuple(stages)
         transitions = data.get("transitions", [])
-        if not isinstance(transitions, list) or len(transitions) > MAX_STAGES:
+        if not isinstance(transitions, (list, tuple)) or len(transitions) > MAX_STAGES:
             raise SpecError(f"arch.transitions must be a list of at most {MAX_STAGES} objects")
         for i, t in enumerate(transitions):
             check_keys(Transition, t, f"arch.transitions[{i}]")
@@ -185,7 +186,7 @@ class ArchConfig:
                 check_keys(Head, data["head"], "arch.head")
                 data["head"] = Head(**data["head"])
         if data.get("stage_dropout") is not None:
-            if not isinstance(data["stage_dropout"], list):
+            if not isinstance(data["stage_dropout"], (list, tuple)):
                 raise SpecError("arch.stage_dropout must be a list of rates, one per stage")
             data["stage_dropout"] = tuple(data["stage_dropout"])
         return cls(**data)
