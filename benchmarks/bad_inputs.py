@@ -107,23 +107,29 @@ def winners(i: Path, d: Path) -> list[tuple]:
     return rows
 
 
+def space_with(**values) -> str:
+    """The quick space with top-level keys set to YAML `values` (added when absent)."""
+    lines = (ROOT / "search_spaces" / "quick.yaml").read_text().splitlines()
+    for key, value in values.items():
+        lines = [line for line in lines if not line.startswith(f"{key}:")] + [f"{key}: {value}"]
+    return "\n".join(lines) + "\n"
+
+
 def spaces(i: Path, d: Path) -> list[tuple]:
-    base = (ROOT / "search_spaces" / "quick.yaml").read_text()
+    recipe = "recipe:\n  lr: {}\n  batch_size: {}\n"
     cases = {
-        "S1": "", "S2": base.replace("width: {choices: [4, 8]}", "width: {choices: [a, b]}"),
-        "S3": base.replace("width: {choices: [4, 8]}", "width: {low: 8, high: 4}"),
-        "S4": base.replace("width: {choices: [4, 8]}", "width: {choices: []}"),
-        "S5": base.replace("width: {choices: [4, 8]}",
-                           f"width: {{choices: {list(range(1, 10001))}}}"),
-        "S6": base.replace("convs_per_stage: {low: 1, high: 2}",
-                           "convs_per_stage: {low: 1, high: 2, step: 1}"),
-        "S7": base.replace("lr: 0.05", "lr: fast"),
-        "S8": base.replace("dropout: {choices: [0.0, 0.05]}", "dropout: {choices: [.nan]}"),
-        "S9": base.replace("pools: 1", "pools: {low: 1, high: 2"),
+        "S1": "", "S2": space_with(width="{choices: [a, b]}"),
+        "S3": space_with(width="{low: 8, high: 4}"), "S4": space_with(width="{choices: []}"),
+        "S5": space_with(width=f"{{choices: {list(range(1, 10001))}}}"),
+        "S6": space_with(convs_per_stage="{low: 1, high: 2, step: 1}"),
+        "S7": space_with().split("\nrecipe:")[0] + "\n" + recipe.format("fast", 128),
+        "S8": space_with(dropout="{choices: [.nan]}"),
+        "S9": space_with(pools="{low: 1, high: 2"),
         "S10": 'a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a]\n'
-               'c: [*b,*b,*b,*b,*b,*b,*b,*b]\n' + base,
-        "S13": base.replace("pools: 1", "pools: {low: 1, high: 100000}"),
-        "S14": base.replace("batch_size: 128", "batch_size: {choices: [64.5, 100.5]}"),
+               'c: [*b,*b,*b,*b,*b,*b,*b,*b]\n' + space_with(),
+        "S13": space_with(pools="{low: 1, high: 100000}"),
+        "S14": space_with().split("\nrecipe:")[0] + "\n" + recipe.format(
+            0.05, "{choices: [64.5, 100.5]}"),
     }
     (i / "spdir.yaml").mkdir()
     search = ["search", "--study", "s", "--storage", f"sqlite:///{i}/s.db", "--budget", "5000",

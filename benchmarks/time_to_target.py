@@ -89,8 +89,9 @@ def run_one(seed: int, args) -> dict:
                                             and (r.n_params or 0) <= args.budget), default=None),
         "params": hit.n_params if hit else None,
         "trials": kinds, "cap_min": args.cap_min, "cpu": cpu_model(),
-        "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "study": str(folder),
-        "command": " ".join(["nas-mnist", *cmd[3:]]),
+        "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
+        "study": folder.name,  # a scratch folder under the system's temporary directory
+        "command": " ".join(["nas-mnist", *cmd[3:]]).replace(str(folder), "SCRATCH"),
     }
     return result
 

@@ -19,3 +19,14 @@ def _run_in_tmp(tmp_path, monkeypatch):
 def small_data_dir(tmp_path_factory) -> Path:
     """3,000 training and 1,000 test images of real MNIST, uncompressed IDX."""
     return make_subset(tmp_path_factory.mktemp("mnist_small"), 3000, 1000)
+
+
+def space_with(path: Path, name: str = "quick", **values) -> Path:
+    """Write the packaged space `name` to `path` with top-level keys set to YAML `values`
+    (a key that is not there is added): a bad space without depending on the file's text."""
+    from nas_mnist.search.space import SPACE_DIR
+    lines = (SPACE_DIR / f"{name}.yaml").read_text().splitlines()
+    for key, value in values.items():
+        lines = [line for line in lines if not line.startswith(f"{key}:")] + [f"{key}: {value}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path

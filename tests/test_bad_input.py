@@ -87,13 +87,10 @@ def test_a_small_file_cannot_ask_for_hours_or_gigabytes(tmp_path, capsys, write,
 
 
 def test_a_space_cannot_ask_for_unbounded_pools_or_choices(tmp_path, capsys):
-    from nas_mnist.search.space import SPACE_DIR
-    base = (SPACE_DIR / "quick.yaml").read_text()
-    for old, new, message in [("pools: 1", "pools: {low: 1, high: 100000}", "'pools'"),
-                              ("width: {choices: [4, 8]}",
-                               f"width: {{choices: {list(range(1, 1000))}}}", "at most 256")]:
-        space = tmp_path / "s.yaml"
-        space.write_text(base.replace(old, new))
+    from tests.conftest import space_with
+    for key, value, message in [("pools", "{low: 1, high: 100000}", "'pools'"),
+                                ("width", f"{{choices: {list(range(1, 1000))}}}", "at most 256")]:
+        space = space_with(tmp_path / "s.yaml", **{key: value})
         code = main(["search", "--space", str(space), "--storage", f"sqlite:///{tmp_path}/x.db"])
         assert message in _one_line(capsys, code)
     assert not (tmp_path / "x.db").exists()

@@ -12,7 +12,6 @@ import pytest
 from optuna.trial import TrialState
 
 from nas_mnist.cli import main
-from nas_mnist.search.space import SPACE_DIR
 from nas_mnist.search.record import count_kinds
 from nas_mnist.search.study import n_trained as finished
 
@@ -161,8 +160,8 @@ def test_bad_flags_one_line_exit_2_storage_untouched(tmp_path, flags, message, c
 
 def test_bad_space_file_is_one_line_naming_the_key(tmp_path, capsys):
     space = tmp_path / "s.yaml"
-    space.write_text(open(SPACE_DIR / "quick.yaml").read().replace("pools: 1", "pools: 1\n"
-                                                                     "stride: 2"))
+    from tests.conftest import space_with
+    space_with(space, stride="2")
     assert main(["search", "--space", str(space), "--storage", f"sqlite:///{tmp_path}/x.db"]) == 2
     assert "'stride'" in capsys.readouterr().err
     assert not (tmp_path / "x.db").exists()

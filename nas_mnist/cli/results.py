@@ -83,7 +83,7 @@ def cmd_export(args) -> int:
     out = _out_dir(args.out, Path("studies") / f"{args.study}-winners")
     artifacts = args.artifacts or default_artifacts(url, args.study)
     print(f"study {study.study_name!r}: data sha256 {(meta.data_checksum or '?')[:12]} "
-          f"(as searched)", file=sys.stderr)
+          f"(as searched)")
     data = None
     for r in chosen:
         doc = winner_doc(study, r)
@@ -159,8 +159,7 @@ def cmd_report(args) -> int:
     study, _ = _open(args)
     meta = StudyMeta.from_study(study)
     print(f"study {study.study_name!r}: data sha256 "
-          f"{((meta.data_checksum if meta else None) or '?')[:12]} (as searched)",
-          file=sys.stderr)
+          f"{((meta.data_checksum if meta else None) or '?')[:12]} (as searched)")
     if not feasible(study):
         raise ExportError(f"study {study.study_name!r} has no complete feasible trial yet: "
                           f"nothing to report")
