@@ -27,8 +27,9 @@ from nas_mnist.spec.score import last_n_score
 EVAL_BATCH = 1000  # measured fastest of 1000/2000/5000 on the 2-core CPU
 
 
-class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN or infinite."""
+class NonFiniteLoss(NasMnistError, RuntimeError):
+    """The training loss became NaN or infinite (a search fails the trial and goes on; `train`
+    reports it in one line)."""
 
 
 @dataclass
