@@ -37,9 +37,13 @@ NOT_REPLAYED = {
 }
 
 
-def run(argv, cwd, env=None, timeout=300):
-    done = subprocess.run([sys.executable, "-m", "nas_mnist", *argv], cwd=cwd, timeout=timeout,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+def run(argv, cwd, env=None, timeout=900):
+    try:
+        done = subprocess.run([sys.executable, "-m", "nas_mnist", *argv], cwd=cwd,
+                              timeout=timeout, capture_output=True, text=True,
+                              env={**os.environ, **(env or {})})
+    except subprocess.TimeoutExpired:
+        return -1, "", f"no result in {timeout} s"
     return done.returncode, done.stdout, done.stderr
 
 
