@@ -23,15 +23,20 @@ class Parser(argparse.ArgumentParser):
                          if self.prog != "nas-mnist" else message)
 
 
+def _finite(text: str, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
 def positive(kind=int):
     """A flag type: a finite number >= 1 (`kind` int or float)."""
     def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+        value = _finite(text, kind)
         if value < 1:
             raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
         return value
@@ -66,13 +71,7 @@ def non_negative(text):
 
 
 def finite_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
+    return _finite(text, float)
 
 
 def add_data_flags(p: argparse.ArgumentParser) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from nas_mnist.cli.common import UsageError
@@ -21,14 +20,5 @@ def write_text_atomic(path, text: str | None) -> None:
         if not os.access(path.parent, os.W_OK):
             raise UsageError(f"cannot write {path}: folder {path.parent} is not writable")
         return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # a kept file, not a private temporary one
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from nas_mnist.results.export import atomic_write
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -102,7 +102,7 @@ def fetch_weights(r: TrialRecord, arch: ArchConfig, artifacts_dir: str | None,
         load_state(build_model(arch), src)
     except WeightsError:
         return False
-    _atomic(dest, lambda tmp: shutil.copyfile(src, tmp))
+    atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
     return True
 
 
@@ -119,7 +119,7 @@ def retrain_weights(doc: dict, data: Dataset, dest: Path) -> dict:
     run = evaluate_candidate(ArchConfig.from_dict(doc["arch"]), Recipe.from_dict(doc["recipe"]),
                              data, seed=doc["seed"])
     state = {k: v.cpu() for k, v in run.model.state_dict().items()}
-    _atomic(dest, lambda tmp: torch.save(state, tmp))
+    atomic_write(dest, lambda tmp: torch.save(state, tmp))
     return run.summary(data)
 
 
@@ -128,11 +128,11 @@ def write_winner(doc: dict, out_dir: Path) -> Path:
     path = out_dir / f"trial{doc['trial']}.json"
     if not all(math.isfinite(a) for a in doc["metrics"][f"{doc['metrics']['eval_split']}_acc"]):
         raise ExportError(f"trial {doc['trial']} has a non-finite accuracy")
-    _atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2) + "\n"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2) + "\n"))
     return path
 
 
-def _atomic(dest: Path, write) -> None:
+def atomic_write(dest: Path, write) -> None:
     """Write through a temporary file beside `dest`, then rename: never a half-written file."""
     dest = Path(dest)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
