@@ -37,12 +37,35 @@ def test_train_end_to_end_writes_metrics(small_data_dir, tmp_path, capsys):
     assert main([*args, "--require", "1.0"]) == 0
 
 
+def test_train_seeds_reports_spread_on_a_validation_split(small_data_dir, tmp_path, capsys):
+    out = tmp_path / "seeds.json"
+    code = main(["train", REFERENCE_CONFIG, "--epochs", "1", "--seeds", "2", "--val-split",
+                 "200", "--device", "cpu", "--data-dir", str(small_data_dir),
+                 "--json-out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "seed 0: min" in printed and "seed 1: min" in printed
+    assert "2 seeds: min-last-1 on val mean" in printed and "worst" in printed
+    runs = json.loads(out.read_text())
+    assert runs["seeds"] == [0, 1] and runs["eval_split"] == "val"
+    # each seed is its own run: its score is its last validation epoch, and test comes too
+    assert runs["mins"] == [accs[-1] for accs in runs["val_acc"]]
+    assert runs["val_acc"][0] != runs["val_acc"][1]
+    assert all(0 < t <= 100 for t in runs["test_acc_final"])
+    # --require holds for every seed
+    assert main(["train", REFERENCE_CONFIG, "--epochs", "1", "--seeds", "2", "--data-dir",
+                 str(small_data_dir), "--require", "100"]) == 1
+    assert "below requirement: seed" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv,message", [
     (["count", "missing.json"], "does not exist"),
     (["train", REFERENCE_CONFIG, "--epochs", "0"], "must be >= 1"),
     (["train", REFERENCE_CONFIG, "--epochs", "2", "--last-n", "3"], "exceeds"),
     (["train", REFERENCE_CONFIG, "--data-dir", "/nonexistent"], "does not exist"),
     (["train", REFERENCE_CONFIG, "--device", "tpu"], "invalid choice"),
+    (["train", REFERENCE_CONFIG, "--seeds", "2", "--seed", "3"], "leave out --seed"),
+    (["train", REFERENCE_CONFIG, "--jobs", "2"], "--jobs needs --seeds"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):

@@ -30,7 +30,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--weights", help="evaluate these saved weights instead of training")
     p.add_argument("--json-out", help="write metrics as JSON to this file")
     p.add_argument("--require", type=finite_float, metavar="PCT",
-                   help="exit 1 unless the min of the last N epochs reaches PCT percent")
+                   help="exit 1 unless the min of the last N epochs reaches PCT percent "
+                        "(with --seeds: on every seed)")
+    p.add_argument("--seeds", type=positive(), metavar="K",
+                   help="train on seeds 0..K-1 and print mean, std and worst seed")
+    p.add_argument("--jobs", type=positive(), default=1,
+                   help="with --seeds: runs side by side, sharing the cores (1)")
     add_data_flags(p)
     p.set_defaults(handler=cmd_train)
 
@@ -98,6 +103,10 @@ def cmd_train(args) -> int:
                             precision=args.precision)
     if args.json_out:
         write_text_atomic(args.json_out, None)  # a bad path fails now, not after training
+    if args.seeds:
+        return _train_seeds(args, arch, recipe, last_n)
+    if args.jobs != 1:
+        raise UsageError("--jobs needs --seeds")
     if args.threads is None and doc.get("threads"):
         args.threads = doc["threads"]  # reproduce the stored run's CPU numerics
     device, data = load_context(args)
@@ -120,6 +129,46 @@ def cmd_train(args) -> int:
     if args.require is not None and summary["last_n_min"] < args.require:
         print(f"nas-mnist: below requirement: min of the last {last_n} epochs "
               f"{summary['last_n_min']:.2f} % < {args.require:.2f} %", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _train_seeds(args, arch, recipe, last_n: int) -> int:
+    """`train --seeds K`: the same network and recipe on seeds 0..K-1, then the spread."""
+    import statistics
+    from nas_mnist.engine.data import load_dataset
+    from nas_mnist.results.confirm import confirm_seeds
+    if args.seed is not None or args.weights or args.threads is not None:
+        raise UsageError("--seeds trains on seeds 0..K-1 with one thread per run and cores / "
+                         "--jobs threads each: leave out --seed, --weights and --threads")
+    data = load_dataset(args.data_dir, val_split=args.val_split)
+    data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
+    split = data.eval_split
+    print(f"{arch.describe()}\ntraining {recipe.epochs} epochs on seeds 0-{args.seeds - 1}, "
+          f"{args.jobs} run(s) at a time, {describe_data(data)}, min of the last {last_n} "
+          f"epoch(s) on the {split} split ({len(data.eval_x):,} images)")
+
+    def on_done(r):
+        test = (f", test after the last epoch {r['test_acc_final']:.2f} %"
+                if r["test_acc_final"] is not None else "")
+        print(f"seed {r['seed']}: min {r['last_n_min']:.2f} %  mean {r['last_n_mean']:.2f} %"
+              f"{test}  ({r['seconds']:.0f} s on {r['device']})", flush=True)
+
+    run, = confirm_seeds([(None, arch.to_dict(), recipe.to_dict())], args.seeds,
+                         data_dir=args.data_dir, val_split=args.val_split, device=args.device,
+                         jobs=args.jobs, on_done=on_done)
+    mins = run["mins"]
+    worst = min(range(len(mins)), key=mins.__getitem__)
+    std = statistics.stdev(mins) if len(mins) > 1 else 0.0
+    print(f"{len(mins)} seeds: min-last-{last_n} on {split} mean {statistics.fmean(mins):.2f} "
+          f"+- {std:.2f} %, worst {mins[worst]:.2f} % (seed {run['seeds'][worst]}), "
+          f"{run['seconds']:.0f} s per run, {run['threads']} thread(s) each")
+    if args.json_out:
+        write_text_atomic(args.json_out, json.dumps({**run, "recipe": recipe.to_dict(),
+                                                     "data_checksum": data.checksum}, indent=2))
+    if args.require is not None and mins[worst] < args.require:
+        print(f"nas-mnist: below requirement: seed {run['seeds'][worst]} reached "
+              f"{mins[worst]:.2f} % < {args.require:.2f} %", file=sys.stderr)
         return 1
     return 0
 

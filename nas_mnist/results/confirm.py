@@ -9,30 +9,32 @@ from nas_mnist.spec.arch import ArchConfig
 
 
 def _one_run(job: tuple) -> dict:
-    arch_dict, recipe_dict, seed, data_dir, device, threads = job
+    arch_dict, recipe_dict, seed, data_dir, val_split, device, threads = job
     import torch
     from nas_mnist.engine.data import load_dataset
     from nas_mnist.engine.device import resolve_device
     from nas_mnist.engine.evaluate import evaluate_candidate
     from nas_mnist.spec.recipe import Recipe
     torch.set_num_threads(threads)
-    data = load_dataset(data_dir).to(resolve_device(device))
+    data = load_dataset(data_dir, val_split=val_split).to(resolve_device(device))
     run = evaluate_candidate(ArchConfig.from_dict(arch_dict), Recipe.from_dict(recipe_dict),
                              data, seed=seed)
     return {"seed": seed, "last_n_min": run.result.last_n_min,
-            "last_n_mean": run.result.last_n_mean, "test_acc": run.result.accs,
+            "last_n_mean": run.result.last_n_mean, "eval_split": run.result.eval_split,
+            "accs": run.result.accs, "test_acc_final": run.result.test_acc_final,
             "seconds": run.result.seconds, "device": run.device}
 
 
 def confirm_seeds(candidates: list[tuple[int, dict, dict]], seeds: int, *,
-                  data_dir: str | None = None, device: str = "auto", jobs: int = 1,
-                  on_done=None) -> list[dict]:
-    """Train each (trial number, arch dict, recipe dict) on seeds 0..seeds-1 on the test split.
+                  data_dir: str | None = None, val_split: int = 0, device: str = "auto",
+                  jobs: int = 1, on_done=None) -> list[dict]:
+    """Train each (trial number, arch dict, recipe dict) on seeds 0..seeds-1.
 
-    `jobs` processes share the CPU cores; each run returns its per-epoch test accuracy.
+    Scores are on the test split, or on `val_split` held-out training images (then the test
+    accuracy after the last epoch comes too). `jobs` processes share the CPU cores.
     """
     threads = max(1, cpu_cores() // jobs)
-    work = [(arch, recipe, seed, data_dir, device, threads)
+    work = [(arch, recipe, seed, data_dir, val_split, device, threads)
             for _, arch, recipe in candidates for seed in range(seeds)]
     results = []
     if jobs == 1:
@@ -52,7 +54,10 @@ def confirm_seeds(candidates: list[tuple[int, dict, dict]], seeds: int, *,
         runs.append({"trial": number, "params": ArchConfig.from_dict(arch).n_params(),
                      "seeds": [r["seed"] for r in mine], "mins": [r["last_n_min"] for r in mine],
                      "means": [r["last_n_mean"] for r in mine],
-                     "test_acc": [r["test_acc"] for r in mine],
+                     "eval_split": mine[0]["eval_split"],
+                     f"{mine[0]['eval_split']}_acc": [r["accs"] for r in mine],
+                     **({"test_acc_final": [r["test_acc_final"] for r in mine]}
+                        if val_split else {}),
                      "seconds": sum(r["seconds"] for r in mine) / len(mine),
                      "device": mine[0]["device"], "threads": threads, "jobs": jobs})
     return runs
