@@ -35,7 +35,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--seeds", type=positive(), metavar="K",
                    help="train on seeds 0..K-1 and print mean, std and worst seed")
     p.add_argument("--jobs", type=positive(), default=1,
-                   help="with --seeds: runs side by side, sharing the cores (1)")
+                   help="with --seeds: runs side by side, each with cores / K threads "
+                        "unless --threads says (1)")
     add_data_flags(p)
     p.set_defaults(handler=cmd_train)
 
@@ -138,9 +139,9 @@ def _train_seeds(args, arch, recipe, last_n: int) -> int:
     import statistics
     from nas_mnist.engine.data import load_dataset
     from nas_mnist.results.confirm import confirm_seeds
-    if args.seed is not None or args.weights or args.threads is not None:
-        raise UsageError("--seeds trains on seeds 0..K-1 with one thread per run and cores / "
-                         "--jobs threads each: leave out --seed, --weights and --threads")
+    if args.seed is not None or args.weights:
+        raise UsageError("--seeds trains new networks on seeds 0..K-1: leave out --seed and "
+                         "--weights")
     data = load_dataset(args.data_dir, val_split=args.val_split)
     data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
     split = data.eval_split
@@ -156,7 +157,7 @@ def _train_seeds(args, arch, recipe, last_n: int) -> int:
 
     run, = confirm_seeds([(None, arch.to_dict(), recipe.to_dict())], args.seeds,
                          data_dir=args.data_dir, val_split=args.val_split, device=args.device,
-                         jobs=args.jobs, on_done=on_done)
+                         jobs=args.jobs, threads=args.threads, on_done=on_done)
     mins = run["mins"]
     worst = min(range(len(mins)), key=mins.__getitem__)
     std = statistics.stdev(mins) if len(mins) > 1 else 0.0

@@ -27,13 +27,14 @@ def _one_run(job: tuple) -> dict:
 
 def confirm_seeds(candidates: list[tuple[int, dict, dict]], seeds: int, *,
                   data_dir: str | None = None, val_split: int = 0, device: str = "auto",
-                  jobs: int = 1, on_done=None) -> list[dict]:
+                  jobs: int = 1, threads: int | None = None, on_done=None) -> list[dict]:
     """Train each (trial number, arch dict, recipe dict) on seeds 0..seeds-1.
 
     Scores are on the test split, or on `val_split` held-out training images (then the test
-    accuracy after the last epoch comes too). `jobs` processes share the CPU cores.
+    accuracy after the last epoch comes too). `jobs` processes share the CPU cores: each
+    gets `threads` threads, by default cores / jobs.
     """
-    threads = max(1, cpu_cores() // jobs)
+    threads = threads or max(1, cpu_cores() // jobs)
     work = [(arch, recipe, seed, data_dir, val_split, device, threads)
             for _, arch, recipe in candidates for seed in range(seeds)]
     results = []
