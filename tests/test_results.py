@@ -108,7 +108,17 @@ def test_report_files_hold_expected_figure_data(study_dir, small_data_dir, capsy
     summary = (out / "summary.md").read_text()
     assert "test set was used for selection" in summary and "## Top" in summary
     details = _figures((out / "details.html").read_text())
-    assert len(details) >= 2  # curves and history (importances when computable)
+    assert len(details) >= 3  # best over time, curves, history (importances when computable)
+    best = details[0]["data"][0]  # the best score so far steps up to the study's best
+    assert best["y"] == sorted(best["y"]) and best["y"][-1] == feasible(study)[0].value
+    assert best["text"][-1] == f"trial {feasible(study)[0].number}"
+
+
+def test_active_minutes_join_sittings_and_overlapping_workers():
+    from nas_mnist.results.report import active_minutes
+    # two workers overlap (0-120 s, 60-180 s); a second sitting starts an hour later
+    spans = [(0, 120), (60, 180), (3780, 3840)]
+    assert active_minutes(spans) == [2.0, 3.0, 4.0]
 
 
 def test_report_and_export_refuse_unknown_study(study_dir, capsys):

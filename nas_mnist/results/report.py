@@ -106,6 +106,49 @@ def curves_figure(study: optuna.Study, top_k: int = 5) -> go.Figure:
     return fig
 
 
+def active_minutes(spans: list[tuple[float, float]]) -> list[float]:
+    """For each (start, end) span in seconds, the minutes during which some span had run by its
+    end: wall time with the gaps between sittings of a resumed study left out."""
+    out = []
+    for _, end in spans:
+        covered, reach = 0.0, float("-inf")
+        for s, e in sorted((s, min(e, end)) for s, e in spans if s < end):
+            if e > reach:
+                covered += e - max(s, reach)
+                reach = e
+        out.append(covered / 60)
+    return out
+
+
+def best_over_time_figure(study: optuna.Study) -> go.Figure:
+    """The best score so far against the study's running time (gaps between sittings cut)."""
+    meta = study_meta(study)
+    ok = {r.number: r.value for r in feasible(study)}
+    done = sorted((t for t in study.get_trials(deepcopy=False)
+                   if t.datetime_start and t.datetime_complete),
+                  key=lambda t: t.datetime_complete)
+    spans = [(t.datetime_start.timestamp(), t.datetime_complete.timestamp()) for t in done]
+    xs, ys, text, best = [], [], [], None
+    for t, minutes in zip(done, active_minutes(spans)):
+        if t.number in ok and (best is None or ok[t.number] > best):
+            best = ok[t.number]
+            xs.append(minutes)
+            ys.append(best)
+            text.append(f"trial {t.number}")
+    fig = go.Figure(go.Scatter(x=xs, y=ys, text=text, mode="lines+markers+text",
+                               line_shape="hv", textposition="bottom right"))
+    if spans:  # carry the best score on to the end of the study
+        end = active_minutes(spans)[-1]
+        if xs and end > xs[-1]:
+            fig.add_trace(go.Scatter(x=[xs[-1], end], y=[ys[-1], ys[-1]], mode="lines",
+                                     line=dict(dash="dot", color="#1f77b4")))
+    fig.update_layout(title=f"Best score so far ({meta.label}) over the search's "
+                            f"running time", showlegend=False, template="plotly_white",
+                      xaxis_title="minutes with a trial running (all workers, sittings joined)",
+                      yaxis_title=f"{meta.eval_split} accuracy %")
+    return fig
+
+
 def optuna_figures(study: optuna.Study) -> dict[str, go.Figure]:
     """Optimisation history and parameter importances for the accuracy objective."""
     from optuna.visualization import plot_optimization_history, plot_param_importances
@@ -130,13 +173,15 @@ def optuna_figures(study: optuna.Study) -> dict[str, go.Figure]:
     return figures
 
 
-PAGES = {"pareto": ("pareto_params", "pareto_macs"), "details": ("curves", "history", "importances")}
+PAGES = {"pareto": ("pareto_params", "pareto_macs"),
+         "details": ("best_over_time", "curves", "history", "importances")}
 
 
 def build_figures(study: optuna.Study) -> dict[str, go.Figure]:
     return {"pareto_params": pareto_figure(study, "n_params"),
             "pareto_macs": pareto_figure(study, "macs"),
-            "curves": curves_figure(study), **optuna_figures(study)}
+            "curves": curves_figure(study), "best_over_time": best_over_time_figure(study),
+            **optuna_figures(study)}
 
 
 def write_page(figures: list[go.Figure], path: Path, title: str) -> None:
