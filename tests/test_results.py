@@ -114,6 +114,22 @@ def test_report_files_hold_expected_figure_data(study_dir, small_data_dir, capsy
     assert best["text"][-1] == f"trial {feasible(study)[0].number}"
 
 
+def test_png_copies_are_written_in_one_session_or_given_up_after_a_time_limit(tmp_path):
+    import plotly.graph_objects as go
+    from nas_mnist.results.report import write_pngs
+    figs = [go.Figure(go.Scatter(x=[1, 2], y=[3, 4])), go.Figure(go.Bar(x=[1], y=[2]))]
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    # a renderer that does not answer in time is killed with its browser, and says so
+    note = write_pngs(figs, paths, timeout_s=0.05)
+    assert "did not answer in 0 s" in note and not list(tmp_path.iterdir())
+    pytest.importorskip("kaleido")
+    if not shutil.which("chromium"):
+        pytest.skip("no Chromium for kaleido")
+    assert write_pngs(figs, paths) is None
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]  # no temp files
+
+
 def test_active_minutes_join_sittings_and_overlapping_workers():
     from nas_mnist.results.report import active_minutes
     # two workers overlap (0-120 s, 60-180 s); a second sitting starts an hour later

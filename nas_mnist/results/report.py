@@ -146,6 +146,7 @@ def best_over_time_figure(study: optuna.Study) -> go.Figure:
                             f"running time", showlegend=False, template="plotly_white",
                       xaxis_title="minutes with a trial running (all workers, sittings joined)",
                       yaxis_title=f"{meta.eval_split} accuracy %")
+    fig.update_xaxes(rangemode="tozero")  # the time to the first trained network shows too
     return fig
 
 
@@ -209,12 +210,57 @@ def write_figures(study: optuna.Study, out_dir: Path, *,
         written.append(path)
     note = None
     if png:
-        for name, fig in figures.items():
-            try:
-                fig.write_image(out_dir / f"{name}.png")
-                written.append(out_dir / f"{name}.png")
-            except Exception as err:  # no kaleido or no Chromium: PNGs are optional
-                note = (f"no PNG copies ({type(err).__name__}: {str(err).splitlines()[0][:80]}); "
-                        "for PNGs: pip install -e '.[png]' and a Chromium, or pass --no-png")
-                break
+        pngs = [out_dir / f"{name}.png" for name in figures]
+        note = write_pngs(list(figures.values()), pngs)
+        written += [] if note else pngs
     return written, note
+
+
+PNG_TIMEOUT_S = 300  # kaleido drives a headless Chromium that can hang instead of failing
+
+
+def write_pngs(figures: list[go.Figure], paths: list[Path],
+               timeout_s: float = PNG_TIMEOUT_S) -> str | None:
+    """PNG copies, rendered in one kaleido session in a child process group that is killed
+    (Chromium included) after `timeout_s`. Returns None, or why there are no PNGs."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    hint = "for PNGs: pip install -e '.[png]' and a Chromium, or pass --no-png"
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = Path(tmp) / "figures.json"
+        jobs.write_text(json.dumps([[fig.to_json(), str(path)] for fig, path in
+                                    zip(figures, paths)]))
+        child = subprocess.Popen([sys.executable, "-m", "nas_mnist.results.report", str(jobs)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+        try:
+            _, err = child.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            return f"no PNG copies (Chromium did not answer in {timeout_s:.0f} s); {hint}"
+    if child.returncode != 0:
+        last = (err.strip().splitlines() or ["no message"])[-1][:120]
+        return f"no PNG copies ({last}); {hint}"
+    return None
+
+
+def _render_pngs(jobs_path: str) -> None:
+    """Child process of write_pngs: every figure in one kaleido session, each file atomic."""
+    import json
+    import plotly.io as pio
+    jobs = json.loads(Path(jobs_path).read_text())
+    paths = [Path(path) for _, path in jobs]
+    tmps = [path.with_name(f".{path.name}.tmp.png") for path in paths]
+    pio.write_images([pio.from_json(fig) for fig, _ in jobs], tmps)
+    for tmp, path in zip(tmps, paths):
+        tmp.replace(path)
+
+
+if __name__ == "__main__":
+    import sys
+    _render_pngs(sys.argv[1])
