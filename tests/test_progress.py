@@ -45,3 +45,21 @@ def test_a_log_gets_each_epoch_and_each_finished_trial_once():
     study.tell(running, state=optuna.trial.TrialState.PRUNED)  # no reason: stopped early
     progress.update(study)
     assert "trial 1: stopped early after epoch 1" in log.getvalue()
+
+
+def test_summary_separates_what_the_stopping_rule_saved_from_refusals():
+    from optuna.trial import TrialState, create_trial
+    from nas_mnist.results.summary import epochs_saved, summary_markdown
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("nas_mnist", {"budget": 5000, "epochs": 4})
+    arch = {"stages": [[{"out": 4}], [{"out": 4}]], "transitions": [{}]}
+    study.add_trial(create_trial(value=98.5, user_attrs=attrs_of(accs=[97, 98, 98.5, 98.5],
+                                                                 n_params=4000, arch=arch)))
+    study.add_trial(create_trial(state=TrialState.PRUNED,  # stopped after 1 of 4 epochs
+                                 user_attrs=attrs_of(accs=[90.0], n_params=3000)))
+    study.add_trial(create_trial(state=TrialState.PRUNED,  # refused: never trained
+                                 user_attrs=attrs_of(n_params=9000, reason="over_budget")))
+    assert epochs_saved(study) == (3, 4, 5)
+    text = summary_markdown(study)
+    assert "saved by the stopping rule: 3 of the 8" in text and "1 stopped early" in text
+    assert "would have cost 4 more" in text

@@ -18,12 +18,15 @@ def seed_stats(mins: list[float]) -> dict:
             "min": min(mins), "max": max(mins)}
 
 
-def epochs_saved(study: optuna.Study) -> tuple[int, int]:
-    """(epochs not trained thanks to refusals and early stops, epochs trained)."""
+def epochs_saved(study: optuna.Study) -> tuple[int, int, int]:
+    """(epochs the stopping rule saved, epochs refused samples would have cost, epochs trained),
+    counting every finished trial as `epochs` long had it been trained to the end."""
     meta = study_meta(study)
     recs = [r for r in record.records(study) if r.kind != "running" and r.kind != "failed"]
     trained = sum(len(r.accs) for r in recs)
-    return sum(meta.epochs - len(r.accs) for r in recs), trained
+    stopped = sum(meta.epochs - len(r.accs) for r in recs if r.kind == "early_stopped")
+    refused = sum(meta.epochs for r in recs if not r.accs and r.kind != "early_stopped")
+    return stopped, refused, trained
 
 
 def md_cell(text: str) -> str:
@@ -37,7 +40,7 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
     kinds = count_kinds(study)
     recs = record.records(study)
     seconds = sum((t.duration.total_seconds() for t in study.trials if t.duration), 0.0)
-    skipped, trained_epochs = epochs_saved(study)
+    stopped, refused, trained_epochs = epochs_saved(study)
     complete = [t for t, r in zip(study.trials, recs) if r.kind == "complete" and t.duration]
     per_trial = (sum(t.duration.total_seconds() for t in complete) / len(complete)
                  if complete else 0.0)
@@ -55,9 +58,10 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
                                  if kinds.get(k)) + f" ({len(study.trials)} in all).",
         f"- Time in trials: {timedelta(seconds=round(seconds))} (summed over workers); "
         f"{trained_epochs} training epochs run; {per_trial:.0f} s per complete trial.",
-        f"- Epochs saved: {skipped} of {skipped + trained_epochs} "
-        f"({skipped / max(1, skipped + trained_epochs):.0%}) by refusing over-budget and invalid "
-        f"configurations before training and stopping trailing trials early.",
+        f"- Epochs saved by the stopping rule: {stopped} of the {stopped + trained_epochs} the "
+        f"trained networks would have run to the end ({stopped / max(1, stopped + trained_epochs):.0%}"
+        f"; {kinds.get('early_stopped', 0)} stopped early); refused samples (never trained) "
+        f"would have cost {refused} more.",
         "- " + ("**The test set was used for selection**: the scores below are test accuracies "
                 "of the trials the search picked, so they are optimistic as estimates of "
                 "accuracy on new data." if meta.eval_split == "test" else
