@@ -40,7 +40,7 @@ def test_train_end_to_end_writes_metrics(small_data_dir, tmp_path, capsys):
 def test_train_seeds_reports_spread_on_a_validation_split(small_data_dir, tmp_path, capsys):
     out = tmp_path / "seeds.json"
     code = main(["train", REFERENCE_CONFIG, "--epochs", "1", "--seeds", "2", "--val-split",
-                 "200", "--device", "cpu", "--data-dir", str(small_data_dir),
+                 "200", "--device", "cpu", "--threads", "1", "--data-dir", str(small_data_dir),
                  "--json-out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
@@ -54,7 +54,7 @@ def test_train_seeds_reports_spread_on_a_validation_split(small_data_dir, tmp_pa
     assert all(0 < t <= 100 for t in runs["test_acc_final"])
     # --require holds for every seed
     assert main(["train", REFERENCE_CONFIG, "--epochs", "1", "--seeds", "2", "--data-dir",
-                 str(small_data_dir), "--require", "100"]) == 1
+                 str(small_data_dir), "--threads", "1", "--require", "100"]) == 1
     assert "below requirement: seed" in capsys.readouterr().err
 
 

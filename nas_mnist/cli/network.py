@@ -136,9 +136,9 @@ def cmd_train(args) -> int:
 
 def _train_seeds(args, arch, recipe, last_n: int) -> int:
     """`train --seeds K`: the same network and recipe on seeds 0..K-1, then the spread."""
-    import statistics
     from nas_mnist.engine.data import load_dataset
     from nas_mnist.results.confirm import confirm_seeds
+    from nas_mnist.results.summary import seed_stats
     if args.seed is not None or args.weights:
         raise UsageError("--seeds trains new networks on seeds 0..K-1: leave out --seed and "
                          "--weights")
@@ -158,18 +158,17 @@ def _train_seeds(args, arch, recipe, last_n: int) -> int:
     run, = confirm_seeds([(None, arch.to_dict(), recipe.to_dict())], args.seeds,
                          data_dir=args.data_dir, val_split=args.val_split, device=args.device,
                          jobs=args.jobs, threads=args.threads, on_done=on_done)
-    mins = run["mins"]
-    worst = min(range(len(mins)), key=mins.__getitem__)
-    std = statistics.stdev(mins) if len(mins) > 1 else 0.0
-    print(f"{len(mins)} seeds: min-last-{last_n} on {split} mean {statistics.fmean(mins):.2f} "
-          f"+- {std:.2f} %, worst {mins[worst]:.2f} % (seed {run['seeds'][worst]}), "
+    stats = seed_stats(run["mins"])
+    worst = run["seeds"][run["mins"].index(stats["min"])]
+    print(f"{stats['seeds']} seeds: min-last-{last_n} on {split} mean {stats['mean']:.2f} "
+          f"+- {stats['std']:.2f} %, worst {stats['min']:.2f} % (seed {worst}), "
           f"{run['seconds']:.0f} s per run, {run['threads']} thread(s) each")
     if args.json_out:
         write_text_atomic(args.json_out, json.dumps({**run, "recipe": recipe.to_dict(),
                                                      "data_checksum": data.checksum}, indent=2))
-    if args.require is not None and mins[worst] < args.require:
-        print(f"nas-mnist: below requirement: seed {run['seeds'][worst]} reached "
-              f"{mins[worst]:.2f} % < {args.require:.2f} %", file=sys.stderr)
+    if args.require is not None and stats["min"] < args.require:
+        print(f"nas-mnist: below requirement: seed {worst} reached "
+              f"{stats['min']:.2f} % < {args.require:.2f} %", file=sys.stderr)
         return 1
     return 0
 
