@@ -52,10 +52,13 @@ def test_train_seeds_reports_spread_on_a_validation_split(small_data_dir, tmp_pa
     assert runs["mins"] == [accs[-1] for accs in runs["val_acc"]]
     assert runs["val_acc"][0] != runs["val_acc"][1]
     assert all(0 < t <= 100 for t in runs["test_acc_final"])
-    # --require holds for every seed
-    assert main(["train", REFERENCE_CONFIG, "--epochs", "1", "--seeds", "2", "--data-dir",
-                 str(small_data_dir), "--threads", "1", "--require", "100"]) == 1
+    # two runs side by side give the same numbers; --require holds for every seed
+    again = tmp_path / "again.json"
+    assert main(["train", REFERENCE_CONFIG, "--epochs", "1", "--seeds", "2", "--val-split",
+                 "200", "--device", "cpu", "--jobs", "2", "--threads", "1", "--data-dir",
+                 str(small_data_dir), "--json-out", str(again), "--require", "100"]) == 1
     assert "below requirement: seed" in capsys.readouterr().err
+    assert json.loads(again.read_text())["val_acc"] == runs["val_acc"]
 
 
 @pytest.mark.parametrize("argv,message", [
