@@ -129,7 +129,8 @@ def best_over_time_figure(study: optuna.Study) -> go.Figure:
                   key=lambda t: t.datetime_complete)
     spans = [(t.datetime_start.timestamp(), t.datetime_complete.timestamp()) for t in done]
     xs, ys, text, best = [], [], [], None
-    for t, minutes in zip(done, active_minutes(spans)):
+    minutes_at = active_minutes(spans)
+    for t, minutes in zip(done, minutes_at):
         if t.number in ok and (best is None or ok[t.number] > best):
             best = ok[t.number]
             xs.append(minutes)
@@ -137,11 +138,9 @@ def best_over_time_figure(study: optuna.Study) -> go.Figure:
             text.append(f"trial {t.number}")
     fig = go.Figure(go.Scatter(x=xs, y=ys, text=text, mode="lines+markers+text",
                                line_shape="hv", textposition="bottom right"))
-    if spans:  # carry the best score on to the end of the study
-        end = active_minutes(spans)[-1]
-        if xs and end > xs[-1]:
-            fig.add_trace(go.Scatter(x=[xs[-1], end], y=[ys[-1], ys[-1]], mode="lines",
-                                     line=dict(dash="dot", color="#1f77b4")))
+    if xs and minutes_at[-1] > xs[-1]:  # carry the best score on to the end of the study
+        fig.add_trace(go.Scatter(x=[xs[-1], minutes_at[-1]], y=[ys[-1], ys[-1]], mode="lines",
+                                 line=dict(dash="dot", color="#1f77b4")))
     fig.update_layout(title=f"Best score so far ({meta.label}) over the search's "
                             f"running time", showlegend=False, template="plotly_white",
                       xaxis_title="minutes with a trial running (all workers, sittings joined)",
