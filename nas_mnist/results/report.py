@@ -145,7 +145,8 @@ def best_over_time_figure(study: optuna.Study) -> go.Figure:
                             f"running time", showlegend=False, template="plotly_white",
                       xaxis_title="minutes with a trial running (all workers, sittings joined)",
                       yaxis_title=f"{meta.eval_split} accuracy %")
-    fig.update_xaxes(rangemode="tozero")  # the time to the first trained network shows too
+    # from zero, so the time to the first trained network shows; room for the last label
+    fig.update_xaxes(range=[0, 1.15 * max(minutes_at or [1])])
     return fig
 
 
