@@ -212,7 +212,8 @@ def _confirm_seeds(study, args) -> list[dict]:
     candidates = [(r.number, r.arch, r.recipe) for r in chosen]
     print(f"re-training {len(candidates)} trial(s) on {args.seeds} seed(s) "
           f"with {args.jobs} process(es) ...", file=sys.stderr)
-    return confirm_seeds(candidates, args.seeds, data_dir=args.data_dir, device=args.device,
+    return confirm_seeds(candidates, args.seeds, data_dir=args.data_dir,
+                         val_split=meta.val_split, device=args.device,
                          jobs=args.jobs, on_done=lambda r: print(
                              f"  seed {r['seed']}: {meta.objective}-last-{meta.last_n} "
                              f"{r['last_n_min'] if meta.objective == 'min' else r['last_n_mean']:.2f} % "
