@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import optuna
 import pytest
@@ -9,10 +10,14 @@ from nas_mnist.search.space import SPACE_DIR
 from nas_mnist.engine.data import load_dataset
 from nas_mnist.search.objective import Objective
 from nas_mnist.search.study import SearchSettings, create_or_resume, preflight
-from nas_mnist.search.space import SpaceError, load_space, smallest_arch
+from nas_mnist.search.space import SpaceError, load_space, params_of, smallest_arch, suggest_arch
+from nas_mnist.results.summary import summary_markdown
+from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.recipe import Recipe
 from nas_mnist.search.record import count_kinds
 from nas_mnist.search.study import n_trained as finished
 
+REPO = Path(__file__).resolve().parent.parent
 QUICK = ["--space", "quick", "--epochs", "1", "--last-n", "1", "--threads", "2", "--jobs", "1"]
 
 
@@ -146,13 +151,31 @@ def test_enqueued_config_runs_exactly_once(tmp_path, small_data_dir):
     config = tmp_path / "seed.json"
     config.write_text(json.dumps({"arch": {"stages": [[{"out": 4}], [{"out": 4}]],
                                            "transitions": [{}]},
-                                  "recipe": {"lr": 0.05}}))
+                                  "recipe": {"lr": 0.05, "precision": "bf16"}}))
     for trials in ("2", "3"):
         code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", trials,
                             "--jobs", "2", "--enqueue", str(config))
         assert code == 0
-    fixed = [t for t in _study(url).trials if "fixed_arch" in t.user_attrs]
-    assert len(fixed) == 1 and fixed[0].state == TrialState.COMPLETE
+    study = _study(url)
+    seeded = [t for t in study.trials if t.user_attrs.get("enqueued")]
+    assert len(seeded) == 1 and seeded[0].state == TrialState.COMPLETE
+    # the quick space can express it: it ran as the space's own parameters, so TPE learns from it
+    assert seeded[0].params["recipe.lr"] == 0.05 and "fixed_arch" not in seeded[0].user_attrs
+    assert seeded[0].user_attrs["arch"] == ArchConfig.from_dict(
+        json.loads(config.read_text())["arch"]).to_dict()
+    assert f"| {seeded[0].number} (enqueued) |" in summary_markdown(study)
+
+
+def test_params_of_rebuilds_the_configuration_or_says_it_cannot():
+    doc = json.loads((REPO / "studies/mnist-10k-winners/trial31.json").read_text())
+    arch, recipe = ArchConfig.from_dict(doc["arch"]), Recipe.from_dict(doc["recipe"])
+    params = params_of(arch, recipe, load_space("default"))
+    trial = optuna.trial.FixedTrial(params)
+    assert suggest_arch(trial, load_space("default")).key() == arch.key()
+    assert load_space("default").recipe_for(trial) == recipe.replace(epochs=15, last_n=3)
+    assert params_of(arch, recipe, load_space("tiny")) is None  # width 6: tiny offers 4, 8, ...
+    assert params_of(arch, recipe.replace(precision="fp32"), load_space("default")) is None
+    assert params_of(arch, recipe.replace(lr=0.5), load_space("default")) is None  # > high
 
 
 @pytest.mark.parametrize("text,key", [

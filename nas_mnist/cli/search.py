@@ -125,8 +125,13 @@ def _run(args, settings, space, data, enqueued) -> int:
     from nas_mnist.search.study import create_or_resume, enqueue_config, n_trained, run_search
     study, notes = create_or_resume(settings, space, data)
     for arch, recipe in enqueued:
-        if not enqueue_config(study, arch, recipe):
-            notes.append(f"already in the study, not enqueued again: {arch.describe()}")
+        how = enqueue_config(study, arch, recipe, space)
+        notes.append({None: f"already in the study, not enqueued again: {arch.describe()}",
+                      "sampled": f"enqueued {arch.describe()} as a sample of space {space.name} "
+                                 f"(the sampler learns from its result)",
+                      "fixed": f"enqueued {arch.describe()} as a fixed configuration: space "
+                               f"{space.name} cannot express it, so the sampler learns nothing "
+                               f"from it"}[how])
     meta = StudyMeta.from_study(study)
     kind = "score" if meta.objectives == "score" else "score and parameters"
     print(f"study {settings.study!r} at {mask_url(settings.storage)} "
@@ -164,8 +169,9 @@ def print_summary(study, url: str, k: int = 10) -> None:
         print("no feasible trial has completed yet")
     else:
         label = study_meta(study).label
-        print(f"{'rank':>4} {'trial':>5} {'params':>7} {'MACs':>10} {label:>19}  architecture")
+        w = max(5, *(len(r.trial_label) for r in rows))
+        print(f"{'rank':>4} {'trial':>{w}} {'params':>7} {'MACs':>10} {label:>19}  architecture")
         for r in rows:
-            print(f"{r.rank:>4} {r.trial:>5} {r.n_params:>7,} {r.macs:>10,} {r.score:>19.2f}  "
+            print(f"{r.rank:>4} {r.trial_label:>{w}} {r.n_params:>7,} {r.macs:>10,} {r.score:>19.2f}  "
                   f"{r.describe}")
     print(f"storage: {mask_url(url)}")

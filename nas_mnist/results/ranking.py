@@ -24,6 +24,11 @@ class Row:
     macs: int
     score: float  # percent, min or mean of the last N epochs on the study's eval split
     describe: str
+    enqueued: bool = False  # seeded with --enqueue, not found by the sampler
+
+    @property
+    def trial_label(self) -> str:
+        return f"{self.trial} (enqueued)" if self.enqueued else str(self.trial)
 
 
 def study_meta(study: optuna.Study) -> StudyMeta:
@@ -56,5 +61,5 @@ def pareto_front(trials: list[TrialRecord], cost: str = "n_params") -> list[Tria
 
 def leaderboard(study: optuna.Study, k: int = 10) -> list[Row]:
     return [Row(i + 1, r.number, r.n_params, r.macs or 0, r.value,
-                ArchConfig.from_dict(r.arch).describe())
+                ArchConfig.from_dict(r.arch).describe(), r.was_enqueued)
             for i, r in enumerate(feasible(study)[:k])]

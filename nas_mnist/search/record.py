@@ -29,7 +29,7 @@ _ATTR = {
     "weights": "weights_artifact", "reason": "reason", "error": "error",
     "stopped_by": "stopped_by", "version": "version", "worker": "worker",
     "interrupted": "interrupted", "retry_of": "retry_of", "fixed_arch": "fixed_arch",
-    "fixed_recipe": "fixed_recipe", "fixed_key": "fixed_key",
+    "fixed_recipe": "fixed_recipe", "fixed_key": "fixed_key", "enqueued": "enqueued",
 }
 REFUSALS = ("over_budget", "over_macs", "invalid")  # never trained
 
@@ -66,6 +66,11 @@ class TrialRecord:
     fixed_arch: dict | None = None  # an enqueued configuration
     fixed_recipe: dict | None = None
     fixed_key: str | None = None
+    enqueued: bool = False  # seeded with --enqueue, not drawn by the sampler
+
+    @property
+    def was_enqueued(self) -> bool:
+        return self.enqueued or self.fixed_arch is not None  # older studies: fixed ones only
 
     @property
     def kind(self) -> str:

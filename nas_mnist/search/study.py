@@ -22,7 +22,7 @@ from nas_mnist.search import record
 from nas_mnist.search.record import METRIC_NAMES, OBJECTIVES, StudyMeta
 from nas_mnist.search.recovery import requeue_interrupted
 from nas_mnist.search.settings import SearchError, SearchSettings, SettingsError  # noqa: F401
-from nas_mnist.search.space import SearchSpace, load_space, smallest_arch
+from nas_mnist.search.space import SearchSpace, load_space, params_of, smallest_arch
 from nas_mnist.search.storage import StorageError, open_storage
 from nas_mnist.search.workers import (load_search_data, n_trained, run_parallel,  # noqa: F401
                                       run_worker, waiting)
@@ -88,15 +88,23 @@ def create_or_resume(settings: SearchSettings, space: SearchSpace,
     return study, notes
 
 
-def enqueue_config(study: optuna.Study, arch: ArchConfig, recipe: Recipe | None) -> bool:
-    """Queue a known configuration once; False if the study already has it."""
+def enqueue_config(study: optuna.Study, arch: ArchConfig, recipe: Recipe | None,
+                   space: SearchSpace) -> str | None:
+    """Queue a known configuration once, labelled `enqueued`. Returns None if the study already
+    has it; "sampled" if it is queued as the space's own trial parameters (the sampler learns
+    from its result, as from any sample); "fixed" if the space cannot express it (it runs,
+    and ranks, but teaches the sampler nothing)."""
     key = arch.key()
     if any(r.fixed_key == key for r in record.records(study)):
-        return False
+        return None
+    recipe = recipe or Recipe()
+    params = params_of(arch, recipe, space)
+    if params is not None:
+        study.enqueue_trial(params, user_attrs=record.attrs_of(enqueued=True, fixed_key=key))
+        return "sampled"
     study.enqueue_trial({}, user_attrs=record.attrs_of(
-        fixed_arch=arch.to_dict(), fixed_key=key,
-        fixed_recipe=recipe.to_dict() if recipe else {}))
-    return True
+        enqueued=True, fixed_arch=arch.to_dict(), fixed_key=key, fixed_recipe=recipe.to_dict()))
+    return "fixed"
 
 
 def run_search(settings: SearchSettings, study: optuna.Study, *, data: Dataset | None = None,
