@@ -215,3 +215,19 @@ def test_full_disk_is_one_line_and_the_study_survives(tiny_disk, small_data_dir,
     (tiny_disk / "fill").unlink()
     study = optuna.load_study(study_name="d", storage=url)
     assert study.trials[0].state == TrialState.COMPLETE
+
+
+def test_an_interrupted_enqueued_trial_is_retried_still_labelled():
+    from nas_mnist.search import record
+    from nas_mnist.search.recovery import requeue_interrupted
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 1.0}, user_attrs=record.attrs_of(enqueued=True, fixed_key="k"))
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 2.0)
+    record.write(trial, interrupted=True)
+    study.tell(trial, state=TrialState.FAIL)
+    assert requeue_interrupted(study) == [trial.number]
+    retry = study.ask()  # the queued retry comes first, with the same parameter
+    assert retry.suggest_float("x", 0.0, 2.0) == 1.0
+    attrs = study.trials[retry.number].user_attrs
+    assert attrs["enqueued"] is True and attrs["retry_of"] == trial.number

@@ -46,7 +46,8 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
             continue
         if t.number in retried:
             continue
-        fixed = {k: v for k, v in asdict(r).items() if k.startswith("fixed_") and v}
+        fixed = {k: v for k, v in asdict(r).items()
+                 if (k.startswith("fixed_") or k == "enqueued") and v}
         study.enqueue_trial(t.params, user_attrs=record.attrs_of(retry_of=t.number, **fixed))
         queued.append(t.number)
     return queued
