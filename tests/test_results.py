@@ -347,3 +347,19 @@ def test_bad_model_files_and_missing_extras_are_one_line(tmp_path, capsys, monke
                    "--format", "onnx") == 2
     err = capsys.readouterr().err.strip()
     assert "pip install -e '.[onnx]'" in err and not (tmp_path / "w").exists()
+
+
+def test_report_seeds_on_a_validation_study_scores_its_validation_split(tmp_path,
+                                                                        small_data_dir):
+    url = f"sqlite:///{tmp_path}/v.db"
+    assert main(["search", "--study", "v", "--storage", url, "--space", "quick", "--epochs", "1",
+                 "--last-n", "1", "--data-dir", str(small_data_dir), "--jobs", "1",
+                 "--budget", "5000", "--trials", "1", "--val-split", "500",
+                 "--artifacts", str(tmp_path / "art")]) == 0
+    out = tmp_path / "report"
+    assert main(["report", "--study", "v", "--storage", url, "--out", str(out), "--no-png",
+                 "--seeds", "1", "--data-dir", str(small_data_dir)]) == 0
+    runs = json.loads((out / "seeds.json").read_text())
+    winner = feasible(optuna.load_study(study_name="v", storage=url))[0]
+    assert runs[0]["eval_split"] == "val"
+    assert runs[0]["mins"] == [winner.value]  # seed 0 on the same split: the search's own score
