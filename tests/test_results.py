@@ -363,3 +363,22 @@ def test_report_seeds_on_a_validation_study_scores_its_validation_split(tmp_path
     winner = feasible(optuna.load_study(study_name="v", storage=url))[0]
     assert runs[0]["eval_split"] == "val"
     assert runs[0]["mins"] == [winner.value]  # seed 0 on the same split: the search's own score
+
+
+def test_best_over_time_labels_an_enqueued_trial():
+    from datetime import datetime, timedelta
+    from nas_mnist.results.report import best_over_time_figure
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("nas_mnist", {"budget": 10_000})
+    start = datetime(2026, 1, 1)
+    for i, (acc, enqueued) in enumerate([(98.0, False), (99.5, True), (99.6, False)]):
+        study.add_trial(optuna.trial.FrozenTrial(
+            number=i, trial_id=i, state=optuna.trial.TrialState.COMPLETE, value=acc, params={},
+            distributions={}, system_attrs={}, intermediate_values={},
+            user_attrs={"params": 5000, "macs": 10_000, "acc": [acc],
+                        **({"enqueued": True} if enqueued else {})},
+            datetime_start=start + timedelta(minutes=10 * i),
+            datetime_complete=start + timedelta(minutes=10 * i + 5)))
+    fig = best_over_time_figure(study)
+    assert list(fig.data[0].text) == ["trial 0", "trial 1 (enqueued)", "trial 2"]
+    assert list(fig.data[0].x) == [5.0, 10.0, 15.0]  # the gaps between trials are cut

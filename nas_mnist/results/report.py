@@ -123,7 +123,7 @@ def active_minutes(spans: list[tuple[float, float]]) -> list[float]:
 def best_over_time_figure(study: optuna.Study) -> go.Figure:
     """The best score so far against the study's running time (gaps between sittings cut)."""
     meta = study_meta(study)
-    ok = {r.number: r.value for r in feasible(study)}
+    ok = {r.number: r for r in feasible(study)}
     done = sorted((t for t in study.get_trials(deepcopy=False)
                    if t.datetime_start and t.datetime_complete),
                   key=lambda t: t.datetime_complete)
@@ -131,11 +131,12 @@ def best_over_time_figure(study: optuna.Study) -> go.Figure:
     xs, ys, text, best = [], [], [], None
     minutes_at = active_minutes(spans)
     for t, minutes in zip(done, minutes_at):
-        if t.number in ok and (best is None or ok[t.number] > best):
-            best = ok[t.number]
+        if t.number in ok and (best is None or ok[t.number].value > best):
+            best = ok[t.number].value
             xs.append(minutes)
             ys.append(best)
-            text.append(f"trial {t.number}")
+            text.append(f"trial {t.number}" + (" (enqueued)" if ok[t.number].was_enqueued
+                                               else ""))
     fig = go.Figure(go.Scatter(x=xs, y=ys, text=text, mode="lines+markers+text",
                                line_shape="hv", textposition="bottom right"))
     if xs and minutes_at[-1] > xs[-1]:  # carry the best score on to the end of the study
