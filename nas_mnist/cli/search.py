@@ -172,6 +172,6 @@ def print_summary(study, url: str, k: int = 10) -> None:
         w = max(5, *(len(r.trial_label) for r in rows))
         print(f"{'rank':>4} {'trial':>{w}} {'params':>7} {'MACs':>10} {label:>19}  architecture")
         for r in rows:
-            print(f"{r.rank:>4} {r.trial_label:>{w}} {r.n_params:>7,} {r.macs:>10,} {r.score:>19.2f}  "
-                  f"{r.describe}")
+            print(f"{r.rank:>4} {r.trial_label:>{w}} {r.n_params:>7,} {r.macs:>10,} "
+                  f"{r.score:>19.2f}  {r.describe}")
     print(f"storage: {mask_url(url)}")

@@ -74,8 +74,8 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
         "|---:|---:|---:|---:|---:|---|",
     ]
     for r in leaderboard(study, top_k):
-        lines.append(f"| {r.rank} | {r.trial_label} | {r.n_params:,} | {r.macs:,} | {r.score:.2f} | "
-                     f"`{md_cell(r.describe)}` |")
+        lines.append(f"| {r.rank} | {r.trial_label} | {r.n_params:,} | {r.macs:,} | "
+                     f"{r.score:.2f} | `{md_cell(r.describe)}` |")
     if seed_runs:
         lines += _seed_table(meta, seed_runs)
     return "\n".join(lines) + "\n"
