@@ -10,7 +10,8 @@ from nas_mnist.search.space import SPACE_DIR
 from nas_mnist.engine.data import load_dataset
 from nas_mnist.search.objective import Objective
 from nas_mnist.search.study import SearchSettings, create_or_resume, preflight
-from nas_mnist.search.space import SpaceError, load_space, params_of, smallest_arch, suggest_arch
+from nas_mnist.search.replay import params_of
+from nas_mnist.search.space import SpaceError, load_space, smallest_arch, suggest_arch
 from nas_mnist.results.summary import summary_markdown
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.recipe import Recipe

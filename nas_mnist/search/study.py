@@ -22,7 +22,8 @@ from nas_mnist.search import record
 from nas_mnist.search.record import METRIC_NAMES, OBJECTIVES, StudyMeta
 from nas_mnist.search.recovery import requeue_interrupted
 from nas_mnist.search.settings import SearchError, SearchSettings, SettingsError  # noqa: F401
-from nas_mnist.search.space import SearchSpace, load_space, params_of, smallest_arch
+from nas_mnist.search.replay import params_of
+from nas_mnist.search.space import SearchSpace, load_space, smallest_arch
 from nas_mnist.search.storage import StorageError, open_storage
 from nas_mnist.search.workers import (load_search_data, n_trained, run_parallel,  # noqa: F401
                                       run_worker, waiting)
