@@ -382,3 +382,67 @@ def test_best_over_time_labels_an_enqueued_trial():
     fig = best_over_time_figure(study)
     assert list(fig.data[0].text) == ["trial 0", "trial 1 (enqueued)", "trial 2"]
     assert list(fig.data[0].x) == [5.0, 10.0, 15.0]  # the gaps between trials are cut
+
+
+def test_report_seeds_reuses_runs_of_the_same_configuration(study_dir, small_data_dir, tmp_path,
+                                                           capsys, monkeypatch):
+    """Seed runs already paid for (an earlier report, `train --seeds --json-out`) are not
+    trained again; a run of another recipe or with too few seeds is."""
+    import nas_mnist.results.confirm as confirm
+    root, url = study_dir
+    study = optuna.load_study(study_name="r", storage=url)
+    best, second = feasible(study)[0].number, feasible(study)[1].number
+    out = tmp_path / "report"
+    report = ["report", "--study", "r", "--storage", url, "--out", str(out), "--no-png",
+              "--data-dir", str(small_data_dir)]
+    assert main([*report, "--seeds", "2"]) == 0
+    first = json.loads((out / "seeds.json").read_text())
+    assert _export(root, url, small_data_dir, "--trial", str(second), "--out",
+                   str(tmp_path / "w")) == 0
+    trained = tmp_path / "trained.json"
+    assert main(["train", str(tmp_path / "w" / f"trial{second}.json"), "--seeds", "2",
+                 "--data-dir", str(small_data_dir), "--json-out", str(trained)]) == 0
+    calls = []
+    real = confirm._one_run
+    monkeypatch.setattr(confirm, "_one_run", lambda job: calls.append(job) or real(job))
+    capsys.readouterr()
+
+    assert main([*report, "--seeds", "2", "--confirm", str(second), "--reuse",
+                 str(trained)]) == 0
+    runs = json.loads((out / "seeds.json").read_text())
+    assert calls == [] and [r["trial"] for r in runs] == [best, second]
+    assert runs[0]["mins"] == first[0]["mins"]
+    assert runs[1]["mins"] == json.loads(trained.read_text())["mins"]
+    err = capsys.readouterr().err
+    assert f"trial {best}: 2 seed run(s) reused from {out / 'seeds.json'}" in err
+    assert f"trial {second}: 2 seed run(s) reused from {trained}" in err
+    assert f"| {second} | " in (out / "summary.md").read_text()
+
+    assert main([*report, "--seeds", "1"]) == 0  # fewer seeds: the first one is kept
+    assert calls == [] and json.loads((out / "seeds.json").read_text())[0]["mins"] == \
+        first[0]["mins"][:1]
+    assert main([*report, "--seeds", "3"]) == 0  # a seed nobody ran: all three are trained
+    assert len(calls) == 3
+    other = tmp_path / "other.json"  # another recipe (one epoch): not the same configuration
+    assert main(["train", str(tmp_path / "w" / f"trial{second}.json"), "--seeds", "1",
+                 "--epochs", "1", "--last-n", "1", "--data-dir", str(small_data_dir),
+                 "--json-out", str(other)]) == 0
+    calls.clear()
+    assert main([*report, "--seeds", "1", "--no-winner", "--confirm", str(second),
+                 "--reuse", str(other)]) == 0
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{", "is not JSON"), ('{"mins": 3}', "is not a file of seed runs"),
+    ("[1, 2]", "is not a file of seed runs")])
+def test_report_reuse_of_a_bad_file_is_one_line(study_dir, tmp_path, content, message, capsys):
+    root, url = study_dir
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert main(["report", "--study", "r", "--storage", url, "--out", str(tmp_path / "o"),
+                 "--seeds", "1", "--reuse", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert main(["report", "--study", "r", "--storage", url, "--reuse", str(bad)]) == 2
+    assert "--reuse needs --seeds" in capsys.readouterr().err

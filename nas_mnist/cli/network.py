@@ -164,8 +164,8 @@ def _train_seeds(args, arch, recipe, last_n: int) -> int:
           f"+- {stats['std']:.2f} %, worst {stats['min']:.2f} % (seed {worst}), "
           f"{run['seconds']:.0f} s per run, {run['threads']} thread(s) each")
     if args.json_out:
-        write_text_atomic(args.json_out, json.dumps({**run, "recipe": recipe.to_dict(),
-                                                     "data_checksum": data.checksum}, indent=2))
+        write_text_atomic(args.json_out, json.dumps({**run, "data_checksum": data.checksum},
+                                                    indent=2))
     if args.require is not None and stats["min"] < args.require:
         print(f"nas-mnist: below requirement: seed {worst} reached "
               f"{stats['min']:.2f} % < {args.require:.2f} %", file=sys.stderr)

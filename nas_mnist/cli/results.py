@@ -42,6 +42,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--winner", action=argparse.BooleanOptionalAction, default=True,
                    help="with --seeds: re-train the best trial (default); --no-winner "
                         "re-trains only the --confirm trials")
+    p.add_argument("--reuse", action="append", default=[], metavar="FILE",
+                   help="with --seeds: take seed runs of exactly the same configuration from "
+                        "FILE (`train --seeds --json-out` output or an earlier seeds.json) "
+                        "instead of training them again; may repeat (the report folder's "
+                        "seeds.json is always looked at)")
     p.add_argument("--jobs", type=positive(), default=1,
                    help="re-train in K processes sharing the cores (default 1)")
     p.add_argument("--no-png", action="store_true", help="write no PNG copies of the figures")
@@ -150,6 +155,8 @@ def cmd_predict(args) -> int:
 def cmd_report(args) -> int:
     if not args.winner and not args.confirm:
         raise UsageError("--no-winner needs at least one --confirm TRIAL")
+    if args.reuse and not args.seeds:
+        raise UsageError("--reuse needs --seeds")
     from nas_mnist.cli.output import write_text_atomic
     from nas_mnist.results.export import ExportError
     from nas_mnist.results.ranking import feasible
@@ -164,7 +171,8 @@ def cmd_report(args) -> int:
         raise ExportError(f"study {study.study_name!r} has no complete feasible trial yet: "
                           f"nothing to report")
     out = _out_dir(args.out, Path("studies") / f"{args.study}-report")
-    seed_runs = _confirm_seeds(study, args) if args.seeds else _earlier_seed_runs(out)
+    seed_runs = (_confirm_seeds(study, args, out / "seeds.json") if args.seeds
+                 else _earlier_seed_runs(out))
     written, png_note = write_figures(study, out, png=not args.no_png)
     md = out / "summary.md"
     write_text_atomic(md, summary_markdown(study, top_k=args.top, seed_runs=seed_runs))
@@ -182,26 +190,41 @@ def _earlier_seed_runs(out: Path) -> list[dict] | None:
     path = out / "seeds.json"
     if not path.is_file():
         return None
-    try:
-        runs = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
-        raise UsageError(f"{path} is not a seeds file of an earlier report (remove it, or "
-                         f"re-run with --seeds)") from None
-    if not isinstance(runs, list) or not all(isinstance(r, dict) and "mins" in r for r in runs):
-        raise UsageError(f"{path} is not a seeds file of an earlier report")
+    runs = _seed_runs_file(path)
     print(f"keeping the seed runs of {path} (re-run them with --seeds)", file=sys.stderr)
     return runs
 
 
-def _confirm_seeds(study, args) -> list[dict]:
+def _seed_runs_file(path: Path) -> list[dict]:
+    """The runs in a seeds.json of a report or a `train --seeds --json-out` file."""
+    try:
+        runs = json.loads(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror}") from None
+    except (ValueError, RecursionError):
+        raise UsageError(f"{path} is not JSON (a seeds.json of a report, or `train --seeds "
+                         f"--json-out` output)") from None
+    runs = [runs] if isinstance(runs, dict) else runs
+    if not isinstance(runs, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("mins"), list) for r in runs):
+        raise UsageError(f"{path} is not a file of seed runs (a seeds.json of a report, or "
+                         f"`train --seeds --json-out` output)")
+    return runs
+
+
+def _confirm_seeds(study, args, earlier: Path) -> list[dict]:
     from nas_mnist.engine.data import load_dataset
     from nas_mnist.engine.device import resolve_device
-    from nas_mnist.results.confirm import confirm_seeds
+    from nas_mnist.results.confirm import confirm_seeds, reusable_run
     from nas_mnist.results.export import check_data
     from nas_mnist.results.ranking import feasible, study_meta
     resolve_device(args.device)
     meta = study_meta(study)
-    check_data(meta, load_dataset(args.data_dir, val_split=meta.val_split))
+    sources = [(Path(f), _seed_runs_file(Path(f))) for f in args.reuse]
+    if earlier.is_file():
+        sources.insert(0, (earlier, _seed_runs_file(earlier)))
+    data = load_dataset(args.data_dir, val_split=meta.val_split)
+    check_data(meta, data)
     ranked = feasible(study)
     unknown = set(args.confirm) - {r.number for r in ranked}
     if unknown:
@@ -209,15 +232,31 @@ def _confirm_seeds(study, args) -> list[dict]:
                          f"study {study.study_name!r}")
     chosen = [r for i, r in enumerate(ranked)
               if (i == 0 and args.winner) or r.number in args.confirm]
-    candidates = [(r.number, r.arch, r.recipe) for r in chosen]
-    print(f"re-training {len(candidates)} trial(s) on {args.seeds} seed(s) "
-          f"with {args.jobs} process(es) ...", file=sys.stderr)
-    return confirm_seeds(candidates, args.seeds, data_dir=args.data_dir,
-                         val_split=meta.val_split, device=args.device,
-                         jobs=args.jobs, on_done=lambda r: print(
-                             f"  seed {r['seed']}: {meta.objective}-last-{meta.last_n} "
-                             f"{r['last_n_min'] if meta.objective == 'min' else r['last_n_mean']:.2f} % "
-                             f"({r['seconds']:.0f} s)", file=sys.stderr))
+    runs = {}
+    for r in chosen:
+        for path, earlier_runs in sources:
+            run = reusable_run(earlier_runs, r.arch, r.recipe, args.seeds,
+                               val_split=meta.val_split, data_checksum=data.checksum)
+            if run:
+                runs[r.number] = {**run, "trial": r.number}
+                print(f"trial {r.number}: {args.seeds} seed run(s) reused from {path}",
+                      file=sys.stderr)
+                break
+    candidates = [(r.number, r.arch, r.recipe) for r in chosen if r.number not in runs]
+    if candidates:
+        print(f"re-training {len(candidates)} trial(s) on {args.seeds} seed(s) "
+              f"with {args.jobs} process(es) ...", file=sys.stderr)
+
+        def on_done(r):
+            score = r["last_n_min"] if meta.objective == "min" else r["last_n_mean"]
+            print(f"  seed {r['seed']}: {meta.objective}-last-{meta.last_n} {score:.2f} % "
+                  f"({r['seconds']:.0f} s)", file=sys.stderr)
+
+        trained = confirm_seeds(candidates, args.seeds, data_dir=args.data_dir,
+                                val_split=meta.val_split, device=args.device, jobs=args.jobs,
+                                threads=args.threads, on_done=on_done)
+        runs.update((run["trial"], {**run, "data_checksum": data.checksum}) for run in trained)
+    return [runs[r.number] for r in chosen]
 
 
 def cmd_dashboard(args) -> int:

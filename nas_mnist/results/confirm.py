@@ -5,7 +5,12 @@ from __future__ import annotations
 import multiprocessing
 
 from nas_mnist.engine.device import cpu_cores
+from nas_mnist.errors import SpecError
 from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.recipe import Recipe
+
+# The per-seed lists of a run (everything else is one value for the whole run).
+_PER_SEED = ("seeds", "mins", "means", "test_acc", "val_acc", "test_acc_final")
 
 
 def _one_run(job: tuple) -> dict:
@@ -50,15 +55,40 @@ def confirm_seeds(candidates: list[tuple[int, dict, dict]], seeds: int, *,
                 if on_done:
                     on_done(result)
     runs = []
-    for i, (number, arch, _) in enumerate(candidates):
+    for i, (number, arch, recipe) in enumerate(candidates):
         mine = results[i * seeds:(i + 1) * seeds]
-        runs.append({"trial": number, "params": ArchConfig.from_dict(arch).n_params(),
+        runs.append({"trial": number, "arch": arch, "recipe": recipe,
+                     "params": ArchConfig.from_dict(arch).n_params(),
                      "seeds": [r["seed"] for r in mine], "mins": [r["last_n_min"] for r in mine],
                      "means": [r["last_n_mean"] for r in mine],
-                     "eval_split": mine[0]["eval_split"],
+                     "eval_split": mine[0]["eval_split"], "val_split": val_split,
                      f"{mine[0]['eval_split']}_acc": [r["accs"] for r in mine],
                      **({"test_acc_final": [r["test_acc_final"] for r in mine]}
                         if val_split else {}),
                      "seconds": sum(r["seconds"] for r in mine) / len(mine),
                      "device": mine[0]["device"], "threads": threads, "jobs": jobs})
     return runs
+
+
+def _canonical(arch: dict, recipe: dict) -> tuple[dict, dict] | None:
+    try:
+        return ArchConfig.from_dict(arch).to_dict(), Recipe.from_dict(recipe).to_dict()
+    except SpecError:  # a run written by another version, or by hand: never a match
+        return None
+
+
+def reusable_run(runs: list[dict], arch: dict, recipe: dict, seeds: int, *, val_split: int,
+                 data_checksum: str) -> dict | None:
+    """An earlier run of exactly this configuration on this data and split, on seeds
+    0..seeds-1 (cut to those), or None. Runs without their configuration never match."""
+    wanted = _canonical(arch, recipe)
+    for run in runs:
+        if not (isinstance(run.get("arch"), dict) and isinstance(run.get("recipe"), dict)):
+            continue
+        if (run.get("seeds", [])[:seeds] == list(range(seeds))
+                and run.get("data_checksum") == data_checksum
+                and run.get("val_split", 0 if run.get("eval_split") == "test" else None)
+                == val_split
+                and _canonical(run["arch"], run["recipe"]) == wanted):
+            return {k: v[:seeds] if k in _PER_SEED else v for k, v in run.items()}
+    return None

@@ -82,18 +82,18 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
 
 
 def _seed_table(meta, seed_runs: list[dict]) -> list[str]:
+    split = seed_runs[0].get("eval_split", "test")
     lines = ["", "## Multi-seed confirmation", "",
-             "Each winner re-trained from scratch with its recipe; "
-             f"{meta.objective} of the test accuracy over the last {meta.last_n} epochs, per seed.",
-             f"Device: {seed_runs[0]['device']}; {seed_runs[0].get('jobs', 1)} process(es) "
-             f"of {seed_runs[0].get('threads', '?')} thread(s).", "",
-             f"| trial | params | seeds | per-seed min-last-{meta.last_n} % | mean | std | "
-             "worst | seconds/run |",
-             "|---:|---:|---:|---|---:|---:|---:|---:|"]
+             "Each trial re-trained from scratch with its recipe; "
+             f"the minimum of the {split} accuracy over the last {meta.last_n} epochs, "
+             "per seed. Run on: the device, and the processes the command ran side by side.", "",
+             f"| trial | params | seeds | per-seed min-last-{meta.last_n} % | "
+             "mean | std | worst | seconds/run | run on |",
+             "|---:|---:|---:|---|---:|---:|---:|---:|---|"]
     for run in seed_runs:
         s = seed_stats(run["mins"])
         per_seed = ", ".join(f"{m:.2f}" for m in run["mins"])
         lines.append(f"| {run['trial']} | {run['params']:,} | {s['seeds']} | {per_seed} | "
                      f"{s['mean']:.2f} | {s['std']:.2f} | {s['min']:.2f} | "
-                     f"{run['seconds']:.0f} |")
+                     f"{run['seconds']:.0f} | {run['device']}, {run.get('jobs', 1)} process(es) |")
     return lines
