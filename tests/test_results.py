@@ -446,3 +446,19 @@ def test_report_reuse_of_a_bad_file_is_one_line(study_dir, tmp_path, content, me
     assert message in err and len(err.splitlines()) == 1
     assert main(["report", "--study", "r", "--storage", url, "--reuse", str(bad)]) == 2
     assert "--reuse needs --seeds" in capsys.readouterr().err
+
+
+def test_report_confirm_top_retrains_the_best_few_and_names_the_best_mean(study_dir,
+                                                                          small_data_dir,
+                                                                          tmp_path):
+    root, url = study_dir
+    ranked = [r.number for r in feasible(optuna.load_study(study_name="r", storage=url))]
+    out = tmp_path / "top"
+    assert main(["report", "--study", "r", "--storage", url, "--out", str(out), "--no-png",
+                 "--seeds", "2", "--confirm-top", "2", "--data-dir", str(small_data_dir)]) == 0
+    runs = json.loads((out / "seeds.json").read_text())
+    assert [r["trial"] for r in runs] == ranked[:2]
+    best = max(runs, key=lambda r: sum(r["mins"]))
+    mean = sum(best["mins"]) / 2
+    assert (f"Best on the mean of 2 seeds: trial {best['trial']} ({mean:.2f} %)"
+            in (out / "summary.md").read_text())

@@ -39,6 +39,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--top", type=positive(), default=10, help="rows in the top table (10)")
     p.add_argument("--confirm", type=int, action="append", default=[], metavar="TRIAL",
                    help="with --seeds: confirm this trial too (may repeat)")
+    p.add_argument("--confirm-top", type=positive(), default=1, metavar="K",
+                   help="with --seeds: confirm the K best trials (default 1: the winner)")
     p.add_argument("--winner", action=argparse.BooleanOptionalAction, default=True,
                    help="with --seeds: re-train the best trial (default); --no-winner "
                         "re-trains only the --confirm trials")
@@ -155,6 +157,8 @@ def cmd_predict(args) -> int:
 def cmd_report(args) -> int:
     if not args.winner and not args.confirm:
         raise UsageError("--no-winner needs at least one --confirm TRIAL")
+    if not args.winner and args.confirm_top > 1:
+        raise UsageError("--no-winner and --confirm-top exclude each other")
     if args.reuse and not args.seeds:
         raise UsageError("--reuse needs --seeds")
     from nas_mnist.cli.output import write_text_atomic
@@ -231,7 +235,7 @@ def _confirm_seeds(study, args, earlier: Path) -> list[dict]:
         raise UsageError(f"--confirm {sorted(unknown)}: not complete feasible trials of "
                          f"study {study.study_name!r}")
     chosen = [r for i, r in enumerate(ranked)
-              if (i == 0 and args.winner) or r.number in args.confirm]
+              if (i < args.confirm_top and args.winner) or r.number in args.confirm]
     runs = {}
     for r in chosen:
         for path, earlier_runs in sources:

@@ -96,4 +96,10 @@ def _seed_table(meta, seed_runs: list[dict]) -> list[str]:
         lines.append(f"| {run['trial']} | {run['params']:,} | {s['seeds']} | {per_seed} | "
                      f"{s['mean']:.2f} | {s['std']:.2f} | {s['min']:.2f} | "
                      f"{run['seconds']:.0f} | {run['device']}, {run.get('jobs', 1)} process(es) |")
+    if len(seed_runs) > 1:
+        best = max(seed_runs, key=lambda run: seed_stats(run["mins"])["mean"])
+        seeds = len(best["mins"])
+        lines += ["", f"Best on the mean of {seeds} seeds: trial {best['trial']} "
+                      f"({seed_stats(best['mins'])['mean']:.2f} %); the rows are in the "
+                      f"search's order, on its one seed."]
     return lines
