@@ -462,3 +462,17 @@ def test_report_confirm_top_retrains_the_best_few_and_names_the_best_mean(study_
     mean = sum(best["mins"]) / 2
     assert (f"Best on the mean of 2 seeds: trial {best['trial']} ({mean:.2f} %)"
             in (out / "summary.md").read_text())
+
+
+def test_report_seeds_replaces_a_broken_seeds_file_and_plain_report_refuses_it(
+        study_dir, small_data_dir, tmp_path, capsys):
+    root, url = study_dir
+    out = tmp_path / "broken"
+    out.mkdir()
+    (out / "seeds.json").write_text("{")
+    report = ["report", "--study", "r", "--storage", url, "--out", str(out), "--no-png"]
+    assert main(report) == 2
+    assert "is not JSON" in capsys.readouterr().err
+    assert main([*report, "--seeds", "1", "--data-dir", str(small_data_dir)]) == 0
+    assert "not reusing runs" in capsys.readouterr().err
+    assert json.loads((out / "seeds.json").read_text())[0]["seeds"] == [0]

@@ -226,7 +226,10 @@ def _confirm_seeds(study, args, earlier: Path) -> list[dict]:
     meta = study_meta(study)
     sources = [(Path(f), _seed_runs_file(Path(f))) for f in args.reuse]
     if earlier.is_file():
-        sources.insert(0, (earlier, _seed_runs_file(earlier)))
+        try:
+            sources.insert(0, (earlier, _seed_runs_file(earlier)))
+        except UsageError as err:  # it is about to be replaced: say so, do not stop
+            print(f"not reusing runs: {err}", file=sys.stderr)
     data = load_dataset(args.data_dir, val_split=meta.val_split)
     check_data(meta, data)
     ranked = feasible(study)
