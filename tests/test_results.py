@@ -435,7 +435,8 @@ def test_report_seeds_reuses_runs_of_the_same_configuration(study_dir, small_dat
 
 @pytest.mark.parametrize("content,message", [
     ("{", "is not JSON"), ('{"mins": 3}', "is not a file of seed runs"),
-    ("[1, 2]", "is not a file of seed runs")])
+    ("[1, 2]", "is not a file of seed runs"),
+    ('[{"mins": [99.1], "seeds": 0}]', "is not a file of seed runs")])
 def test_report_reuse_of_a_bad_file_is_one_line(study_dir, tmp_path, content, message, capsys):
     root, url = study_dir
     bad = tmp_path / "bad.json"

@@ -210,7 +210,8 @@ def _seed_runs_file(path: Path) -> list[dict]:
                          f"--json-out` output)") from None
     runs = [runs] if isinstance(runs, dict) else runs
     if not isinstance(runs, list) or not all(
-            isinstance(r, dict) and isinstance(r.get("mins"), list) for r in runs):
+            isinstance(r, dict) and isinstance(r.get("mins"), list)
+            and isinstance(r.get("seeds", []), list) for r in runs):
         raise UsageError(f"{path} is not a file of seed runs (a seeds.json of a report, or "
                          f"`train --seeds --json-out` output)")
     return runs

@@ -90,5 +90,6 @@ def reusable_run(runs: list[dict], arch: dict, recipe: dict, seeds: int, *, val_
                 and run.get("val_split", 0 if run.get("eval_split") == "test" else None)
                 == val_split
                 and _canonical(run["arch"], run["recipe"]) == wanted):
-            return {k: v[:seeds] if k in _PER_SEED else v for k, v in run.items()}
+            return {k: v[:seeds] if k in _PER_SEED and isinstance(v, list) else v
+                    for k, v in run.items()}
     return None
