@@ -165,6 +165,10 @@ def test_enqueued_config_runs_exactly_once(tmp_path, small_data_dir):
     assert seeded[0].user_attrs["arch"] == ArchConfig.from_dict(
         json.loads(config.read_text())["arch"]).to_dict()
     assert f"| {seeded[0].number} (enqueued) |" in summary_markdown(study)
+    run = {"trial": seeded[0].number, "params": 1, "mins": [99.0, 98.0], "seconds": 1.0,
+           "device": "cpu", "jobs": 1, "eval_split": "test"}
+    seed_table = summary_markdown(study, seed_runs=[run]).split("## Multi-seed")[1]
+    assert f"| {seeded[0].number} (enqueued) | 1 | 2 |" in seed_table
 
 
 def test_params_of_rebuilds_the_configuration_or_says_it_cannot():

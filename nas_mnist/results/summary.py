@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import optuna
 
-from nas_mnist.results.ranking import leaderboard, study_meta
+from nas_mnist.results.ranking import feasible, leaderboard, study_meta
 from nas_mnist.search import record
 from nas_mnist.search.record import KIND_ORDER, count_kinds
 
@@ -77,11 +77,12 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
         lines.append(f"| {r.rank} | {r.trial_label} | {r.n_params:,} | {r.macs:,} | "
                      f"{r.score:.2f} | `{md_cell(r.describe)}` |")
     if seed_runs:
-        lines += _seed_table(meta, seed_runs)
+        enqueued = {r.number for r in feasible(study) if r.was_enqueued}
+        lines += _seed_table(meta, seed_runs, enqueued)
     return "\n".join(lines) + "\n"
 
 
-def _seed_table(meta, seed_runs: list[dict]) -> list[str]:
+def _seed_table(meta, seed_runs: list[dict], enqueued: set[int]) -> list[str]:
     split = seed_runs[0].get("eval_split", "test")
     lines = ["", "## Multi-seed confirmation", "",
              "Each trial re-trained from scratch with its recipe; "
@@ -93,7 +94,8 @@ def _seed_table(meta, seed_runs: list[dict]) -> list[str]:
     for run in seed_runs:
         s = seed_stats(run["mins"])
         per_seed = ", ".join(f"{m:.2f}" for m in run["mins"])
-        lines.append(f"| {run['trial']} | {run['params']:,} | {s['seeds']} | {per_seed} | "
+        label = f"{run['trial']} (enqueued)" if run["trial"] in enqueued else run["trial"]
+        lines.append(f"| {label} | {run['params']:,} | {s['seeds']} | {per_seed} | "
                      f"{s['mean']:.2f} | {s['std']:.2f} | {s['min']:.2f} | "
                      f"{run['seconds']:.0f} | {run['device']}, {run.get('jobs', 1)} process(es) |")
     if len(seed_runs) > 1:
