@@ -234,6 +234,10 @@ def test_user_files_are_checked_before_long_work(tiny_study, small_data_dir, tmp
           "--confirm", "0", "--confirm-top", "2"], "exclude each other"),
         (["report", "--study", "t", "--storage", url, "--seeds", "1", "--confirm-top", "0"],
          "must be >= 1"),
+        (["report", "--study", "t", "--storage", url, "--confirm-top", "2"],
+         "--confirm-top needs --seeds"),
+        (["report", "--study", "t", "--storage", url, "--confirm", "0"],
+         "--confirm needs --seeds"),
     ]:
         code = main([*argv, "--data-dir", str(small_data_dir)])
         assert message in _one_line(capsys, code)

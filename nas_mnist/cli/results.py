@@ -159,8 +159,10 @@ def cmd_report(args) -> int:
         raise UsageError("--no-winner needs at least one --confirm TRIAL")
     if not args.winner and args.confirm_top > 1:
         raise UsageError("--no-winner and --confirm-top exclude each other")
-    if args.reuse and not args.seeds:
-        raise UsageError("--reuse needs --seeds")
+    for flag, given in (("--reuse", args.reuse), ("--confirm", args.confirm),
+                        ("--confirm-top", args.confirm_top > 1)):
+        if given and not args.seeds:
+            raise UsageError(f"{flag} needs --seeds")
     from nas_mnist.cli.output import write_text_atomic
     from nas_mnist.results.export import ExportError
     from nas_mnist.results.ranking import feasible
