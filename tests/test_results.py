@@ -421,8 +421,12 @@ def test_report_seeds_reuses_runs_of_the_same_configuration(study_dir, small_dat
     assert main([*report, "--seeds", "1"]) == 0  # fewer seeds: the first one is kept
     assert calls == [] and json.loads((out / "seeds.json").read_text())[0]["mins"] == \
         first[0]["mins"][:1]
+    assert main([*report, "--seeds", "2", "--confirm", str(second)]) == 0  # nothing was lost
+    assert calls == [] and [r["mins"] for r in json.loads((out / "seeds.json").read_text())
+                            ] == [r["mins"] for r in runs]
     assert main([*report, "--seeds", "3"]) == 0  # a seed nobody ran: all three are trained
     assert len(calls) == 3
+    report[report.index("--out") + 1] = str(tmp_path / "other_report")
     other = tmp_path / "other.json"  # another recipe (one epoch): not the same configuration
     assert main(["train", str(tmp_path / "w" / f"trial{second}.json"), "--seeds", "1",
                  "--epochs", "1", "--last-n", "1", "--data-dir", str(small_data_dir),

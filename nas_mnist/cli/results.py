@@ -177,13 +177,13 @@ def cmd_report(args) -> int:
         raise ExportError(f"study {study.study_name!r} has no complete feasible trial yet: "
                           f"nothing to report")
     out = _out_dir(args.out, Path("studies") / f"{args.study}-report")
-    seed_runs = (_confirm_seeds(study, args, out / "seeds.json") if args.seeds
-                 else _earlier_seed_runs(out))
+    seed_runs, kept = (_confirm_seeds(study, args, out / "seeds.json") if args.seeds
+                       else (_earlier_seed_runs(out), []))
     written, png_note = write_figures(study, out, png=not args.no_png)
     md = out / "summary.md"
     write_text_atomic(md, summary_markdown(study, top_k=args.top, seed_runs=seed_runs))
     if seed_runs:
-        write_text_atomic(out / "seeds.json", json.dumps(seed_runs, indent=2))
+        write_text_atomic(out / "seeds.json", json.dumps(seed_runs + kept, indent=2))
     for path in [*written, md]:
         print(path)
     if png_note:
@@ -196,9 +196,9 @@ def _earlier_seed_runs(out: Path) -> list[dict] | None:
     path = out / "seeds.json"
     if not path.is_file():
         return None
-    runs = _seed_runs_file(path)
+    runs = [r for r in _seed_runs_file(path) if r.get("in_table", True)]
     print(f"keeping the seed runs of {path} (re-run them with --seeds)", file=sys.stderr)
-    return runs
+    return runs or None
 
 
 def _seed_runs_file(path: Path) -> list[dict]:
@@ -219,18 +219,21 @@ def _seed_runs_file(path: Path) -> list[dict]:
     return runs
 
 
-def _confirm_seeds(study, args, earlier: Path) -> list[dict]:
+def _confirm_seeds(study, args, earlier: Path) -> tuple[list[dict], list[dict]]:
+    """(the seed table's runs, earlier runs of the folder it does not hold, kept)."""
     from nas_mnist.engine.data import load_dataset
     from nas_mnist.engine.device import resolve_device
-    from nas_mnist.results.confirm import confirm_seeds, reusable_run
+    from nas_mnist.results.confirm import confirm_seeds, reusable_run, runs_to_keep
     from nas_mnist.results.export import check_data
     from nas_mnist.results.ranking import feasible, study_meta
     resolve_device(args.device)
     meta = study_meta(study)
     sources = [(Path(f), _seed_runs_file(Path(f))) for f in args.reuse]
+    folder_runs = []
     if earlier.is_file():
         try:
-            sources.insert(0, (earlier, _seed_runs_file(earlier)))
+            folder_runs = _seed_runs_file(earlier)
+            sources.insert(0, (earlier, folder_runs))
         except UsageError as err:  # it is about to be replaced: say so, do not stop
             print(f"not reusing runs: {err}", file=sys.stderr)
     data = load_dataset(args.data_dir, val_split=meta.val_split)
@@ -266,7 +269,8 @@ def _confirm_seeds(study, args, earlier: Path) -> list[dict]:
                                 val_split=meta.val_split, device=args.device, jobs=args.jobs,
                                 threads=args.threads, on_done=on_done)
         runs.update((run["trial"], {**run, "data_checksum": data.checksum}) for run in trained)
-    return [runs[r.number] for r in chosen]
+    table = [runs[r.number] for r in chosen]
+    return table, runs_to_keep(folder_runs, table)
 
 
 def cmd_dashboard(args) -> int:

@@ -91,5 +91,18 @@ def reusable_run(runs: list[dict], arch: dict, recipe: dict, seeds: int, *, val_
                 == val_split
                 and _canonical(run["arch"], run["recipe"]) == wanted):
             return {k: v[:seeds] if k in _PER_SEED and isinstance(v, list) else v
-                    for k, v in run.items()}
+                    for k, v in run.items() if k != "in_table"}
     return None
+
+
+def runs_to_keep(earlier: list[dict], table: list[dict]) -> list[dict]:
+    """Earlier runs that a new seed table does not hold (another configuration, or more
+    seeds), marked as out of the table: paid-for runs are never dropped."""
+    def holds(t, e):
+        return (len(t.get("seeds", [])) >= len(e.get("seeds", []))
+                and t.get("val_split") == e.get("val_split")
+                and t.get("data_checksum") == e.get("data_checksum")
+                and _canonical(t["arch"], t["recipe"]) == _canonical(e["arch"], e["recipe"]))
+    return [{**e, "in_table": False} for e in earlier
+            if isinstance(e.get("arch"), dict) and isinstance(e.get("recipe"), dict)
+            and not any(isinstance(t.get("arch"), dict) and holds(t, e) for t in table)]
