@@ -11,6 +11,7 @@ recorded curve it is charged the full epochs (pessimistic for the rule being rep
 
     python benchmarks/replay_pruners.py                      # the shipped studies
     python benchmarks/replay_pruners.py --study sqlite:///studies/x.db:x --multi-objective
+    python benchmarks/replay_pruners.py --prior    # first rungs from earlier studies' curves
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from nas_mnist.search.stopping import Curve, make_rule, StopRule  # noqa: E402
 
 SHIPPED = ("sqlite:///studies/mnist-10k.db:mnist-10k", "sqlite:///studies/mnist-10k-v1.db:mnist-10k-v1")
 TOP = 5
+PRIOR_CHECK = tuple(f"sqlite:///studies/{n}.db:{n}" for n in
+                    ("mnist-10k-v3", "mnist-4k-default", "mnist-4k", "mnist-10k", "mnist-10k-v1"))
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,51 @@ def replay(rule: StopRule, curves: list[Curve], epochs: int, last_n: int, *,
                   bool(top) and top[0].number in survivors)
 
 
+def replay_prior(spec: str, prior_file: str | None = None, good: float = 99.3) -> None:
+    """The default rule with and without earlier studies' curves at its first rungs, on one
+    study, with the prior built from the *other* studies (this one's curves left out): epochs
+    and CPU seconds trained, and every network that ended >= `good` that the rule stops."""
+    from nas_mnist.search.prior import PACKAGED_PRIOR, load_prior
+    url, name = spec.rsplit(":", 1)
+    study = optuna.load_study(study_name=name, storage=url)
+    meta = StudyMeta.from_study(study)
+    recs = [r for r in records(study) if r.accs]
+    prior = load_prior(prior_file or PACKAGED_PRIOR)
+    others = [c for c in prior.curves if c.study != name]
+    rule = make_rule("asha").fit(meta.epochs)
+    cost = {r.number: (sorted(r.epoch_seconds)[len(r.epoch_seconds) // 2] if r.epoch_seconds
+                       else (r.seconds or 0) / len(r.accs)) for r in recs}
+    print(f"\n{name}: {len(recs)} trained trials, {rule.describe()}, prior curves from "
+          f"{sorted({c.study for c in others})} (this study's own left out)")
+    print(f"{'rungs':<34} {'epochs':>7} {'CPU min':>8} {'stopped':>8}  stopped >= {good} %")
+    for label, use_prior in (("own peers only (free pass)", False),
+                             ("own peers + prior curves", True)):
+        seen, epochs, seconds, stopped, lost = [], 0, 0.0, 0, []
+        for r in recs:
+            ema = bool((r.recipe or {}).get("ema"))
+            pool = [Curve(-1 - i, c.accs, c.params, True) for i, c in enumerate(others)
+                    if use_prior and c.data_checksum == meta.data_checksum
+                    and c.epochs == meta.epochs and c.ema == ema
+                    and meta.budget / 2 <= c.budget <= meta.budget * 2]
+            stop_at = None
+            for e in range(1, min(len(r.accs), meta.epochs - 1) + 1):
+                if rule.decides_at(e) and rule.should_stop(
+                        Curve(r.number, r.accs[:e], r.n_params or 0), seen,
+                        multi_objective=False, prior=pool):
+                    stop_at = e
+                    break
+            run = stop_at or (meta.epochs if r.kind == "complete" else len(r.accs))
+            epochs += run
+            seconds += run * cost[r.number]
+            seen.append(Curve(r.number, r.accs[:run], r.n_params or 0, run == meta.epochs))
+            if stop_at is not None:
+                stopped += 1
+                if r.kind == "complete" and (r.value or 0) >= good:
+                    lost.append(f"#{r.number} ({r.value:.2f})")
+        print(f"{label:<34} {epochs:>7} {seconds / 60:>8.1f} {stopped:>8}  "
+              f"{', '.join(lost) or 'none'}")
+
+
 def rank_correlation(curves: list[Curve], epoch: int, last_n: int) -> float:
     """Spearman's rho between the accuracy at `epoch` and the final score (complete trials)."""
     done = [c for c in curves if c.complete]
@@ -123,7 +171,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="rank by fronts of (accuracy, parameters), as in score,params studies")
     parser.add_argument("--rule", action="append", metavar="NAME[:k=v,...]",
                         help="replay only these rules, e.g. asha:rungs=3+9,eta=3")
+    parser.add_argument("--prior", action="store_true",
+                        help="replay the default rule with and without earlier studies' curves "
+                             "at the first rungs (leave-one-study-out) on every shipped study")
     args = parser.parse_args(argv)
+    if args.prior:
+        for spec in args.study or PRIOR_CHECK:
+            replay_prior(spec)
+        return 0
     for spec in args.study or SHIPPED:
         curves, epochs, last_n = load_curves(spec)
         print(f"\n{spec.rsplit(':', 1)[1]}: {len(curves)} trained trials of {epochs} epochs; "

@@ -25,7 +25,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--last-n", type=positive(), help="epochs in the last-N score (default: the "
                                                      "file's, at most --epochs)")
     p.add_argument("--batch-size", type=positive(), help="override the recipe's batch size")
-    p.add_argument("--precision", choices=["fp32", "bf16"], help="override the recipe's "
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], help="override the recipe's "
                                                                  "precision")
     p.add_argument("--weights", help="evaluate these saved weights instead of training")
     p.add_argument("--json-out", help="write metrics as JSON to this file")
@@ -50,7 +50,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--steps", type=positive(), default=100, help="timed training steps (100)")
     p.add_argument("--notebook-steps", type=positive(), default=50,
                    help="timed steps of the notebook pipeline (50)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], help="override the recipe's")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], help="override the recipe's")
     p.add_argument("--dropout-kind", choices=["element", "channel"],
                    help="override the network's dropout kind")
     p.add_argument("--parallel", type=non_negative, default=2, metavar="K",

@@ -20,8 +20,9 @@ def _minutes(seconds: float) -> str:
 
 class LiveProgress:
     def __init__(self, stream: TextIO, meta: StudyMeta, *, trials: int, jobs: int,
-                 deadline: float | None = None):
+                 deadline: float | None = None, cost=None):
         self.stream, self.meta, self.trials, self.jobs = stream, meta, trials, jobs
+        self.cost = cost  # a calibrated engine.costmodel.CostModel, or None
         self.deadline = deadline
         self.tty = stream.isatty()
         self.drawn = 0  # lines of the block on screen (terminal mode)
@@ -32,7 +33,7 @@ class LiveProgress:
         recs = record.records(study)
         news = self._outcomes(recs)
         lines = [self.headline(recs)] + [self.trial_line(r) for r in recs
-                                         if r.kind == "running" and r.accs]
+                                         if r.kind == "running" and (r.accs or r.activations)]
         if self.tty:
             self._redraw(news, lines)
         else:
@@ -57,12 +58,23 @@ class LiveProgress:
             text += f" | about {_minutes(eta)} left"
         return text
 
+    def estimate(self, r: TrialRecord) -> float | None:
+        """Seconds per epoch the cost model expects for this trial (None: no model)."""
+        if self.cost is None or r.activations is None:
+            return None
+        return self.cost.epoch_seconds(r.activations)
+
     def trial_line(self, r: TrialRecord) -> str:
         left, to_go = "", self.meta.epochs - len(r.accs)
-        if r.epoch_seconds and to_go:
-            left = f", <= {_minutes(statistics.fmean(r.epoch_seconds) * to_go)} to go"
-        return (f"  trial {r.number}: epoch {len(r.accs)}/{self.meta.epochs}, "
-                f"{self.meta.eval_split} acc {r.accs[-1]:.2f} %, {r.n_params or 0:,} p{left}")
+        est = self.estimate(r)
+        per_epoch = statistics.fmean(r.epoch_seconds) if r.epoch_seconds else est
+        if per_epoch and to_go:
+            left = f", <= {_minutes(per_epoch * to_go)} to go"
+        if est is not None:
+            left += f" (est. {est:.0f} s/epoch)"
+        acc = (f"{self.meta.eval_split} acc {r.accs[-1]:.2f} %" if r.accs else "training")
+        return (f"  trial {r.number}: epoch {len(r.accs)}/{self.meta.epochs}, {acc}, "
+                f"{r.n_params or 0:,} p, {(r.activations or 0) / 1000:.0f} K act{left}")
 
     def eta(self, recs: list[TrialRecord]) -> float | None:
         """Seconds left: epochs still to train (trained trials so far set how many a trial
@@ -97,6 +109,7 @@ class LiveProgress:
     def _log(self, recs: list[TrialRecord], news: list[str], headline: str) -> None:
         for r in recs:
             if r.kind == "running" and r.accs and (r.number, len(r.accs)) not in self.seen:
+                # (a non-terminal log starts a trial's lines at its first epoch)
                 self.seen.add((r.number, len(r.accs)))
                 self.stream.write(self.trial_line(r).strip() + " | " + headline + "\n")
         self.stream.write("".join(line + "\n" for line in news))

@@ -78,3 +78,35 @@ def format_table(rows: list[LayerRow]) -> str:
     total_p, total_m = sum(r.n_params for r in rows), sum(r.macs for r in rows)
     lines.append(f"{'total':<11} {'':<34} {'':>12} {total_p:>8,} {total_m:>11,}")
     return "\n".join(lines)
+
+
+_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.Linear)  # the layers with their own output buffer
+
+
+def measure_footprint(model: nn.Module, in_shape: tuple[int, int, int] = (1, 28, 28)):
+    """`spec.footprint`'s two figures, measured with forward hooks on a built model: the
+    summed output elements of every leaf module but a flatten, and the largest input + output
+    of a conv, pool, GAP or classifier layer (the others run fused in place)."""
+    from nas_mnist.engine.builder import GlobalAvgPool
+    from nas_mnist.spec.footprint import Footprint
+    totals = {"activations": 0, "peak": 0}
+
+    def hook(module, inputs, output):
+        if isinstance(module, nn.Flatten):
+            return
+        totals["activations"] += output[0].numel()
+        if isinstance(module, (*_LAYERS, GlobalAvgPool)):
+            totals["peak"] = max(totals["peak"], inputs[0][0].numel() + output[0].numel())
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    was_training = model.training
+    model.eval()  # dropout layers still run (as the identity) and are counted
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *in_shape, device=next(model.parameters()).device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return Footprint(totals["activations"], totals["peak"])

@@ -42,3 +42,22 @@ def set_threads(n: int | None) -> int:
     n = n or cpu_cores()
     torch.set_num_threads(n)
     return n
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 natively: a CUDA device that says so, or a CPU with
+    AVX512-BF16 or AMX. On an AVX2-only AMD EPYC (Zen 3) bf16 autocast is emulated: a trial-52
+    training step took 155 ms against 36 ms in fp32 (one thread, batch 128, 2026-12-01)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older torch without the probes: trust the recipe's bf16
+        return True
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision a recipe trains in on `device`: "auto" becomes bf16 or fp32."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"

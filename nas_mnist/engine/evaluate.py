@@ -18,6 +18,7 @@ from nas_mnist.engine.counting import count_macs, count_params
 from nas_mnist.engine.data import Dataset
 from nas_mnist.engine.train import EpochStats, TrainResult, evaluate, load_state, train
 from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.footprint import footprint
 from nas_mnist.spec.recipe import Recipe
 
 
@@ -38,7 +39,9 @@ class Evaluation:
     seed: int
     n_params: int
     macs: int | None = None
-    refused: str | None = None  # "over_budget", "over_macs" or None (trained)
+    activations: int | None = None  # per image (spec.footprint)
+    peak: int | None = None  # elements alive at once at the worst layer (spec.footprint)
+    refused: str | None = None  # over_budget, under_floor, over_macs, over_activations, None
     result: TrainResult | None = None
     model: torch.nn.Module | None = None
     device: str = ""
@@ -46,7 +49,8 @@ class Evaluation:
     def summary(self, data: Dataset) -> dict:
         """Everything a `train --json-out` file or a winner holds about this run."""
         out = {"arch": self.arch.to_dict(), "recipe": self.recipe.to_dict(), "seed": self.seed,
-               "params": self.n_params, "macs": self.macs, "device": self.device,
+               "params": self.n_params, "macs": self.macs, "activations": self.activations,
+               "peak_ram_int8": self.peak, "device": self.device,
                "threads": torch.get_num_threads(), "data_checksum": data.checksum,
                "data_mean": data.mean, "data_std": data.std, "version": __version__}
         if self.result is not None:
@@ -56,24 +60,31 @@ class Evaluation:
 
 def evaluate_candidate(arch: ArchConfig, recipe: Recipe, data: Dataset, *, seed: int = 0,
                        budget: int | None = None, max_macs: int | None = None,
-                       on_counted: Callable[[int, int | None], None] | None = None,
+                       min_params: int = 0, max_activations: int = 0,
+                       on_counted: Callable[["Evaluation"], None] | None = None,
                        on_epoch: Callable[[EpochStats], bool | None] | None = None,
                        on_step: Callable[[], None] | None = None) -> Evaluation:
     """Build `arch` (initialised from `seed`), count it, and train it unless it is over
-    `budget` parameters or `max_macs` MACs. `on_counted(n_params, macs)` runs before any
-    training (a search records the counts there); `on_epoch` may return True to stop."""
+    `budget` parameters, under `min_params`, over `max_macs` MACs or over `max_activations`
+    (0: no such limit). `on_counted(run)` runs before any training, with the counts filled in
+    (a search records them there); `on_epoch` may return True to stop."""
     device = data.train_x.device
     torch.manual_seed(seed)  # the initial weights: the same seed re-trains to the same numbers
     model = build_model(arch)
     n_params = count_params(model)
+    cost = footprint(arch)
     run = Evaluation(arch, recipe, seed, n_params, count_macs(model, in_shape(arch)),
-                     device=describe_device(device))
+                     cost.activations, cost.peak, device=describe_device(device))
     if budget is not None and n_params > budget:
         run.refused = "over_budget"
+    elif n_params < min_params:
+        run.refused = "under_floor"
     elif max_macs is not None and run.macs > max_macs:
         run.refused = "over_macs"
+    elif max_activations and cost.activations > max_activations:
+        run.refused = "over_activations"
     if on_counted is not None:
-        on_counted(n_params, run.macs)
+        on_counted(run)
     if run.refused:
         return run
     run.model = model.to(device)

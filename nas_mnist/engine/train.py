@@ -20,6 +20,7 @@ from torch import nn
 
 from nas_mnist.engine.augment import random_affine
 from nas_mnist.engine.data import Dataset
+from nas_mnist.engine.device import resolve_precision
 from nas_mnist.errors import NasMnistError
 from nas_mnist.spec.recipe import Recipe
 from nas_mnist.spec.score import last_n_score
@@ -50,6 +51,7 @@ class TrainResult:
     stopped_early: bool = False
     seconds: float = 0.0
     test_acc_final: float | None = None  # with a validation split: test accuracy at the end
+    precision: str = "fp32"  # what the training ran in (a recipe's "auto" resolved)
 
     @property
     def accs(self) -> list[float]:
@@ -74,6 +76,7 @@ class TrainResult:
             "last_n_min": self.last_n_min,
             "last_n_mean": self.last_n_mean,
             "stopped_early": self.stopped_early,
+            "precision": self.precision,
             "seconds": self.seconds,
             "epochs": [asdict(e) for e in self.epochs],
             **({"test_acc_final": self.test_acc_final} if self.test_acc_final is not None else {}),
@@ -184,9 +187,10 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int = 0,
     n = len(data.train_x)
     steps_per_epoch = max(1, n // recipe.batch_size)
     sched, sched_every = _scheduler(opt, recipe, steps_per_epoch)
+    precision = resolve_precision(recipe.precision, device)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
-                if recipe.precision == "bf16" else nullcontext())
-    result = TrainResult(eval_split=data.eval_split, last_n=recipe.last_n)
+                if precision == "bf16" else nullcontext())
+    result = TrainResult(eval_split=data.eval_split, last_n=recipe.last_n, precision=precision)
     start = time.perf_counter()
     for epoch in range(1, recipe.epochs + 1):
         t0 = time.perf_counter()

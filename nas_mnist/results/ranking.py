@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from nas_mnist.search import record
 from nas_mnist.search.record import StudyMeta, TrialRecord, is_finite
 from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.footprint import footprint
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,16 @@ class Row:
     macs: int
     score: float  # percent, min or mean of the last N epochs on the study's eval split
     describe: str
-    enqueued: bool = False  # seeded with --enqueue, not found by the sampler
+    origin: str | None = None  # "warm" or "enqueued": not found by the sampler
+    activations: int = 0  # per image (spec.footprint)
+
+    @property
+    def enqueued(self) -> bool:
+        return self.origin is not None
 
     @property
     def trial_label(self) -> str:
-        return f"{self.trial} (enqueued)" if self.enqueued else str(self.trial)
+        return f"{self.trial} ({self.origin})" if self.origin else str(self.trial)
 
 
 def study_meta(study: optuna.Study) -> StudyMeta:
@@ -45,7 +51,9 @@ def feasible(study: optuna.Study) -> list[TrialRecord]:
     meta = study_meta(study)
     ok = [r for r in record.records(study, states=(TrialState.COMPLETE,))
           if is_finite(r.value) and r.n_params is not None and r.n_params <= meta.budget
-          and (meta.max_macs is None or (r.macs or 0) <= meta.max_macs)]
+          and (meta.max_macs is None or (r.macs or 0) <= meta.max_macs)
+          and r.n_params >= meta.min_params
+          and (not meta.max_activations or (r.activations or 0) <= meta.max_activations)]
     return sorted(ok, key=lambda r: (-r.value, r.n_params, r.number))
 
 
@@ -60,6 +68,10 @@ def pareto_front(trials: list[TrialRecord], cost: str = "n_params") -> list[Tria
 
 
 def leaderboard(study: optuna.Study, k: int = 10) -> list[Row]:
-    return [Row(i + 1, r.number, r.n_params, r.macs or 0, r.value,
-                ArchConfig.from_dict(r.arch).describe(), r.was_enqueued)
-            for i, r in enumerate(feasible(study)[:k])]
+    rows = []
+    for i, r in enumerate(feasible(study)[:k]):
+        arch = ArchConfig.from_dict(r.arch)
+        acts = r.activations if r.activations is not None else footprint(arch).activations
+        rows.append(Row(i + 1, r.number, r.n_params, r.macs or 0, r.value, arch.describe(),
+                        r.origin, acts))
+    return rows

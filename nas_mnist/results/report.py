@@ -135,8 +135,8 @@ def best_over_time_figure(study: optuna.Study) -> go.Figure:
             best = ok[t.number].value
             xs.append(minutes)
             ys.append(best)
-            text.append(f"trial {t.number}" + (" (enqueued)" if ok[t.number].was_enqueued
-                                               else ""))
+            origin = ok[t.number].origin
+            text.append(f"trial {t.number}" + (f" ({origin})" if origin else ""))
     fig = go.Figure(go.Scatter(x=xs, y=ys, text=text, mode="lines+markers+text",
                                line_shape="hv", textposition="bottom right"))
     if xs and minutes_at[-1] > xs[-1]:  # carry the best score on to the end of the study

@@ -50,7 +50,9 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
         f"# Study `{study.study_name}`",
         "",
         f"- Budget: {meta.budget:,} parameters"
+        + (f" (size floor {meta.min_params:,})" if meta.min_params else "")
         + (f", {meta.max_macs:,} MACs" if meta.max_macs else "")
+        + (f", {meta.max_activations:,} activations per image" if meta.max_activations else "")
         + f"; space `{meta.space}`; {kind}; score = {meta.objective} of the {meta.eval_split} "
         f"accuracy over the last {meta.last_n} of {meta.epochs} epochs"
         + (f"; stopping rule {meta.rule}" if meta.rule else "") + ".",
@@ -70,19 +72,19 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
         "",
         f"## Top {top_k}",
         "",
-        f"| rank | trial | params | MACs | {meta.label} | architecture |",
-        "|---:|---:|---:|---:|---:|---|",
+        f"| rank | trial | params | MACs | activations | {meta.label} | architecture |",
+        "|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in leaderboard(study, top_k):
         lines.append(f"| {r.rank} | {r.trial_label} | {r.n_params:,} | {r.macs:,} | "
-                     f"{r.score:.2f} | `{md_cell(r.describe)}` |")
+                     f"{r.activations:,} | {r.score:.2f} | `{md_cell(r.describe)}` |")
     if seed_runs:
-        enqueued = {r.number for r in feasible(study) if r.was_enqueued}
-        lines += _seed_table(meta, seed_runs, enqueued)
+        origins = {r.number: r.origin for r in feasible(study) if r.origin}
+        lines += _seed_table(meta, seed_runs, origins)
     return "\n".join(lines) + "\n"
 
 
-def _seed_table(meta, seed_runs: list[dict], enqueued: set[int]) -> list[str]:
+def _seed_table(meta, seed_runs: list[dict], origins: dict[int, str]) -> list[str]:
     split = seed_runs[0].get("eval_split", "test")
     lines = ["", "## Multi-seed confirmation", "",
              "Each trial re-trained from scratch with its recipe; "
@@ -94,7 +96,8 @@ def _seed_table(meta, seed_runs: list[dict], enqueued: set[int]) -> list[str]:
     for run in seed_runs:
         s = seed_stats(run["mins"])
         per_seed = ", ".join(f"{m:.2f}" for m in run["mins"])
-        label = f"{run['trial']} (enqueued)" if run["trial"] in enqueued else run["trial"]
+        origin = origins.get(run["trial"])
+        label = f"{run['trial']} ({origin})" if origin else run["trial"]
         lines.append(f"| {label} | {run['params']:,} | {s['seeds']} | {per_seed} | "
                      f"{s['mean']:.2f} | {s['std']:.2f} | {s['min']:.2f} | "
                      f"{run['seconds']:.0f} | {run['device']}, {run.get('jobs', 1)} process(es) |")

@@ -19,9 +19,11 @@ import torch
 
 from nas_mnist import __version__
 from nas_mnist.engine.data import Dataset
+from nas_mnist.engine.device import resolve_precision
 from nas_mnist.engine.evaluate import evaluate_candidate
 from nas_mnist.errors import SpecError
 from nas_mnist.search import record
+from nas_mnist.search.prior import Prior
 from nas_mnist.search.record import StudyMeta, TrialRecord
 from nas_mnist.search.recovery import worker_id
 from nas_mnist.search.space import SearchSpace, suggest_arch
@@ -31,6 +33,24 @@ from nas_mnist.spec.recipe import Recipe
 from nas_mnist.spec.score import last_n_score
 
 INVALID_CONSTRAINT = 1e9  # constraint value of a sample that is not a valid network
+
+
+def constraint_names(meta: StudyMeta) -> list[str]:
+    """The hard limits of this study, as Optuna constraint names (the same set on every trial
+    of a study, so the sampler compares like with like)."""
+    return (["param_budget"] + ["param_floor"] * bool(meta.min_params)
+            + ["max_macs"] * (meta.max_macs is not None)
+            + ["max_activations"] * bool(meta.max_activations))
+
+
+def constraint_values(meta: StudyMeta, run) -> dict[str, float]:
+    """How far a counted network is over each limit (<= 0: within it). The sampler learns
+    where every limit lies from these, also from the refused samples."""
+    values = {"param_budget": run.n_params - meta.budget,
+              "param_floor": meta.min_params - run.n_params,
+              "max_macs": (run.macs or 0) - (meta.max_macs or 0),
+              "max_activations": (run.activations or 0) - meta.max_activations}
+    return {name: values[name] for name in constraint_names(meta)}
 
 
 @dataclass(frozen=True)
@@ -48,9 +68,11 @@ class EpochEvent:
 class Objective:
     def __init__(self, meta: StudyMeta, space: SearchSpace, data: Dataset, rule: StopRule, *,
                  train_seed: int = 0, artifacts: str | None = None,
-                 on_epoch: Callable[[EpochEvent], None] | None = None):
+                 on_epoch: Callable[[EpochEvent], None] | None = None,
+                 prior: Prior | None = None):
         self.meta, self.space, self.data, self.rule = meta, space, data, rule
         self.train_seed, self.artifacts, self.on_epoch = train_seed, artifacts, on_epoch
+        self.prior = prior  # earlier studies' curves for the first rungs (None: none)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, int]:
         record.write(trial, worker=worker_id(), version=__version__)
@@ -58,9 +80,8 @@ class Objective:
             arch, recipe = self._sample(trial)
         except SpecError as err:
             record.write(trial, reason="invalid", error=str(err))
-            trial.set_constraint("param_budget", INVALID_CONSTRAINT)
-            if self.meta.max_macs is not None:
-                trial.set_constraint("max_macs", INVALID_CONSTRAINT)
+            for name in constraint_names(self.meta):
+                trial.set_constraint(name, INVALID_CONSTRAINT)
             raise optuna.TrialPruned(f"invalid configuration: {err}")
         try:
             return self._evaluate(trial, arch, recipe)
@@ -80,6 +101,7 @@ class Objective:
 
     def _evaluate(self, trial: optuna.Trial, arch: ArchConfig, recipe: Recipe):
         meta, data = self.meta, self.data
+        self.decisions: list[dict] = []
         record.write(trial, arch=arch.to_dict(), recipe=recipe.to_dict())
         curve: list[float] = []
         losses: list[float] = []
@@ -88,12 +110,12 @@ class Objective:
         n_params_box: list[int] = []
         start = time.perf_counter()
 
-        def on_counted(n_params: int, macs: int | None) -> None:
-            n_params_box.append(n_params)
-            record.write(trial, n_params=n_params, macs=macs)
-            trial.set_constraint("param_budget", n_params - meta.budget)
-            if meta.max_macs is not None:
-                trial.set_constraint("max_macs", macs - meta.max_macs)
+        def on_counted(run) -> None:
+            n_params_box.append(run.n_params)
+            record.write(trial, n_params=run.n_params, macs=run.macs,
+                         activations=run.activations, peak=run.peak)
+            for name, value in constraint_values(meta, run).items():
+                trial.set_constraint(name, value)
 
         def on_epoch(e) -> bool:
             curve.append(e.eval_acc)
@@ -107,19 +129,21 @@ class Objective:
             if self.on_epoch is not None:
                 self.on_epoch(EpochEvent(trial.number, e.epoch, meta.epochs, e.eval_acc,
                                          n_params_box[0], e.seconds))
-            return self._should_stop(trial, curve, n_params_box[0], e.epoch)
+            return self._should_stop(trial, curve, n_params_box[0], e.epoch, recipe)
 
+        record.write(trial, precision=resolve_precision(recipe.precision, data.train_x.device))
         record.write(trial, seed=self.train_seed, eval_split=data.eval_split,
                      threads=torch.get_num_threads(), data_checksum=data.checksum,
                      data_mean=data.mean, data_std=data.std)
         run = evaluate_candidate(arch, recipe, data, seed=self.train_seed, budget=meta.budget,
-                                 max_macs=meta.max_macs, on_counted=on_counted,
+                                 max_macs=meta.max_macs, min_params=meta.min_params,
+                                 max_activations=meta.max_activations, on_counted=on_counted,
                                  on_epoch=on_epoch)
         record.write(trial, device=run.device)
         if run.refused:
             record.write(trial, reason=run.refused)
             raise optuna.TrialPruned(f"{run.refused}: {run.n_params:,} parameters, "
-                                     f"{run.macs:,} MACs")
+                                     f"{run.macs:,} MACs, {run.activations:,} activations")
         if self.artifacts:
             self._save_weights(trial, run.model)
         if run.result.stopped_early:
@@ -129,16 +153,34 @@ class Objective:
         return score if len(meta.directions) == 1 else (score, run.n_params)
 
     def _should_stop(self, trial: optuna.Trial, curve: list[float], n_params: int,
-                     epoch: int) -> bool:
+                     epoch: int, recipe: Recipe) -> bool:
         if epoch >= self.meta.epochs or not self.rule.decides_at(epoch):
             return False
         peers = [Curve(r.number, r.accs, r.n_params or 0, r.kind == "complete")
                  for r in record.records(trial.study) if r.accs and r.number != trial.number]
-        reason = self.rule.should_stop(Curve(trial.number, list(curve), n_params), peers,
-                                       multi_objective=len(self.meta.directions) > 1)
+        me = Curve(trial.number, list(curve), n_params)
+        multi = len(self.meta.directions) > 1
+        prior = self._prior_curves(bool(recipe.ema))
+        decision = self.rule.decide(me, peers, multi_objective=multi, prior=prior)
+        if decision is None:  # a rule without recorded decisions
+            reason = self.rule.should_stop(me, peers, multi_objective=multi, prior=prior)
+        else:
+            self.decisions.append(decision.to_dict())
+            record.write(trial, rungs=self.decisions)
+            reason = decision.reason if decision.stop else None
         if reason:
             record.write(trial, stopped_by=reason)
         return reason is not None
+
+    def _prior_curves(self, ema: bool) -> list[Curve]:
+        """Earlier studies' curves of this data, run length, nearby budget and recipe family
+        (EMA or not), numbered below zero so that they never collide with a trial."""
+        if self.prior is None:
+            return []
+        curves = self.prior.curves_for(data_checksum=self.meta.data_checksum,
+                                       epochs=self.meta.epochs, budget=self.meta.budget, ema=ema)
+        return [Curve(-1 - i, c.accs, c.params, len(c.accs) == c.epochs)
+                for i, c in enumerate(curves)]
 
     def _save_weights(self, trial: optuna.Trial, model: torch.nn.Module) -> None:
         from optuna.artifacts import FileSystemArtifactStore, upload_artifact

@@ -30,8 +30,10 @@ _ATTR = {
     "stopped_by": "stopped_by", "version": "version", "worker": "worker",
     "interrupted": "interrupted", "retry_of": "retry_of", "fixed_arch": "fixed_arch",
     "fixed_recipe": "fixed_recipe", "fixed_key": "fixed_key", "enqueued": "enqueued",
+    "activations": "activations", "peak": "peak_ram_int8", "warm": "warm_start",
+    "rungs": "rung_decisions", "precision": "precision",
 }
-REFUSALS = ("over_budget", "over_macs", "invalid")  # never trained
+REFUSALS = ("over_budget", "under_floor", "over_macs", "over_activations", "invalid")
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,21 @@ class TrialRecord:
     fixed_arch: dict | None = None  # an enqueued configuration
     fixed_recipe: dict | None = None
     fixed_key: str | None = None
-    enqueued: bool = False  # seeded with --enqueue, not drawn by the sampler
+    enqueued: bool = False  # seeded with --enqueue or a warm start, not drawn by the sampler
+    activations: int | None = None  # per image (spec.footprint)
+    peak: int | None = None  # peak live activation elements = int8 bytes (spec.footprint)
+    warm: str | None = None  # a warm start's provenance, e.g. "prior mnist-10k-v3#33"
+    rungs: list[dict] = field(default_factory=list)  # the stopping rule's decisions
+    precision: str | None = None  # what training ran in (a recipe's "auto" resolved)
 
     @property
     def was_enqueued(self) -> bool:
         return self.enqueued or self.fixed_arch is not None  # older studies: fixed ones only
+
+    @property
+    def origin(self) -> str | None:
+        """'warm' (a warm start), 'enqueued' (--enqueue) or None (drawn by the sampler)."""
+        return "warm" if self.warm else ("enqueued" if self.was_enqueued else None)
 
     @property
     def kind(self) -> str:
@@ -117,8 +129,8 @@ def records(study, states=None) -> list[TrialRecord]:
     return [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False, states=states)]
 
 
-KIND_ORDER = ("complete", "early_stopped", "over_budget", "over_macs", "invalid", "failed",
-              "running")
+KIND_ORDER = ("complete", "early_stopped", "over_budget", "under_floor", "over_macs",
+              "over_activations", "invalid", "failed", "running")
 
 
 def count_kinds(study) -> Counter:
@@ -139,14 +151,18 @@ class StudyMeta:
     eval_split: str = "test"
     val_split: int = 0
     max_macs: int | None = None
+    min_params: int = 0  # size floor of a single-objective study (0: none, as older studies)
+    max_activations: int = 0  # cost limit, activations per image (0: none, as older studies)
     data_checksum: str | None = None
     data_mean: float | None = None
     data_std: float | None = None
     rule: str | None = None  # the stopping rule last used (may change on resume)
     version: str = __version__
 
-    MUST_MATCH = ("budget", "space", "space_digest", "objective", "objectives", "last_n",
-                  "epochs", "eval_split", "val_split", "max_macs", "data_checksum")
+    # the space is identified by its content (digest): a renamed file is the same space
+    MUST_MATCH = ("budget", "space_digest", "objective", "objectives", "last_n",
+                  "epochs", "eval_split", "val_split", "max_macs", "min_params",
+                  "max_activations", "data_checksum")
 
     @classmethod
     def from_study(cls, study) -> "StudyMeta | None":

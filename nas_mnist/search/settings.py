@@ -19,6 +19,21 @@ class SettingsError(NasMnistError):
     """Search settings that cannot work (caught before the storage is touched)."""
 
 
+# Defaults derived from the shipped studies (findings/search-economy.md, sections 1c and 3):
+# every 5-seed-confirmed winner has at least 0.68 of its budget in parameters (trial 52: 0.94,
+# trial 34: 0.68, the 4,000 winner trial 81: 0.83), and half the budget is the floor below which
+# no network ever reached 99.3 % under 10,000; the five best networks on 5 seeds have at most
+# 201,370 activations per image (trial 46), so the default cost limit refuses none of them.
+MIN_PARAMS_FRACTION = 0.5
+DEFAULT_MAX_ACTIVATIONS = 210_000
+
+
+def default_min_params(budget: int, objectives: str) -> int:
+    """The size floor: half the budget in a single-objective study; none in a two-objective
+    one (its front should reach the small end)."""
+    return int(budget * MIN_PARAMS_FRACTION) if objectives == "score" else 0
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     study: str
@@ -26,6 +41,9 @@ class SearchSettings:
     space: str = "default"
     budget: int = 10_000
     max_macs: int | None = None
+    min_params: int | None = None  # None: default_min_params; 0: no floor
+    max_activations: int | None = None  # None: DEFAULT_MAX_ACTIVATIONS; 0: no limit
+    warm_start: tuple[str, ...] = ("auto",)  # "auto", "none" or prior files
     epochs: int = 15
     last_n: int = 3
     objective: str = "min"  # min or mean of the last-N accuracies
@@ -47,10 +65,21 @@ class SearchSettings:
     def rule(self) -> StopRule:
         return make_rule(self.prune, dict(self.prune_options)).fit(self.epochs)
 
+    @property
+    def resolved_min_params(self) -> int:
+        return (default_min_params(self.budget, self.objectives) if self.min_params is None
+                else self.min_params)
+
+    @property
+    def resolved_max_activations(self) -> int:
+        return DEFAULT_MAX_ACTIVATIONS if self.max_activations is None else self.max_activations
+
     def meta(self, space: SearchSpace, data: Dataset) -> StudyMeta:
         return StudyMeta(budget=self.budget, space=space.name, space_digest=space.digest,
                          objective=self.objective, objectives=self.objectives,
                          last_n=self.last_n, epochs=self.epochs, eval_split=data.eval_split,
                          val_split=self.val_split, max_macs=self.max_macs,
+                         min_params=self.resolved_min_params,
+                         max_activations=self.resolved_max_activations,
                          data_checksum=data.checksum, data_mean=data.mean, data_std=data.std,
                          rule=self.rule().describe())

@@ -28,6 +28,22 @@ class Curve:
     complete: bool = False  # trained to the last epoch
 
 
+@dataclass(frozen=True)
+class Decision:
+    """A rung decision, recorded on the trial so that it can be replayed."""
+
+    epoch: int
+    acc: float
+    stop: bool
+    peers: int  # curves ranked against (the trial itself not counted)
+    source: str  # "study" (its own trials), "study+prior" (earlier studies' curves too), "none"
+    threshold: float | None  # the accuracy of the last peer kept at this rung
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 RULES: dict[str, type["StopRule"]] = {}
 
 
@@ -47,8 +63,18 @@ class StopRule:
         """Whether `should_stop` can say yes after this epoch (saves reading the storage)."""
         return False
 
-    def should_stop(self, me: Curve, peers: Sequence[Curve], *, multi_objective: bool) -> str | None:
-        """A reason ("asha rung 3") to stop `me` after its latest epoch, or None to go on."""
+    def should_stop(self, me: Curve, peers: Sequence[Curve], *, multi_objective: bool,
+                    prior: Sequence[Curve] = ()) -> str | None:
+        """A reason ("asha rung 3") to stop `me` after its latest epoch, or None to go on.
+        `prior`: curves of earlier studies, for rules that use them before the study has
+        peers of its own."""
+        decision = self.decide(me, peers, multi_objective=multi_objective, prior=prior)
+        return decision.reason if decision is not None and decision.stop else None
+
+    def decide(self, me: Curve, peers: Sequence[Curve], *, multi_objective: bool,
+               prior: Sequence[Curve] = ()) -> "Decision | None":
+        """The decision after `me`'s latest epoch with what decided it, or None when this rule
+        does not decide there."""
         return None
 
     def describe(self) -> str:
@@ -64,6 +90,9 @@ class NoStop(StopRule):
 
     name: ClassVar[str] = "none"
 
+    def should_stop(self, me, peers, *, multi_objective, prior=()):
+        return None
+
 
 @register
 @dataclass(frozen=True)
@@ -74,7 +103,12 @@ class Asha(StopRule):
     reached that rung so far (itself included). With two objectives the ranking is by
     non-dominated sorting on (accuracy at the rung, parameters), whole fronts at a time, so a
     trial no other trial beats on both is never stopped (MO-ASHA). A rung decides only once
-    `min_peers` other trials have reached it.
+    `min_peers` other trials have reached it. In a single-objective study the curves of
+    earlier studies (`prior`: same data, run length, nearby budget and recipe family) are peers
+    too, at every rung: the first networks of a study get no free pass, and a rung late in a
+    study is not ranked among survivors only (benchmarks/replay_pruners.py --prior compares
+    this with the prior used only until the study has peers of its own, which stopped two
+    >= 99.4 % networks of mnist-10k-v3 at rung 6).
     """
 
     name: ClassVar[str] = "asha"
@@ -82,6 +116,7 @@ class Asha(StopRule):
     rungs: tuple[int, ...] = ()  # empty: 2/15 and 6/15 of the epochs (2 and 6 of 15)
     eta: int = 4
     min_peers: int = 5
+    prior: int = 1  # 1: earlier studies' curves are peers too (single objective); 0: never
 
     def fit(self, epochs: int) -> "Asha":
         if not self.rungs:
@@ -95,26 +130,37 @@ class Asha(StopRule):
             raise RuleError(f"asha eta must be >= 2, got {self.eta}")
         if self.min_peers < 1:
             raise RuleError(f"asha min_peers must be >= 1, got {self.min_peers}")
+        if self.prior not in (0, 1):
+            raise RuleError(f"asha prior must be 0 or 1, got {self.prior}")
         return dataclasses.replace(self, rungs=tuple(sorted(set(self.rungs))))
 
     def decides_at(self, epoch: int) -> bool:
         return epoch in self.rungs
 
-    def should_stop(self, me: Curve, peers: Sequence[Curve], *, multi_objective: bool) -> str | None:
+    def decide(self, me: Curve, peers: Sequence[Curve], *, multi_objective: bool,
+               prior: Sequence[Curve] = ()) -> Decision | None:
         rung = len(me.accs)
         if rung not in self.rungs:
             return None
+        acc = me.accs[rung - 1]
         at_rung = [p for p in peers if p.number != me.number and len(p.accs) >= rung]
+        source = "study"
+        if prior and self.prior and not multi_objective:
+            at_rung += [p for p in prior if len(p.accs) >= rung]
+            source = "study+prior"
         if len(at_rung) < self.min_peers:
-            return None
+            return Decision(rung, acc, False, len(at_rung), "none", None)
         points = [(p.accs[rung - 1], p.n_params) for p in at_rung]
-        mine = (me.accs[rung - 1], me.n_params)
+        mine = (acc, me.n_params)
         keep = max(1, (len(points) + 1) // self.eta)
         if multi_objective:
-            ahead = _ahead_by_fronts(mine, points)
+            ahead, threshold = _ahead_by_fronts(mine, points), None
         else:
-            ahead = sum(acc > mine[0] for acc, _ in points)
-        return None if ahead < keep else f"asha rung {rung}"
+            ahead = sum(a > acc for a, _ in points)
+            threshold = sorted((a for a, _ in points), reverse=True)[keep - 1]
+        stop = ahead >= keep
+        reason = f"asha rung {rung}" if stop else None
+        return Decision(rung, acc, stop, len(at_rung), source, threshold, reason)
 
 
 @register
@@ -138,7 +184,8 @@ class Percentile(StopRule):
     def decides_at(self, epoch: int) -> bool:
         return epoch >= self.warmup
 
-    def should_stop(self, me: Curve, peers: Sequence[Curve], *, multi_objective: bool) -> str | None:
+    def should_stop(self, me: Curve, peers: Sequence[Curve], *, multi_objective: bool,
+                    prior: Sequence[Curve] = ()) -> str | None:
         epoch = len(me.accs)
         if epoch < self.warmup:
             return None

@@ -18,6 +18,7 @@ import optuna
 from nas_mnist import __version__
 from nas_mnist.engine.data import Dataset
 from nas_mnist.engine.device import set_threads
+from nas_mnist.errors import NasMnistError
 from nas_mnist.search import record
 from nas_mnist.search.record import METRIC_NAMES, OBJECTIVES, StudyMeta
 from nas_mnist.search.recovery import requeue_interrupted
@@ -42,6 +43,22 @@ def preflight(settings: SearchSettings) -> SearchSpace:
     if smallest.n_params() > settings.budget:
         raise SettingsError(f"budget {settings.budget:,} is below the smallest network of space "
                             f"{space.name!r} ({smallest.n_params():,} parameters)")
+    floor = settings.resolved_min_params
+    if not (isinstance(floor, int) and 0 <= floor <= settings.budget):
+        raise SettingsError(f"min_params must be an integer in [0, budget {settings.budget:,}],"
+                            f" got {floor!r}")
+    if floor and settings.objectives != "score":
+        raise SettingsError("min_params (a size floor) needs objectives='score': a "
+                            "two-objective study samples the small end of the front on purpose")
+    cap = settings.resolved_max_activations
+    if not (isinstance(cap, int) and cap >= 0):
+        raise SettingsError(f"max_activations must be an integer >= 0 (0: no limit), got {cap!r}")
+    if cap:
+        from nas_mnist.spec.footprint import footprint
+        least = footprint(smallest).activations
+        if least > cap:
+            raise SettingsError(f"max_activations {cap:,} is below the activations of the "
+                                f"smallest network of space {space.name!r} ({least:,})")
     if settings.max_macs is not None:
         from nas_mnist.engine.builder import build_model
         from nas_mnist.engine.counting import count_macs
@@ -67,6 +84,11 @@ def create_or_resume(settings: SearchSettings, space: SearchSpace,
         study = optuna.create_study(study_name=settings.study, storage=storage,
                                     directions=list(meta.directions))
     stored = StudyMeta.from_study(study)
+    if stored is not None:  # limits left on their defaults are the study's own
+        if settings.min_params is None:
+            meta = replace(meta, min_params=stored.min_params)
+        if settings.max_activations is None:
+            meta = replace(meta, max_activations=stored.max_activations)
     if stored is None:
         if study.trials:
             raise StorageError(f"study {settings.study!r} was not made by nas-mnist")
@@ -78,7 +100,8 @@ def create_or_resume(settings: SearchSettings, space: SearchSpace,
     differ = stored.differences(meta)
     if differ:
         raise StorageError(f"study {settings.study!r} was created with other settings: "
-                           + "; ".join(differ) + "; pick another name with --study")
+                           + "; ".join(differ) + _space_hint(stored, meta)
+                           + "; pick another name with --study")
     notes = []
     if stored.rule and stored.rule != meta.rule:
         notes.append(f"stopping rule changed from {stored.rule} to {meta.rule} "
@@ -89,8 +112,73 @@ def create_or_resume(settings: SearchSettings, space: SearchSpace,
     return study, notes
 
 
+def _space_hint(stored: StudyMeta, meta: StudyMeta) -> str:
+    """Name the packaged space a study was made with when only the space differs (studies made
+    before the focused default used the space now called `wide`)."""
+    if stored.space_digest == meta.space_digest:
+        return ""
+    from nas_mnist.search.space import SPACE_DIR
+    for path in sorted(SPACE_DIR.glob("*.yaml")):
+        try:
+            if load_space(str(path)).digest == stored.space_digest:
+                return f" (it was made with the space now packaged as {path.stem!r}: --space {path.stem})"
+        except NasMnistError:
+            continue
+    return ""
+
+
+def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace,
+               meta: StudyMeta) -> list[str]:
+    """Enqueue the best few known configurations that fit this study (`settings.warm_start`:
+    "auto" = the packaged prior plus the local studies/ folder, "none", or prior files).
+    Returns one line per configuration or skipped source, for the user."""
+    from nas_mnist.search.prior import (PACKAGED_PRIOR, Limits, load_prior, local_configs,
+                                        pick_warm)
+    sources = settings.warm_start
+    if not sources or tuple(sources) == ("none",):
+        return []
+    configs, notes = [], []
+    for source in sources:
+        if source == "auto":
+            configs += load_prior(PACKAGED_PRIOR).configs
+            from nas_mnist.search.storage import STUDIES_DIR
+            if STUDIES_DIR.is_dir():
+                configs += local_configs(STUDIES_DIR, exclude=settings.study)
+        else:
+            configs += load_prior(source).configs
+    limits = Limits(meta.budget, meta.min_params, meta.max_macs, meta.max_activations)
+    picked, skipped = pick_warm(configs, limits, data_checksum=meta.data_checksum,
+                                macs_of=_macs_of)
+    notes += [f"warm start: {line}" for line in skipped]
+    if not picked:
+        notes.append(f"warm start ({', '.join(sources)}): no known configuration fits this study "
+                     f"(data sha256 {str(meta.data_checksum)[:12]}, budget {meta.budget:,}); "
+                     f"a cold start")
+    precision = space.recipe.get("precision")
+    for c in picked:
+        recipe = c.recipe
+        if precision is not None and precision.is_fixed and recipe.precision != precision.fixed:
+            # how to run a recipe, not what it is: the space's own choice (auto: bf16 only
+            # where the hardware computes it natively)
+            recipe = recipe.replace(precision=precision.fixed)
+        how = enqueue_config(study, c.arch, recipe, space, warm=c.provenance())
+        if how is None:
+            continue  # already in the study (a resume)
+        notes.append(f"warm start: enqueued {c.provenance()}, {c.params:,} parameters"
+                     + ("" if how == "sampled" else
+                        f" (a fixed configuration: space {space.name} cannot express it)"))
+    return notes
+
+
+def _macs_of(arch: ArchConfig) -> int:
+    from nas_mnist.engine.builder import build_model
+    from nas_mnist.engine.counting import count_macs
+    from nas_mnist.engine.evaluate import in_shape
+    return count_macs(build_model(arch), in_shape(arch))
+
+
 def enqueue_config(study: optuna.Study, arch: ArchConfig, recipe: Recipe | None,
-                   space: SearchSpace) -> str | None:
+                   space: SearchSpace, *, warm: str | None = None) -> str | None:
     """Queue a known configuration once, labelled `enqueued`. Returns None if the study already
     has it; "sampled" if it is queued as the space's own trial parameters (the sampler learns
     from its result, as from any sample); "fixed" if the space cannot express it (it runs,
@@ -100,11 +188,14 @@ def enqueue_config(study: optuna.Study, arch: ArchConfig, recipe: Recipe | None,
         return None
     recipe = recipe or Recipe()
     params = params_of(arch, recipe, space)
+    label = {"warm": warm} if warm else {}
     if params is not None:
-        study.enqueue_trial(params, user_attrs=record.attrs_of(enqueued=True, fixed_key=key))
+        study.enqueue_trial(params, user_attrs=record.attrs_of(enqueued=True, fixed_key=key,
+                                                               **label))
         return "sampled"
     study.enqueue_trial({}, user_attrs=record.attrs_of(
-        enqueued=True, fixed_arch=arch.to_dict(), fixed_key=key, fixed_recipe=recipe.to_dict()))
+        enqueued=True, fixed_arch=arch.to_dict(), fixed_key=key, fixed_recipe=recipe.to_dict(),
+        **label))
     return "fixed"
 
 

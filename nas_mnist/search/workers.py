@@ -25,6 +25,7 @@ from nas_mnist.engine.train import NonFiniteLoss
 from nas_mnist.errors import NasMnistError
 from nas_mnist.search import record
 from nas_mnist.search.objective import EpochEvent, Objective
+from nas_mnist.search.prior import PACKAGED_PRIOR, load_prior
 from nas_mnist.search.record import StudyMeta, TrialRecord
 from nas_mnist.search.settings import SearchError, SearchSettings
 from nas_mnist.search.space import load_space
@@ -78,7 +79,8 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
     study.sampler = make_sampler(settings, study, worker)
     meta = StudyMeta.from_study(study)
     objective = Objective(meta, space, data, settings.rule(), train_seed=settings.train_seed,
-                          artifacts=settings.artifacts, on_epoch=on_epoch)
+                          artifacts=settings.artifacts, on_epoch=on_epoch,
+                          prior=load_prior(PACKAGED_PRIOR))
     trained, fails, refused = 0, 0, 0
     # `share` makes K local workers add exactly N networks; the global count stops workers
     # on other machines sharing the storage once the study has its N.

@@ -9,7 +9,7 @@ from nas_mnist.errors import SpecError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "cosine", "constant")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")  # auto: bf16 where the hardware runs it natively
 MAX_EPOCHS = 1000
 MAX_BATCH = 65536
 
@@ -30,7 +30,9 @@ class Recipe:
     rotate_deg: float = 10.0  # uniform in [-rotate_deg, +rotate_deg]
     translate: float = 0.1  # fraction of the image side, uniform in [-t, +t] per axis
     scale: float = 0.0  # uniform zoom factor in [1 - scale, 1 + scale]
-    precision: str = "fp32"  # bf16: autocast matmuls/convs to bfloat16 while training
+    precision: str = "fp32"  # bf16: autocast matmuls/convs to bfloat16 while training;
+    # auto: bf16 on a GPU or a CPU with native bf16 (AVX512-BF16 or AMX), fp32 elsewhere
+    # (emulated bf16 on an AVX2-only CPU trained 4x slower than fp32; engine.device)
     ema: float = 0.0  # > 0: evaluate (and keep) an exponential moving average of the weights
     last_n: int = 3  # epochs in the "last N" score
 

@@ -1,0 +1,106 @@
+"""Rebuild the packaged prior (nas_mnist/priors/mnist.json) from the shipped studies.
+
+The prior is data with its provenance, never hand-edited numbers:
+- configs: every completed trial of each study (its arch, recipe and seed-0 score), with the
+  multi-seed scores of `studies/<study>-report/seeds.json` where the report confirmed it;
+- curves: every trained trial's per-epoch accuracies (for the stopping rule's first rungs),
+  with the study's budget and run length and whether the trial evaluated an EMA of its weights.
+
+    python benchmarks/build_prior.py                 # all studies/*.db -> the packaged prior
+    python benchmarks/build_prior.py --studies studies/mnist-10k-v3.db --out /tmp/p.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import optuna  # noqa: E402
+
+from nas_mnist.search.prior import FORMAT, PACKAGED_PRIOR, parse_prior  # noqa: E402
+from nas_mnist.search.record import StudyMeta, records  # noqa: E402
+from nas_mnist.results.export import atomic_write  # noqa: E402
+
+
+def _seed_runs(report: Path) -> dict[int, dict]:
+    """trial -> {seeds, mins} from a report's seeds.json (absent: none)."""
+    path = report / "seeds.json"
+    if not path.is_file():
+        return {}
+    return {r["trial"]: r for r in json.loads(path.read_text())
+            if isinstance(r, dict) and isinstance(r.get("trial"), int)}
+
+
+def study_entries(db: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    url = f"sqlite:///{db}"
+    configs, curves, sources = [], [], []
+    for summary in optuna.get_all_study_summaries(url, include_best_trial=False):
+        name = summary.study_name
+        study = optuna.load_study(study_name=name, storage=url)
+        meta = StudyMeta.from_study(study)
+        if meta is None or meta.objective != "min" or meta.eval_split != "test":
+            continue
+        seeds = _seed_runs(db.parent / f"{name}-report")
+        recs = records(study)
+        sources.append({"study": name, "file": str(db.relative_to(ROOT)), "budget": meta.budget,
+                        "epochs": meta.epochs, "last_n": meta.last_n, "space": meta.space,
+                        "space_digest": meta.space_digest, "trials": len(recs),
+                        "seed_runs": f"{db.parent.relative_to(ROOT)}/{name}-report/seeds.json"
+                                     if seeds else None})
+        for r in recs:
+            if not r.arch or not r.accs:
+                continue
+            ema = bool((r.recipe or {}).get("ema"))
+            curves.append({"study": name, "trial": r.number, "budget": meta.budget,
+                           "epochs": meta.epochs, "ema": ema, "params": r.n_params,
+                           "accs": r.accs, "data_checksum": meta.data_checksum})
+            if r.kind != "complete" or r.value is None or r.seed != 0:
+                continue
+            run = seeds.get(r.number)
+            if run and run.get("seeds") and len(run["seeds"]) == len(run.get("mins", [])):
+                seed_list, scores = list(run["seeds"]), list(run["mins"])
+            else:
+                seed_list, scores = [r.seed], [r.value]
+            configs.append({"study": name, "trial": r.number, "arch": r.arch,
+                            "recipe": r.recipe, "params": r.n_params, "seeds": seed_list,
+                            "scores": scores, "data_checksum": meta.data_checksum})
+    return configs, curves, sources
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", nargs="+", type=Path,
+                        default=sorted((ROOT / "studies").glob("*.db")))
+    parser.add_argument("--out", type=Path, default=PACKAGED_PRIOR)
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    configs, curves, sources = [], [], []
+    for db in args.studies:
+        c, k, s = study_entries(db.resolve())
+        configs += c
+        curves += k
+        sources += s
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    doc = {"format": FORMAT,
+           "about": "Built by benchmarks/build_prior.py from the studies below; do not edit.",
+           "commit": commit, "built_from": sources, "configs": configs, "curves": curves}
+    parse_prior(doc, str(args.out))  # what is written must load
+    text = json.dumps(doc, separators=(",", ":")) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
+    confirmed = sum(len(c["seeds"]) > 1 for c in configs)
+    print(f"{args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}: "
+          f"{len(configs)} configurations ({confirmed} on several seeds), {len(curves)} curves "
+          f"from {len(sources)} studies")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""What earlier studies know: the configurations to start a search from (a warm start) and
+the learning curves that set the stopping rule's rungs before a study has peers of its own.
+
+The packaged prior (`nas_mnist/priors/mnist.json`) is data, rebuilt from the shipped studies by
+`benchmarks/build_prior.py` and never edited by hand: each configuration and curve carries its
+provenance (study, trial, seeds, data checksum). A prior is used only on the data it was made
+on (its checksum).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nas_mnist.errors import NasMnistError, SpecError
+from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.footprint import footprint
+from nas_mnist.spec.recipe import Recipe
+
+PRIOR_DIR = Path(__file__).resolve().parent.parent / "priors"
+PACKAGED_PRIOR = PRIOR_DIR / "mnist.json"
+FORMAT = "nas-mnist prior 1"
+WARM_START_K = 3  # configurations a warm start enqueues
+MAX_PRIOR_BYTES = 20_000_000
+CONFIRMED_SEEDS = 3  # a configuration with this many seeds ranks by its mean over them
+# Rung peers come from prior studies whose budget is within this factor of the study's.
+BUDGET_FACTOR = 2.0
+
+
+class PriorError(NasMnistError, ValueError):
+    """A prior file is missing, malformed or made for other data; the message names it."""
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    study: str
+    trial: int
+    arch: ArchConfig
+    recipe: Recipe
+    params: int
+    scores: tuple[float, ...]  # min-last-N per training seed, seed order as `seeds`
+    seeds: tuple[int, ...]
+    data_checksum: str
+
+    @property
+    def mean(self) -> float:
+        return sum(self.scores) / len(self.scores)
+
+    @property
+    def confirmed(self) -> bool:
+        return len(self.seeds) >= CONFIRMED_SEEDS
+
+    def rank_key(self) -> tuple:
+        """Confirmed configurations first, by their mean over seeds; then the rest by score."""
+        return (not self.confirmed, -self.mean, self.params)
+
+    def provenance(self) -> str:
+        seeds = (f"{len(self.seeds)} seeds, mean {self.mean:.2f} %" if len(self.seeds) > 1
+                 else f"seed {self.seeds[0]}, {self.mean:.2f} %")
+        return f"{self.study} trial {self.trial} ({seeds})"
+
+
+@dataclass(frozen=True)
+class PriorCurve:
+    study: str
+    trial: int
+    budget: int
+    epochs: int
+    ema: bool  # evaluated a moving average of the weights (shifts early accuracy ~2.7 points)
+    params: int
+    accs: tuple[float, ...]
+    data_checksum: str
+
+
+@dataclass(frozen=True)
+class Prior:
+    source: str  # file it was read from
+    configs: tuple[PriorConfig, ...] = ()
+    curves: tuple[PriorCurve, ...] = ()
+    built_from: tuple[dict, ...] = field(default=())
+
+    def curves_for(self, *, data_checksum: str | None, epochs: int, budget: int,
+                   ema: bool) -> list[PriorCurve]:
+        """Curves of the same data, run length and recipe family, at a nearby budget."""
+        return [c for c in self.curves
+                if c.data_checksum == data_checksum and c.epochs == epochs and c.ema == ema
+                and budget / BUDGET_FACTOR <= c.budget <= budget * BUDGET_FACTOR]
+
+
+def _fail(source, what: str):
+    raise PriorError(f"prior {source}: {what}")
+
+
+def _number(value, source, where: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        _fail(source, f"{where} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _accuracy(value, source, where: str) -> float:
+    value = _number(value, source, where)
+    if not 0.0 <= value <= 100.0:
+        _fail(source, f"{where} must be a percentage in [0, 100], got {value!r}")
+    return value
+
+
+def _int(value, source, where: str, low: int = 0) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        _fail(source, f"{where} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def parse_prior(doc, source: str) -> Prior:
+    """Validate a prior document (types, ranges, lengths) into a Prior."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        _fail(source, f"not a nas-mnist prior (expected \"format\": \"{FORMAT}\"); build one "
+                      f"with benchmarks/build_prior.py")
+    configs, curves = [], []
+    for i, c in enumerate(doc.get("configs") or []):
+        where = f"configs[{i}]"
+        if not isinstance(c, dict):
+            _fail(source, f"{where} must be an object")
+        try:
+            arch = ArchConfig.from_dict(c.get("arch"))
+            recipe = Recipe.from_dict(c.get("recipe") or {})
+        except (SpecError, ValueError, TypeError, AttributeError) as err:
+            _fail(source, f"{where}: {err}")
+        seeds = c.get("seeds")
+        scores = c.get("scores")
+        if (not isinstance(seeds, list) or not isinstance(scores, list) or not seeds
+                or len(seeds) != len(scores) or len(set(map(str, seeds))) != len(seeds)):
+            _fail(source, f"{where}: seeds and scores must be non-empty lists of one length, "
+                          f"seeds distinct")
+        params = _int(c.get("params"), source, f"{where}.params", 1)
+        if params != arch.n_params():
+            _fail(source, f"{where}.params is {params}, but its arch has {arch.n_params()}")
+        checksum = c.get("data_checksum")
+        if not isinstance(checksum, str):
+            _fail(source, f"{where}.data_checksum must be a string")
+        configs.append(PriorConfig(
+            str(c.get("study", "?")), _int(c.get("trial", -1), source, f"{where}.trial", -1),
+            arch, recipe, params,
+            tuple(_accuracy(s, source, f"{where}.scores") for s in scores),
+            tuple(_int(s, source, f"{where}.seeds") for s in seeds), checksum))
+    for i, c in enumerate(doc.get("curves") or []):
+        where = f"curves[{i}]"
+        if not isinstance(c, dict) or not isinstance(c.get("accs"), list) or not c["accs"]:
+            _fail(source, f"{where} must be an object with a non-empty list 'accs'")
+        epochs = _int(c.get("epochs"), source, f"{where}.epochs", 1)
+        if len(c["accs"]) > epochs:
+            _fail(source, f"{where} has more accuracies than its {epochs} epochs")
+        curves.append(PriorCurve(
+            str(c.get("study", "?")), _int(c.get("trial", -1), source, f"{where}.trial", -1),
+            _int(c.get("budget"), source, f"{where}.budget", 1), epochs, bool(c.get("ema")),
+            _int(c.get("params"), source, f"{where}.params", 1),
+            tuple(_accuracy(a, source, f"{where}.accs") for a in c["accs"]),
+            str(c.get("data_checksum"))))
+    return Prior(source, tuple(configs), tuple(curves), tuple(doc.get("built_from") or ()))
+
+
+def load_prior(path: str | Path = PACKAGED_PRIOR) -> Prior:
+    path = Path(path)
+    if path.is_dir():
+        raise PriorError(f"prior {path} is a folder, not a JSON file")
+    try:
+        if path.stat().st_size > MAX_PRIOR_BYTES:
+            raise PriorError(f"prior {path} is larger than {MAX_PRIOR_BYTES:,} bytes")
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PriorError(f"prior {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise PriorError(f"prior {path} is not valid JSON: {err}") from None
+    return parse_prior(doc, str(path))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a configuration must satisfy to be worth enqueueing in a study."""
+
+    budget: int
+    min_params: int = 0
+    max_macs: int | None = None
+    max_activations: int = 0
+
+    def refusal(self, arch: ArchConfig, macs: int | None = None) -> str | None:
+        n = arch.n_params()
+        if n > self.budget:
+            return f"over the budget ({n:,} > {self.budget:,} parameters)"
+        if n < self.min_params:
+            return f"under the size floor ({n:,} < {self.min_params:,} parameters)"
+        acts = footprint(arch).activations
+        if self.max_activations and acts > self.max_activations:
+            return f"over the activation limit ({acts:,} > {self.max_activations:,})"
+        if self.max_macs is not None and macs is not None and macs > self.max_macs:
+            return f"over the MACs limit ({macs:,} > {self.max_macs:,})"
+        return None
+
+
+def pick_warm(configs: list[PriorConfig], limits: Limits, *, data_checksum: str | None,
+              macs_of=None, k: int = WARM_START_K) -> tuple[list[PriorConfig], list[str]]:
+    """The best `k` distinct architectures that fit the limits and were made on this data,
+    best first; and one line per source skipped for its data."""
+    notes, seen, picked = [], set(), []
+    other_data = {c.study for c in configs if c.data_checksum != data_checksum}
+    if other_data:
+        notes.append(f"skipped {len(other_data)} prior stud{'y' if len(other_data) == 1 else 'ies'}"
+                     f" made on other data ({', '.join(sorted(other_data))})")
+    for c in sorted((c for c in configs if c.data_checksum == data_checksum),
+                    key=PriorConfig.rank_key):
+        key = c.arch.describe()  # distinct structures (a dropout rate apart is the same one)
+        if key in seen:
+            continue
+        macs = macs_of(c.arch) if (macs_of and limits.max_macs is not None) else None
+        if limits.refusal(c.arch, macs) is None:
+            seen.add(key)
+            picked.append(c)
+        if len(picked) == k:
+            break
+    return picked, notes
+
+
+def local_configs(folder: str | Path, *, exclude: str | None = None) -> list[PriorConfig]:
+    """The completed trials of the nas-mnist studies in a folder of SQLite files (`studies/`),
+    each as a one-seed configuration: what this machine has already found."""
+    import optuna
+    from nas_mnist.search.record import StudyMeta, records
+    from nas_mnist.search.storage import open_storage
+    out = []
+    for db in sorted(Path(folder).glob("*.db")):
+        url = f"sqlite:///{db}"
+        try:
+            storage = open_storage(url, create=False, read_only=True)
+            for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+                if summary.study_name == exclude:
+                    continue
+                study = optuna.load_study(study_name=summary.study_name, storage=storage)
+                meta = StudyMeta.from_study(study)
+                if meta is None or meta.data_checksum is None:
+                    continue
+                for r in records(study):
+                    if r.kind != "complete" or not r.arch or r.value is None:
+                        continue
+                    try:
+                        out.append(PriorConfig(
+                            summary.study_name, r.number, ArchConfig.from_dict(r.arch),
+                            Recipe.from_dict(r.recipe or {}), r.n_params or 0,
+                            (float(r.value),), (r.seed,), meta.data_checksum))
+                    except (SpecError, ValueError, TypeError):
+                        continue
+        except Exception:  # a file that is not a study, locked or corrupt: not a source
+            continue
+    return out
+
+
+def describe_rung_prior(prior: Prior, *, data_checksum: str | None, epochs: int,
+                        budget: int) -> str:
+    """One line for the search header: which earlier curves set the first rungs."""
+    ema = prior.curves_for(data_checksum=data_checksum, epochs=epochs, budget=budget, ema=True)
+    plain = prior.curves_for(data_checksum=data_checksum, epochs=epochs, budget=budget,
+                             ema=False)
+    if not ema and not plain:
+        return ("no earlier curves for this data, run length and budget: the rungs decide "
+                "once the study has 5 trials of its own at a rung")
+    studies = sorted({c.study for c in ema + plain})
+    return (f"rungs rank each trial among the study's own curves and {len(ema)} EMA / "
+            f"{len(plain)} plain curves of {', '.join(studies)} (the packaged prior)")
