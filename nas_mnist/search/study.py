@@ -209,13 +209,13 @@ def run_search(settings: SearchSettings, study: optuna.Study, *, data: Dataset |
         return 0
     on_epoch = (lambda event: on_progress(study)) if on_progress else None
     on_trial = (lambda rec: on_progress(study)) if on_progress else None
-    if settings.jobs == 1 or waiting(study):
-        # Queued trials (enqueued, retried) run here, before parallel workers could race.
+    if settings.jobs == 1:
         data = data if data is not None else load_search_data(settings)
         set_threads(settings.threads)
         run_worker(settings, remaining, 0, data=data, deadline=deadline, on_epoch=on_epoch,
-                   on_trial=on_trial, queued_only=settings.jobs > 1)
-        remaining = settings.trials - n_trained(study)
-    if settings.jobs > 1 and remaining > 0 and (deadline is None or time.time() < deadline):
+                   on_trial=on_trial)
+    else:
+        # Queued trials (warm start, enqueued, retried) are shared by the workers: taking one
+        # is atomic (workers.serialize_queue_pops), so no configuration runs twice.
         run_parallel(settings, study, remaining, deadline, on_progress)
     return n_trained(study) - before

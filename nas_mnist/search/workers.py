@@ -29,7 +29,7 @@ from nas_mnist.search.prior import PACKAGED_PRIOR, load_prior
 from nas_mnist.search.record import StudyMeta, TrialRecord
 from nas_mnist.search.settings import SearchError, SearchSettings
 from nas_mnist.search.space import load_space
-from nas_mnist.search.storage import mask_url, open_storage
+from nas_mnist.search.storage import mask_url, open_storage, sqlite_path
 
 MAX_FAILS_IN_A_ROW = 5
 MAX_REFUSED_IN_A_ROW = 200  # samples over budget or invalid in a row: the space is hopeless
@@ -76,6 +76,7 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
     data = data if data is not None else load_search_data(settings)
     study = optuna.load_study(study_name=settings.study,
                               storage=open_storage(settings.storage, create=False))
+    serialize_queue_pops(study, settings.storage)
     study.sampler = make_sampler(settings, study, worker)
     meta = StudyMeta.from_study(study)
     objective = Objective(meta, space, data, settings.rule(), train_seed=settings.train_seed,
@@ -107,6 +108,32 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
                               f"invalid: the space yields almost nothing trainable under "
                               f"budget {settings.budget:,}")
     return trained
+
+
+def serialize_queue_pops(study: optuna.Study, url: str) -> None:
+    """Let one process at a time take a queued trial from a SQLite study.
+
+    Optuna takes a WAITING trial by reading it and then setting it RUNNING; SQLite has no row
+    lock, so two workers could both take the same one (an enqueued or warm-start
+    configuration trained twice, or "Cannot tell a COMPLETE trial"). An exclusive lock on a file
+    beside the database around that step makes it atomic for every process on the machine
+    (a database server locks the row itself; a journal file locks its own appends)."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    import fcntl
+    lock_path = path.with_name(path.name + ".lock")
+    pop = study._pop_waiting_trial_id  # Optuna 5 (pinned < 6): the one place a trial is taken
+
+    def locked_pop():
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                return pop()
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    study._pop_waiting_trial_id = locked_pop
 
 
 def _root_cause(err: BaseException) -> str:
