@@ -1,8 +1,18 @@
-"""nas-mnist: find the best small CNN for MNIST under a parameter budget."""
+"""nas-mnist: find the best small CNN for MNIST under a parameter budget.
 
-__version__ = "0.1.0"
+    import nas_mnist as nm
+    study = nm.search(budget=10_000, trials=20)   # the same keywords as `nas-mnist search` flags
+    study.leaderboard(); study.pareto_plot(); model = study.best.model()
+"""
 
-from nas_mnist.spec.arch import ArchConfig, ConvSpec, Head, Transition
-from nas_mnist.spec.recipe import Recipe
+from nas_mnist._version import __version__  # noqa: E402
 
-__all__ = ["ArchConfig", "ConvSpec", "Head", "Recipe", "Transition", "__version__"]
+from nas_mnist.spec.arch import ArchConfig, ConvSpec, Head, Transition  # noqa: E402
+from nas_mnist.spec.recipe import Recipe  # noqa: E402
+from nas_mnist.errors import NasMnistError  # noqa: E402
+from nas_mnist.api import (Study, Winner, count, export, load_study, load_winner,  # noqa: E402
+                           predict, report, search, train)
+
+__all__ = ["ArchConfig", "ConvSpec", "Head", "NasMnistError", "Recipe", "Study", "Transition",
+           "Winner", "__version__", "count", "export", "load_study", "load_winner", "predict",
+           "report", "search", "train"]

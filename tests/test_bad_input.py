@@ -146,10 +146,10 @@ def test_the_data_set_is_part_of_the_study(tiny_study, small_data_dir, tmp_path,
     assert "data_checksum" in _one_line(capsys, code)
     code = main(["export", "--study", "t", "--storage", url, "--artifacts", str(tmp_path / "no"),
                  "--out", str(tmp_path / "w"), "--data-dir", str(other)])
-    assert "pass the study's --data-dir" in _one_line(capsys, code)
+    assert "pass the study's (data_dir, --data-dir)" in _one_line(capsys, code)
     code = main(["report", "--study", "t", "--storage", url, "--seeds", "1", "--no-png",
                  "--out", str(tmp_path / "r"), "--data-dir", str(other)])
-    assert "pass the study's --data-dir" in _one_line(capsys, code)
+    assert "pass the study's (data_dir, --data-dir)" in _one_line(capsys, code)
 
 
 def test_a_winner_carries_its_normalisation(tiny_study, small_data_dir, tmp_path):

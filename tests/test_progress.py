@@ -4,7 +4,7 @@ import io
 
 import optuna
 
-from nas_mnist.cli.progress import LiveProgress
+from nas_mnist.results.progress import LiveProgress
 from nas_mnist.search.record import StudyMeta, attrs_of
 
 

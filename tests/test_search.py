@@ -155,7 +155,7 @@ def test_enqueued_config_runs_exactly_once(tmp_path, small_data_dir):
                                   "recipe": {"lr": 0.05, "precision": "bf16"}}))
     for trials in ("2", "3"):
         code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", trials,
-                            "--jobs", "2", "--enqueue", str(config))
+                            "--jobs", "2", "--min-params", "0", "--enqueue", str(config))
         assert code == 0
     study = _study(url)
     seeded = [t for t in study.trials if t.user_attrs.get("enqueued")]
@@ -174,13 +174,13 @@ def test_enqueued_config_runs_exactly_once(tmp_path, small_data_dir):
 def test_params_of_rebuilds_the_configuration_or_says_it_cannot():
     doc = json.loads((REPO / "studies/mnist-10k-winners/trial31.json").read_text())
     arch, recipe = ArchConfig.from_dict(doc["arch"]), Recipe.from_dict(doc["recipe"])
-    params = params_of(arch, recipe, load_space("default"))
+    params = params_of(arch, recipe, load_space("wide"))
     trial = optuna.trial.FixedTrial(params)
-    assert suggest_arch(trial, load_space("default")).key() == arch.key()
-    assert load_space("default").recipe_for(trial) == recipe.replace(epochs=15, last_n=3)
+    assert suggest_arch(trial, load_space("wide")).key() == arch.key()
+    assert load_space("wide").recipe_for(trial) == recipe.replace(epochs=15, last_n=3)
     assert params_of(arch, recipe, load_space("tiny")) is None  # width 6: tiny offers 4, 8, ...
-    assert params_of(arch, recipe.replace(precision="fp32"), load_space("default")) is None
-    assert params_of(arch, recipe.replace(lr=0.5), load_space("default")) is None  # > high
+    assert params_of(arch, recipe.replace(precision="fp32"), load_space("wide")) is None
+    assert params_of(arch, recipe.replace(lr=0.5), load_space("wide")) is None  # > high
 
 
 @pytest.mark.parametrize("text,key", [
@@ -242,7 +242,7 @@ def test_percentile_rule_compares_only_with_networks_no_larger():
 
 def test_max_macs_is_a_hard_constraint_like_the_budget(tmp_path, small_data_dir, capsys):
     code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--max-macs", "200000",
-                        "--trials", "3", study="m")
+                        "--min-params", "0", "--trials", "3", study="m")
     assert code == 0
     assert "200,000 MACs" in capsys.readouterr().out
     study = _study(url, "m")

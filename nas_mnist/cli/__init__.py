@@ -16,7 +16,7 @@ import sys
 import warnings
 import zlib
 
-from nas_mnist import __version__
+from nas_mnist._version import __version__
 from nas_mnist.cli import network, results, search
 from nas_mnist.cli.common import Parser, UsageError
 from nas_mnist.errors import NasMnistError

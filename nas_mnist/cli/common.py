@@ -80,6 +80,8 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-split", type=non_negative, default=0, metavar="K",
                    help="hold out K training images as the validation set (default 0: "
                         "score on the test set)")
+    p.add_argument("--split-seed", type=seed, default=0, metavar="S",
+                   help="seed that draws the --val-split images (0); a study keeps its own")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where to train (default auto: a GPU if there is one)")
     p.add_argument("--threads", type=positive(), help="CPU threads (default: all cores)")
@@ -104,14 +106,10 @@ def load_context(args):
     from nas_mnist.engine.device import resolve_device, set_threads
     device = resolve_device(args.device)
     set_threads(args.threads)
-    data = load_dataset(args.data_dir, val_split=args.val_split)
+    data = load_dataset(args.data_dir, val_split=args.val_split, seed=args.split_seed)
     return device, data.to(device)
 
 
 def describe_data(data) -> str:
-    """'packaged MNIST' or the folder, with the checksum prefix: printed in every header."""
-    from nas_mnist.engine.data import PACKAGED_DIR
-    from pathlib import Path
-    name = ("packaged MNIST" if Path(data.source).resolve() == PACKAGED_DIR.resolve()
-            else data.source)
-    return f"data {name} (sha256 {data.checksum[:12]})"
+    from nas_mnist.engine.data import describe_data as describe
+    return describe(data)

@@ -142,7 +142,7 @@ def _train_seeds(args, arch, recipe, last_n: int) -> int:
     if args.seed is not None or args.weights:
         raise UsageError("--seeds trains new networks on seeds 0..K-1: leave out --seed and "
                          "--weights")
-    data = load_dataset(args.data_dir, val_split=args.val_split)
+    data = load_dataset(args.data_dir, val_split=args.val_split, seed=args.split_seed)
     data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
     split = data.eval_split
     print(f"{arch.describe()}\ntraining {recipe.epochs} epochs on seeds 0-{args.seeds - 1}, "
@@ -156,7 +156,8 @@ def _train_seeds(args, arch, recipe, last_n: int) -> int:
               f"{test}  ({r['seconds']:.0f} s on {r['device']})", flush=True)
 
     run, = confirm_seeds([(None, arch.to_dict(), recipe.to_dict())], args.seeds,
-                         data_dir=args.data_dir, val_split=args.val_split, device=args.device,
+                         data_dir=args.data_dir, val_split=args.val_split,
+                         split_seed=args.split_seed, device=args.device,
                          jobs=args.jobs, threads=args.threads, on_done=on_done)
     stats = seed_stats(run["mins"])
     worst = run["seeds"][run["mins"].index(stats["min"])]

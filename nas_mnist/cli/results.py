@@ -76,63 +76,11 @@ def _out_dir(path: str | None, default: Path) -> Path:
 
 
 def cmd_export(args) -> int:
-    from nas_mnist.results.export import (check_data, fetch_weights, pick_trials,
-                                          retrain_weights, winner_doc, write_winner)
-    from nas_mnist.results.ranking import study_meta
-    from nas_mnist.search.storage import default_artifacts
-    from nas_mnist.spec.arch import ArchConfig
-    from nas_mnist.results.deploy import check_format
-    for fmt in args.format:
-        check_format(fmt)  # a missing extra fails now, not after re-training
-    study, url = _open(args)
-    meta = study_meta(study)
-    chosen = pick_trials(study, trial=args.trial, pareto=args.pareto)
-    out = _out_dir(args.out, Path("studies") / f"{args.study}-winners")
-    artifacts = args.artifacts or default_artifacts(url, args.study)
-    print(f"study {study.study_name!r}: data sha256 {(meta.data_checksum or '?')[:12]} "
-          f"(as searched)")
-    data = None
-    for r in chosen:
-        doc = winner_doc(study, r)
-        weights = out / f"trial{r.number}.pt"
-        if fetch_weights(r, ArchConfig.from_dict(r.arch), artifacts, weights):
-            doc["weights"] = {"file": weights.name, "source": "stored by the search"}
-        else:
-            if data is None:
-                _, data = load_context(args)
-                check_data(meta, data)
-            print(f"trial {r.number} kept no usable weights: re-training it on "
-                  f"{describe_data(data)} ...", file=sys.stderr)
-            summary = retrain_weights(doc, data, weights)
-            doc["weights"] = {"file": weights.name, "source": "re-trained at export",
-                              "retrained_last_n_min": summary["last_n_min"]}
-        doc["files"] = {"weights": weights.name}
-        if args.format:
-            if data is None:
-                _, data = load_context(args)
-                check_data(meta, data)
-            _deploy(doc, weights, args.format, data, out)
-        path = write_winner(doc, out)
-        print(f"trial {r.number}: {doc['params']:,} params, {doc['metrics']['score']:.2f} % "
-              f"-> {path} ({doc['weights']['source']})")
-        for fmt, check in doc.get("deployed", {}).items():
-            print(f"  {fmt}: {out / check['file']}, test accuracy {check[fmt + '_acc']:.2f} % "
-                  f"(PyTorch {check['torch_acc']:.2f} %, every prediction equal)")
+    from nas_mnist.api import export
+    export(study=args.study, storage=storage_url(args), out=args.out, format=args.format,
+           trial=args.trial, pareto=args.pareto, artifacts=args.artifacts,
+           data_dir=args.data_dir, device=args.device, threads=args.threads, log=print)
     return 0
-
-
-def _deploy(doc: dict, weights: Path, formats: list[str], data, out: Path) -> None:
-    from nas_mnist.results.deploy import FORMATS, deployable, export_model
-    from nas_mnist.spec.arch import ArchConfig
-    norm = doc["normalisation"]
-    if norm.get("mean") is None:  # studies made before normalisation was recorded
-        norm.update(mean=data.mean, std=data.std)
-    model = deployable(ArchConfig.from_dict(doc["arch"]), weights, norm["mean"], norm["std"])
-    doc["deployed"] = {}
-    for fmt in dict.fromkeys(formats):
-        dest = out / f"trial{doc['trial']}{FORMATS[fmt]}"
-        doc["deployed"][fmt] = export_model(model, fmt, dest, data)
-        doc["files"][fmt] = dest.name
 
 
 def cmd_predict(args) -> int:
@@ -166,8 +114,7 @@ def cmd_report(args) -> int:
     from nas_mnist.cli.output import write_text_atomic
     from nas_mnist.results.export import ExportError
     from nas_mnist.results.ranking import feasible
-    from nas_mnist.results.report import write_figures
-    from nas_mnist.results.summary import summary_markdown
+    from nas_mnist.results.report import write_report
     from nas_mnist.search.record import StudyMeta
     study, _ = _open(args)
     meta = StudyMeta.from_study(study)
@@ -179,12 +126,11 @@ def cmd_report(args) -> int:
     out = _out_dir(args.out, Path("studies") / f"{args.study}-report")
     seed_runs, kept = (_confirm_seeds(study, args, out / "seeds.json") if args.seeds
                        else (_earlier_seed_runs(out), []))
-    written, png_note = write_figures(study, out, png=not args.no_png)
-    md = out / "summary.md"
-    write_text_atomic(md, summary_markdown(study, top_k=args.top, seed_runs=seed_runs))
+    written, png_note = write_report(study, out, top=args.top, png=not args.no_png,
+                                     seed_runs=seed_runs)
     if seed_runs:
         write_text_atomic(out / "seeds.json", json.dumps(seed_runs + kept, indent=2))
-    for path in [*written, md]:
+    for path in written:
         print(path)
     if png_note:
         print(png_note, file=sys.stderr)
@@ -236,7 +182,8 @@ def _confirm_seeds(study, args, earlier: Path) -> tuple[list[dict], list[dict]]:
             sources.insert(0, (earlier, folder_runs))
         except UsageError as err:  # it is about to be replaced: say so, do not stop
             print(f"not reusing runs: {err}", file=sys.stderr)
-    data = load_dataset(args.data_dir, val_split=meta.val_split)
+    split_seed = meta.split_seed or 0  # the study's own split (older studies: seed 0)
+    data = load_dataset(args.data_dir, val_split=meta.val_split, seed=split_seed)
     check_data(meta, data)
     ranked = feasible(study)
     unknown = set(args.confirm) - {r.number for r in ranked}
@@ -266,7 +213,8 @@ def _confirm_seeds(study, args, earlier: Path) -> tuple[list[dict], list[dict]]:
                   f"({r['seconds']:.0f} s)", file=sys.stderr)
 
         trained = confirm_seeds(candidates, args.seeds, data_dir=args.data_dir,
-                                val_split=meta.val_split, device=args.device, jobs=args.jobs,
+                                val_split=meta.val_split, split_seed=split_seed,
+                                device=args.device, jobs=args.jobs,
                                 threads=args.threads, on_done=on_done)
         runs.update((run["trial"], {**run, "data_checksum": data.checksum}) for run in trained)
     table = [runs[r.number] for r in chosen]

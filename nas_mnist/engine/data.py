@@ -248,3 +248,10 @@ def write_subset(folder: Path, n_train: int, n_test: int, *, gz: bool = False,
         array, _ = read_idx(_find(source, stem))
         write_idx(folder / stem, array[: n_train if key.startswith("train") else n_test], gz=gz)
     return folder
+
+
+def describe_data(data: "Dataset") -> str:
+    """'packaged MNIST' or the folder, with the checksum prefix: printed in every header."""
+    name = ("packaged MNIST" if Path(data.source).resolve() == PACKAGED_DIR.resolve()
+            else data.source)
+    return f"data {name} (sha256 {data.checksum[:12]})"

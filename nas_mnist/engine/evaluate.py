@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from nas_mnist import __version__
+from nas_mnist._version import __version__
 from nas_mnist.engine.builder import build_model
 from nas_mnist.engine.counting import count_macs, count_params
 from nas_mnist.engine.data import Dataset

@@ -14,14 +14,15 @@ _PER_SEED = ("seeds", "mins", "means", "test_acc", "val_acc", "test_acc_final")
 
 
 def _one_run(job: tuple) -> dict:
-    arch_dict, recipe_dict, seed, data_dir, val_split, device, threads = job
+    arch_dict, recipe_dict, seed, data_dir, val_split, split_seed, device, threads = job
     import torch
     from nas_mnist.engine.data import load_dataset
     from nas_mnist.engine.device import resolve_device
     from nas_mnist.engine.evaluate import evaluate_candidate
     from nas_mnist.spec.recipe import Recipe
     torch.set_num_threads(threads)
-    data = load_dataset(data_dir, val_split=val_split).to(resolve_device(device))
+    data = load_dataset(data_dir, val_split=val_split, seed=split_seed).to(
+        resolve_device(device))
     run = evaluate_candidate(ArchConfig.from_dict(arch_dict), Recipe.from_dict(recipe_dict),
                              data, seed=seed)
     return {"seed": seed, "last_n_min": run.result.last_n_min,
@@ -31,7 +32,8 @@ def _one_run(job: tuple) -> dict:
 
 
 def confirm_seeds(candidates: list[tuple[int, dict, dict]], seeds: int, *,
-                  data_dir: str | None = None, val_split: int = 0, device: str = "auto",
+                  data_dir: str | None = None, val_split: int = 0, split_seed: int = 0,
+                  device: str = "auto",
                   jobs: int = 1, threads: int | None = None, on_done=None) -> list[dict]:
     """Train each (trial number, arch dict, recipe dict) on seeds 0..seeds-1.
 
@@ -40,7 +42,7 @@ def confirm_seeds(candidates: list[tuple[int, dict, dict]], seeds: int, *,
     gets `threads` threads, by default cores / jobs.
     """
     threads = threads or max(1, cpu_cores() // jobs)
-    work = [(arch, recipe, seed, data_dir, val_split, device, threads)
+    work = [(arch, recipe, seed, data_dir, val_split, split_seed, device, threads)
             for _, arch, recipe in candidates for seed in range(seeds)]
     results = []
     if jobs == 1:

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from nas_mnist import __version__
+from nas_mnist._version import __version__
 from nas_mnist.engine.builder import build_model
 from nas_mnist.engine.data import Dataset
 from nas_mnist.engine.evaluate import evaluate_candidate
@@ -22,6 +22,7 @@ from nas_mnist.errors import NasMnistError
 from nas_mnist.results.ranking import feasible, pareto_front, study_meta
 from nas_mnist.search.record import StudyMeta, TrialRecord
 from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.footprint import footprint
 from nas_mnist.spec.recipe import Recipe
 from nas_mnist.spec.score import last_n_score
 
@@ -65,6 +66,9 @@ def winner_doc(study: optuna.Study, r: TrialRecord) -> dict:
         "threads": _threads(r),
         "params": r.n_params,
         "macs": r.macs,
+        "activations": footprint(ArchConfig.from_dict(r.arch)).activations,
+        "peak_ram_int8": footprint(ArchConfig.from_dict(r.arch)).peak,
+        "precision": r.precision,
         "metrics": {
             "eval_split": r.eval_split,
             f"{r.eval_split}_acc": r.accs,
@@ -80,6 +84,10 @@ def winner_doc(study: optuna.Study, r: TrialRecord) -> dict:
         "trial": r.number,
         "budget": meta.budget,
         "max_macs": meta.max_macs,
+        "min_params": meta.min_params,
+        "max_activations": meta.max_activations,
+        "origin": r.origin,
+        "warm_start": r.warm,
         "test_set_used_for_selection": r.eval_split == "test",
         "version": r.version or __version__,
         "exported_by": __version__,
@@ -110,8 +118,8 @@ def check_data(meta: StudyMeta, data: Dataset) -> None:
     """Re-training must use the study's data: refuse another data set."""
     if meta.data_checksum and meta.data_checksum != data.checksum:
         raise ExportError(f"the study was searched on data {meta.data_checksum[:12]}, but "
-                          f"--data-dir gives {data.checksum[:12]} ({data.source}): pass the "
-                          f"study's --data-dir")
+                          f"the data folder gives {data.checksum[:12]} ({data.source}): pass the "
+                          f"study's (data_dir, --data-dir)")
 
 
 def retrain_weights(doc: dict, data: Dataset, dest: Path) -> dict:
@@ -146,3 +154,69 @@ def atomic_write(dest: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def export_trials(study: optuna.Study, *, url: str, out: str | Path | None, formats: list[str],
+                  trial: int | None, pareto: bool, artifacts: str | None,
+                  data_dir: str | None = None, device: str = "auto", threads: int | None = None,
+                  log=print) -> list[Path]:
+    """Write the winner files of the chosen trials (their stored weights, or re-trained when
+    the search kept none) and any deployable formats; returns the winner JSON paths."""
+    from nas_mnist.results.deploy import check_format
+    for fmt in formats:
+        check_format(fmt)  # a missing extra fails now, not after re-training
+    meta = study_meta(study)
+    chosen = pick_trials(study, trial=trial, pareto=pareto)
+    out = Path(out) if out else Path("studies") / f"{study.study_name}-winners"
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"study {study.study_name!r}: data sha256 {(meta.data_checksum or '?')[:12]} "
+        f"(as searched)")
+    data, paths = None, []
+
+    def load():
+        from nas_mnist.engine.data import load_dataset
+        from nas_mnist.engine.device import resolve_device, set_threads
+        set_threads(threads)
+        loaded = load_dataset(data_dir, val_split=meta.val_split,
+                              seed=meta.split_seed or 0).to(resolve_device(device))
+        check_data(meta, loaded)
+        return loaded
+
+    for r in chosen:
+        doc = winner_doc(study, r)
+        weights = out / f"trial{r.number}.pt"
+        if fetch_weights(r, ArchConfig.from_dict(r.arch), artifacts, weights):
+            doc["weights"] = {"file": weights.name, "source": "stored by the search"}
+        else:
+            data = data or load()
+            log(f"trial {r.number} kept no usable weights: re-training it ...")
+            summary = retrain_weights(doc, data, weights)
+            doc["weights"] = {"file": weights.name, "source": "re-trained at export",
+                              "retrained_last_n_min": summary["last_n_min"]}
+        doc["files"] = {"weights": weights.name}
+        if formats:
+            data = data or load()
+            _deploy(doc, weights, formats, data, out)
+        path = write_winner(doc, out)
+        paths.append(path)
+        log(f"trial {r.number}: {doc['params']:,} params, {doc['metrics']['score']:.2f} % "
+            f"-> {path} ({doc['weights']['source']})")
+        for fmt, check in doc.get("deployed", {}).items():
+            log(f"  {fmt}: {out / check['file']}, test accuracy {check[fmt + '_acc']:.2f} % "
+                f"(PyTorch {check['torch_acc']:.2f} %, every prediction equal)")
+    return paths
+
+
+def _deploy(doc: dict, weights: Path, formats: list[str], data, out: Path) -> None:
+    from nas_mnist.results.deploy import FORMATS, deployable, export_model
+    norm = doc["normalisation"]
+    if norm.get("mean") is None:  # studies made before normalisation was recorded
+        norm.update(mean=data.mean, std=data.std)
+    model = deployable(ArchConfig.from_dict(doc["arch"]), weights, norm["mean"], norm["std"])
+    doc["deployed"] = {}
+    for fmt in dict.fromkeys(formats):
+        dest = out / f"trial{doc['trial']}{FORMATS[fmt]}"
+        doc["deployed"][fmt] = export_model(model, fmt, dest, data)
+        doc["files"][fmt] = dest.name

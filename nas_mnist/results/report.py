@@ -265,3 +265,23 @@ def _render_pngs(jobs_path: str) -> None:
 if __name__ == "__main__":
     import sys
     _render_pngs(sys.argv[1])
+
+
+def write_report(study: optuna.Study, out: Path, *, top: int = 10, png: bool = True,
+                 seed_runs: list[dict] | None = None) -> tuple[list[Path], str | None]:
+    """The report folder: figures (HTML, PNG where possible) and summary.md with the seed
+    table of `seed_runs` (None: none). Returns the files written and a note on PNGs."""
+    from nas_mnist.results.export import ExportError, atomic_write
+    from nas_mnist.results.summary import summary_markdown
+    if not feasible(study):
+        raise ExportError(f"study {study.study_name!r} has no complete feasible trial yet: "
+                          f"nothing to report")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    written, png_note = write_figures(study, out, png=png)
+    md = out / "summary.md"
+    text = summary_markdown(study, top_k=top, seed_runs=seed_runs)
+    atomic_write(md, lambda tmp: Path(tmp).write_text(text))
+    return [*written, md], png_note

@@ -17,7 +17,7 @@ from typing import Callable
 import optuna
 import torch
 
-from nas_mnist import __version__
+from nas_mnist._version import __version__
 from nas_mnist.engine.data import Dataset
 from nas_mnist.engine.device import resolve_precision
 from nas_mnist.engine.evaluate import evaluate_candidate
@@ -163,7 +163,7 @@ class Objective:
         prior = self._prior_curves(bool(recipe.ema))
         decision = self.rule.decide(me, peers, multi_objective=multi, prior=prior)
         if decision is None:  # a rule without recorded decisions
-            reason = self.rule.should_stop(me, peers, multi_objective=multi, prior=prior)
+            reason = self.rule.should_stop(me, peers, multi_objective=multi)
         else:
             self.decisions.append(decision.to_dict())
             record.write(trial, rungs=self.decisions)

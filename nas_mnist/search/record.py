@@ -12,7 +12,7 @@ import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from nas_mnist import __version__
+from nas_mnist._version import __version__
 from nas_mnist.spec.score import last_n_score
 
 META_KEY = "nas_mnist"  # study user attribute holding the StudyMeta
@@ -150,6 +150,7 @@ class StudyMeta:
     epochs: int = 15
     eval_split: str = "test"
     val_split: int = 0
+    split_seed: int | None = None  # seed of the validation split (None: an older study)
     max_macs: int | None = None
     min_params: int = 0  # size floor of a single-objective study (0: none, as older studies)
     max_activations: int = 0  # cost limit, activations per image (0: none, as older studies)
@@ -161,7 +162,7 @@ class StudyMeta:
 
     # the space is identified by its content (digest): a renamed file is the same space
     MUST_MATCH = ("budget", "space_digest", "objective", "objectives", "last_n",
-                  "epochs", "eval_split", "val_split", "max_macs", "min_params",
+                  "epochs", "eval_split", "val_split", "split_seed", "max_macs", "min_params",
                   "max_activations", "data_checksum")
 
     @classmethod

@@ -45,7 +45,7 @@ class SearchSettings:
     max_activations: int | None = None  # None: DEFAULT_MAX_ACTIVATIONS; 0: no limit
     warm_start: tuple[str, ...] = ("auto",)  # "auto", "none" or prior files
     epochs: int = 15
-    last_n: int = 3
+    last_n: int | None = None  # None: spec.score.default_last_n(epochs) (3 of 15, 1 under 10)
     objective: str = "min"  # min or mean of the last-N accuracies
     objectives: str = "score"  # "score" (budget as a constraint) or "score,params"
     trials: int = 20  # trained networks wanted in the study (refused samples do not count)
@@ -58,12 +58,29 @@ class SearchSettings:
     device: str = "auto"
     data_dir: str | None = None
     val_split: int = 0
+    split_seed: int = 0  # draws the validation split: a study's own, not the sampler's seed
     prune: str = "asha"
     prune_options: tuple[tuple[str, str], ...] = ()
     artifacts: str | None = None  # folder for per-trial weights (None: keep none)
 
     def rule(self) -> StopRule:
         return make_rule(self.prune, dict(self.prune_options)).fit(self.epochs)
+
+    def __post_init__(self):
+        from nas_mnist.spec.score import default_last_n
+        for name in ("budget", "epochs", "trials"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SettingsError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.last_n is None:
+            object.__setattr__(self, "last_n", default_last_n(self.epochs))
+        if (not isinstance(self.last_n, int) or isinstance(self.last_n, bool)
+                or not 1 <= self.last_n <= self.epochs):
+            raise SettingsError(f"last_n must be an integer in [1, epochs {self.epochs}], got "
+                                f"{self.last_n!r}")
+        if not isinstance(self.split_seed, int) or not 0 <= self.split_seed < 2**32:
+            raise SettingsError(f"split_seed must be an integer in [0, 2**32), got "
+                                f"{self.split_seed!r}")
 
     @property
     def resolved_min_params(self) -> int:
@@ -78,7 +95,8 @@ class SearchSettings:
         return StudyMeta(budget=self.budget, space=space.name, space_digest=space.digest,
                          objective=self.objective, objectives=self.objectives,
                          last_n=self.last_n, epochs=self.epochs, eval_split=data.eval_split,
-                         val_split=self.val_split, max_macs=self.max_macs,
+                         val_split=self.val_split, split_seed=self.split_seed,
+                         max_macs=self.max_macs,
                          min_params=self.resolved_min_params,
                          max_activations=self.resolved_max_activations,
                          data_checksum=data.checksum, data_mean=data.mean, data_std=data.std,

@@ -15,7 +15,7 @@ from typing import Callable
 
 import optuna
 
-from nas_mnist import __version__
+from nas_mnist._version import __version__
 from nas_mnist.engine.data import Dataset
 from nas_mnist.engine.device import set_threads
 from nas_mnist.errors import NasMnistError
@@ -138,7 +138,12 @@ def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace
     if not sources or tuple(sources) == ("none",):
         return []
     configs, notes = [], []
+    trained = sum(r.trained for r in record.records(study))
     for source in sources:
+        if source == "auto" and trained:
+            notes.append(f"warm start: none (auto warm-starts a new study; this one has "
+                         f"{trained} trained networks)")
+            return notes
         if source == "auto":
             configs += load_prior(PACKAGED_PRIOR).configs
             from nas_mnist.search.storage import STUDIES_DIR
@@ -154,14 +159,8 @@ def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace
         notes.append(f"warm start ({', '.join(sources)}): no known configuration fits this study "
                      f"(data sha256 {str(meta.data_checksum)[:12]}, budget {meta.budget:,}); "
                      f"a cold start")
-    precision = space.recipe.get("precision")
     for c in picked:
-        recipe = c.recipe
-        if precision is not None and precision.is_fixed and recipe.precision != precision.fixed:
-            # how to run a recipe, not what it is: the space's own choice (auto: bf16 only
-            # where the hardware computes it natively)
-            recipe = recipe.replace(precision=precision.fixed)
-        how = enqueue_config(study, c.arch, recipe, space, warm=c.provenance())
+        how = enqueue_config(study, c.arch, c.recipe, space, warm=c.provenance())
         if how is None:
             continue  # already in the study (a resume)
         notes.append(f"warm start: enqueued {c.provenance()}, {c.params:,} parameters"
@@ -177,6 +176,13 @@ def _macs_of(arch: ArchConfig) -> int:
     return count_macs(build_model(arch), in_shape(arch))
 
 
+def _key_of(arch: dict) -> str | None:
+    try:
+        return ArchConfig.from_dict(arch).key()
+    except NasMnistError:
+        return None
+
+
 def enqueue_config(study: optuna.Study, arch: ArchConfig, recipe: Recipe | None,
                    space: SearchSpace, *, warm: str | None = None) -> str | None:
     """Queue a known configuration once, labelled `enqueued`. Returns None if the study already
@@ -184,9 +190,15 @@ def enqueue_config(study: optuna.Study, arch: ArchConfig, recipe: Recipe | None,
     from its result, as from any sample); "fixed" if the space cannot express it (it runs,
     and ranks, but teaches the sampler nothing)."""
     key = arch.key()
-    if any(r.fixed_key == key for r in record.records(study)):
+    if any(r.fixed_key == key or (r.arch is not None and _key_of(r.arch) == key)
+           for r in record.records(study)):
         return None
     recipe = recipe or Recipe()
+    precision = space.recipe.get("precision")
+    if precision is not None and precision.is_fixed and recipe.precision != precision.fixed:
+        # how a recipe runs, not what it is: the space decides (auto: bf16 only where the
+        # hardware computes it natively), so a known recipe stays expressible
+        recipe = recipe.replace(precision=precision.fixed)
     params = params_of(arch, recipe, space)
     label = {"warm": warm} if warm else {}
     if params is not None:

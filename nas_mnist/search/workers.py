@@ -54,7 +54,8 @@ def make_sampler(settings: SearchSettings, study: optuna.Study, worker: int):
 
 def load_search_data(settings: SearchSettings) -> Dataset:
     device = resolve_device(settings.device)
-    data = load_dataset(settings.data_dir, val_split=settings.val_split, seed=settings.seed)
+    data = load_dataset(settings.data_dir, val_split=settings.val_split,
+                        seed=settings.split_seed)
     return data.to(device)
 
 

@@ -73,8 +73,9 @@ class LiveProgress:
         if est is not None:
             left += f" (est. {est:.0f} s/epoch)"
         acc = (f"{self.meta.eval_split} acc {r.accs[-1]:.2f} %" if r.accs else "training")
+        act = f", {r.activations / 1000:.0f} K act" if r.activations else ""
         return (f"  trial {r.number}: epoch {len(r.accs)}/{self.meta.epochs}, {acc}, "
-                f"{r.n_params or 0:,} p, {(r.activations or 0) / 1000:.0f} K act{left}")
+                f"{r.n_params or 0:,} p{act}{left}")
 
     def eta(self, recs: list[TrialRecord]) -> float | None:
         """Seconds left: epochs still to train (trained trials so far set how many a trial
@@ -124,3 +125,41 @@ class LiveProgress:
             size = f", {r.n_params:,} p" if r.n_params else ""
             return f"refused: {r.kind.replace('_', ' ')}{size}"
         return r.kind
+
+
+class NotebookProgress:
+    """One updating bar in a notebook (tqdm.auto): trained networks out of the wanted number,
+    with the best score and the running trial's epoch in its postfix."""
+
+    def __init__(self, meta: StudyMeta, *, trials: int, **_):
+        from tqdm.auto import tqdm
+        self.meta = meta
+        self.bar = tqdm(total=trials, desc="networks trained", unit="net")
+
+    def update(self, study) -> None:
+        recs = record.records(study)
+        self.bar.n = sum(r.trained for r in recs)
+        best = max((r.value for r in recs if r.kind == "complete" and record.is_finite(r.value)
+                    and (r.n_params or 0) <= self.meta.budget), default=None)
+        running = [r for r in recs if r.kind == "running" and r.accs]
+        post = {"refused": sum(r.kind in record.REFUSALS for r in recs)}
+        if best is not None:
+            post["best %"] = f"{best:.2f}"
+        if running:
+            r = running[-1]
+            post["trial"] = f"{r.number} epoch {len(r.accs)}/{self.meta.epochs}"
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter (or Colab) kernel."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ in ("ZMQInteractiveShell", "Shell")

@@ -1,0 +1,454 @@
+"""The library face: every command as a function, one keyword per flag, the same defaults.
+
+    import nas_mnist as nm
+    study = nm.search(budget=10_000, trials=20)       # nas-mnist search --budget 10000 --trials 20
+    study.leaderboard()                               # a table in a notebook
+    model = study.best.model()                        # an nn.Module with its weights
+    study.export(formats=["onnx"])                    # nas-mnist export --format onnx
+
+Library calls raise `NasMnistError` subclasses whose messages name the parameter; only the
+CLI turns them into one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from nas_mnist.errors import NasMnistError
+
+
+class ApiError(NasMnistError, ValueError):
+    """A bad argument to a library call; the message names the parameter."""
+
+
+# -- search ------------------------------------------------------------------------------------
+
+def search(*, budget: int = 10_000, max_macs: int | None = None, min_params: int | None = None,
+           max_activations: int | None = None, space: str = "default", study: str = "default",
+           storage: str | None = None, trials: int = 20, timeout: float | None = None,
+           seed: int = 0, sampler: str = "tpe", train_seed: int = 0, jobs: int | str = "auto",
+           epochs: int = 15, last_n: int | None = None, objective: str = "min",
+           objectives: str = "score", prune: str = "asha",
+           prune_opt: Sequence[str] | dict = (), enqueue: Sequence[str] = (),
+           warm_start: str | Sequence[str] = "auto", artifacts: str | None = None,
+           data_dir: str | None = None, val_split: int = 0, split_seed: int = 0,
+           device: str = "auto", threads: int | None = None,
+           progress: bool | str = "auto", log: Callable[[str], None] | None = print) -> "Study":
+    """Run or resume a study (`nas-mnist search`) and return it.
+
+    `warm_start`: "auto" (the packaged prior and the studies in ./studies on the same data),
+    "none" (a cold search) or prior files. `progress`: "auto" (a live block on a terminal, one
+    updating bar in a notebook, log lines otherwise), False for none. `log` receives the header
+    lines (None: silent)."""
+    from nas_mnist.engine.device import auto_jobs, resolve_device
+    from nas_mnist.search.prior import load_prior
+    from nas_mnist.search.settings import SearchSettings
+    from nas_mnist.search.storage import default_artifacts, default_storage
+    from nas_mnist.search.study import load_search_data, preflight
+    say = log or (lambda line: None)
+    url = storage or default_storage(study)
+    dev = resolve_device(device)
+    if jobs == "auto":
+        jobs = auto_jobs(dev)
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ApiError(f"jobs must be 'auto' or an integer >= 1, got {jobs!r}")
+    warm = (warm_start,) if isinstance(warm_start, (str, Path)) else tuple(warm_start)
+    warm = tuple(str(w) for w in warm)
+    if not warm or (len(warm) > 1 and ("none" in warm or "auto" in warm)):
+        raise ApiError("warm_start takes 'auto', 'none', or prior files (not mixed)")
+    settings = SearchSettings(
+        study=study, storage=url, space=space, budget=budget, max_macs=max_macs,
+        min_params=min_params, max_activations=max_activations, warm_start=warm,
+        epochs=epochs, last_n=last_n, objective=objective, objectives=objectives,
+        trials=trials, timeout=timeout, seed=seed, sampler=sampler, train_seed=train_seed,
+        jobs=jobs, threads=threads, device=device, data_dir=data_dir, val_split=val_split,
+        split_seed=split_seed, prune=prune, prune_options=_prune_options(prune_opt),
+        artifacts=artifacts or default_artifacts(url, study))
+    # Everything that can be checked without the storage is checked before touching it.
+    space_ = preflight(settings)
+    enqueued = [_load_enqueued(path) for path in enqueue]
+    for source in warm:
+        if source not in ("auto", "none"):
+            load_prior(source)  # a missing or malformed file stops here
+    data = load_search_data(settings)
+    for arch, _ in enqueued:
+        data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
+    if Path(settings.artifacts).exists() and not Path(settings.artifacts).is_dir():
+        raise ApiError(f"artifacts {settings.artifacts} is a file, not a folder")
+    return _run(settings, space_, data, enqueued, say, progress)
+
+
+def _prune_options(opts) -> tuple[tuple[str, str], ...]:
+    pairs = opts.items() if isinstance(opts, dict) else [str(o).partition("=")[::2] for o in opts]
+    out = []
+    for key, value in pairs:
+        if not key:
+            raise ApiError(f"prune_opt takes KEY=VALUE pairs, got {opts!r}")
+        out.append((str(key).strip(), str(value).strip()))
+    return tuple(out)
+
+
+def _load_enqueued(path):
+    from nas_mnist.spec.arch import load_arch
+    from nas_mnist.spec.recipe import Recipe
+    arch, doc = load_arch(path)
+    return arch, Recipe.from_dict(doc["recipe"]) if "recipe" in doc else None
+
+
+def _run(settings, space, data, enqueued, say, progress) -> "Study":
+    from nas_mnist.engine.data import describe_data
+    from nas_mnist.search.prior import (PACKAGED_PRIOR, Limits, describe_rung_prior,
+                                        load_prior)
+    from nas_mnist.search.record import StudyMeta, records
+    from nas_mnist.search.storage import mask_url
+    from nas_mnist.search.study import (create_or_resume, enqueue_config, n_trained, run_search,
+                                        warm_start)
+    study, notes = create_or_resume(settings, space, data)
+    meta = StudyMeta.from_study(study)
+    new = not any(r.kind != "running" or r.accs for r in records(study))
+    notes += warm_start(study, settings, space, meta)
+    limits = Limits(meta.budget, meta.min_params, meta.max_macs, meta.max_activations)
+    for arch, recipe in enqueued:
+        how = enqueue_config(study, arch, recipe, space)
+        notes.append({None: f"already in the study, not enqueued again: {arch.describe()}",
+                      "sampled": f"enqueued {arch.describe()} as a sample of space {space.name} "
+                                 f"(the sampler learns from its result)",
+                      "fixed": f"enqueued {arch.describe()} as a fixed configuration: space "
+                               f"{space.name} cannot express it, so the sampler learns nothing "
+                               f"from it"}[how])
+        refusal = limits.refusal(arch)
+        if refusal and how:
+            notes.append(f"{arch.describe()} is {refusal}: it will be refused, not trained")
+    kind = "score" if meta.objectives == "score" else "score and parameters"
+    say(f"study {settings.study!r} at {mask_url(settings.storage)} "
+        f"({'new' if new else 'resumed'}, {kind}): budget {settings.budget:,}"
+        + (f" parameters and {meta.max_macs:,} MACs" if meta.max_macs else "") + ", "
+        f"space {space.name}, score = {meta.objective} of the last {meta.last_n} of "
+        f"{meta.epochs} epochs on {meta.eval_split}, {describe_data(data)}")
+    say("limits: " + ", ".join(
+        [f"size floor {meta.min_params:,} parameters" if meta.min_params else "no size floor",
+         f"at most {meta.max_activations:,} activations per image" if meta.max_activations
+         else "no activation limit"]) + " (refused before training)")
+    cost = _calibrate(settings, data, space)
+    say(f"cost model: {cost.describe()}")
+    say(f"stopping rule {meta.rule}; {settings.jobs} worker(s); "
+        f"{n_trained(study)} of {settings.trials} networks trained so far")
+    if meta.rule and meta.rule.startswith("asha") and meta.objectives == "score" \
+            and "prior=0" not in meta.rule:
+        say("rungs: " + describe_rung_prior(load_prior(PACKAGED_PRIOR),
+                                            data_checksum=meta.data_checksum,
+                                            epochs=meta.epochs, budget=meta.budget))
+    for note in notes:
+        say(note)
+    display = _progress(progress, meta, settings, cost)
+    try:
+        run_search(settings, study, data=data,
+                   on_progress=display.update if display is not None else None)
+    finally:
+        if display is not None:
+            display.update(study)
+            display.close()
+    return Study(study, settings.storage)
+
+
+def _progress(progress, meta, settings, cost):
+    from nas_mnist.results.progress import LiveProgress, NotebookProgress, in_notebook
+    if progress is False or progress is None:
+        return None
+    deadline = time.time() + settings.timeout if settings.timeout else None
+    if progress == "auto" and in_notebook():
+        return NotebookProgress(meta, trials=settings.trials)
+    return LiveProgress(sys.stderr, meta, trials=settings.trials, jobs=settings.jobs,
+                        deadline=deadline, cost=cost)
+
+
+def _calibrate(settings, data, space):
+    """The cost model, timed with the threads each worker will have, in the precision the
+    space's recipe trains in here."""
+    import torch
+    from nas_mnist.engine.costmodel import calibrate
+    from nas_mnist.engine.device import cpu_cores, resolve_precision
+    dim = space.recipe.get("precision")
+    precision = dim.fixed if dim is not None and dim.is_fixed else "fp32"
+    device = data.train_x.device
+    before = torch.get_num_threads()
+    torch.set_num_threads(settings.threads or max(1, cpu_cores() // settings.jobs))
+    try:
+        return calibrate(device, n_train=len(data.train_x), n_eval=len(data.eval_x),
+                         bf16=resolve_precision(precision, device) == "bf16")
+    finally:
+        torch.set_num_threads(before)
+
+
+# -- a study, its winners ------------------------------------------------------------------------
+
+def load_study(study: str, storage: str | None = None) -> "Study":
+    """Open a stored study (read-only), e.g. to rank, plot or export it."""
+    from nas_mnist.search.storage import default_storage, load_study as open_study
+    url = storage or default_storage(study)
+    return Study(open_study(study, url), url)
+
+
+@dataclass
+class Winner:
+    """One trained network of a study: its config, recipe, score and sizes."""
+
+    study: str
+    trial: int
+    arch: "ArchConfig"  # noqa: F821
+    recipe: "Recipe"  # noqa: F821
+    score: float
+    n_params: int
+    macs: int
+    activations: int
+    peak_ram_int8: int
+    origin: str | None = None  # "warm", "enqueued" or None (found by the sampler)
+    storage: str = ""
+    weights: str | None = field(default=None, repr=False)  # artifact id
+    normalisation: tuple[float, float] | None = field(default=None, repr=False)
+
+    def model(self, artifacts: str | None = None):
+        """The network as an `nn.Module` with the weights the search stored (input: raw [0, 1]
+        images, N x 1 x 28 x 28; output: logits), in eval mode."""
+        from nas_mnist.results.deploy import deployable
+        from nas_mnist.search.storage import default_artifacts
+        folder = Path(artifacts or default_artifacts(self.storage, self.study))
+        if not self.weights or not (folder / self.weights).is_file():
+            raise ApiError(f"trial {self.trial} of study {self.study!r} kept no weights in "
+                           f"{folder}: study.export(trial={self.trial}) re-trains it")
+        mean, std = self.normalisation
+        return deployable(self.arch, folder / self.weights, mean, std)
+
+
+def _winner(study, meta, r, url: str) -> Winner:
+    from nas_mnist.spec.arch import ArchConfig
+    from nas_mnist.spec.footprint import footprint
+    from nas_mnist.spec.recipe import Recipe
+    arch = ArchConfig.from_dict(r.arch)
+    f = footprint(arch)
+    return Winner(study.study_name, r.number, arch, Recipe.from_dict(r.recipe or {}), r.value,
+                  r.n_params, r.macs or 0, f.activations, f.peak, r.origin, url, r.weights,
+                  (r.data_mean or meta.data_mean, r.data_std or meta.data_std))
+
+
+class Leaderboard(list):
+    """Leaderboard rows (results.ranking.Row) that show as a table in a notebook."""
+
+    label = "score %"
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{h}</th>" for h in ("rank", "trial", "params", "MACs",
+                                                 "activations", self.label, "architecture"))
+        body = "".join(
+            f"<tr><td>{r.rank}</td><td>{r.trial_label}</td><td>{r.n_params:,}</td>"
+            f"<td>{r.macs:,}</td><td>{r.activations:,}</td><td>{r.score:.2f}</td>"
+            f"<td><code>{r.describe}</code></td></tr>" for r in self)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def __str__(self) -> str:
+        lines = [f"{'rank':>4} {'trial':>14} {'params':>7} {'MACs':>10} {'act.':>8} "
+                 f"{self.label:>19}  architecture"]
+        lines += [f"{r.rank:>4} {r.trial_label:>14} {r.n_params:>7,} {r.macs:>10,} "
+                  f"{r.activations:>8,} {r.score:>19.2f}  {r.describe}" for r in self]
+        return "\n".join(lines)
+
+
+class Study:
+    """A nas-mnist study: ranked, plotted and exported from what its storage holds."""
+
+    def __init__(self, optuna_study, storage: str):
+        from nas_mnist.results.ranking import study_meta
+        self.optuna = optuna_study
+        self.name = optuna_study.study_name
+        self.storage = storage
+        self.meta = study_meta(optuna_study)
+
+    def __repr__(self) -> str:
+        return f"<nas_mnist.Study {self.name!r}: {len(self.optuna.trials)} trials, budget " \
+               f"{self.meta.budget:,}>"
+
+    @property
+    def best(self) -> Winner:
+        """The best feasible complete trial (highest score; ties: fewer parameters)."""
+        from nas_mnist.results.ranking import feasible
+        ranked = feasible(self.optuna)
+        if not ranked:
+            raise ApiError(f"study {self.name!r} has no complete feasible trial yet")
+        return _winner(self.optuna, self.meta, ranked[0], self.storage)
+
+    def leaderboard(self, k: int = 10) -> Leaderboard:
+        from nas_mnist.results.ranking import leaderboard
+        rows = Leaderboard(leaderboard(self.optuna, k))
+        rows.label = self.meta.label
+        return rows
+
+    def pareto(self, cost: str = "params") -> list[Winner]:
+        """Trials no other beats on both score and `cost` ("params" or "macs"), cheapest first."""
+        from nas_mnist.results.ranking import feasible, pareto_front
+        key = {"params": "n_params", "macs": "macs"}.get(cost)
+        if key is None:
+            raise ApiError(f"cost must be 'params' or 'macs', got {cost!r}")
+        return [_winner(self.optuna, self.meta, r, self.storage)
+                for r in pareto_front(feasible(self.optuna), key)]
+
+    def trials_dataframe(self):
+        """One row per trial (pandas, which nas-mnist does not require: `pip install pandas`)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ApiError("trials_dataframe needs pandas: pip install pandas") from None
+        from nas_mnist.search.record import records
+        from nas_mnist.spec.arch import ArchConfig
+        rows = []
+        for r in records(self.optuna):
+            rows.append({"trial": r.number, "kind": r.kind, "score": r.value,
+                         "params": r.n_params, "macs": r.macs, "activations": r.activations,
+                         "peak_ram_int8": r.peak, "epochs": len(r.accs), "seconds": r.seconds,
+                         "origin": r.origin,
+                         "architecture": ArchConfig.from_dict(r.arch).describe() if r.arch
+                         else None,
+                         **{f"recipe.{k}": v for k, v in (r.recipe or {}).items()}})
+        return pd.DataFrame(rows).set_index("trial")
+
+    def pareto_plot(self, cost: str = "params"):
+        from nas_mnist.results.report import pareto_figure
+        return pareto_figure(self.optuna, {"params": "n_params", "macs": "macs"}[cost])
+
+    def curves_plot(self, top_k: int = 5):
+        from nas_mnist.results.report import curves_figure
+        return curves_figure(self.optuna, top_k)
+
+    def history_plot(self):
+        from nas_mnist.results.report import best_over_time_figure
+        return best_over_time_figure(self.optuna)
+
+    def export(self, out: str | None = None, *, formats: Sequence[str] = (),
+               trial: int | None = None, pareto: bool = False, artifacts: str | None = None,
+               data_dir: str | None = None, device: str = "auto", threads: int | None = None,
+               log: Callable[[str], None] | None = print) -> list[Path]:
+        """Winner files (JSON, weights, optional ONNX/TorchScript), as `nas-mnist export`."""
+        return export(study=self.name, storage=self.storage, out=out, format=formats,
+                      trial=trial, pareto=pareto, artifacts=artifacts, data_dir=data_dir,
+                      device=device, threads=threads, log=log)
+
+    def report(self, out: str | None = None, *, top: int = 10, png: bool = True) -> list[Path]:
+        """Plots and the Markdown summary, as `nas-mnist report` (without --seeds)."""
+        return report(study=self.name, storage=self.storage, out=out, top=top, no_png=not png)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+        head = (f"<p><b>study {escape(self.name)}</b>: budget {self.meta.budget:,}, space "
+                f"{escape(self.meta.space)}, {len(self.optuna.trials)} trials</p>")
+        return head + self.leaderboard()._repr_html_()
+
+
+# -- the other commands ------------------------------------------------------------------------
+
+def count(config) -> dict:
+    """Parameters, MACs, activations and peak activation memory of an architecture file, dict
+    or ArchConfig (`nas-mnist count`), with the per-layer table."""
+    from nas_mnist.engine.builder import build_model
+    from nas_mnist.engine.counting import count_macs, count_params, layer_table
+    from nas_mnist.engine.evaluate import in_shape
+    from nas_mnist.spec.footprint import footprint
+    arch = _arch_of(config)
+    model = build_model(arch)
+    f = footprint(arch)
+    return {"params": count_params(model), "macs": count_macs(model, in_shape(arch)),
+            "activations": f.activations, "peak_ram_int8": f.peak_int8_bytes,
+            "peak_ram_fp32": f.peak_fp32_bytes, "arch": arch.describe(),
+            "layers": [r.__dict__ for r in layer_table(model, in_shape(arch))]}
+
+
+def _arch_of(config):
+    from nas_mnist.spec.arch import ArchConfig, load_arch
+    if isinstance(config, ArchConfig):
+        return config
+    if isinstance(config, dict):
+        return ArchConfig.from_dict(config.get("arch", config))
+    return load_arch(config)[0]
+
+
+def train(config, *, epochs: int | None = None, last_n: int | None = None,
+          seed: int | None = None, batch_size: int | None = None, precision: str | None = None,
+          data_dir: str | None = None, val_split: int = 0, split_seed: int = 0,
+          device: str = "auto", threads: int | None = None,
+          on_epoch: Callable | None = None) -> dict:
+    """Train one architecture file (a winner JSON carries its recipe and seed), as
+    `nas-mnist train`; returns the run's summary (what `--json-out` writes)."""
+    from nas_mnist.engine.data import load_dataset
+    from nas_mnist.engine.device import resolve_device, set_threads
+    from nas_mnist.engine.evaluate import evaluate_candidate
+    from nas_mnist.spec.arch import load_arch
+    from nas_mnist.spec.recipe import Recipe
+    from nas_mnist.spec.score import default_last_n
+    arch, doc = load_arch(config) if not isinstance(config, dict) else (_arch_of(config), config)
+    stored = Recipe.from_dict(doc.get("recipe", {}))
+    epochs = epochs or stored.epochs
+    last_n = last_n or (stored.last_n if epochs == stored.epochs else default_last_n(epochs))
+    if last_n > epochs:
+        raise ApiError(f"last_n {last_n} exceeds the {epochs} training epochs")
+    recipe = stored.replace(epochs=epochs, last_n=last_n, batch_size=batch_size,
+                            precision=precision)
+    dev = resolve_device(device)
+    set_threads(threads or doc.get("threads"))
+    data = load_dataset(data_dir, val_split=val_split, seed=split_seed).to(dev)
+    data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
+    run = evaluate_candidate(arch, recipe, data, seed=seed if seed is not None
+                             else int(doc.get("seed", 0)), on_epoch=on_epoch)
+    return run.summary(data)
+
+
+def export(*, study: str = "default", storage: str | None = None, out: str | None = None,
+           format: Sequence[str] = (), trial: int | None = None, pareto: bool = False,
+           artifacts: str | None = None, data_dir: str | None = None, device: str = "auto",
+           threads: int | None = None, log: Callable[[str], None] | None = print) -> list[Path]:
+    """Write winner files for the best trial (or `trial`, or the Pareto front), as
+    `nas-mnist export`; returns the winner JSON paths."""
+    from nas_mnist.results.export import export_trials
+    from nas_mnist.search.storage import default_artifacts, default_storage, load_study as ls
+    url = storage or default_storage(study)
+    return export_trials(ls(study, url), url=url, out=out, formats=list(format), trial=trial,
+                         pareto=pareto, artifacts=artifacts or default_artifacts(url, study),
+                         data_dir=data_dir, device=device, threads=threads,
+                         log=log or (lambda line: None))
+
+
+def report(*, study: str = "default", storage: str | None = None, out: str | None = None,
+           top: int = 10, no_png: bool = False) -> list[Path]:
+    """Plots (HTML, PNG where kaleido and a Chromium are present) and the Markdown summary, as
+    `nas-mnist report` without --seeds; returns the files written."""
+    from nas_mnist.results.report import write_report
+    from nas_mnist.search.storage import default_storage, load_study as ls
+    url = storage or default_storage(study)
+    written, _ = write_report(ls(study, url), Path(out) if out else
+                              Path("studies") / f"{study}-report", top=top, png=not no_png)
+    return written
+
+
+def predict(model, images: Sequence[str] | "np.ndarray"):  # noqa: F821
+    """Class predictions of an exported model (.onnx, .torchscript.pt or a winner .json) for
+    image files (one IDX file or PNGs) or an array of [0, 1] images, N x 1 x 28 x 28."""
+    import numpy as np
+    from nas_mnist.results.deploy import load_model, read_images
+    loaded = load_model(Path(model))
+    if isinstance(images, np.ndarray):
+        return loaded.predict(images.astype(np.float32))
+    return loaded.predict(read_images([str(p) for p in images])[1])
+
+
+def load_winner(path) -> "torch.nn.Module":  # noqa: F821
+    """An exported winner JSON (weights beside it) as an `nn.Module` taking raw [0, 1] images."""
+    from nas_mnist.results.deploy import DeployError, deployable
+    from nas_mnist.spec.arch import load_arch
+    path = Path(path)
+    arch, doc = load_arch(path)
+    weights = path.with_name((doc.get("weights") or {}).get("file", path.stem + ".pt"))
+    norm = doc.get("normalisation") or {}
+    if norm.get("mean") is None:
+        raise DeployError(f"{path} records no normalisation statistics (export it again)")
+    return deployable(arch, weights, norm["mean"], norm["std"])

@@ -1,0 +1,314 @@
+"""The cold-search economy: the focused space, the size floor, the activation footprint and
+cost model, rungs that decide from the first trial, and the warm start."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from nas_mnist.cli import main
+from nas_mnist.engine.builder import build_model
+from nas_mnist.engine.costmodel import CostModel, calibrate
+from nas_mnist.engine.counting import measure_footprint
+from nas_mnist.search.prior import (PACKAGED_PRIOR, FORMAT, Limits, PriorError, load_prior,
+                                    parse_prior, pick_warm)
+from nas_mnist.search.record import count_kinds, records
+from nas_mnist.search.space import SPACE_DIR, load_space, suggest_arch
+from nas_mnist.search.stopping import Curve, make_rule
+from nas_mnist.spec.arch import ArchConfig, ConvSpec, Head, Transition
+from nas_mnist.errors import SpecError
+from nas_mnist.spec.footprint import footprint
+
+REPO = Path(__file__).resolve().parent.parent
+QUICK = ["--space", "quick", "--epochs", "1", "--last-n", "1", "--threads", "2", "--jobs", "1"]
+
+
+def _search(tmp_path, data_dir, *extra, study="s"):
+    url = f"sqlite:///{tmp_path}/studies.db"
+    code = main(["search", "--study", study, "--storage", url, "--data-dir", str(data_dir),
+                 *QUICK, *extra])
+    return code, url
+
+
+def _study(url, name="s"):
+    return optuna.load_study(study_name=name, storage=url)
+
+
+# -- footprint -------------------------------------------------------------------------------
+
+def test_footprint_of_a_hand_computed_network():
+    # 1x28x28 -> conv 4 (pad 1): 4x28x28 = 3,136 per conv/BN/ReLU; pool: 4x14x14 = 784;
+    # conv 8 unpadded: 8x12x12 = 1,152 (x3); gap_conv: GAP 8, classifier 10.
+    arch = ArchConfig(stages=((ConvSpec(4),), (ConvSpec(8, pad=0),)), transitions=(Transition(),))
+    f = footprint(arch)
+    assert f.activations == 3 * 3136 + 784 + 3 * 1152 + 8 + 10
+    # the worst layer: the first conv's input (784) and output (3,136)
+    assert f.peak == 784 + 3136 and f.peak_int8_bytes == 3920 and f.peak_fp32_bytes == 15680
+
+
+def test_footprint_of_a_separable_conv_counts_its_intermediate_map():
+    plain = ArchConfig(stages=((ConvSpec(4), ConvSpec(8)),), head=Head(kind="conv_gap"))
+    sep = ArchConfig(stages=((ConvSpec(4), ConvSpec(8, kind="separable", mid_act=False)),),
+                     head=Head(kind="conv_gap"))
+    # the depthwise output (4x28x28 = 3,136) is a map of its own, before the pointwise conv
+    assert footprint(sep).activations == footprint(plain).activations + 3136
+    assert footprint(sep).peak == max(784 + 3136, 3136 + 3136, 3136 + 8 * 784, 8 * 784 + 7840)
+
+
+@pytest.mark.parametrize("space", sorted(p.stem for p in SPACE_DIR.glob("*.yaml")))
+def test_footprint_equals_a_forward_hook_count_for_random_samples(space):
+    loaded = load_space(space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    checked = 0
+    for _ in range(40):
+        trial = study.ask()
+        try:
+            arch = suggest_arch(trial, loaded)
+        except SpecError:
+            study.tell(trial, 0.0)
+            continue
+        study.tell(trial, 0.0)
+        assert footprint(arch) == measure_footprint(build_model(arch)), arch.describe()
+        checked += 1
+    assert checked >= 10
+
+
+def test_shipped_winners_footprints():
+    """The figures the README quotes (trial 52: ~4.5 KB peak at int8, 35 K activations)."""
+    doc = json.loads((REPO / "studies/mnist-10k-winners/trial52.json").read_text())
+    f = footprint(ArchConfig.from_dict(doc["arch"]))
+    assert (f.activations, f.peak) == (35_390, 4_524)
+
+
+# -- cost model ------------------------------------------------------------------------------
+
+def test_cost_model_is_calibrated_on_this_machine_and_grows_with_activations():
+    torch.set_num_threads(1)
+    model = calibrate(torch.device("cpu"), n_train=6000, n_eval=1000, steps=1, bf16=False)
+    assert model.intercept >= 0 and model.slope > 0 and model.threads == 1
+    assert model.epoch_seconds(200_000) > model.epoch_seconds(20_000) > 0
+    assert "calibrated here: cpu, 1 thread" in model.describe()
+
+
+def test_cost_model_epoch_scales_with_the_data():
+    m = CostModel(1e-4, 1e-9, n_train=60_000, n_eval=10_000, threads=1, device="cpu")
+    assert m.epoch_seconds(0) == pytest.approx(1e-4 * (60_000 + 10_000 / 3))
+
+
+# -- rungs from the first trial ---------------------------------------------------------------
+
+def test_rungs_stop_a_weak_first_trial_with_no_peers_in_the_study():
+    rule = make_rule("asha").fit(15)
+    prior = [Curve(-1 - i, [95.0 + i * 0.2] * 6, 8000, True) for i in range(12)]
+    weak = Curve(0, [90.0, 94.0], 8000)
+    assert rule.should_stop(weak, [], multi_objective=False) is None  # the old free pass
+    decision = rule.decide(weak, [], multi_objective=False, prior=prior)
+    assert decision.stop and decision.source == "study+prior" and decision.peers == 12
+    assert decision.threshold == pytest.approx(95.0 + 9 * 0.2)  # the 3rd best of 12 (eta 4)
+    strong = Curve(1, [97.0, 98.5], 8000)
+    assert not rule.decide(strong, [], multi_objective=False, prior=prior).stop
+    # the option turns it off; a two-objective study never uses it
+    assert make_rule("asha", {"prior": "0"}).fit(15).should_stop(
+        weak, [], multi_objective=False, prior=prior) is None
+    assert rule.should_stop(weak, [], multi_objective=True, prior=prior) is None
+
+
+def test_packaged_prior_curves_match_the_data_run_length_and_recipe_family():
+    prior = load_prior()
+    checksum = prior.configs[0].data_checksum
+    ema = prior.curves_for(data_checksum=checksum, epochs=15, budget=10_000, ema=True)
+    assert ema and all(c.ema and 5_000 <= c.budget <= 20_000 for c in ema)
+    assert not prior.curves_for(data_checksum="other", epochs=15, budget=10_000, ema=True)
+    assert not prior.curves_for(data_checksum=checksum, epochs=2, budget=10_000, ema=True)
+
+
+def test_replay_with_prior_runs_on_the_shipped_studies():
+    out = subprocess.run([sys.executable, "benchmarks/replay_pruners.py", "--prior", "--study",
+                          "sqlite:///studies/mnist-10k-v3.db:mnist-10k-v3"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    import re
+    rows = [re.search(r"\s(\d+)\s+([\d.]+)\s+(\d+)\s+(.+)$", line)
+            for line in out.splitlines() if line.startswith("own peers")]
+    free, prior = rows
+    assert prior.group(4).strip() == "none"  # stops no network that ended >= 99.3 %
+    assert int(prior.group(1)) < int(free.group(1))  # fewer epochs trained
+    assert float(prior.group(2)) < float(free.group(2))  # less CPU
+
+
+# -- size floor and cost limit ----------------------------------------------------------------
+
+def test_floor_refuses_before_training_and_does_not_count(tmp_path, small_data_dir, monkeypatch):
+    import nas_mnist.engine.evaluate as evaluate_mod
+    trained = []
+    real_train = evaluate_mod.train
+    monkeypatch.setattr(evaluate_mod, "train",
+                        lambda model, *a, **k: trained.append(model) or real_train(model, *a, **k))
+    code, url = _search(tmp_path, small_data_dir, "--budget", "3000", "--min-params", "2000",
+                        "--trials", "2")
+    assert code == 0
+    study = _study(url)
+    recs = records(study)
+    under = [r for r in recs if r.kind == "under_floor"]
+    assert under and all(r.n_params < 2000 and not r.accs for r in under)
+    assert sum(r.trained for r in recs) == 2 == len(trained)
+    assert all(r.n_params >= 2000 for r in recs if r.trained)
+    # the sampler learns the floor as a constraint, like the budget
+    t = study.trials[under[0].number]
+    assert t.constraints["param_floor"] > 0 and t.constraints["param_budget"] <= 0
+
+
+def test_default_floor_is_half_the_budget_and_off_for_two_objectives(tmp_path, small_data_dir,
+                                                                      capsys):
+    code, url = _search(tmp_path, small_data_dir, "--budget", "3000", "--trials", "1")
+    assert code == 0
+    assert "size floor 1,500 parameters" in capsys.readouterr().out
+    code, url = _search(tmp_path, small_data_dir, "--budget", "3000", "--trials", "1",
+                        "--objectives", "score,params", study="mo")
+    assert code == 0 and "no size floor" in capsys.readouterr().out
+    assert not any(r.kind == "under_floor" for r in records(_study(url, "mo")))
+
+
+def test_resumed_older_study_keeps_its_own_limits(tmp_path, small_data_dir, capsys):
+    """A study made before the floor existed resumes without one (its meta says none)."""
+    from nas_mnist.search.record import StudyMeta
+    code, url = _search(tmp_path, small_data_dir, "--budget", "3000", "--trials", "1",
+                        "--min-params", "0", "--max-activations", "0")
+    study = _study(url)
+    meta = StudyMeta.from_study(study)
+    assert (meta.min_params, meta.max_activations) == (0, 0)
+    capsys.readouterr()
+    assert _search(tmp_path, small_data_dir, "--budget", "3000", "--trials", "2")[0] == 0
+    assert "no size floor, no activation limit" in capsys.readouterr().out
+    code, _ = _search(tmp_path, small_data_dir, "--budget", "3000", "--trials", "3",
+                      "--min-params", "1000")
+    assert code == 2 and "min_params 0 (stored) vs 1000 (now)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--min-params", "5000"], "min_params must be an integer in [0, budget 3,000]"),
+    (["--min-params", "-1"], "--min-params: must be an integer >= 0"),
+    (["--min-params", "nan"], "--min-params: must be an integer >= 0"),
+    (["--min-params", "10", "--objectives", "score,params"], "needs objectives='score'"),
+    (["--max-activations", "100"], "below the activations of the smallest network"),
+    (["--warm-start", "missing.json"], "prior missing.json does not exist"),
+    (["--warm-start", "none", "auto"], "--warm-start takes auto, none, or prior files"),
+])
+def test_bad_limits_and_warm_start_give_one_line_and_create_nothing(tmp_path, capsys, flags,
+                                                                   message):
+    url = f"sqlite:///{tmp_path}/never.db"
+    code = main(["search", "--space", "quick", "--budget", "3000", "--storage", url, *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_max_activations_is_a_hard_constraint(tmp_path, small_data_dir):
+    code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "2",
+                        "--max-activations", "40000", "--min-params", "0")
+    assert code == 0
+    recs = records(_study(url))
+    assert all((r.activations or 0) <= 40000 for r in recs if r.trained)
+    over = [r for r in recs if r.kind == "over_activations"]
+    assert all(r.activations > 40000 and not r.accs for r in over)
+
+
+# -- warm start --------------------------------------------------------------------------------
+
+def _prior_file(path: Path, checksum: str, configs: list[tuple[dict, dict, float]]) -> Path:
+    doc = {"format": FORMAT, "configs": [
+        {"study": "old", "trial": i, "arch": arch, "recipe": recipe,
+         "params": ArchConfig.from_dict(arch).n_params(), "seeds": [0], "scores": [score],
+         "data_checksum": checksum} for i, (arch, recipe, score) in enumerate(configs)]}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+QUICK_ARCH = {"stages": [[{"out": 8}], [{"out": 8, "pad": 0}, {"out": 12, "pad": 0}]],
+              "transitions": [{}]}
+OTHER_ARCH = {"stages": [[{"out": 8}], [{"out": 12, "pad": 0}]], "transitions": [{}]}
+FIXED_ARCH = {"stages": [[{"out": 7}], [{"out": 9, "pad": 0}]], "transitions": [{}]}  # width 7
+
+
+def test_warm_start_enqueues_the_expected_configurations_once(tmp_path, small_data_dir, capsys):
+    from nas_mnist.engine.data import load_dataset
+    checksum = load_dataset(small_data_dir).checksum
+    recipe = {"lr": 0.05, "precision": "bf16"}
+    prior = _prior_file(tmp_path / "p.json", checksum, [
+        (QUICK_ARCH, recipe, 97.0), (OTHER_ARCH, recipe, 96.0), (FIXED_ARCH, recipe, 95.0),
+        (QUICK_ARCH, recipe, 90.0)])  # a repeat: enqueued once
+    flags = ["--budget", "5000", "--min-params", "0", "--warm-start", str(prior)]
+    for trials in ("3", "4"):  # the second run resumes: nothing is enqueued again
+        code, url = _search(tmp_path, small_data_dir, *flags, "--trials", trials, "--jobs", "2")
+        assert code == 0
+    out = capsys.readouterr().out
+    study = _study(url)
+    warm = [r for r in records(study) if r.warm]
+    assert sorted(r.warm for r in warm) == [f"old trial {i} (seed 0, {s:.2f} %)"
+                                            for i, s in enumerate((97, 96, 95))]
+    assert all(r.kind in ("complete", "early_stopped") for r in warm)  # each ran once
+    fixed = [r for r in warm if r.fixed_arch]
+    assert len(fixed) == 1 and fixed[0].arch == ArchConfig.from_dict(FIXED_ARCH).to_dict()
+    assert out.count("warm start: enqueued") == 3 and "cannot express it" in out
+
+
+def test_warm_start_skips_a_prior_of_other_data_with_one_line(tmp_path, small_data_dir, capsys):
+    prior = _prior_file(tmp_path / "p.json", "0" * 64, [(QUICK_ARCH, {}, 97.0)])
+    code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--min-params", "0",
+                        "--warm-start", str(prior), "--trials", "1")
+    out = capsys.readouterr().out
+    assert code == 0 and "made on other data (old)" in out and "a cold start" in out
+    assert not any(r.warm for r in records(_study(url)))
+
+
+def test_pick_warm_ranks_confirmed_means_first_and_respects_the_limits():
+    prior = load_prior(PACKAGED_PRIOR)
+    checksum = prior.configs[0].data_checksum
+    picked, _ = pick_warm(list(prior.configs), Limits(10_000, 5_000, None, 210_000),
+                          data_checksum=checksum)
+    assert [(c.study, c.trial) for c in picked] == [("mnist-10k-v3", 33), ("mnist-10k-v3", 46),
+                                                    ("mnist-10k-v3", 34)]
+    picked, _ = pick_warm(list(prior.configs), Limits(4_000, 2_000, None, 210_000),
+                          data_checksum=checksum)
+    assert picked[0].study == "mnist-4k-default" and picked[0].trial == 81
+    assert all(2_000 <= c.params <= 4_000 for c in picked)
+
+
+def test_the_packaged_prior_is_what_the_script_builds(tmp_path):
+    out = tmp_path / "rebuilt.json"
+    subprocess.run([sys.executable, "benchmarks/build_prior.py", "--out", str(out)], cwd=REPO,
+                   check=True, capture_output=True)
+    rebuilt, shipped = json.loads(out.read_text()), json.loads(PACKAGED_PRIOR.read_text())
+    for doc in (rebuilt, shipped):
+        doc.pop("commit")
+    assert rebuilt == shipped
+
+
+@pytest.mark.parametrize("doc,message", [
+    ({}, "not a nas-mnist prior"),
+    ({"format": FORMAT, "configs": [{"arch": QUICK_ARCH, "seeds": [0], "scores": [1e9],
+                                     "params": 1, "data_checksum": "x"}]}, "params is 1"),
+    ({"format": FORMAT, "configs": [{"arch": QUICK_ARCH, "seeds": [0, 1], "scores": [99.0],
+                                     "data_checksum": "x"}]}, "one length"),
+    ({"format": FORMAT, "curves": [{"accs": [101.0], "epochs": 1, "budget": 1,
+                                    "params": 1}]}, "percentage"),
+])
+def test_a_malformed_prior_is_refused_naming_the_field(doc, message):
+    with pytest.raises(PriorError, match=message):
+        parse_prior(doc, "p.json")
+
+
+def test_time_to_target_runs_on_a_fixture(tmp_path, small_data_dir):
+    out = tmp_path / "ttt.jsonl"
+    subprocess.run([sys.executable, str(REPO / "benchmarks/time_to_target.py"), "--seeds", "0",
+                    "--cap-min", "0.3", "--target", "20", "--budget", "3000", "--out", str(out),
+                    "--", "--data-dir", str(small_data_dir), "--space", "quick", "--epochs",
+                    "1", "--jobs", "1"], check=True, capture_output=True, cwd=tmp_path)
+    line = json.loads(out.read_text().splitlines()[-1])
+    for key in ("seed", "warm_start", "reached", "minutes", "trained_epochs", "trials", "cpu",
+                "date", "commit", "best_at_30", "best_at_60", "cpu_min_by_kind"):
+        assert key in line, key
+    assert line["warm_start"] == "none" and line["reached"] and line["trained_epochs"] >= 1
