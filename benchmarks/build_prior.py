@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 import optuna  # noqa: E402
 
-from nas_mnist.search.prior import FORMAT, PACKAGED_PRIOR, parse_prior  # noqa: E402
-from nas_mnist.search.record import StudyMeta, records  # noqa: E402
+from nas_mnist.searcher.prior import FORMAT, PACKAGED_PRIOR, parse_prior  # noqa: E402
+from nas_mnist.searcher.record import StudyMeta, records  # noqa: E402
 from nas_mnist.results.export import atomic_write  # noqa: E402
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from nas_mnist.search.record import records  # noqa: E402
-from nas_mnist.search.study import (SearchSettings, create_or_resume, load_search_data,  # noqa: E402
+from nas_mnist.searcher.record import records  # noqa: E402
+from nas_mnist.searcher.study import (SearchSettings, create_or_resume, load_search_data,  # noqa: E402
                                     preflight, run_search)
 from nas_mnist.engine.data import write_subset as make_subset  # noqa: E402
 

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import optuna  # noqa: E402
 
-from nas_mnist.search.record import StudyMeta, records  # noqa: E402
-from nas_mnist.search.stopping import Curve, make_rule, StopRule  # noqa: E402
+from nas_mnist.searcher.record import StudyMeta, records  # noqa: E402
+from nas_mnist.searcher.stopping import Curve, make_rule, StopRule  # noqa: E402
 
 SHIPPED = ("sqlite:///studies/mnist-10k.db:mnist-10k", "sqlite:///studies/mnist-10k-v1.db:mnist-10k-v1")
 TOP = 5
@@ -93,7 +93,7 @@ def replay_prior(spec: str, prior_file: str | None = None, good: float = 99.3) -
     """The default rule with and without earlier studies' curves at its first rungs, on one
     study, with the prior built from the *other* studies (this one's curves left out): epochs
     and CPU seconds trained, and every network that ended >= `good` that the rule stops."""
-    from nas_mnist.search.prior import PACKAGED_PRIOR, load_prior
+    from nas_mnist.searcher.prior import PACKAGED_PRIOR, load_prior
     url, name = spec.rsplit(":", 1)
     study = optuna.load_study(study_name=name, storage=url)
     meta = StudyMeta.from_study(study)

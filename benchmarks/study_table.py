@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 from nas_mnist.results.ranking import feasible, study_meta  # noqa: E402
 from nas_mnist.results.report import active_minutes  # noqa: E402
 from nas_mnist.results.summary import epochs_saved  # noqa: E402
-from nas_mnist.search.record import REFUSALS, count_kinds  # noqa: E402
+from nas_mnist.searcher.record import REFUSALS, count_kinds  # noqa: E402
 
 
 def row(name: str) -> str:

@@ -30,7 +30,7 @@ import optuna
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nas_mnist.search.record import KIND_ORDER, StudyMeta, records  # noqa: E402
+from nas_mnist.searcher.record import KIND_ORDER, StudyMeta, records  # noqa: E402
 
 POLL_S = 10
 

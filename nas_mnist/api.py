@@ -45,10 +45,10 @@ def search(*, budget: int = 10_000, max_macs: int | None = None, min_params: int
     updating bar in a notebook, log lines otherwise), False for none. `log` receives the header
     lines (None: silent)."""
     from nas_mnist.engine.device import auto_jobs, resolve_device
-    from nas_mnist.search.prior import load_prior
-    from nas_mnist.search.settings import SearchSettings
-    from nas_mnist.search.storage import default_artifacts, default_storage
-    from nas_mnist.search.study import load_search_data, preflight
+    from nas_mnist.searcher.prior import load_prior
+    from nas_mnist.searcher.settings import SearchSettings
+    from nas_mnist.searcher.storage import default_artifacts, default_storage
+    from nas_mnist.searcher.study import load_search_data, preflight
     say = log or (lambda line: None)
     url = storage or default_storage(study)
     dev = resolve_device(device)
@@ -101,11 +101,11 @@ def _load_enqueued(path):
 
 def _run(settings, space, data, enqueued, say, progress) -> "Study":
     from nas_mnist.engine.data import describe_data
-    from nas_mnist.search.prior import (PACKAGED_PRIOR, Limits, describe_rung_prior,
+    from nas_mnist.searcher.prior import (PACKAGED_PRIOR, Limits, describe_rung_prior,
                                         load_prior)
-    from nas_mnist.search.record import StudyMeta, records
-    from nas_mnist.search.storage import mask_url
-    from nas_mnist.search.study import (create_or_resume, enqueue_config, n_trained, run_search,
+    from nas_mnist.searcher.record import StudyMeta, records
+    from nas_mnist.searcher.storage import mask_url
+    from nas_mnist.searcher.study import (create_or_resume, enqueue_config, n_trained, run_search,
                                         warm_start)
     study, notes = create_or_resume(settings, space, data)
     meta = StudyMeta.from_study(study)
@@ -188,7 +188,7 @@ def _calibrate(settings, data, space):
 
 def load_study(study: str, storage: str | None = None) -> "Study":
     """Open a stored study (read-only), e.g. to rank, plot or export it."""
-    from nas_mnist.search.storage import default_storage, load_study as open_study
+    from nas_mnist.searcher.storage import default_storage, load_study as open_study
     url = storage or default_storage(study)
     return Study(open_study(study, url), url)
 
@@ -215,7 +215,7 @@ class Winner:
         """The network as an `nn.Module` with the weights the search stored (input: raw [0, 1]
         images, N x 1 x 28 x 28; output: logits), in eval mode."""
         from nas_mnist.results.deploy import deployable
-        from nas_mnist.search.storage import default_artifacts
+        from nas_mnist.searcher.storage import default_artifacts
         folder = Path(artifacts or default_artifacts(self.storage, self.study))
         if not self.weights or not (folder / self.weights).is_file():
             raise ApiError(f"trial {self.trial} of study {self.study!r} kept no weights in "
@@ -301,7 +301,7 @@ class Study:
             import pandas as pd
         except ImportError:
             raise ApiError("trials_dataframe needs pandas: pip install pandas") from None
-        from nas_mnist.search.record import records
+        from nas_mnist.searcher.record import records
         from nas_mnist.spec.arch import ArchConfig
         rows = []
         for r in records(self.optuna):
@@ -403,14 +403,14 @@ def train(config, *, epochs: int | None = None, last_n: int | None = None,
     return run.summary(data)
 
 
-def export(*, study: str = "default", storage: str | None = None, out: str | None = None,
+def export(*, study: str, storage: str | None = None, out: str | None = None,
            format: Sequence[str] = (), trial: int | None = None, pareto: bool = False,
            artifacts: str | None = None, data_dir: str | None = None, device: str = "auto",
            threads: int | None = None, log: Callable[[str], None] | None = print) -> list[Path]:
     """Write winner files for the best trial (or `trial`, or the Pareto front), as
     `nas-mnist export`; returns the winner JSON paths."""
     from nas_mnist.results.export import export_trials
-    from nas_mnist.search.storage import default_artifacts, default_storage, load_study as ls
+    from nas_mnist.searcher.storage import default_artifacts, default_storage, load_study as ls
     url = storage or default_storage(study)
     return export_trials(ls(study, url), url=url, out=out, formats=list(format), trial=trial,
                          pareto=pareto, artifacts=artifacts or default_artifacts(url, study),
@@ -418,27 +418,46 @@ def export(*, study: str = "default", storage: str | None = None, out: str | Non
                          log=log or (lambda line: None))
 
 
-def report(*, study: str = "default", storage: str | None = None, out: str | None = None,
+def report(*, study: str, storage: str | None = None, out: str | None = None,
            top: int = 10, no_png: bool = False) -> list[Path]:
     """Plots (HTML, PNG where kaleido and a Chromium are present) and the Markdown summary, as
     `nas-mnist report` without --seeds; returns the files written."""
     from nas_mnist.results.report import write_report
-    from nas_mnist.search.storage import default_storage, load_study as ls
+    from nas_mnist.searcher.storage import default_storage, load_study as ls
     url = storage or default_storage(study)
     written, _ = write_report(ls(study, url), Path(out) if out else
                               Path("studies") / f"{study}-report", top=top, png=not no_png)
     return written
 
 
-def predict(model, images: Sequence[str] | "np.ndarray"):  # noqa: F821
+@dataclass
+class Prediction:
+    names: list[str]  # one per image ("file.png", "images.idx[3]", "array[3]")
+    predicted: "np.ndarray"  # noqa: F821 (class indices)
+    accuracy: float | None = None  # percent, when labels were given
+
+
+def predict(model, images, labels=None) -> Prediction:
     """Class predictions of an exported model (.onnx, .torchscript.pt or a winner .json) for
-    image files (one IDX file or PNGs) or an array of [0, 1] images, N x 1 x 28 x 28."""
+    image files (one IDX file or PNGs) or an array of [0, 1] images, N x 1 x 28 x 28, as
+    `nas-mnist predict`; `labels` (an IDX labels file or an array) adds the accuracy."""
     import numpy as np
+    from nas_mnist.engine.data import read_idx
     from nas_mnist.results.deploy import load_model, read_images
     loaded = load_model(Path(model))
     if isinstance(images, np.ndarray):
-        return loaded.predict(images.astype(np.float32))
-    return loaded.predict(read_images([str(p) for p in images])[1])
+        names = [f"array[{i}]" for i in range(len(images))]
+        predicted = loaded.predict(images.astype(np.float32))
+    else:
+        names, array = read_images([str(p) for p in images])
+        predicted = loaded.predict(array)
+    accuracy = None
+    if labels is not None:
+        truth = labels if isinstance(labels, np.ndarray) else read_idx(Path(labels))[0]
+        if len(truth) != len(predicted):
+            raise ApiError(f"labels holds {len(truth):,} labels for {len(predicted):,} images")
+        accuracy = 100.0 * float(np.mean(np.asarray(truth) == predicted))
+    return Prediction(names, predicted, accuracy)
 
 
 def load_winner(path) -> "torch.nn.Module":  # noqa: F821

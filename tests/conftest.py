@@ -24,7 +24,7 @@ def small_data_dir(tmp_path_factory) -> Path:
 def space_with(path: Path, name: str = "quick", **values) -> Path:
     """Write the packaged space `name` to `path` with top-level keys set to YAML `values`
     (a key that is not there is added): a bad space without depending on the file's text."""
-    from nas_mnist.search.space import SPACE_DIR
+    from nas_mnist.searcher.space import SPACE_DIR
     lines = (SPACE_DIR / f"{name}.yaml").read_text().splitlines()
     for key, value in values.items():
         lines = [line for line in lines if not line.startswith(f"{key}:")] + [f"{key}: {value}"]

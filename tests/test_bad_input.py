@@ -209,7 +209,7 @@ def test_a_torn_journal_line_is_cut_before_appending(tmp_path, small_data_dir, c
     assert main([*args, "--trials", "2"]) == 0
     assert "torn line" in capsys.readouterr().err
     assert (tmp_path / "j.log.torn-backup").exists()
-    from nas_mnist.search.storage import open_storage
+    from nas_mnist.searcher.storage import open_storage
     study = optuna.load_study(study_name="j", storage=open_storage(f"journal:{log}",
                                                                      create=False))
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 2

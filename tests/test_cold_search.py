@@ -14,11 +14,11 @@ from nas_mnist.cli import main
 from nas_mnist.engine.builder import build_model
 from nas_mnist.engine.costmodel import CostModel, calibrate
 from nas_mnist.engine.counting import measure_footprint
-from nas_mnist.search.prior import (PACKAGED_PRIOR, FORMAT, Limits, PriorError, load_prior,
+from nas_mnist.searcher.prior import (PACKAGED_PRIOR, FORMAT, Limits, PriorError, load_prior,
                                     parse_prior, pick_warm)
-from nas_mnist.search.record import count_kinds, records
-from nas_mnist.search.space import SPACE_DIR, load_space, suggest_arch
-from nas_mnist.search.stopping import Curve, make_rule
+from nas_mnist.searcher.record import count_kinds, records
+from nas_mnist.searcher.space import SPACE_DIR, load_space, suggest_arch
+from nas_mnist.searcher.stopping import Curve, make_rule
 from nas_mnist.spec.arch import ArchConfig, ConvSpec, Head, Transition
 from nas_mnist.errors import SpecError
 from nas_mnist.spec.footprint import footprint
@@ -174,7 +174,7 @@ def test_default_floor_is_half_the_budget_and_off_for_two_objectives(tmp_path, s
 
 def test_resumed_older_study_keeps_its_own_limits(tmp_path, small_data_dir, capsys):
     """A study made before the floor existed resumes without one (its meta says none)."""
-    from nas_mnist.search.record import StudyMeta
+    from nas_mnist.searcher.record import StudyMeta
     code, url = _search(tmp_path, small_data_dir, "--budget", "3000", "--trials", "1",
                         "--min-params", "0", "--max-activations", "0")
     study = _study(url)

@@ -14,7 +14,7 @@ def test_a_non_editable_install_finds_the_packaged_spaces(tmp_path):
                            "--no-build-isolation", "--target", str(target), str(REPO)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    code = ("from nas_mnist.search.space import load_space, SPACE_DIR; "
+    code = ("from nas_mnist.searcher.space import load_space, SPACE_DIR; "
             "from nas_mnist.engine.data import load_dataset; "
             "print(SPACE_DIR); [load_space(n) for n in ('default', 'tiny', 'quick')]; "
             "print(len(load_dataset().test_x))")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "nas_mnist"
-LAYERS = ["spec", "engine", "search", "results", "api", "cli"]  # each may import those before
+LAYERS = ["spec", "engine", "searcher", "results", "api", "cli"]  # each may import those before
 
 
 def module_name(path: Path) -> str:
@@ -27,7 +27,7 @@ def imports_of(module: str) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
-            # `from nas_mnist.search import record` imports the submodule
+            # `from nas_mnist.searcher import record` imports the submodule
             names.update(f"{node.module}.{a.name}" for a in node.names
                          if f"{node.module}.{a.name}" in MODULES)
     return names

@@ -11,8 +11,8 @@ import tempfile
 import optuna
 import pytest
 
-from nas_mnist.search.record import count_kinds
-from nas_mnist.search.study import n_trained as finished
+from nas_mnist.searcher.record import count_kinds
+from nas_mnist.searcher.study import n_trained as finished
 
 pytestmark = pytest.mark.postgres
 

@@ -5,7 +5,7 @@ import io
 import optuna
 
 from nas_mnist.results.progress import LiveProgress
-from nas_mnist.search.record import StudyMeta, attrs_of
+from nas_mnist.searcher.record import StudyMeta, attrs_of
 
 
 class Terminal(io.StringIO):

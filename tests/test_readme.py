@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 
 from nas_mnist.cli import main
-from nas_mnist.search.record import count_kinds
+from nas_mnist.searcher.record import count_kinds
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

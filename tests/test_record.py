@@ -3,8 +3,8 @@
 import optuna
 import pytest
 
-from nas_mnist.search import record
-from nas_mnist.search.record import StudyMeta, TrialRecord
+from nas_mnist.searcher import record
+from nas_mnist.searcher.record import StudyMeta, TrialRecord
 from nas_mnist.spec.score import default_last_n, last_n_score
 
 

@@ -12,8 +12,8 @@ import pytest
 from optuna.trial import TrialState
 
 from nas_mnist.cli import main
-from nas_mnist.search.record import count_kinds
-from nas_mnist.search.study import n_trained as finished
+from nas_mnist.searcher.record import count_kinds
+from nas_mnist.searcher.study import n_trained as finished
 
 
 def _cmd(url, data_dir, *extra, study="f"):
@@ -220,8 +220,8 @@ def test_full_disk_is_one_line_and_the_study_survives(tiny_disk, small_data_dir,
 
 
 def test_an_interrupted_enqueued_trial_is_retried_still_labelled():
-    from nas_mnist.search import record
-    from nas_mnist.search.recovery import requeue_interrupted
+    from nas_mnist.searcher import record
+    from nas_mnist.searcher.recovery import requeue_interrupted
     study = optuna.create_study()
     study.enqueue_trial({"x": 1.0}, user_attrs=record.attrs_of(enqueued=True, fixed_key="k"))
     trial = study.ask()

@@ -6,17 +6,17 @@ import pytest
 from optuna.trial import TrialState
 
 from nas_mnist.cli import main
-from nas_mnist.search.space import SPACE_DIR
+from nas_mnist.searcher.space import SPACE_DIR
 from nas_mnist.engine.data import load_dataset
-from nas_mnist.search.objective import Objective
-from nas_mnist.search.study import SearchSettings, create_or_resume, preflight
-from nas_mnist.search.replay import params_of
-from nas_mnist.search.space import SpaceError, load_space, smallest_arch, suggest_arch
+from nas_mnist.searcher.objective import Objective
+from nas_mnist.searcher.study import SearchSettings, create_or_resume, preflight
+from nas_mnist.searcher.replay import params_of
+from nas_mnist.searcher.space import SpaceError, load_space, smallest_arch, suggest_arch
 from nas_mnist.results.summary import summary_markdown
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.recipe import Recipe
-from nas_mnist.search.record import count_kinds
-from nas_mnist.search.study import n_trained as finished
+from nas_mnist.searcher.record import count_kinds
+from nas_mnist.searcher.study import n_trained as finished
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK = ["--space", "quick", "--epochs", "1", "--last-n", "1", "--threads", "2", "--jobs", "1"]
@@ -57,7 +57,7 @@ def test_tiny_search_end_to_end(tmp_path, small_data_dir, capsys):
 
 def test_over_budget_trial_is_never_trained(small_data_dir, tmp_path, monkeypatch):
     import nas_mnist.engine.evaluate as evaluate_mod
-    from nas_mnist.search.record import StudyMeta
+    from nas_mnist.searcher.record import StudyMeta
     calls = []
     monkeypatch.setattr(evaluate_mod, "train", lambda *a, **k: calls.append(1))
     settings = SearchSettings(study="o", storage=f"sqlite:///{tmp_path}/o.db", space="quick",
@@ -86,7 +86,7 @@ def test_refused_samples_do_not_count_toward_trials(tmp_path, small_data_dir):
 
 def test_a_space_with_nothing_trainable_stops_with_one_line(tmp_path, small_data_dir, capsys,
                                                             monkeypatch):
-    import nas_mnist.search.workers as workers_mod
+    import nas_mnist.searcher.workers as workers_mod
     monkeypatch.setattr(workers_mod, "MAX_REFUSED_IN_A_ROW", 3)
     code, _ = _search(tmp_path, small_data_dir, "--budget", "240", "--trials", "50",
                       "--sampler", "random", "--epochs", "1")
@@ -203,7 +203,7 @@ def test_journal_storage(tmp_path, small_data_dir):
     code = main(["search", "--study", "j", "--storage", url, "--data-dir", str(small_data_dir),
                  *QUICK, "--budget", "5000", "--trials", "2"])
     assert code == 0
-    from nas_mnist.search.storage import open_storage
+    from nas_mnist.searcher.storage import open_storage
     study = optuna.load_study(study_name="j", storage=open_storage(url, create=False))
     assert finished(study) == 2
 
@@ -222,7 +222,7 @@ def test_val_split_search_scores_on_validation(tmp_path, small_data_dir, capsys)
 
 
 def test_percentile_rule_compares_only_with_networks_no_larger():
-    from nas_mnist.search.stopping import Curve, make_rule
+    from nas_mnist.searcher.stopping import Curve, make_rule
     peers = [Curve(i, [acc] * 15, params, complete=True) for i, (acc, params) in enumerate(
         [(97.0, 9000), (97.5, 9500), (98.0, 8000), (98.2, 9900),  # big, good
          (90.0, 3000), (91.0, 3500), (92.0, 3900), (93.0, 2000)])]  # small

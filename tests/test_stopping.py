@@ -11,8 +11,8 @@ import optuna
 import pytest
 
 from nas_mnist.cli import main
-from nas_mnist.search import stopping
-from nas_mnist.search.stopping import Curve, RuleError, StopRule, make_rule
+from nas_mnist.searcher import stopping
+from nas_mnist.searcher.stopping import Curve, RuleError, StopRule, make_rule
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,7 +104,7 @@ class StopAfter(StopRule):
 
 
 def test_a_new_rule_is_one_class_and_its_registration(tmp_path, small_data_dir, monkeypatch):
-    from nas_mnist.search.study import SearchSettings, create_or_resume, preflight, run_search
+    from nas_mnist.searcher.study import SearchSettings, create_or_resume, preflight, run_search
     from nas_mnist.engine.data import load_dataset
     monkeypatch.setitem(stopping.RULES, "stop_after", StopAfter)
     settings = SearchSettings(study="n", storage=f"sqlite:///{tmp_path}/n.db", space="quick",
@@ -123,7 +123,7 @@ def test_a_new_rule_is_one_class_and_its_registration(tmp_path, small_data_dir, 
 
 
 def test_replay_benchmark_runs_on_a_small_recorded_study(tmp_path):
-    from nas_mnist.search.record import StudyMeta
+    from nas_mnist.searcher.record import StudyMeta
     url = f"sqlite:///{tmp_path}/rec.db"
     study = optuna.create_study(study_name="rec", storage=url)
     StudyMeta(budget=10_000, epochs=6, last_n=2).save(study)

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(getattr(args, "interrupt_note", "nas-mnist: interrupted"), file=sys.stderr)
         return 130
     except EXPECTED as err:
-        from nas_mnist.search.study import SearchError
+        from nas_mnist.searcher.study import SearchError
         return _fail(err, 1 if isinstance(err, SearchError) else 2)
 
 

@@ -74,14 +74,16 @@ def finite_float(text):
     return _finite(text, float)
 
 
-def add_data_flags(p: argparse.ArgumentParser) -> None:
+def add_data_flags(p: argparse.ArgumentParser, *, split: bool = True) -> None:
+    """--data-dir, --device, --threads and (unless the study decides it) the split flags."""
     p.add_argument("--data-dir", help="folder with the four IDX files, or a torchvision "
                                       "download root (default: the packaged MNIST)")
-    p.add_argument("--val-split", type=non_negative, default=0, metavar="K",
-                   help="hold out K training images as the validation set (default 0: "
-                        "score on the test set)")
-    p.add_argument("--split-seed", type=seed, default=0, metavar="S",
-                   help="seed that draws the --val-split images (0); a study keeps its own")
+    if split:
+        p.add_argument("--val-split", type=non_negative, default=0, metavar="K",
+                       help="hold out K training images as the validation set (default 0: "
+                            "score on the test set)")
+        p.add_argument("--split-seed", type=seed, default=0, metavar="S",
+                       help="seed that draws the --val-split images (0); a study keeps its own")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where to train (default auto: a GPU if there is one)")
     p.add_argument("--threads", type=positive(), help="CPU threads (default: all cores)")
@@ -96,7 +98,7 @@ def add_storage_flags(p: argparse.ArgumentParser, *, required_study: bool) -> No
 
 
 def storage_url(args) -> str:
-    from nas_mnist.search.storage import default_storage
+    from nas_mnist.searcher.storage import default_storage
     return args.storage or default_storage(args.study)
 
 

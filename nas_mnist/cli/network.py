@@ -67,20 +67,16 @@ def add_parsers(sub) -> None:
 
 
 def cmd_count(args) -> int:
-    from nas_mnist.engine.builder import build_model
-    from nas_mnist.engine.counting import count_macs, count_params, format_table, layer_table
-    from nas_mnist.engine.evaluate import in_shape
-    from nas_mnist.spec.arch import load_arch
-    arch, _ = load_arch(args.config)
-    model = build_model(arch)
-    rows = layer_table(model, in_shape(arch))
-    n_params, macs = count_params(model), count_macs(model, in_shape(arch))
+    from nas_mnist.api import count
+    from nas_mnist.engine.counting import LayerRow, format_table
+    c = count(args.config)
     if args.json:
-        print(json.dumps({"params": n_params, "macs": macs, "arch": arch.describe(),
-                          "layers": [r.__dict__ for r in rows]}, indent=2))
+        print(json.dumps(c, indent=2))
     else:
-        print(format_table(rows))
-        print(f"params {n_params:,}   MACs {macs:,}   ({arch.describe()})")
+        print(format_table([LayerRow(**row) for row in c["layers"]]))
+        print(f"params {c['params']:,}   MACs {c['macs']:,}   activations {c['activations']:,} "
+              f"per image   peak RAM {c['peak_ram_int8']:,} B at int8 "
+              f"({c['peak_ram_fp32']:,} B at fp32)   ({c['arch']})")
     return 0
 
 
@@ -235,7 +231,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_space(args) -> int:
-    from nas_mnist.search.space import load_space, sample_shares, smallest_arch
+    from nas_mnist.searcher.space import load_space, sample_shares, smallest_arch
     space = load_space(args.space)
     smallest = smallest_arch(space)
     print(f"space {space.name}: smallest network {smallest.n_params():,} parameters "

@@ -23,7 +23,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--format", action="append", default=[], choices=["onnx", "torchscript"],
                    help="also write a deployable model (normalisation folded in), verified "
                         "on the test set; may repeat (onnx needs the onnx extra)")
-    add_data_flags(p)
+    add_data_flags(p, split=False)  # re-training uses the study's own split
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("predict", help="classify images with an exported model")
@@ -62,7 +62,7 @@ def add_parsers(sub) -> None:
 
 
 def _open(args):
-    from nas_mnist.search.storage import load_study
+    from nas_mnist.searcher.storage import load_study
     url = storage_url(args)
     return load_study(args.study, url), url
 
@@ -84,21 +84,13 @@ def cmd_export(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    import numpy as np
-    from nas_mnist.results.deploy import load_model, read_images
-    model = load_model(args.model)
-    names, images = read_images(args.images)
-    predicted = model.predict(images)
-    for name, label in zip(names, predicted):
+    from nas_mnist.api import predict
+    result = predict(args.model, args.images, labels=args.labels)
+    for name, label in zip(result.names, result.predicted):
         print(f"{name}: {int(label)}")
-    if args.labels:
-        from nas_mnist.engine.data import read_idx
-        labels, _ = read_idx(Path(args.labels))
-        if len(labels) != len(predicted):
-            raise UsageError(f"{args.labels} holds {len(labels):,} labels for "
-                             f"{len(predicted):,} images")
-        print(f"accuracy {100.0 * float(np.mean(labels == predicted)):.2f} % on "
-              f"{len(labels):,} images", file=sys.stderr)
+    if result.accuracy is not None:
+        print(f"accuracy {result.accuracy:.2f} % on {len(result.predicted):,} images",
+              file=sys.stderr)
     return 0
 
 
@@ -115,7 +107,7 @@ def cmd_report(args) -> int:
     from nas_mnist.results.export import ExportError
     from nas_mnist.results.ranking import feasible
     from nas_mnist.results.report import write_report
-    from nas_mnist.search.record import StudyMeta
+    from nas_mnist.searcher.record import StudyMeta
     study, _ = _open(args)
     meta = StudyMeta.from_study(study)
     print(f"study {study.study_name!r}: data sha256 "
@@ -223,7 +215,7 @@ def _confirm_seeds(study, args, earlier: Path) -> tuple[list[dict], list[dict]]:
 
 def cmd_dashboard(args) -> int:
     import shutil
-    from nas_mnist.search.storage import mask_url
+    from nas_mnist.searcher.storage import mask_url
     study, url = _open(args)
     exe = shutil.which("optuna-dashboard") or str(Path(sys.executable).parent / "optuna-dashboard")
     if not Path(exe).exists():

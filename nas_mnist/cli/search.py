@@ -7,9 +7,9 @@ from pathlib import Path
 from nas_mnist.cli.common import (UsageError, add_data_flags, add_storage_flags, non_negative,
                                   positive, seed, storage_url)
 
-DEFAULT_MAX_ACTIVATIONS = 210_000  # nas_mnist.search.settings (not imported: --help stays light)
+DEFAULT_MAX_ACTIVATIONS = 210_000  # nas_mnist.searcher.settings (not imported: --help stays light)
 
-PRUNE_RULES = ("asha", "percentile", "none")  # registered in nas_mnist.search.stopping
+PRUNE_RULES = ("asha", "percentile", "none")  # registered in nas_mnist.searcher.stopping
 
 
 def add_parsers(sub) -> None:
@@ -110,8 +110,8 @@ def cmd_search(args) -> int:
 
 def print_summary(study, url: str, k: int = 10) -> None:
     from nas_mnist.results.ranking import leaderboard, study_meta
-    from nas_mnist.search.record import KIND_ORDER, count_kinds
-    from nas_mnist.search.storage import mask_url
+    from nas_mnist.searcher.record import KIND_ORDER, count_kinds
+    from nas_mnist.searcher.storage import mask_url
     kinds = count_kinds(study)
     print("trials: " + ", ".join(f"{kinds[k]} {k.replace('_', ' ')}" for k in KIND_ORDER
                                  if kinds.get(k)))

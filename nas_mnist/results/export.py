@@ -20,7 +20,7 @@ from nas_mnist.engine.evaluate import evaluate_candidate
 from nas_mnist.engine.train import WeightsError, load_state
 from nas_mnist.errors import NasMnistError
 from nas_mnist.results.ranking import feasible, pareto_front, study_meta
-from nas_mnist.search.record import StudyMeta, TrialRecord
+from nas_mnist.searcher.record import StudyMeta, TrialRecord
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.footprint import footprint
 from nas_mnist.spec.recipe import Recipe

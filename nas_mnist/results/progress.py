@@ -10,8 +10,8 @@ import statistics
 import time
 from typing import TextIO
 
-from nas_mnist.search import record
-from nas_mnist.search.record import StudyMeta, TrialRecord
+from nas_mnist.searcher import record
+from nas_mnist.searcher.record import StudyMeta, TrialRecord
 
 
 def _minutes(seconds: float) -> str:

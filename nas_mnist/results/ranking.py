@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from nas_mnist.search import record
-from nas_mnist.search.record import StudyMeta, TrialRecord, is_finite
+from nas_mnist.searcher import record
+from nas_mnist.searcher.record import StudyMeta, TrialRecord, is_finite
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.footprint import footprint
 
@@ -40,7 +40,7 @@ class Row:
 def study_meta(study: optuna.Study) -> StudyMeta:
     meta = StudyMeta.from_study(study)
     if meta is None:
-        from nas_mnist.search.storage import StorageError
+        from nas_mnist.searcher.storage import StorageError
         raise StorageError(f"study {study.study_name!r} was not made by nas-mnist")
     return meta
 

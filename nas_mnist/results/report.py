@@ -14,7 +14,7 @@ import optuna
 import plotly.graph_objects as go
 
 from nas_mnist.results.ranking import feasible, pareto_front, study_meta
-from nas_mnist.search import record
+from nas_mnist.searcher import record
 
 log = logging.getLogger(__name__)
 STYLE = {"complete": ("#1f77b4", "circle"), "early_stopped": ("#aaaaaa", "circle-open"),

@@ -8,8 +8,8 @@ from datetime import timedelta
 import optuna
 
 from nas_mnist.results.ranking import feasible, leaderboard, study_meta
-from nas_mnist.search import record
-from nas_mnist.search.record import KIND_ORDER, count_kinds
+from nas_mnist.searcher import record
+from nas_mnist.searcher.record import KIND_ORDER, count_kinds
 
 
 def seed_stats(mins: list[float]) -> dict:

@@ -19,14 +19,14 @@ from nas_mnist._version import __version__
 from nas_mnist.engine.data import Dataset
 from nas_mnist.engine.device import set_threads
 from nas_mnist.errors import NasMnistError
-from nas_mnist.search import record
-from nas_mnist.search.record import METRIC_NAMES, OBJECTIVES, StudyMeta
-from nas_mnist.search.recovery import requeue_interrupted
-from nas_mnist.search.settings import SearchError, SearchSettings, SettingsError  # noqa: F401
-from nas_mnist.search.replay import params_of
-from nas_mnist.search.space import SearchSpace, load_space, smallest_arch
-from nas_mnist.search.storage import StorageError, open_storage
-from nas_mnist.search.workers import (load_search_data, n_trained, run_parallel,  # noqa: F401
+from nas_mnist.searcher import record
+from nas_mnist.searcher.record import METRIC_NAMES, OBJECTIVES, StudyMeta
+from nas_mnist.searcher.recovery import requeue_interrupted
+from nas_mnist.searcher.settings import SearchError, SearchSettings, SettingsError  # noqa: F401
+from nas_mnist.searcher.replay import params_of
+from nas_mnist.searcher.space import SearchSpace, load_space, smallest_arch
+from nas_mnist.searcher.storage import StorageError, open_storage
+from nas_mnist.searcher.workers import (load_search_data, n_trained, run_parallel,  # noqa: F401
                                       run_worker, waiting)
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.recipe import Recipe
@@ -117,7 +117,7 @@ def _space_hint(stored: StudyMeta, meta: StudyMeta) -> str:
     before the focused default used the space now called `wide`)."""
     if stored.space_digest == meta.space_digest:
         return ""
-    from nas_mnist.search.space import SPACE_DIR
+    from nas_mnist.searcher.space import SPACE_DIR
     for path in sorted(SPACE_DIR.glob("*.yaml")):
         try:
             if load_space(str(path)).digest == stored.space_digest:
@@ -132,7 +132,7 @@ def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace
     """Enqueue the best few known configurations that fit this study (`settings.warm_start`:
     "auto" = the packaged prior plus the local studies/ folder, "none", or prior files).
     Returns one line per configuration or skipped source, for the user."""
-    from nas_mnist.search.prior import (PACKAGED_PRIOR, Limits, load_prior, local_configs,
+    from nas_mnist.searcher.prior import (PACKAGED_PRIOR, Limits, load_prior, local_configs,
                                         pick_warm)
     sources = settings.warm_start
     if not sources or tuple(sources) == ("none",):
@@ -146,7 +146,7 @@ def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace
             return notes
         if source == "auto":
             configs += load_prior(PACKAGED_PRIOR).configs
-            from nas_mnist.search.storage import STUDIES_DIR
+            from nas_mnist.searcher.storage import STUDIES_DIR
             if STUDIES_DIR.is_dir():
                 configs += local_configs(STUDIES_DIR, exclude=settings.study)
         else:

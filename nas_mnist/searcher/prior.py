@@ -225,8 +225,8 @@ def local_configs(folder: str | Path, *, exclude: str | None = None) -> list[Pri
     """The completed trials of the nas-mnist studies in a folder of SQLite files (`studies/`),
     each as a one-seed configuration: what this machine has already found."""
     import optuna
-    from nas_mnist.search.record import StudyMeta, records
-    from nas_mnist.search.storage import open_storage
+    from nas_mnist.searcher.record import StudyMeta, records
+    from nas_mnist.searcher.storage import open_storage
     out = []
     for db in sorted(Path(folder).glob("*.db")):
         url = f"sqlite:///{db}"

@@ -14,8 +14,8 @@ from dataclasses import asdict, replace
 import optuna
 from optuna.trial import TrialState
 
-from nas_mnist.search import record
-from nas_mnist.search.record import TrialRecord
+from nas_mnist.searcher import record
+from nas_mnist.searcher.record import TrialRecord
 
 
 def worker_id() -> str:

@@ -22,12 +22,12 @@ from nas_mnist.engine.data import Dataset
 from nas_mnist.engine.device import resolve_precision
 from nas_mnist.engine.evaluate import evaluate_candidate
 from nas_mnist.errors import SpecError
-from nas_mnist.search import record
-from nas_mnist.search.prior import Prior
-from nas_mnist.search.record import StudyMeta, TrialRecord
-from nas_mnist.search.recovery import worker_id
-from nas_mnist.search.space import SearchSpace, suggest_arch
-from nas_mnist.search.stopping import Curve, StopRule
+from nas_mnist.searcher import record
+from nas_mnist.searcher.prior import Prior
+from nas_mnist.searcher.record import StudyMeta, TrialRecord
+from nas_mnist.searcher.recovery import worker_id
+from nas_mnist.searcher.space import SearchSpace, suggest_arch
+from nas_mnist.searcher.stopping import Curve, StopRule
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.recipe import Recipe
 from nas_mnist.spec.score import last_n_score

@@ -23,13 +23,13 @@ from nas_mnist.engine.data import Dataset, load_dataset
 from nas_mnist.engine.device import cpu_cores, resolve_device, set_threads
 from nas_mnist.engine.train import NonFiniteLoss
 from nas_mnist.errors import NasMnistError
-from nas_mnist.search import record
-from nas_mnist.search.objective import EpochEvent, Objective
-from nas_mnist.search.prior import PACKAGED_PRIOR, load_prior
-from nas_mnist.search.record import StudyMeta, TrialRecord
-from nas_mnist.search.settings import SearchError, SearchSettings
-from nas_mnist.search.space import load_space
-from nas_mnist.search.storage import mask_url, open_storage, sqlite_path
+from nas_mnist.searcher import record
+from nas_mnist.searcher.objective import EpochEvent, Objective
+from nas_mnist.searcher.prior import PACKAGED_PRIOR, load_prior
+from nas_mnist.searcher.record import StudyMeta, TrialRecord
+from nas_mnist.searcher.settings import SearchError, SearchSettings
+from nas_mnist.searcher.space import load_space
+from nas_mnist.searcher.storage import mask_url, open_storage, sqlite_path
 
 MAX_FAILS_IN_A_ROW = 5
 MAX_REFUSED_IN_A_ROW = 200  # samples over budget or invalid in a row: the space is hopeless

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from nas_mnist.engine.data import Dataset
 from nas_mnist.errors import NasMnistError
-from nas_mnist.search.record import StudyMeta
-from nas_mnist.search.space import SearchSpace
-from nas_mnist.search.stopping import StopRule, make_rule
+from nas_mnist.searcher.record import StudyMeta
+from nas_mnist.searcher.space import SearchSpace
+from nas_mnist.searcher.stopping import StopRule, make_rule
 
 
 class SearchError(NasMnistError):
