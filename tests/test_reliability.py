@@ -233,3 +233,43 @@ def test_an_interrupted_enqueued_trial_is_retried_still_labelled():
     assert retry.suggest_float("x", 0.0, 2.0) == 1.0
     attrs = study.trials[retry.number].user_attrs
     assert attrs["enqueued"] is True and attrs["retry_of"] == trial.number
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_workers_die_with_their_search_on_kill_9(tmp_path, small_data_dir):
+    """kill -9 of the search a user started (or the out-of-memory killer) ends its workers;
+    nothing stays RUNNING in the study."""
+    url = f"sqlite:///{tmp_path}/o.db"
+    cmd = _cmd(url, small_data_dir, "--epochs", "6", "--trials", "50", "--min-params", "0")
+    cmd[cmd.index("--jobs") + 1] = "2"
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_training(url)
+        workers = [p for p in _children(proc.pid) if _alive(p)]
+        assert len(workers) >= 2, "two spawned workers (and the resource tracker)"
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.5)
+        assert not any(_alive(p) for p in workers), "orphaned workers go on training"
+    finally:
+        for p in _children(proc.pid):
+            os.kill(p, signal.SIGKILL)
+    study = optuna.load_study(study_name="f", storage=url)
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]

@@ -8,6 +8,7 @@ its running trial as an interrupt (FAIL, retried first by the next run).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import signal
 import sys
@@ -149,10 +150,38 @@ def raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _worker_main(settings: SearchSettings, share: int, worker: int, deadline, errors) -> None:
+def die_with_parent(parent: int) -> None:
+    """End this worker when the search that started it ends, however it ends (`kill -9`, the
+    out-of-memory killer): Linux sends SIGTERM on the parent's death (prctl PDEATHSIG), which
+    ends the running trial as an interrupt; elsewhere a watchdog thread notices the new parent
+    within a second. Without this, orphaned workers went on writing into the study."""
+    import os
+    import threading
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the watchdog below is enough
+    if os.getppid() != parent:  # the parent died before the prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
+
+
+def _worker_main(settings: SearchSettings, share: int, worker: int, deadline, errors,
+                 parent: int | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, raise_interrupt)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
+    if parent is not None:
+        die_with_parent(parent)
     set_threads(settings.threads)
     try:
         run_worker(settings, share, worker, deadline=deadline)
@@ -175,7 +204,7 @@ def run_parallel(settings, study, remaining, deadline, on_progress) -> None:
     ctx = multiprocessing.get_context("spawn")
     errors = ctx.Queue()
     procs = [ctx.Process(target=_worker_main,
-                         args=(worker_settings, share, i + 1, deadline, errors))
+                         args=(worker_settings, share, i + 1, deadline, errors, os.getpid()))
              for i, share in enumerate(shares)]
     for p in procs:
         p.start()
