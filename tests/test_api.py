@@ -93,6 +93,7 @@ def test_search_returns_a_study_that_the_cli_opens(tmp_path, small_data_dir, cap
     assert nm.load_study("x", url).best.trial == best.trial
 
 
+@pytest.mark.slow  # over 20 s: end-to-end
 def test_val_split_is_drawn_with_the_study_split_seed_not_the_sampler_seed(tmp_path,
                                                                           small_data_dir):
     """Two workers with different sampler seeds score on one split; a resume with another

@@ -233,6 +233,7 @@ OTHER_ARCH = {"stages": [[{"out": 8}], [{"out": 12, "pad": 0}]], "transitions": 
 FIXED_ARCH = {"stages": [[{"out": 7}], [{"out": 9, "pad": 0}]], "transitions": [{}]}  # width 7
 
 
+@pytest.mark.slow  # over 20 s: end-to-end
 def test_warm_start_enqueues_the_expected_configurations_once(tmp_path, small_data_dir, capsys):
     from nas_mnist.engine.data import load_dataset
     checksum = load_dataset(small_data_dir).checksum
@@ -301,6 +302,7 @@ def test_a_malformed_prior_is_refused_naming_the_field(doc, message):
         parse_prior(doc, "p.json")
 
 
+@pytest.mark.slow  # over 20 s: end-to-end
 def test_time_to_target_runs_on_a_fixture(tmp_path, small_data_dir):
     out = tmp_path / "ttt.jsonl"
     subprocess.run([sys.executable, str(REPO / "benchmarks/time_to_target.py"), "--seeds", "0",

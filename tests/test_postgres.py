@@ -53,6 +53,7 @@ def postgres_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow  # over 20 s: end-to-end
 def test_two_workers_share_one_postgres_study(postgres_url, small_data_dir):
     cmd = [sys.executable, "-m", "nas_mnist", "search", "--study", "pg", "--storage",
            postgres_url, "--space", "quick", "--budget", "5000", "--epochs", "1", "--last-n",

@@ -1,5 +1,6 @@
 """The README's demo, run as written (on a small data subset) by the suite."""
 
+import pytest
 import re
 import shlex
 from pathlib import Path
@@ -19,6 +20,7 @@ def demo_commands() -> list[list[str]]:
     return [shlex.split(line.split("#", 1)[0]) for line in block.splitlines() if line.strip()]
 
 
+@pytest.mark.slow  # over 20 s: end-to-end
 def test_the_readme_demo_runs_and_shows_every_part(small_data_dir, capsys):
     commands = demo_commands()
     assert [c[1] for c in commands] == ["search", "export", "report", "dashboard"]

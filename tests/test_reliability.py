@@ -48,6 +48,7 @@ def _wait_for_training(url, study="f", timeout=120):
     raise AssertionError("no trial started training")
 
 
+@pytest.mark.slow  # over 20 s: end-to-end
 def test_kill_9_then_rerun_retries_the_killed_trial_at_once(tmp_path, small_data_dir):
     url = f"sqlite:///{tmp_path}/k.db"
     proc = subprocess.Popen(_cmd(url, small_data_dir, "--epochs", "6", "--trials", "3"),
@@ -72,6 +73,7 @@ def test_kill_9_then_rerun_retries_the_killed_trial_at_once(tmp_path, small_data
     assert count_kinds(study).get("running", 0) == 0 and finished(study) == 3
 
 
+@pytest.mark.slow  # over 20 s: end-to-end
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_interrupt_exits_130_and_rerun_resumes(tmp_path, small_data_dir, sig):
     url = f"sqlite:///{tmp_path}/i.db"
@@ -99,6 +101,7 @@ def test_interrupt_exits_130_and_rerun_resumes(tmp_path, small_data_dir, sig):
     assert sum(t.user_attrs.get("retry_of") == victim.number for t in study.trials) == 1
 
 
+@pytest.mark.slow  # over 20 s: end-to-end
 def test_four_workers_exact_count_and_enqueued_once(tmp_path, small_data_dir):
     url = f"sqlite:///{tmp_path}/p.db"
     config = tmp_path / "seed.json"

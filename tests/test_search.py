@@ -139,6 +139,7 @@ def test_resume_adds_trials_and_mismatch_is_refused(tmp_path, small_data_dir, ca
     assert finished(_study(url)) == 4 and len(_study(url).trials) == len(params)
 
 
+@pytest.mark.slow  # over 20 s: end-to-end
 def test_two_parallel_workers_finish_exactly_n_trials(tmp_path, small_data_dir):
     code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "4",
                         "--jobs", "2")
@@ -148,6 +149,7 @@ def test_two_parallel_workers_finish_exactly_n_trials(tmp_path, small_data_dir):
     assert count_kinds(study).get("running", 0) == 0
 
 
+@pytest.mark.slow  # over 20 s: end-to-end
 def test_enqueued_config_runs_exactly_once(tmp_path, small_data_dir):
     config = tmp_path / "seed.json"
     config.write_text(json.dumps({"arch": {"stages": [[{"out": 4}], [{"out": 4}]],
@@ -240,6 +242,7 @@ def test_percentile_rule_compares_only_with_networks_no_larger():
     assert not stops(50.0, 10_000, epoch=2)
 
 
+@pytest.mark.slow  # over 20 s: end-to-end
 def test_max_macs_is_a_hard_constraint_like_the_budget(tmp_path, small_data_dir, capsys):
     code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--max-macs", "200000",
                         "--min-params", "0", "--trials", "3", study="m")

@@ -144,6 +144,7 @@ def test_replay_benchmark_runs_on_a_small_recorded_study(tmp_path):
     assert int(asha[-4]) < 72 and asha[-1] == "yes"
 
 
+@pytest.mark.slow  # over 20 s: end-to-end
 def test_a_resume_with_another_rule_is_allowed_and_says_so(tmp_path, small_data_dir, capsys):
     args = ["search", "--study", "r", "--storage", f"sqlite:///{tmp_path}/r.db", "--space",
             "quick", "--budget", "5000", "--epochs", "2", "--jobs", "1",

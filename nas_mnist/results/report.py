@@ -82,6 +82,13 @@ def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
                                  marker=dict(color=STYLE["over_budget"][0], size=8,
                                              symbol=STYLE["over_budget"][1])))
         fig.add_vline(x=meta.budget, line_dash="dash", annotation_text="budget")
+        if meta.min_params:
+            xs, _, text = _points(study, "under_floor", x_key)
+            fig.add_trace(go.Scatter(x=xs, y=[floor if floor is not None else 0.0] * len(xs),
+                                     text=text, mode="markers",
+                                     name="under the size floor (never trained)",
+                                     marker=dict(color="#9467bd", size=8, symbol="x")))
+            fig.add_vline(x=meta.min_params, line_dash="dot", annotation_text="size floor")
     elif meta.max_macs:
         fig.add_vline(x=meta.max_macs, line_dash="dash", annotation_text="MACs limit")
     title = f"Pareto front of study {study.study_name}: accuracy vs {x_title}"
