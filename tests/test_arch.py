@@ -154,3 +154,14 @@ def test_separable_and_grouped_counts_by_hand():
                                 head=Head(kind="gap_conv")))
     assert count_macs(dw) - count_macs(build_model(ArchConfig(stages=((ConvSpec(8),),)))) >= 8 * 9 * 784
     assert arch.describe() == "8-16s | M | 16g4v | gap_conv"
+
+
+def test_the_published_4k_design_is_expressed_with_its_parameter_count():
+    """adilsammar/woolly-of-cv's 3,762-parameter network, as the write-up counts it."""
+    from pathlib import Path
+    from nas_mnist.spec.arch import load_arch
+    from nas_mnist.spec.recipe import Recipe
+    path = Path(__file__).resolve().parent.parent / "nas_mnist/configs/woolly3762.json"
+    arch, doc = load_arch(path)
+    assert arch.n_params() == 3762
+    assert Recipe.from_dict(doc["recipe"]).batch_size == 32
