@@ -373,34 +373,92 @@ def _arch_of(config):
     return load_arch(config)[0]
 
 
+@dataclass
+class TrainPlan:
+    """What `train` is about to do, for a caller that shows it first (the CLI's header)."""
+
+    arch: "ArchConfig"  # noqa: F821
+    recipe: "Recipe"  # noqa: F821
+    seed: int
+    data: object  # engine.data.Dataset
+    device: object  # torch.device
+
+
 def train(config, *, epochs: int | None = None, last_n: int | None = None,
           seed: int | None = None, batch_size: int | None = None, precision: str | None = None,
+          weights: str | None = None, seeds: int | None = None, jobs: int = 1,
           data_dir: str | None = None, val_split: int = 0, split_seed: int = 0,
-          device: str = "auto", threads: int | None = None,
-          on_epoch: Callable | None = None) -> dict:
-    """Train one architecture file (a winner JSON carries its recipe and seed), as
-    `nas-mnist train`; returns the run's summary (what `--json-out` writes)."""
+          device: str = "auto", threads: int | None = None, on_start: Callable | None = None,
+          on_epoch: Callable | None = None, on_step: Callable | None = None,
+          on_seed: Callable | None = None) -> dict:
+    """Train one architecture file (a winner JSON carries its recipe, seed and threads), as
+    `nas-mnist train`; returns the run's summary (what `--json-out` writes).
+
+    `weights`: evaluate those weights on the test set instead (no training). `seeds`: train
+    on seeds 0..K-1 (`jobs` at a time) and return the per-seed scores. The callbacks only
+    show progress: `on_start(TrainPlan)`, `on_epoch(EpochStats)`, `on_step()`, `on_seed(run)`."""
+    import dataclasses as dc
     from nas_mnist.engine.data import load_dataset
     from nas_mnist.engine.device import resolve_device, set_threads
-    from nas_mnist.engine.evaluate import evaluate_candidate
+    from nas_mnist.engine.evaluate import evaluate_candidate, evaluate_weights
+    from nas_mnist.errors import SpecError
     from nas_mnist.spec.arch import load_arch
     from nas_mnist.spec.recipe import Recipe
     from nas_mnist.spec.score import default_last_n
-    arch, doc = load_arch(config) if not isinstance(config, dict) else (_arch_of(config), config)
-    stored = Recipe.from_dict(doc.get("recipe", {}))
+    if isinstance(config, dict):
+        arch, doc = _arch_of(config), config
+    else:
+        arch, doc = load_arch(config)
+    try:
+        stored = Recipe.from_dict(doc.get("recipe", {}))
+    except SpecError as err:
+        raise SpecError(f"{config}: {err}") from None
     epochs = epochs or stored.epochs
+    # the file's last-N for the file's epochs; other epochs get the default for their length
     last_n = last_n or (stored.last_n if epochs == stored.epochs else default_last_n(epochs))
     if last_n > epochs:
         raise ApiError(f"last_n {last_n} exceeds the {epochs} training epochs")
     recipe = stored.replace(epochs=epochs, last_n=last_n, batch_size=batch_size,
                             precision=precision)
+    if seeds:
+        if seed is not None or weights:
+            raise ApiError("seeds trains new networks on seeds 0..K-1: leave out seed and "
+                           "weights")
+        return _train_seeds(arch, recipe, seeds, jobs=jobs, data_dir=data_dir,
+                            val_split=val_split, split_seed=split_seed, device=device,
+                            threads=threads, on_start=on_start, on_seed=on_seed)
+    if jobs != 1:
+        raise ApiError("jobs needs seeds")
     dev = resolve_device(device)
-    set_threads(threads or doc.get("threads"))
+    set_threads(threads or doc.get("threads"))  # a winner's threads: its CPU numerics
     data = load_dataset(data_dir, val_split=val_split, seed=split_seed).to(dev)
     data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
-    run = evaluate_candidate(arch, recipe, data, seed=seed if seed is not None
-                             else int(doc.get("seed", 0)), on_epoch=on_epoch)
+    if weights:
+        norm = doc.get("normalisation") or {}
+        if norm.get("mean") is not None and norm.get("std") is not None:
+            # the statistics these weights were trained with, not this loader's
+            data = dc.replace(data, mean=float(norm["mean"]), std=float(norm["std"]))
+        return {**evaluate_weights(arch, data, weights), "data": data}
+    seed = seed if seed is not None else int(doc.get("seed", 0))
+    if on_start is not None:
+        on_start(TrainPlan(arch, recipe, seed, data, dev))
+    run = evaluate_candidate(arch, recipe, data, seed=seed, on_epoch=on_epoch, on_step=on_step)
     return run.summary(data)
+
+
+def _train_seeds(arch, recipe, seeds: int, *, jobs, data_dir, val_split, split_seed, device,
+                 threads, on_start, on_seed) -> dict:
+    from nas_mnist.engine.data import load_dataset
+    from nas_mnist.engine.device import resolve_device
+    from nas_mnist.results.confirm import confirm_seeds
+    data = load_dataset(data_dir, val_split=val_split, seed=split_seed)
+    data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
+    if on_start is not None:
+        on_start(TrainPlan(arch, recipe, 0, data, resolve_device(device)))
+    run, = confirm_seeds([(None, arch.to_dict(), recipe.to_dict())], seeds,
+                         data_dir=data_dir, val_split=val_split, split_seed=split_seed,
+                         device=device, jobs=jobs, threads=threads, on_done=on_seed)
+    return {**run, "data_checksum": data.checksum}
 
 
 def export(*, study: str, storage: str | None = None, out: str | None = None,

@@ -13,10 +13,10 @@ from nas_mnist.searcher.settings import SearchSettings, SettingsError
 
 # Flags that only shape what the CLI prints or its exit code, and library keywords that only
 # shape what a call shows: not one-to-one on purpose.
-DISPLAY_ONLY = {"count": {"json"}, "search": {"log", "progress"}, "export": {"log"}}
+DISPLAY_ONLY = {"count": {"json"}, "search": {"log", "progress"}, "export": {"log"},
+                "train": {"json_out", "require", "on_start", "on_epoch", "on_step", "on_seed"}}
 # Commands whose multi-seed options are CLI-only so far (README, "From Python").
-NOT_YET = {"train": {"seeds", "jobs", "require", "weights", "json_out", "on_epoch"},
-           "report": {"confirm", "confirm_top", "data_dir", "device", "jobs", "reuse", "seeds",
+NOT_YET = {"report": {"confirm", "confirm_top", "data_dir", "device", "jobs", "reuse", "seeds",
                       "split_seed", "threads", "val_split", "winner"}}
 
 

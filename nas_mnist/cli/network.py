@@ -81,125 +81,105 @@ def cmd_count(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from nas_mnist.spec.arch import load_arch
-    from nas_mnist.spec.recipe import Recipe
-    from nas_mnist.errors import SpecError
-    from nas_mnist.spec.score import default_last_n
-    arch, doc = load_arch(args.config)
-    try:
-        stored = Recipe.from_dict(doc.get("recipe", {}))
-    except SpecError as err:
-        raise SpecError(f"{args.config}: {err}") from None
-    epochs = args.epochs or stored.epochs
-    # the file's last-N for the file's epochs; other epochs get the default for their length
-    last_n = args.last_n or (stored.last_n if epochs == stored.epochs
-                             else default_last_n(epochs))
-    if last_n > epochs:
-        raise UsageError(f"--last-n {last_n} exceeds the {epochs} training epochs")
-    recipe = stored.replace(epochs=epochs, last_n=last_n, batch_size=args.batch_size,
-                            precision=args.precision)
+    """Parse, one library call, print."""
+    from nas_mnist.api import train
+    if args.last_n is not None and args.epochs is not None and args.last_n > args.epochs:
+        raise UsageError(f"--last-n {args.last_n} exceeds the {args.epochs} training epochs")
+    if args.seeds and (args.seed is not None or args.weights):
+        raise UsageError("--seeds trains new networks on seeds 0..K-1: leave out --seed and "
+                         "--weights")
+    if args.jobs != 1 and not args.seeds:
+        raise UsageError("--jobs needs --seeds")
     if args.json_out:
         write_text_atomic(args.json_out, None)  # a bad path fails now, not after training
-    if args.seeds:
-        return _train_seeds(args, arch, recipe, last_n)
-    if args.jobs != 1:
-        raise UsageError("--jobs needs --seeds")
-    if args.threads is None and doc.get("threads"):
-        args.threads = doc["threads"]  # reproduce the stored run's CPU numerics
-    device, data = load_context(args)
-    data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
+    show = _SeedsDisplay(args.seeds, args.jobs) if args.seeds else _EpochTable()
+    result = train(args.config, epochs=args.epochs, last_n=args.last_n, seed=args.seed,
+                   batch_size=args.batch_size, precision=args.precision, weights=args.weights,
+                   seeds=args.seeds, jobs=args.jobs, data_dir=args.data_dir,
+                   val_split=args.val_split, split_seed=args.split_seed, device=args.device,
+                   threads=args.threads, on_start=show.start,
+                   on_epoch=getattr(show, "epoch", None), on_step=getattr(show, "step", None),
+                   on_seed=getattr(show, "seed", None))
     if args.weights:
-        from nas_mnist.engine.evaluate import evaluate_weights
-        norm = doc.get("normalisation") or {}
-        if norm.get("mean") is not None and norm.get("std") is not None:
-            # the statistics these weights were trained with, not this loader's
-            data = dataclasses.replace(data, mean=float(norm["mean"]), std=float(norm["std"]))
-        s = evaluate_weights(arch, data, args.weights)
-        print(f"test accuracy {s['acc']:.2f} %  loss {s['loss']:.4f}  "
-              f"({s['images']:,} test images, weights {args.weights}, no training; "
-              f"{describe_data(data)})")
+        print(f"test accuracy {result['acc']:.2f} %  loss {result['loss']:.4f}  "
+              f"({result['images']:,} test images, weights {args.weights}, no training; "
+              f"{describe_data(result['data'])})")
         return 0
-    seed = args.seed if args.seed is not None else int(doc.get("seed", 0))
-    summary = _train_with_table(arch, recipe, data, seed, device)
+    worst = show.finish(result)
     if args.json_out:
-        write_text_atomic(args.json_out, json.dumps(summary, indent=2))
-    if args.require is not None and summary["last_n_min"] < args.require:
-        print(f"nas-mnist: below requirement: min of the last {last_n} epochs "
-              f"{summary['last_n_min']:.2f} % < {args.require:.2f} %", file=sys.stderr)
+        write_text_atomic(args.json_out, json.dumps(result, indent=2))
+    if args.require is not None and worst[0] < args.require:
+        print(f"nas-mnist: below requirement: {worst[1]} "
+              f"{worst[0]:.2f} % < {args.require:.2f} %", file=sys.stderr)
         return 1
     return 0
 
 
-def _train_seeds(args, arch, recipe, last_n: int) -> int:
-    """`train --seeds K`: the same network and recipe on seeds 0..K-1, then the spread."""
-    from nas_mnist.engine.data import load_dataset
-    from nas_mnist.results.confirm import confirm_seeds
-    from nas_mnist.results.summary import seed_stats
-    if args.seed is not None or args.weights:
-        raise UsageError("--seeds trains new networks on seeds 0..K-1: leave out --seed and "
-                         "--weights")
-    data = load_dataset(args.data_dir, val_split=args.val_split, seed=args.split_seed)
-    data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
-    split = data.eval_split
-    print(f"{arch.describe()}\ntraining {recipe.epochs} epochs on seeds 0-{args.seeds - 1}, "
-          f"{args.jobs} run(s) at a time, {describe_data(data)}, min of the last {last_n} "
-          f"epoch(s) on the {split} split ({len(data.eval_x):,} images)")
+class _EpochTable:
+    """One row per epoch under a header, a step bar on stderr, then the last-N figures."""
 
-    def on_done(r):
+    def start(self, plan) -> None:
+        from tqdm import tqdm
+        from nas_mnist.engine.evaluate import describe_device
+        data, recipe = plan.data, plan.recipe
+        self.split, self.recipe = data.eval_split, recipe
+        print(f"{plan.arch.describe()}\ntraining {recipe.epochs} epochs, seed {plan.seed}, "
+              f"{describe_device(plan.device)}, {describe_data(data)}, "
+              f"accuracy on the {self.split} split ({len(data.eval_x):,} images)")
+        print(f"{'epoch':>5} {self.split + ' acc %':>11} {self.split + ' loss':>10} "
+              f"{'train loss':>10} {'lr':>8} {'seconds':>8}")
+        steps = max(1, len(data.train_x) // recipe.batch_size)
+        self.bar = tqdm(total=steps * recipe.epochs, unit="step", leave=False, file=sys.stderr)
+
+    def step(self) -> None:
+        self.bar.update()
+
+    def epoch(self, e) -> None:
+        self.bar.write(f"{e.epoch:>5} {e.eval_acc:>11.2f} {e.eval_loss:>10.4f} "
+                       f"{e.train_loss:>10.4f} {e.lr:>8.4f} {e.seconds:>8.1f}")
+
+    def finish(self, summary: dict) -> tuple[float, str]:
+        self.bar.close()
+        print(f"params {summary['params']:,}   MACs {summary['macs']:,}   "
+              f"{summary['seconds']:.0f} s on {summary['device']}")
+        last_n = self.recipe.last_n
+        epochs = f"{last_n} epochs" if last_n > 1 else "epoch"
+        print(f"last {epochs} on {self.split}: min {summary['last_n_min']:.2f} %  "
+              f"mean {summary['last_n_mean']:.2f} %")
+        if "test_acc_final" in summary:
+            print(f"test accuracy after the last epoch: {summary['test_acc_final']:.2f} %")
+        return summary["last_n_min"], f"min of the last {last_n} epochs"
+
+
+class _SeedsDisplay:
+    """`train --seeds K`: a header, one line per seed as it ends, then the spread."""
+
+    def __init__(self, seeds: int, jobs: int):
+        self.seeds, self.jobs = seeds, jobs
+
+    def start(self, plan) -> None:
+        self.plan = plan
+        data, recipe = plan.data, plan.recipe
+        print(f"{plan.arch.describe()}\ntraining {recipe.epochs} epochs on seeds "
+              f"0-{self.seeds - 1}, {self.jobs} run(s) at a time, {describe_data(data)}, "
+              f"min of the last {recipe.last_n} epoch(s) on the {data.eval_split} split "
+              f"({len(data.eval_x):,} images)")
+
+    def seed(self, r) -> None:
         test = (f", test after the last epoch {r['test_acc_final']:.2f} %"
                 if r["test_acc_final"] is not None else "")
         print(f"seed {r['seed']}: min {r['last_n_min']:.2f} %  mean {r['last_n_mean']:.2f} %"
               f"{test}  ({r['seconds']:.0f} s on {r['device']})", flush=True)
 
-    run, = confirm_seeds([(None, arch.to_dict(), recipe.to_dict())], args.seeds,
-                         data_dir=args.data_dir, val_split=args.val_split,
-                         split_seed=args.split_seed, device=args.device,
-                         jobs=args.jobs, threads=args.threads, on_done=on_done)
-    stats = seed_stats(run["mins"])
-    worst = run["seeds"][run["mins"].index(stats["min"])]
-    print(f"{stats['seeds']} seeds: min-last-{last_n} on {split} mean {stats['mean']:.2f} "
-          f"+- {stats['std']:.2f} %, worst {stats['min']:.2f} % (seed {worst}), "
-          f"{run['seconds']:.0f} s per run, {run['threads']} thread(s) each")
-    if args.json_out:
-        write_text_atomic(args.json_out, json.dumps({**run, "data_checksum": data.checksum},
-                                                    indent=2))
-    if args.require is not None and stats["min"] < args.require:
-        print(f"nas-mnist: below requirement: seed {worst} reached "
-              f"{stats['min']:.2f} % < {args.require:.2f} %", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _train_with_table(arch, recipe, data, seed: int, device) -> dict:
-    from tqdm import tqdm
-    from nas_mnist.engine.evaluate import describe_device, evaluate_candidate
-    split = data.eval_split
-    steps = max(1, len(data.train_x) // recipe.batch_size)
-    print(f"{arch.describe()}\ntraining {recipe.epochs} epochs, seed {seed}, "
-          f"{describe_device(device)}, {describe_data(data)}, "
-          f"accuracy on the {split} split ({len(data.eval_x):,} images)")
-    print(f"{'epoch':>5} {split + ' acc %':>11} {split + ' loss':>10} {'train loss':>10} "
-          f"{'lr':>8} {'seconds':>8}")
-    bar = tqdm(total=steps * recipe.epochs, unit="step", leave=False, file=sys.stderr)
-
-    def on_epoch(e):
-        bar.write(f"{e.epoch:>5} {e.eval_acc:>11.2f} {e.eval_loss:>10.4f} {e.train_loss:>10.4f} "
-                  f"{e.lr:>8.4f} {e.seconds:>8.1f}")
-
-    try:
-        run = evaluate_candidate(arch, recipe, data, seed=seed, on_epoch=on_epoch,
-                                 on_step=bar.update)
-    finally:
-        bar.close()
-    summary = run.summary(data)
-    print(f"params {summary['params']:,}   MACs {summary['macs']:,}   "
-          f"{summary['seconds']:.0f} s on {summary['device']}")
-    epochs = f"{recipe.last_n} epochs" if recipe.last_n > 1 else "epoch"
-    print(f"last {epochs} on {split}: min {summary['last_n_min']:.2f} %  "
-          f"mean {summary['last_n_mean']:.2f} %")
-    if "test_acc_final" in summary:
-        print(f"test accuracy after the last epoch: {summary['test_acc_final']:.2f} %")
-    return summary
+    def finish(self, run: dict) -> tuple[float, str]:
+        from nas_mnist.results.summary import seed_stats
+        stats = seed_stats(run["mins"])
+        worst = run["seeds"][run["mins"].index(stats["min"])]
+        last_n, split = self.plan.recipe.last_n, self.plan.data.eval_split
+        print(f"{stats['seeds']} seeds: min-last-{last_n} on {split} mean {stats['mean']:.2f} "
+              f"+- {stats['std']:.2f} %, worst {stats['min']:.2f} % (seed {worst}), "
+              f"{run['seconds']:.0f} s per run, {run['threads']} thread(s) each")
+        return stats["min"], f"seed {worst} reached"
 
 
 def cmd_bench(args) -> int:
