@@ -56,6 +56,10 @@ def search(*, budget: int = 10_000, max_macs: int | None = None, min_params: int
         jobs = auto_jobs(dev)
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ApiError(f"jobs must be 'auto' or an integer >= 1, got {jobs!r}")
+    from nas_mnist.engine.device import check_parallel
+    check_parallel(jobs, "jobs")
+    if threads is not None:
+        check_parallel(threads, "threads")
     warm = (warm_start,) if isinstance(warm_start, (str, Path)) else tuple(warm_start)
     warm = tuple(str(w) for w in warm)
     if not warm or (len(warm) > 1 and ("none" in warm or "auto" in warm)):

@@ -113,3 +113,21 @@ def test_val_split_is_drawn_with_the_study_split_seed_not_the_sampler_seed(tmp_p
     assert len(checksums) == 1
     with pytest.raises(StorageError, match="split_seed 0 .stored. vs 7 .now."):
         nm.search(trials=3, split_seed=7, **common)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["search", "--jobs", "1000"], "jobs 1000 is more than 4 per CPU core"),
+    (["search", "--threads", "100000"], "threads 100000 is more than 4 per CPU core"),
+    (["train", "studies/mnist-10k-winners/trial52.json", "--threads", "100000"],
+     "threads 100000 is more than 4 per CPU core"),
+])
+def test_workers_and_threads_are_bounded_by_the_cores(tmp_path, capsys, argv, message):
+    from pathlib import Path
+    from nas_mnist.cli import main
+    repo = Path(__file__).resolve().parent.parent
+    argv = [str(repo / a) if a.endswith(".json") else a for a in argv]
+    code = main([*argv, "--storage", f"sqlite:///{tmp_path}/n.db"] if argv[0] == "search"
+                else argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "n.db").exists()

@@ -37,9 +37,22 @@ def auto_jobs(device: torch.device) -> int:
     return 1 if device.type == "cuda" else cpu_cores()
 
 
+OVERSUBSCRIBE = 4  # threads (or processes) per core beyond which a request is refused
+
+
+def check_parallel(n: int, what: str) -> None:
+    """Refuse `n` threads or processes that would swamp the cores (torch segfaulted at
+    100,000 threads; 60 workers on 2 cores took 8 GB in 30 s)."""
+    limit = OVERSUBSCRIBE * cpu_cores()
+    if n > limit:
+        raise DeviceError(f"{what} {n} is more than {OVERSUBSCRIBE} per CPU core "
+                          f"({cpu_cores()} cores here: at most {limit})")
+
+
 def set_threads(n: int | None) -> int:
     """Use `n` CPU threads for torch (default: all cores this process may use)."""
     n = n or cpu_cores()
+    check_parallel(n, "threads")
     torch.set_num_threads(n)
     return n
 

@@ -41,6 +41,9 @@ def confirm_seeds(candidates: list[tuple[int, dict, dict]], seeds: int, *,
     accuracy after the last epoch comes too). `jobs` processes share the CPU cores: each
     gets `threads` threads, by default cores / jobs.
     """
+    from nas_mnist.engine.device import check_parallel
+    check_parallel(jobs, "jobs")
+    jobs = min(jobs, len(candidates) * seeds)  # never more processes than runs
     threads = threads or max(1, cpu_cores() // jobs)
     work = [(arch, recipe, seed, data_dir, val_split, split_seed, device, threads)
             for _, arch, recipe in candidates for seed in range(seeds)]
