@@ -27,18 +27,30 @@ class ApiError(NasMnistError, ValueError):
 
 # -- search ------------------------------------------------------------------------------------
 
-def search(*, budget: int = 10_000, max_macs: int | None = None, min_params: int | None = None,
-           max_activations: int | None = None, space: str = "default", study: str = "default",
-           storage: str | None = None, trials: int = 20, timeout: float | None = None,
-           seed: int = 0, sampler: str = "tpe", train_seed: int = 0, jobs: int | str = "auto",
-           epochs: int = 15, last_n: int | None = None, objective: str = "min",
-           objectives: str = "score", prune: str = "asha",
+# What a study *is*, for a new one; a resumed or joined study keeps its own (None: unset).
+STUDY_DEFAULTS = {"budget": 10_000, "space": "default", "epochs": 15, "objective": "min",
+                  "objectives": "score", "val_split": 0, "split_seed": 0}
+
+
+def search(*, budget: int | None = None, max_macs: int | None = None,
+           min_params: int | None = None, max_activations: int | None = None,
+           space: str | None = None, study: str = "default", storage: str | None = None,
+           trials: int = 20, timeout: float | None = None, seed: int = 0, sampler: str = "tpe",
+           train_seed: int = 0, jobs: int | str = "auto", epochs: int | None = None,
+           last_n: int | None = None, objective: str | None = None,
+           objectives: str | None = None, prune: str = "asha",
            prune_opt: Sequence[str] | dict = (), enqueue: Sequence[str] = (),
            warm_start: str | Sequence[str] = "auto", artifacts: str | None = None,
-           data_dir: str | None = None, val_split: int = 0, split_seed: int = 0,
-           device: str = "auto", threads: int | None = None,
+           data_dir: str | None = None, val_split: int | None = None,
+           split_seed: int | None = None, device: str = "auto", threads: int | None = None,
            progress: bool | str = "auto", log: Callable[[str], None] | None = print) -> "Study":
     """Run or resume a study (`nas-mnist search`) and return it.
+
+    What a study is (budget, limits, space, epochs, last-N, objective(s), split and its seed)
+    is stored with it: left unset (None), a resumed study, or a worker joining it from another
+    machine with only `study` and `storage`, takes the stored values; a new study takes
+    STUDY_DEFAULTS (and the size floor and cost limit defaults). A value given that differs
+    from the stored one is refused.
 
     `warm_start`: "auto" (the packaged prior and the studies in ./studies on the same data),
     "none" (a cold search) or prior files. `progress`: "auto" (a live block on a terminal, one
@@ -64,13 +76,21 @@ def search(*, budget: int = 10_000, max_macs: int | None = None, min_params: int
     warm = tuple(str(w) for w in warm)
     if not warm or (len(warm) > 1 and ("none" in warm or "auto" in warm)):
         raise ApiError("warm_start takes 'auto', 'none', or prior files (not mixed)")
+    given = dict(budget=budget, space=space, epochs=epochs, objective=objective,
+                 objectives=objectives, val_split=val_split, split_seed=split_seed,
+                 last_n=last_n, max_macs=max_macs, min_params=min_params,
+                 max_activations=max_activations)
+    own = _study_own(study, url, given)
     settings = SearchSettings(
-        study=study, storage=url, space=space, budget=budget, max_macs=max_macs,
-        min_params=min_params, max_activations=max_activations, warm_start=warm,
-        epochs=epochs, last_n=last_n, objective=objective, objectives=objectives,
+        study=study, storage=url, space=own["space"], budget=own["budget"],
+        max_macs=own["max_macs"], min_params=own["min_params"],
+        max_activations=own["max_activations"], warm_start=warm,
+        epochs=own["epochs"], last_n=own["last_n"], objective=own["objective"],
+        objectives=own["objectives"],
         trials=trials, timeout=timeout, seed=seed, sampler=sampler, train_seed=train_seed,
-        jobs=jobs, threads=threads, device=device, data_dir=data_dir, val_split=val_split,
-        split_seed=split_seed, prune=prune, prune_options=_prune_options(prune_opt),
+        jobs=jobs, threads=threads, device=device, data_dir=data_dir,
+        val_split=own["val_split"], split_seed=own["split_seed"], prune=prune,
+        prune_options=_prune_options(prune_opt),
         artifacts=artifacts or default_artifacts(url, study))
     # Everything that can be checked without the storage is checked before touching it.
     space_ = preflight(settings)
@@ -84,6 +104,42 @@ def search(*, budget: int = 10_000, max_macs: int | None = None, min_params: int
     if Path(settings.artifacts).exists() and not Path(settings.artifacts).is_dir():
         raise ApiError(f"artifacts {settings.artifacts} is a file, not a folder")
     return _run(settings, space_, data, enqueued, say, progress)
+
+
+def _study_own(study: str, url: str, given: dict) -> dict:
+    """The study-defining values: those given, else the stored study's, else the defaults."""
+    from nas_mnist.searcher.study import stored_meta
+    stored = stored_meta(study, url)
+    out = dict(given)
+    if stored is None:
+        for key, value in STUDY_DEFAULTS.items():
+            if out[key] is None:
+                out[key] = value
+        return out
+    for key in ("budget", "epochs", "objective", "objectives", "val_split", "last_n",
+                "max_macs"):
+        if out[key] is None:
+            out[key] = getattr(stored, key)
+    if out["split_seed"] is None:
+        out["split_seed"] = stored.split_seed or 0
+    if out["space"] is None:
+        out["space"] = _space_of(stored)
+    # min_params and max_activations left None are resolved against the stored study later
+    return out
+
+
+def _space_of(stored) -> str:
+    """The packaged space file with the stored study's content (digest)."""
+    from nas_mnist.searcher.space import SPACE_DIR, load_space
+    for path in sorted(SPACE_DIR.glob("*.yaml")):
+        try:
+            if load_space(str(path)).digest == stored.space_digest:
+                return path.stem
+        except NasMnistError:
+            continue
+    raise ApiError(f"the study was made with space {stored.space!r} (digest "
+                   f"{stored.space_digest}), which is not a packaged space: pass its file as "
+                   f"space (--space PATH)")
 
 
 def _prune_options(opts) -> tuple[tuple[str, str], ...]:

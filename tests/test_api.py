@@ -131,3 +131,25 @@ def test_workers_and_threads_are_bounded_by_the_cores(tmp_path, capsys, argv, me
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "n.db").exists()
+
+
+def test_a_worker_joins_a_study_with_its_name_and_storage_alone(tmp_path, small_data_dir,
+                                                                capsys):
+    """What a study is comes from the storage: no budget, space, epochs or split to repeat."""
+    from nas_mnist.cli import main
+    from nas_mnist.searcher.record import StudyMeta
+    url = f"sqlite:///{tmp_path}/j.db"
+    nm.search(budget=3000, space="quick", epochs=1, val_split=500, split_seed=3, trials=1,
+              study="j", storage=url, data_dir=str(small_data_dir), jobs=1, progress=False,
+              log=None)
+    capsys.readouterr()
+    code = main(["search", "--study", "j", "--storage", url, "--trials", "2", "--data-dir",
+                 str(small_data_dir), "--jobs", "1"])
+    out = capsys.readouterr().out
+    assert code == 0 and "(resumed, score): budget 3,000" in out and "space quick" in out
+    meta = StudyMeta.from_study(nm.load_study("j", url).optuna)
+    assert (meta.budget, meta.epochs, meta.val_split, meta.split_seed) == (3000, 1, 500, 3)
+    assert sum(1 for t in nm.load_study("j", url).optuna.trials if t.user_attrs.get("acc")) == 2
+    code = main(["search", "--study", "j", "--storage", url, "--budget", "4000", "--data-dir",
+                 str(small_data_dir)])
+    assert code == 2 and "budget 3000 (stored) vs 4000 (now)" in capsys.readouterr().err

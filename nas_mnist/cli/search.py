@@ -14,8 +14,9 @@ PRUNE_RULES = ("asha", "percentile", "none")  # registered in nas_mnist.searcher
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("search", help="run or resume a study")
-    p.add_argument("--budget", type=positive(), default=10_000,
-                   help="hard limit on parameters; larger samples are never trained (10000)")
+    p.add_argument("--budget", type=positive(), default=None,
+                   help="hard limit on parameters; larger samples are never trained (10000 "
+                        "for a new study; a study's own settings when resumed or joined)")
     p.add_argument("--max-macs", type=positive(), metavar="M",
                    help="hard limit on multiply-accumulates per image (fvcore's count); "
                         "larger samples are never trained (default: none)")
@@ -27,7 +28,7 @@ def add_parsers(sub) -> None:
                    help="cost limit: activation elements per image (training time follows "
                         f"them); larger samples are never trained (default {DEFAULT_MAX_ACTIVATIONS:,}"
                         "; 0: none)")
-    p.add_argument("--space", default="default",
+    p.add_argument("--space", default=None,
                    help="search-space name in search_spaces/ or a YAML path (default: the "
                         "focused space; wide: the whole family)")
     p.add_argument("--warm-start", nargs="+", default=["auto"], metavar="auto|none|FILE",
@@ -48,14 +49,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--jobs", default="auto", metavar="K|auto",
                    help="worker processes (auto: one one-thread worker per CPU core, one "
                         "worker on a GPU)")
-    p.add_argument("--epochs", type=positive(), default=15,
+    p.add_argument("--epochs", type=positive(), default=None,
                    help="training epochs of a trial that is not stopped early (15)")
     p.add_argument("--last-n", type=positive(),
                    help="score over the last N epochs (default: 3 of 15; 1 for runs of "
                         "under 10 epochs)")
-    p.add_argument("--objective", choices=["min", "mean"], default="min",
+    p.add_argument("--objective", choices=["min", "mean"], default=None,
                    help="score = min (consistently, default) or mean of the last N epochs")
-    p.add_argument("--objectives", choices=["score", "score,params"], default="score",
+    p.add_argument("--objectives", choices=["score", "score,params"], default=None,
                    help="score: maximise it under the budget (default); score,params: also "
                         "minimise parameters (a two-objective study)")
     p.add_argument("--prune", choices=PRUNE_RULES, default="asha",
@@ -68,7 +69,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--artifacts", help="folder for per-trial weights "
                                        "(default: studies/<study>.artifacts)")
     add_data_flags(p)
-    p.set_defaults(handler=cmd_search)
+    # what a study *is* comes from the storage when it exists: None means "the study's own"
+    p.set_defaults(handler=cmd_search, val_split=None, split_seed=None)
 
 
 def _jobs(text: str) -> int | str:
@@ -82,7 +84,7 @@ def _jobs(text: str) -> int | str:
 def cmd_search(args) -> int:
     """Parse, one library call, print."""
     from nas_mnist.api import search
-    if args.last_n is not None and args.last_n > args.epochs:
+    if args.last_n is not None and args.epochs is not None and args.last_n > args.epochs:
         raise UsageError(f"--last-n {args.last_n} exceeds --epochs {args.epochs}")
     warm = tuple(args.warm_start)
     if len(warm) > 1 and ("none" in warm or "auto" in warm):

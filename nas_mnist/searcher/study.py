@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from pathlib import Path
 from dataclasses import replace
 from typing import Callable
 
@@ -30,6 +31,24 @@ from nas_mnist.searcher.workers import (load_search_data, n_trained, run_paralle
                                       run_worker, waiting)
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.recipe import Recipe
+
+
+def stored_meta(name: str, url: str) -> StudyMeta | None:
+    """The meta of an existing nas-mnist study, or None (no such storage or study). Creates
+    nothing: a SQLite file that does not exist is not opened."""
+    from nas_mnist.searcher.storage import sqlite_path
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        return None
+    if url.startswith("journal:") and not Path(url.removeprefix("journal:")).is_file():
+        return None
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        storage = open_storage(url, create=False, read_only=True)
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+    return StudyMeta.from_study(study)
 
 
 def preflight(settings: SearchSettings) -> SearchSpace:
