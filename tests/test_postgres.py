@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import tempfile
 
 import optuna
@@ -59,8 +60,22 @@ def test_two_workers_share_one_postgres_study(postgres_url, small_data_dir):
            postgres_url, "--space", "quick", "--budget", "5000", "--epochs", "1", "--last-n",
            "1", "--trials", "6", "--threads", "1", "--jobs", "1", "--data-dir",
            str(small_data_dir)]
-    workers = [subprocess.Popen([*cmd, "--seed", str(i)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for i in range(2)]
+    first = subprocess.Popen([*cmd, "--seed", "0"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # the second machine joins the study once it exists
+        try:
+            optuna.load_study(study_name="pg", storage=postgres_url)
+            break
+        except KeyError:
+            time.sleep(0.5)
+    # the joining worker names only the study, its storage and how it runs: the study's
+    # budget, space, epochs and last-N come from the storage
+    joiner = [sys.executable, "-m", "nas_mnist", "search", "--study", "pg", "--storage",
+              postgres_url, "--trials", "6", "--threads", "1", "--jobs", "1", "--data-dir",
+              str(small_data_dir), "--seed", "1"]
+    workers = [first, subprocess.Popen(joiner, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)]
     for w in workers:
         _, err = w.communicate(timeout=600)
         assert w.returncode == 0, err
