@@ -33,6 +33,7 @@ STUDY_DEFAULTS = {"budget": 10_000, "space": "default", "epochs": 15, "objective
 
 
 def search(*, budget: int | None = None, max_macs: int | None = None,
+           max_ram: int | None = None,
            min_params: int | None = None, max_activations: int | None = None,
            space: str | None = None, study: str = "default", storage: str | None = None,
            trials: int = 20, timeout: float | None = None, seed: int = 0, sampler: str = "tpe",
@@ -78,12 +79,12 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
         raise ApiError("warm_start takes 'auto', 'none', or prior files (not mixed)")
     given = dict(budget=budget, space=space, epochs=epochs, objective=objective,
                  objectives=objectives, val_split=val_split, split_seed=split_seed,
-                 last_n=last_n, max_macs=max_macs, min_params=min_params,
+                 last_n=last_n, max_macs=max_macs, max_ram=max_ram, min_params=min_params,
                  max_activations=max_activations)
     own = _study_own(study, url, given)
     settings = SearchSettings(
         study=study, storage=url, space=own["space"], budget=own["budget"],
-        max_macs=own["max_macs"], min_params=own["min_params"],
+        max_macs=own["max_macs"], max_ram=own["max_ram"], min_params=own["min_params"],
         max_activations=own["max_activations"], warm_start=warm,
         epochs=own["epochs"], last_n=own["last_n"], objective=own["objective"],
         objectives=own["objectives"],
@@ -117,7 +118,7 @@ def _study_own(study: str, url: str, given: dict) -> dict:
                 out[key] = value
         return out
     for key in ("budget", "epochs", "objective", "objectives", "val_split", "last_n",
-                "max_macs"):
+                "max_macs", "max_ram"):
         if out[key] is None:
             out[key] = getattr(stored, key)
     if out["split_seed"] is None:
@@ -171,7 +172,8 @@ def _run(settings, space, data, enqueued, say, progress) -> "Study":
     meta = StudyMeta.from_study(study)
     new = not any(r.kind != "running" or r.accs for r in records(study))
     notes += warm_start(study, settings, space, meta)
-    limits = Limits(meta.budget, meta.min_params, meta.max_macs, meta.max_activations)
+    limits = Limits(meta.budget, meta.min_params, meta.max_macs, meta.max_activations,
+                    meta.max_ram)
     for arch, recipe in enqueued:
         how = enqueue_config(study, arch, recipe, space)
         notes.append({None: f"already in the study, not enqueued again: {arch.describe()}",
@@ -192,7 +194,9 @@ def _run(settings, space, data, enqueued, say, progress) -> "Study":
     say("limits: " + ", ".join(
         [f"size floor {meta.min_params:,} parameters" if meta.min_params else "no size floor",
          f"at most {meta.max_activations:,} activations per image" if meta.max_activations
-         else "no activation limit"]) + " (refused before training)")
+         else "no activation limit"]
+        + ([f"peak RAM at most {meta.max_ram:,} B at int8"] if meta.max_ram else []))
+        + " (refused before training)")
     cost = _calibrate(settings, data, space)
     say(f"cost model: {cost.describe()}")
     say(f"stopping rule {meta.rule}; {settings.jobs} worker(s); "

@@ -51,7 +51,7 @@ def test_types_are_checked_strictly_at_the_boundary(tmp_path, small_data_dir, ca
 @pytest.mark.parametrize("argv,message", [
     (["train", REFERENCE_CONFIG, "--require", "nan"], "finite number"),
     (["search", "--timeout", "nan"], "finite number"),
-    (["search", "--budget", "1e12"], "expected a number"),
+    (["search", "--budget", "1e12"], "expected an integer"),
     (["search", "--seed", "-1"], "[0, 2**32)"),
     (["search", "--train-seed", "99999999999999999999"], "[0, 2**32)"),
     (["search", "--study", "../../escape"], "--study"),

@@ -314,3 +314,32 @@ def test_time_to_target_runs_on_a_fixture(tmp_path, small_data_dir):
                 "date", "commit", "best_at_30", "best_at_60", "cpu_min_by_kind"):
         assert key in line, key
     assert line["warm_start"] == "none" and line["reached"] and line["trained_epochs"] >= 1
+
+
+# -- peak RAM as a hard limit -------------------------------------------------------------------
+
+def test_max_ram_is_a_hard_constraint(tmp_path, small_data_dir, capsys):
+    code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "2",
+                        "--min-params", "0", "--max-ram", "12000")
+    assert code == 0 and "peak RAM at most 12,000 B at int8" in capsys.readouterr().out
+    study = _study(url)
+    recs = records(study)
+    assert all(r.peak <= 12000 for r in recs if r.trained)
+    over = [r for r in recs if r.kind == "over_ram"]
+    assert over and all(r.peak > 12000 and not r.accs for r in over)
+    assert study.trials[over[0].number].constraints["max_ram"] > 0
+
+
+@pytest.mark.parametrize("value,message", [
+    ("0", "--max-ram: must be >= 1"), ("-5", "--max-ram: must be >= 1"),
+    ("nan", "--max-ram: expected an integer, got 'nan'"),
+    ("2.5", "--max-ram: expected an integer, got '2.5'"),
+    ("100", "below the peak activation memory of the smallest network of space 'quick'"),
+])
+def test_bad_max_ram_is_one_line(tmp_path, capsys, value, message):
+    url = f"sqlite:///{tmp_path}/never.db"
+    code = main(["search", "--space", "quick", "--budget", "3000", "--storage", url,
+                 "--max-ram", value])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "never.db").exists()

@@ -140,7 +140,7 @@ def _untouched(path):
 
 @pytest.mark.parametrize("flags,message", [
     (["--budget", "0"], "must be >= 1"),
-    (["--budget", "ten"], "expected a number"),
+    (["--budget", "ten"], "expected an integer"),
     (["--epochs", "0"], "must be >= 1"),
     (["--epochs", "2", "--last-n", "3"], "exceeds"),
     (["--jobs", "0"], "integer >= 1"),

@@ -20,6 +20,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-macs", type=positive(), metavar="M",
                    help="hard limit on multiply-accumulates per image (fvcore's count); "
                         "larger samples are never trained (default: none)")
+    p.add_argument("--max-ram", type=positive(), metavar="BYTES",
+                   help="hard limit on peak activation memory at int8 (the largest input + "
+                        "output of a layer, README); larger samples are never trained")
     p.add_argument("--min-params", type=non_negative, metavar="N",
                    help="size floor: smaller samples are refused before training like those "
                         "over the budget (default: half the budget; 0: none; not with "
@@ -97,7 +100,8 @@ def cmd_search(args) -> int:
     args.interrupt_note = ("nas-mnist: interrupted; the study is consistent and the "
                            "interrupted trial runs first when you re-run the same command")
     study = search(
-        budget=args.budget, max_macs=args.max_macs, min_params=args.min_params,
+        budget=args.budget, max_macs=args.max_macs, max_ram=args.max_ram,
+        min_params=args.min_params,
         max_activations=args.max_activations, space=args.space, study=args.study,
         storage=storage_url(args), trials=args.trials, timeout=args.timeout, seed=args.seed,
         sampler=args.sampler, train_seed=args.train_seed, jobs=_jobs(args.jobs),

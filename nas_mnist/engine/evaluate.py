@@ -41,7 +41,8 @@ class Evaluation:
     macs: int | None = None
     activations: int | None = None  # per image (spec.footprint)
     peak: int | None = None  # elements alive at once at the worst layer (spec.footprint)
-    refused: str | None = None  # over_budget, under_floor, over_macs, over_activations, None
+    refused: str | None = None  # over_budget, under_floor, over_macs, over_activations,
+    # over_ram or None (trained)
     result: TrainResult | None = None
     model: torch.nn.Module | None = None
     device: str = ""
@@ -61,6 +62,7 @@ class Evaluation:
 def evaluate_candidate(arch: ArchConfig, recipe: Recipe, data: Dataset, *, seed: int = 0,
                        budget: int | None = None, max_macs: int | None = None,
                        min_params: int = 0, max_activations: int = 0,
+                       max_ram: int | None = None,
                        on_counted: Callable[["Evaluation"], None] | None = None,
                        on_epoch: Callable[[EpochStats], bool | None] | None = None,
                        on_step: Callable[[], None] | None = None) -> Evaluation:
@@ -83,6 +85,8 @@ def evaluate_candidate(arch: ArchConfig, recipe: Recipe, data: Dataset, *, seed:
         run.refused = "over_macs"
     elif max_activations and cost.activations > max_activations:
         run.refused = "over_activations"
+    elif max_ram is not None and cost.peak_int8_bytes > max_ram:
+        run.refused = "over_ram"
     if on_counted is not None:
         on_counted(run)
     if run.refused:

@@ -86,6 +86,7 @@ def winner_doc(study: optuna.Study, r: TrialRecord) -> dict:
         "max_macs": meta.max_macs,
         "min_params": meta.min_params,
         "max_activations": meta.max_activations,
+        "max_ram": meta.max_ram,
         "origin": r.origin,
         "warm_start": r.warm,
         "test_set_used_for_selection": r.eval_split == "test",

@@ -53,6 +53,7 @@ def feasible(study: optuna.Study) -> list[TrialRecord]:
           if is_finite(r.value) and r.n_params is not None and r.n_params <= meta.budget
           and (meta.max_macs is None or (r.macs or 0) <= meta.max_macs)
           and r.n_params >= meta.min_params
+          and (meta.max_ram is None or (r.peak or 0) <= meta.max_ram)
           and (not meta.max_activations or (r.activations or 0) <= meta.max_activations)]
     return sorted(ok, key=lambda r: (-r.value, r.n_params, r.number))
 

@@ -53,6 +53,7 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
         + (f" (size floor {meta.min_params:,})" if meta.min_params else "")
         + (f", {meta.max_macs:,} MACs" if meta.max_macs else "")
         + (f", {meta.max_activations:,} activations per image" if meta.max_activations else "")
+        + (f", {meta.max_ram:,} B peak RAM at int8" if meta.max_ram else "")
         + f"; space `{meta.space}`; {kind}; score = {meta.objective} of the {meta.eval_split} "
         f"accuracy over the last {meta.last_n} of {meta.epochs} epochs"
         + (f"; stopping rule {meta.rule}" if meta.rule else "") + ".",

@@ -40,6 +40,7 @@ def constraint_names(meta: StudyMeta) -> list[str]:
     of a study, so the sampler compares like with like)."""
     return (["param_budget"] + ["param_floor"] * bool(meta.min_params)
             + ["max_macs"] * (meta.max_macs is not None)
+            + ["max_ram"] * (meta.max_ram is not None)
             + ["max_activations"] * bool(meta.max_activations))
 
 
@@ -49,6 +50,7 @@ def constraint_values(meta: StudyMeta, run) -> dict[str, float]:
     values = {"param_budget": run.n_params - meta.budget,
               "param_floor": meta.min_params - run.n_params,
               "max_macs": (run.macs or 0) - (meta.max_macs or 0),
+              "max_ram": (run.peak or 0) - (meta.max_ram or 0),
               "max_activations": (run.activations or 0) - meta.max_activations}
     return {name: values[name] for name in constraint_names(meta)}
 
@@ -137,6 +139,7 @@ class Objective:
                      data_mean=data.mean, data_std=data.std)
         run = evaluate_candidate(arch, recipe, data, seed=self.train_seed, budget=meta.budget,
                                  max_macs=meta.max_macs, min_params=meta.min_params,
+                                 max_ram=meta.max_ram,
                                  max_activations=meta.max_activations, on_counted=on_counted,
                                  on_epoch=on_epoch)
         record.write(trial, device=run.device)

@@ -183,6 +183,7 @@ class Limits:
     min_params: int = 0
     max_macs: int | None = None
     max_activations: int = 0
+    max_ram: int | None = None
 
     def refusal(self, arch: ArchConfig, macs: int | None = None) -> str | None:
         n = arch.n_params()
@@ -190,9 +191,11 @@ class Limits:
             return f"over the budget ({n:,} > {self.budget:,} parameters)"
         if n < self.min_params:
             return f"under the size floor ({n:,} < {self.min_params:,} parameters)"
-        acts = footprint(arch).activations
-        if self.max_activations and acts > self.max_activations:
-            return f"over the activation limit ({acts:,} > {self.max_activations:,})"
+        f = footprint(arch)
+        if self.max_activations and f.activations > self.max_activations:
+            return f"over the activation limit ({f.activations:,} > {self.max_activations:,})"
+        if self.max_ram is not None and f.peak_int8_bytes > self.max_ram:
+            return f"over the RAM limit ({f.peak_int8_bytes:,} > {self.max_ram:,} B)"
         if self.max_macs is not None and macs is not None and macs > self.max_macs:
             return f"over the MACs limit ({macs:,} > {self.max_macs:,})"
         return None

@@ -33,7 +33,8 @@ _ATTR = {
     "activations": "activations", "peak": "peak_ram_int8", "warm": "warm_start",
     "rungs": "rung_decisions", "precision": "precision",
 }
-REFUSALS = ("over_budget", "under_floor", "over_macs", "over_activations", "invalid")
+REFUSALS = ("over_budget", "under_floor", "over_macs", "over_activations", "over_ram",
+            "invalid")
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def records(study, states=None) -> list[TrialRecord]:
 
 
 KIND_ORDER = ("complete", "early_stopped", "over_budget", "under_floor", "over_macs",
-              "over_activations", "invalid", "failed", "running")
+              "over_activations", "over_ram", "invalid", "failed", "running")
 
 
 def count_kinds(study) -> Counter:
@@ -154,6 +155,7 @@ class StudyMeta:
     max_macs: int | None = None
     min_params: int = 0  # size floor of a single-objective study (0: none, as older studies)
     max_activations: int = 0  # cost limit, activations per image (0: none, as older studies)
+    max_ram: int | None = None  # peak activation memory at int8, bytes (None: no limit)
     data_checksum: str | None = None
     data_mean: float | None = None
     data_std: float | None = None
@@ -162,7 +164,8 @@ class StudyMeta:
 
     # the space is identified by its content (digest): a renamed file is the same space
     MUST_MATCH = ("budget", "space_digest", "objective", "objectives", "last_n",
-                  "epochs", "eval_split", "val_split", "split_seed", "max_macs", "min_params",
+                  "epochs", "eval_split", "val_split", "split_seed", "max_macs", "max_ram",
+                  "min_params",
                   "max_activations", "data_checksum")
 
     @classmethod
@@ -194,7 +197,8 @@ class StudyMeta:
     def filled_from(self, other: "StudyMeta") -> "StudyMeta":
         """This meta with the keys an older study lacks taken from `other`."""
         return replace(self, **{k: getattr(other, k) for k in ("data_checksum", "data_mean",
-                                                                "data_std", "max_macs")
+                                                                "data_std", "max_macs",
+                                                                "max_ram")
                                 if getattr(self, k) is None})
 
     @property

@@ -41,6 +41,7 @@ class SearchSettings:
     space: str = "default"
     budget: int = 10_000
     max_macs: int | None = None
+    max_ram: int | None = None  # peak activation memory at int8 in bytes (None: no limit)
     min_params: int | None = None  # None: default_min_params; 0: no floor
     max_activations: int | None = None  # None: DEFAULT_MAX_ACTIVATIONS; 0: no limit
     warm_start: tuple[str, ...] = ("auto",)  # "auto", "none" or prior files
@@ -96,7 +97,7 @@ class SearchSettings:
                          objective=self.objective, objectives=self.objectives,
                          last_n=self.last_n, epochs=self.epochs, eval_split=data.eval_split,
                          val_split=self.val_split, split_seed=self.split_seed,
-                         max_macs=self.max_macs,
+                         max_macs=self.max_macs, max_ram=self.max_ram,
                          min_params=self.resolved_min_params,
                          max_activations=self.resolved_max_activations,
                          data_checksum=data.checksum, data_mean=data.mean, data_std=data.std,

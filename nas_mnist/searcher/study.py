@@ -78,6 +78,16 @@ def preflight(settings: SearchSettings) -> SearchSpace:
         if least > cap:
             raise SettingsError(f"max_activations {cap:,} is below the activations of the "
                                 f"smallest network of space {space.name!r} ({least:,})")
+    if settings.max_ram is not None:
+        from nas_mnist.spec.footprint import footprint
+        ram = settings.max_ram
+        if not isinstance(ram, int) or isinstance(ram, bool) or ram < 1:
+            raise SettingsError(f"max_ram must be an integer number of bytes >= 1, got {ram!r}")
+        least = footprint(smallest).peak_int8_bytes
+        if least > ram:
+            raise SettingsError(f"max_ram {ram:,} B is below the peak activation memory of "
+                                f"the smallest network of space {space.name!r} ({least:,} B "
+                                f"at int8)")
     if settings.max_macs is not None:
         from nas_mnist.engine.builder import build_model
         from nas_mnist.engine.counting import count_macs
@@ -170,7 +180,8 @@ def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace
                 configs += local_configs(STUDIES_DIR, exclude=settings.study)
         else:
             configs += load_prior(source).configs
-    limits = Limits(meta.budget, meta.min_params, meta.max_macs, meta.max_activations)
+    limits = Limits(meta.budget, meta.min_params, meta.max_macs, meta.max_activations,
+                    meta.max_ram)
     picked, skipped = pick_warm(configs, limits, data_checksum=meta.data_checksum,
                                 macs_of=_macs_of)
     notes += [f"warm start: {line}" for line in skipped]
