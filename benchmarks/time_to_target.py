@@ -99,7 +99,7 @@ def run_one(seed: int, args) -> dict:
     cmd = [sys.executable, "-m", "nas_mnist", "search", "--study", "t", "--storage", url,
            "--budget", str(args.budget), "--trials", "1000", "--seed", str(seed),
            "--timeout", str(args.cap_min * 60), "--warm-start", *args.warm_start, *args.extra]
-    start = time.time()
+    start, code_at_start = time.time(), commit()  # the code the search runs
     log = open(folder / "search.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     hit, study = None, None
@@ -145,7 +145,7 @@ def run_one(seed: int, args) -> dict:
                                             and (r.n_params or 0) <= args.budget), default=None),
         "params": hit.n_params if hit else None,
         "trials": kinds, "cap_min": args.cap_min, "cpu": cpu_model(),
-        "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "commit": commit(),
+        "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "commit": code_at_start,
         "other_load": args.note,
         "study": folder.name,  # a scratch folder under the system's temporary directory
         "command": " ".join(["nas-mnist", *cmd[3:]]).replace(str(folder), "SCRATCH"),

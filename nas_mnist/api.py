@@ -16,9 +16,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from nas_mnist.errors import NasMnistError
+
+if TYPE_CHECKING:  # names for the annotations only: importing nas_mnist stays light
+    import numpy as np
+    import torch
+
+    from nas_mnist.spec.arch import ArchConfig
+    from nas_mnist.spec.recipe import Recipe
 
 
 class ApiError(NasMnistError, ValueError):
@@ -263,8 +270,8 @@ class Winner:
 
     study: str
     trial: int
-    arch: "ArchConfig"  # noqa: F821
-    recipe: "Recipe"  # noqa: F821
+    arch: "ArchConfig"
+    recipe: "Recipe"
     score: float
     n_params: int
     macs: int
@@ -441,8 +448,8 @@ def _arch_of(config):
 class TrainPlan:
     """What `train` is about to do, for a caller that shows it first (the CLI's header)."""
 
-    arch: "ArchConfig"  # noqa: F821
-    recipe: "Recipe"  # noqa: F821
+    arch: "ArchConfig"
+    recipe: "Recipe"
     seed: int
     data: object  # engine.data.Dataset
     device: object  # torch.device
@@ -555,7 +562,7 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
 @dataclass
 class Prediction:
     names: list[str]  # one per image ("file.png", "images.idx[3]", "array[3]")
-    predicted: "np.ndarray"  # noqa: F821 (class indices)
+    predicted: "np.ndarray"  # class indices
     accuracy: float | None = None  # percent, when labels were given
 
 
@@ -582,7 +589,7 @@ def predict(model, images, labels=None) -> Prediction:
     return Prediction(names, predicted, accuracy)
 
 
-def load_winner(path) -> "torch.nn.Module":  # noqa: F821
+def load_winner(path) -> "torch.nn.Module":
     """An exported winner JSON (weights beside it) as an `nn.Module` taking raw [0, 1] images."""
     from nas_mnist.results.deploy import DeployError, deployable
     from nas_mnist.spec.arch import load_arch

@@ -16,7 +16,7 @@ from nas_mnist.engine.costmodel import CostModel, calibrate
 from nas_mnist.engine.counting import measure_footprint
 from nas_mnist.searcher.prior import (PACKAGED_PRIOR, FORMAT, Limits, PriorError, load_prior,
                                     parse_prior, pick_warm)
-from nas_mnist.searcher.record import count_kinds, records
+from nas_mnist.searcher.record import records
 from nas_mnist.searcher.space import SPACE_DIR, load_space, suggest_arch
 from nas_mnist.searcher.stopping import Curve, make_rule
 from nas_mnist.spec.arch import ArchConfig, ConvSpec, Head, Transition

@@ -1,6 +1,5 @@
 """The quickstart notebook runs top to bottom (smoke mode: a small data subset, one epoch)."""
 
-import os
 from pathlib import Path
 
 import pytest

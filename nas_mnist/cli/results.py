@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nas_mnist.cli.common import (UsageError, add_data_flags, add_storage_flags, describe_data,
-                                  load_context, positive, storage_url)
+from nas_mnist.cli.common import (UsageError, add_data_flags, add_storage_flags, positive,
+                                  storage_url)
 
 
 def add_parsers(sub) -> None:
