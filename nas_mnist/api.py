@@ -138,13 +138,10 @@ def _study_own(study: str, url: str, given: dict) -> dict:
 
 def _space_of(stored) -> str:
     """The packaged space file with the stored study's content (digest)."""
-    from nas_mnist.searcher.space import SPACE_DIR, load_space
-    for path in sorted(SPACE_DIR.glob("*.yaml")):
-        try:
-            if load_space(str(path)).digest == stored.space_digest:
-                return path.stem
-        except NasMnistError:
-            continue
+    from nas_mnist.searcher.space import packaged_space_with
+    name = packaged_space_with(stored.space_digest)
+    if name is not None:
+        return name
     raise ApiError(f"the study was made with space {stored.space!r} (digest "
                    f"{stored.space_digest}), which is not a packaged space: pass its file as "
                    f"space (--space PATH)")

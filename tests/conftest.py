@@ -30,3 +30,22 @@ def space_with(path: Path, name: str = "quick", **values) -> Path:
         lines = [line for line in lines if not line.startswith(f"{key}:")] + [f"{key}: {value}"]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def random_archs(space_name: str, draws: int, seed: int = 1):
+    """The valid architectures among `draws` random samples of a packaged space."""
+    import optuna
+    from nas_mnist.errors import SpecError
+    from nas_mnist.searcher.space import load_space, suggest_arch
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space = load_space(space_name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for _ in range(draws):
+        trial = study.ask()
+        try:
+            arch = suggest_arch(trial, space)
+        except SpecError:
+            arch = None
+        study.tell(trial, 0.0)
+        if arch is not None:
+            yield arch

@@ -133,8 +133,8 @@ class Objective:
                                          n_params_box[0], e.seconds))
             return self._should_stop(trial, curve, n_params_box[0], e.epoch, recipe)
 
-        record.write(trial, precision=resolve_precision(recipe.precision, data.train_x.device))
-        record.write(trial, seed=self.train_seed, eval_split=data.eval_split,
+        record.write(trial, precision=resolve_precision(recipe.precision, data.train_x.device),
+                     seed=self.train_seed, eval_split=data.eval_split,
                      threads=torch.get_num_threads(), data_checksum=data.checksum,
                      data_mean=data.mean, data_std=data.std)
         run = evaluate_candidate(arch, recipe, data, seed=self.train_seed, budget=meta.budget,

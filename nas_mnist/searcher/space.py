@@ -132,6 +132,18 @@ def resolve_space_path(name_or_path: str) -> Path:
     return path
 
 
+def packaged_space_with(digest: str) -> str | None:
+    """The name of the packaged space with this content digest (studies record the digest;
+    the space called `default` before the focused one is now `wide`), or None."""
+    for path in sorted(SPACE_DIR.glob("*.yaml")):
+        try:
+            if load_space(str(path)).digest == digest:
+                return path.stem
+        except NasMnistError:
+            continue
+    return None
+
+
 def load_space(name_or_path: str) -> SearchSpace:
     path = resolve_space_path(name_or_path)
     try:

@@ -146,14 +146,10 @@ def _space_hint(stored: StudyMeta, meta: StudyMeta) -> str:
     before the focused default used the space now called `wide`)."""
     if stored.space_digest == meta.space_digest:
         return ""
-    from nas_mnist.searcher.space import SPACE_DIR
-    for path in sorted(SPACE_DIR.glob("*.yaml")):
-        try:
-            if load_space(str(path)).digest == stored.space_digest:
-                return f" (it was made with the space now packaged as {path.stem!r}: --space {path.stem})"
-        except NasMnistError:
-            continue
-    return ""
+    from nas_mnist.searcher.space import packaged_space_with
+    name = packaged_space_with(stored.space_digest)
+    return (f" (it was made with the space now packaged as {name!r}: --space {name})"
+            if name else "")
 
 
 def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace,
