@@ -334,3 +334,37 @@ def test_bad_max_ram_is_one_line(tmp_path, capsys, value, message):
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "never.db").exists()
+
+
+def test_a_hopeless_search_names_the_limit_that_refuses(tmp_path, small_data_dir, capsys):
+    """200 refusals in a row end the search with the limits that refused, by parameter name."""
+    code, url = _search(tmp_path, small_data_dir, "--budget", "3000", "--min-params", "2990",
+                        "--sampler", "random", "--trials", "1")
+    err = capsys.readouterr().err
+    assert code == 1 and "200 samples in a row were refused" in err
+    assert "under the size floor min_params=2,990" in err and "space quick" in err
+    assert sum(r.trained for r in records(_study(url))) == 0
+
+
+def test_mcu_space_narrows_stage_one_only():
+    """first_width / first_stage_convs set stage 1 on its own; spaces without them are as
+    before (same digest), and most of the mcu space's samples fit 4 KB where default's do not."""
+    from nas_mnist.searcher.space import load_space, smallest_arch, suggest_arch
+    mcu, default = load_space("mcu"), load_space("default")
+    assert default.digest == "efc9883aae008683"
+    assert smallest_arch(mcu).stages[0][0].out == 2
+    fits = {}
+    for space in (mcu, default):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        fits[space.name] = 0
+        for _ in range(300):
+            trial = study.ask()
+            try:
+                arch = suggest_arch(trial, space)
+            except Exception:
+                arch = None
+            if arch is not None and space is mcu:
+                assert arch.stages[0][0].out in (2, 3, 4, 6) and len(arch.stages[0]) <= 2
+            fits[space.name] += arch is not None and footprint(arch).peak_int8_bytes <= 4096
+            study.tell(trial, 0.0)
+    assert fits["mcu"] > 5 * max(fits["default"], 1)

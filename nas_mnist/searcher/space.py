@@ -39,6 +39,10 @@ OPTIONAL_ARCH_KEYS = {
     "conv_kind": "full",  # full, separable or grouped (never for a network's first conv)
     "groups": 2,  # groups of a grouped conv
     "mid_act": True,  # BN + ReLU between the depthwise and pointwise conv of a separable one
+    # Stage 1 on its own terms (None: as every stage). Its maps are the largest, so they set
+    # the peak RAM: a RAM-bounded space narrows them without narrowing the rest.
+    "first_width": None,  # output channels of the network's first conv
+    "first_stage_convs": None,  # 3x3 convs in stage 1
 }
 RECIPE_KEYS = set(Recipe.__dataclass_fields__) - {"epochs", "last_n"}
 # The spaces ship inside the package (a non-editable install finds them); the repository's
@@ -185,8 +189,11 @@ def _check_values(space: SearchSpace) -> None:
                 Recipe.from_dict({key.removeprefix("recipe."): value})
             except (ValueError, TypeError) as err:
                 raise SpaceError(f"search space key '{dim.name}': {err}") from None
-    for key, high in (("pools", MAX_POOLS), ("convs_per_stage", MAX_CONVS_PER_STAGE)):
+    for key, high in (("pools", MAX_POOLS), ("convs_per_stage", MAX_CONVS_PER_STAGE),
+                      ("first_stage_convs", MAX_CONVS_PER_STAGE)):
         dim = space.arch[key]
+        if dim.is_fixed and dim.fixed is None:
+            continue
         for value in dim.values_for_min() + ([dim.high] if dim.high is not None else []):
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
                 raise SpaceError(f"search space key '{key}': {value!r} is not a count in "
@@ -239,7 +246,8 @@ def suggest_arch(trial, space: SearchSpace) -> ArchConfig:
     pools = a["pools"].suggest(trial)
     stages = []
     for i in range(pools + 1):
-        n_convs = a["convs_per_stage"].suggest(trial, f"stage{i}_convs")
+        n_convs = _own(a, "first_stage_convs" if i == 0 else "", "convs_per_stage").suggest(
+            trial, f"stage{i}_convs")
         pad = (a["first_stage_pad"] if i == 0 else a["later_stage_pad"]).suggest(
             trial, f"stage{i}_pad")
         stages.append(tuple(_suggest_conv(trial, a, i, j, pad) for j in range(n_convs)))
@@ -260,11 +268,19 @@ def suggest_arch(trial, space: SearchSpace) -> ArchConfig:
     )
 
 
+def _own(a: dict[str, Dim], key: str, general: str) -> Dim:
+    """The dimension `key` where the space sets one, else the general one."""
+    dim = a.get(key)
+    return a[general] if dim is None or (dim.is_fixed and dim.fixed is None) else dim
+
+
 def _suggest_conv(trial, a: dict[str, Dim], i: int, j: int, pad: int) -> ConvSpec:
     """One conv: width, then (except for the network's first conv, which sees one input
     channel) its kind and what the kind needs."""
-    out = a["width"].suggest(trial, f"stage{i}_conv{j}_width")
-    if i == 0 and j == 0:
+    first = i == 0 and j == 0
+    out = _own(a, "first_width" if first else "", "width").suggest(
+        trial, f"stage{i}_conv{j}_width")
+    if first:
         return ConvSpec(out, pad)
     kind = a["conv_kind"].suggest(trial, f"stage{i}_conv{j}_kind")
     if kind == "grouped":

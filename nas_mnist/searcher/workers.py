@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 import warnings
+from collections import Counter
 from dataclasses import replace
 from typing import Callable
 
@@ -84,7 +85,7 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
     objective = Objective(meta, space, data, settings.rule(), train_seed=settings.train_seed,
                           artifacts=settings.artifacts, on_epoch=on_epoch,
                           prior=load_prior(PACKAGED_PRIOR))
-    trained, fails, refused = 0, 0, 0
+    trained, fails, refused = 0, 0, Counter()
     # `share` makes K local workers add exactly N networks; the global count stops workers
     # on other machines sharing the storage once the study has its N.
     while (trained < share and n_trained(study) < settings.trials
@@ -102,14 +103,32 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
             on_trial(last[-1])
         trained += kind in ("complete", "early_stopped")
         fails = fails + 1 if kind == "failed" else 0
-        refused = refused + 1 if kind in record.REFUSALS else 0
+        refused = refused + Counter([kind]) if kind in record.REFUSALS else Counter()
         if fails >= MAX_FAILS_IN_A_ROW:
             raise SearchError(f"{MAX_FAILS_IN_A_ROW} trials failed in a row; see the study")
-        if refused >= MAX_REFUSED_IN_A_ROW:
-            raise SearchError(f"{MAX_REFUSED_IN_A_ROW} samples in a row were over budget or "
-                              f"invalid: the space yields almost nothing trainable under "
-                              f"budget {settings.budget:,}")
+        if refused.total() >= MAX_REFUSED_IN_A_ROW:
+            raise SearchError(f"{MAX_REFUSED_IN_A_ROW} samples in a row were refused "
+                              f"({_refusals(refused, meta)}): space {space.name} yields almost "
+                              f"nothing trainable under these limits")
     return trained
+
+
+_LIMIT = {"over_budget": ("over the budget", "budget", ""),
+          "under_floor": ("under the size floor", "min_params", ""),
+          "over_macs": ("over the MACs limit", "max_macs", ""),
+          "over_activations": ("over the activation limit", "max_activations", ""),
+          "over_ram": ("over the RAM limit", "max_ram", " B")}
+
+
+def _refusals(counts: Counter, meta: StudyMeta) -> str:
+    """'183 over the RAM limit max_ram=4,096 B, 17 invalid': what refused the samples, most
+    first, each limit named by its parameter."""
+    parts = []
+    for kind, n in counts.most_common():
+        words, key, unit = _LIMIT.get(kind, (kind.replace("_", " "), None, ""))
+        value = getattr(meta, key, None) if key else None
+        parts.append(f"{n} {words}" + (f" {key}={value:,}{unit}" if value is not None else ""))
+    return ", ".join(parts)
 
 
 def serialize_queue_pops(study: optuna.Study, url: str) -> None:
