@@ -397,11 +397,14 @@ class Study:
     def export(self, out: str | None = None, *, formats: Sequence[str] = (),
                trial: int | None = None, pareto: bool = False, artifacts: str | None = None,
                data_dir: str | None = None, device: str = "auto", threads: int | None = None,
+               calibration_images: int = 1024,
                log: Callable[[str], None] | None = print) -> list[Path]:
-        """Winner files (JSON, weights, optional ONNX/TorchScript), as `nas-mnist export`."""
+        """Winner files (JSON, weights, optional ONNX / int8 ONNX / TorchScript), as
+        `nas-mnist export`."""
         return export(study=self.name, storage=self.storage, out=out, format=formats,
                       trial=trial, pareto=pareto, artifacts=artifacts, data_dir=data_dir,
-                      device=device, threads=threads, log=log)
+                      device=device, threads=threads, calibration_images=calibration_images,
+                      log=log)
 
     def report(self, out: str | None = None, *, top: int = 10, png: bool = True) -> list[Path]:
         """Plots and the Markdown summary, as `nas-mnist report` (without --seeds)."""
@@ -532,15 +535,18 @@ def _train_seeds(arch, recipe, seeds: int, *, jobs, data_dir, val_split, split_s
 def export(*, study: str, storage: str | None = None, out: str | None = None,
            format: Sequence[str] = (), trial: int | None = None, pareto: bool = False,
            artifacts: str | None = None, data_dir: str | None = None, device: str = "auto",
-           threads: int | None = None, log: Callable[[str], None] | None = print) -> list[Path]:
+           threads: int | None = None, calibration_images: int = 1024,
+           log: Callable[[str], None] | None = print) -> list[Path]:
     """Write winner files for the best trial (or `trial`, or the Pareto front), as
-    `nas-mnist export`; returns the winner JSON paths."""
+    `nas-mnist export`; returns the winner JSON paths. `format`: "onnx", "onnx-int8" (static
+    int8, ranges from `calibration_images` training images), "torchscript"."""
     from nas_mnist.results.export import export_trials
     from nas_mnist.searcher.storage import default_artifacts, default_storage, load_study as ls
     url = storage or default_storage(study)
     return export_trials(ls(study, url), url=url, out=out, formats=list(format), trial=trial,
                          pareto=pareto, artifacts=artifacts or default_artifacts(url, study),
                          data_dir=data_dir, device=device, threads=threads,
+                         calibration_images=calibration_images,
                          log=log or (lambda line: None))
 
 

@@ -310,6 +310,51 @@ def test_onnx_and_torchscript_exports_predict_as_pytorch(study_dir, small_data_d
         assert (loaded.predict(data.test_x.numpy()) == expected).all()
 
 
+def test_int8_export_keeps_accuracy_and_predict_reads_it(study_dir, small_data_dir, capsys,
+                                                         monkeypatch):
+    """Static int8 from training images: within the bound, its figures recorded, and what
+    `predict` prints is what the export measured; a quantization that loses too much keeps
+    nothing."""
+    pytest.importorskip("onnxruntime")
+    import nas_mnist.results.deploy as deploy
+    root, url = study_dir
+    out = root / "int8"
+    assert _export(root, url, small_data_dir, "--out", str(out), "--format", "onnx-int8",
+                   "--calibration-images", "256") == 0
+    line = capsys.readouterr().out
+    assert "onnx-int8:" in line and "of predictions unchanged" in line and "ms an image" in line
+    doc = json.loads(next(out.glob("*.json")).read_text())
+    n, check = doc["trial"], doc["deployed"]["onnx-int8"]
+    assert doc["files"]["onnx-int8"] == f"trial{n}.int8.onnx"
+    assert check["drop"] <= deploy.MAX_INT8_DROP and 90 <= check["agreement"] <= 100
+    assert check["calibration"]["images"] == 256 and check["calibration"]["from"] == "training set"
+    assert 0 < check["weight_bytes"] < check["file_bytes"] and check["latency_ms"] > 0
+    assert doc["params"] <= check["weight_bytes"] < 4 * doc["params"]  # int8, not fp32
+    assert main(["predict", str(out / f"trial{n}.int8.onnx"),
+                 str(small_data_dir / "t10k-images-idx3-ubyte"),
+                 "--labels", str(small_data_dir / "t10k-labels-idx1-ubyte")]) == 0
+    printed = capsys.readouterr()
+    assert f"accuracy {check['onnx-int8_acc']:.2f} %" in printed.out + printed.err
+    # a bound no quantization meets: one line, exit 2, no file of this format left behind
+    monkeypatch.setattr(deploy, "MAX_INT8_DROP", -100.0)
+    assert _export(root, url, small_data_dir, "--out", str(root / "int8-bad"), "--format",
+                   "onnx-int8", "--calibration-images", "256") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "more than the -100.0 allowed" in err
+    assert not list((root / "int8-bad").iterdir())  # nor weights without their JSON
+
+
+@pytest.mark.parametrize("value,message", [("1", "calibration_images must be an integer >= 64"),
+                                           ("0", "--calibration-images: must be >= 1")])
+def test_too_few_calibration_images_is_one_line(study_dir, small_data_dir, tmp_path, capsys,
+                                                value, message):
+    root, url = study_dir
+    assert _export(root, url, small_data_dir, "--out", str(tmp_path / "w"), "--format",
+                   "onnx-int8", "--calibration-images", value) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and not (tmp_path / "w").exists()
+
+
 def test_predict_gives_the_labels_of_real_test_images(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     from PIL import Image

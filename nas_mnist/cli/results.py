@@ -20,9 +20,13 @@ def add_parsers(sub) -> None:
                                                          "(score vs parameters)")
     p.add_argument("--out", help="output folder (default: studies/<study>-winners)")
     p.add_argument("--artifacts", help="weights folder (default: as for search)")
-    p.add_argument("--format", action="append", default=[], choices=["onnx", "torchscript"],
+    p.add_argument("--format", action="append", default=[],
+                   choices=["onnx", "onnx-int8", "torchscript"],
                    help="also write a deployable model (normalisation folded in), verified "
-                        "on the test set; may repeat (onnx needs the onnx extra)")
+                        "on the test set; may repeat (onnx and onnx-int8 need the onnx extra; "
+                        "onnx-int8: static int8, calibrated on training images)")
+    p.add_argument("--calibration-images", type=positive(), default=1024, metavar="N",
+                   help="training images that set the int8 ranges (1024; at least 64)")
     add_data_flags(p, split=False)  # re-training uses the study's own split
     p.set_defaults(handler=cmd_export)
 
@@ -79,7 +83,8 @@ def cmd_export(args) -> int:
     from nas_mnist.api import export
     export(study=args.study, storage=storage_url(args), out=args.out, format=args.format,
            trial=args.trial, pareto=args.pareto, artifacts=args.artifacts,
-           data_dir=args.data_dir, device=args.device, threads=args.threads, log=print)
+           data_dir=args.data_dir, device=args.device, threads=args.threads,
+           calibration_images=args.calibration_images, log=print)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -160,12 +161,14 @@ def atomic_write(dest: Path, write) -> None:
 def export_trials(study: optuna.Study, *, url: str, out: str | Path | None, formats: list[str],
                   trial: int | None, pareto: bool, artifacts: str | None,
                   data_dir: str | None = None, device: str = "auto", threads: int | None = None,
-                  log=print) -> list[Path]:
+                  calibration_images: int = 1024, log=print) -> list[Path]:
     """Write the winner files of the chosen trials (their stored weights, or re-trained when
     the search kept none) and any deployable formats; returns the winner JSON paths."""
-    from nas_mnist.results.deploy import check_format
+    from nas_mnist.results.deploy import check_calibration, check_format
     for fmt in formats:
         check_format(fmt)  # a missing extra fails now, not after re-training
+    if "onnx-int8" in formats:
+        check_calibration(calibration_images)
     meta = study_meta(study)
     chosen = pick_trials(study, trial=trial, pareto=pareto)
     out = Path(out) if out else Path("studies") / f"{study.study_name}-winners"
@@ -174,9 +177,10 @@ def export_trials(study: optuna.Study, *, url: str, out: str | Path | None, form
     out.mkdir(parents=True, exist_ok=True)
     log(f"study {study.study_name!r}: data sha256 {(meta.data_checksum or '?')[:12]} "
         f"(as searched)")
-    data, paths = None, []
+    paths: list[Path] = []
 
-    def load():
+    @functools.cache
+    def data():
         from nas_mnist.engine.data import load_dataset
         from nas_mnist.engine.device import resolve_device, set_threads
         set_threads(threads)
@@ -186,31 +190,60 @@ def export_trials(study: optuna.Study, *, url: str, out: str | Path | None, form
         return loaded
 
     for r in chosen:
-        doc = winner_doc(study, r)
-        weights = out / f"trial{r.number}.pt"
-        if fetch_weights(r, ArchConfig.from_dict(r.arch), artifacts, weights):
-            doc["weights"] = {"file": weights.name, "source": "stored by the search"}
-        else:
-            data = data or load()
-            log(f"trial {r.number} kept no usable weights: re-training it ...")
-            summary = retrain_weights(doc, data, weights)
-            doc["weights"] = {"file": weights.name, "source": "re-trained at export",
-                              "retrained_last_n_min": summary["last_n_min"]}
-        doc["files"] = {"weights": weights.name}
-        if formats:
-            data = data or load()
-            _deploy(doc, weights, formats, data, out)
-        path = write_winner(doc, out)
+        # All or nothing per trial: its files are made in a hidden folder inside `out` and
+        # moved in only when every one of them is written and verified.
+        stage = Path(tempfile.mkdtemp(dir=out, prefix=f".export-trial{r.number}-"))
+        try:
+            made = _export_one(study, r, stage, formats, artifacts, calibration_images, data,
+                               log)
+            for name in made:
+                os.replace(stage / name, out / name)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        path = out / made[-1]
         paths.append(path)
+        doc = json.loads(path.read_text())
         log(f"trial {r.number}: {doc['params']:,} params, {doc['metrics']['score']:.2f} % "
             f"-> {path} ({doc['weights']['source']})")
         for fmt, check in doc.get("deployed", {}).items():
-            log(f"  {fmt}: {out / check['file']}, test accuracy {check[fmt + '_acc']:.2f} % "
-                f"(PyTorch {check['torch_acc']:.2f} %, every prediction equal)")
+            log(f"  {fmt}: {out / check['file']}, {deploy_line(fmt, check)}")
     return paths
 
 
-def _deploy(doc: dict, weights: Path, formats: list[str], data, out: Path) -> None:
+def _export_one(study: optuna.Study, r: TrialRecord, out: Path, formats: list[str],
+                artifacts: str | None, calibration_images: int, data, log) -> list[str]:
+    """Write the weights, formats and winner file of one trial into `out`; return their
+    names, the winner file last."""
+    doc = winner_doc(study, r)
+    weights = out / f"trial{r.number}.pt"
+    if fetch_weights(r, ArchConfig.from_dict(r.arch), artifacts, weights):
+        doc["weights"] = {"file": weights.name, "source": "stored by the search"}
+    else:
+        log(f"trial {r.number} kept no usable weights: re-training it ...")
+        summary = retrain_weights(doc, data(), weights)
+        doc["weights"] = {"file": weights.name, "source": "re-trained at export",
+                          "retrained_last_n_min": summary["last_n_min"]}
+    doc["files"] = {"weights": weights.name}
+    if formats:
+        _deploy(doc, weights, formats, data(), out, calibration_images)
+    return [*doc["files"].values(), write_winner(doc, out).name]
+
+
+def deploy_line(fmt: str, check: dict) -> str:
+    """What an export verified, in one line."""
+    line = f"test accuracy {check[fmt + '_acc']:.2f} % "
+    if fmt == "onnx-int8":
+        line += (f"(fp32 {check['onnx_acc']:.2f} %, {check['agreement']:.2f} % of predictions "
+                 f"unchanged), {check['weight_bytes']:,} B of weights")
+    else:
+        line += f"(PyTorch {check['torch_acc']:.2f} %, every prediction equal)"
+    if "latency_ms" in check:
+        line += f", {check['latency_ms']:.3f} ms an image (batch 1, 1 thread, this CPU)"
+    return line
+
+
+def _deploy(doc: dict, weights: Path, formats: list[str], data, out: Path,
+            calibration_images: int) -> None:
     from nas_mnist.results.deploy import FORMATS, deployable, export_model
     norm = doc["normalisation"]
     if norm.get("mean") is None:  # studies made before normalisation was recorded
@@ -219,5 +252,6 @@ def _deploy(doc: dict, weights: Path, formats: list[str], data, out: Path) -> No
     doc["deployed"] = {}
     for fmt in dict.fromkeys(formats):
         dest = out / f"trial{doc['trial']}{FORMATS[fmt]}"
-        doc["deployed"][fmt] = export_model(model, fmt, dest, data)
+        doc["deployed"][fmt] = export_model(model, fmt, dest, data,
+                                            calibration_images=calibration_images)
         doc["files"][fmt] = dest.name
