@@ -355,11 +355,10 @@ class Study:
         return rows
 
     def pareto(self, cost: str = "params") -> list[Winner]:
-        """Trials no other beats on both score and `cost` ("params" or "macs"), cheapest first."""
+        """Trials no other beats on both score and `cost` ("params", "macs" or "ram": peak
+        RAM at int8), cheapest first."""
         from nas_mnist.results.ranking import feasible, pareto_front
-        key = {"params": "n_params", "macs": "macs"}.get(cost)
-        if key is None:
-            raise ApiError(f"cost must be 'params' or 'macs', got {cost!r}")
+        key = _cost_key(cost)
         return [_winner(self.optuna, self.meta, r, self.storage)
                 for r in pareto_front(feasible(self.optuna), key)]
 
@@ -383,8 +382,9 @@ class Study:
         return pd.DataFrame(rows).set_index("trial")
 
     def pareto_plot(self, cost: str = "params"):
+        """Accuracy against `cost` ("params", "macs" or "ram"), a plotly Figure."""
         from nas_mnist.results.report import pareto_figure
-        return pareto_figure(self.optuna, {"params": "n_params", "macs": "macs"}[cost])
+        return pareto_figure(self.optuna, _cost_key(cost))
 
     def curves_plot(self, top_k: int = 5):
         from nas_mnist.results.report import curves_figure
@@ -415,6 +415,13 @@ class Study:
         head = (f"<p><b>study {escape(self.name)}</b>: budget {self.meta.budget:,}, space "
                 f"{escape(self.meta.space)}, {len(self.optuna.trials)} trials</p>")
         return head + self.leaderboard()._repr_html_()
+
+
+def _cost_key(cost: str) -> str:
+    key = {"params": "n_params", "macs": "macs", "ram": "peak"}.get(cost)
+    if key is None:
+        raise ApiError(f"cost must be 'params', 'macs' or 'ram', got {cost!r}")
+    return key
 
 
 # -- the other commands ------------------------------------------------------------------------

@@ -368,3 +368,27 @@ def test_mcu_space_narrows_stage_one_only():
             fits[space.name] += arch is not None and footprint(arch).peak_int8_bytes <= 4096
             study.tell(trial, 0.0)
     assert fits["mcu"] > 5 * max(fits["default"], 1)
+
+
+def test_score_ram_study_fronts_accuracy_against_peak_ram(tmp_path, small_data_dir):
+    """--objectives score,ram: a two-objective study over peak RAM; its front, the export of
+    that front and the report's RAM chart use peak RAM at int8."""
+    from nas_mnist.results.ranking import feasible, pareto_front
+    from nas_mnist.results.report import pareto_figure
+    from nas_mnist.searcher.record import StudyMeta
+    code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "3",
+                        "--objectives", "score,ram", "--max-ram", "12000")
+    assert code == 0
+    study = _study(url)
+    assert StudyMeta.from_study(study).objectives == "score,ram"
+    assert study.metric_names == ["score", "peak_ram_int8"]
+    done = [t for t in study.trials if t.values]
+    assert done and all(t.values[1] == t.user_attrs["peak_ram_int8"] <= 12000 for t in done)
+    front = pareto_front(feasible(study), "peak")
+    out = tmp_path / "front"
+    assert main(["export", "--study", "s", "--storage", url, "--pareto", "--out", str(out),
+                 "--artifacts", str(tmp_path / "none"), "--data-dir", str(small_data_dir)]) == 0
+    assert sorted(int(p.stem[5:]) for p in out.glob("*.json")) == sorted(r.number for r in front)
+    fig = pareto_figure(study, "peak")
+    assert "peak activation RAM" in fig.layout.xaxis.title.text
+    assert [v.x0 for v in fig.layout.shapes] == [12000]  # the RAM limit, drawn

@@ -59,9 +59,10 @@ def add_parsers(sub) -> None:
                         "under 10 epochs)")
     p.add_argument("--objective", choices=["min", "mean"], default=None,
                    help="score = min (consistently, default) or mean of the last N epochs")
-    p.add_argument("--objectives", choices=["score", "score,params"], default=None,
+    p.add_argument("--objectives", choices=["score", "score,params", "score,ram"], default=None,
                    help="score: maximise it under the budget (default); score,params: also "
-                        "minimise parameters (a two-objective study)")
+                        "minimise parameters; score,ram: also minimise peak RAM at int8 "
+                        "(two-objective studies)")
     p.add_argument("--prune", choices=PRUNE_RULES, default="asha",
                    help="stopping rule for trailing trials (asha, default)")
     p.add_argument("--prune-opt", action="append", default=[], metavar="KEY=VALUE",

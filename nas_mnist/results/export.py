@@ -37,8 +37,9 @@ def pick_trials(study: optuna.Study, *, trial: int | None = None,
     ok = feasible(study)
     if not ok:
         raise ExportError(f"study {study.study_name!r} has no complete feasible trial yet")
-    if pareto:
-        return pareto_front(ok)
+    if pareto:  # the study's own front: over parameters, or peak RAM in a score,ram study
+        from nas_mnist.searcher.record import COST
+        return pareto_front(ok, COST.get(study_meta(study).objectives, "n_params"))
     if trial is None:
         return ok[:1]
     chosen = [r for r in ok if r.number == trial]

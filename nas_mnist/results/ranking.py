@@ -58,10 +58,21 @@ def feasible(study: optuna.Study) -> list[TrialRecord]:
     return sorted(ok, key=lambda r: (-r.value, r.n_params, r.number))
 
 
+def cost_of(r: TrialRecord, key: str) -> int | None:
+    """A trial's n_params, macs, activations or peak; the footprint ones computed from the
+    architecture for trials recorded before they were."""
+    value = getattr(r, key)
+    if value is None and key in ("activations", "peak") and r.arch:
+        f = footprint(ArchConfig.from_dict(r.arch))
+        value = f.activations if key == "activations" else f.peak
+    return value
+
+
 def pareto_front(trials: list[TrialRecord], cost: str = "n_params") -> list[TrialRecord]:
-    """Trials that no other beats on both score and `cost` (n_params or macs), cheapest first."""
+    """Trials that no other beats on both score and `cost` (n_params, macs or peak: int8
+    bytes of peak RAM), cheapest first."""
     front, best = [], float("-inf")
-    for r in sorted(trials, key=lambda r: (getattr(r, cost) or 0, -r.value, r.number)):
+    for r in sorted(trials, key=lambda r: (cost_of(r, cost) or 0, -r.value, r.number)):
         if r.value > best:
             front.append(r)
             best = r.value

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import plotly.graph_objects as go
 
-from nas_mnist.results.ranking import feasible, pareto_front, study_meta
+from nas_mnist.results.ranking import cost_of, feasible, pareto_front, study_meta
 from nas_mnist.searcher import record
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,10 @@ def _points(study: optuna.Study, kind: str, x_key: str) -> tuple[list, list, lis
     xs, ys, text = [], [], []
     ok = {r.number for r in feasible(study)}
     for r in record.records(study):
-        x = getattr(r, x_key)
-        if r.kind != kind or x is None:
+        if r.kind != kind:
+            continue
+        x = cost_of(r, x_key)
+        if x is None:
             continue
         if kind == "complete":
             if r.number not in ok:
@@ -49,7 +51,8 @@ def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
     """Accuracy vs `n_params` or `macs`: feasible, early-stopped and over-budget trials apart."""
     meta = study_meta(study)
     y_title = f"{meta.objective} of last {meta.last_n} epochs, {meta.eval_split} acc %"
-    x_title = "parameters" if x_key == "n_params" else "MACs (fvcore, forward, 1 image)"
+    x_title = {"n_params": "parameters", "macs": "MACs (fvcore, forward, 1 image)",
+               "peak": "peak activation RAM at int8, bytes"}[x_key]
     fig = go.Figure()
     floor, hidden = None, 0
     xs, ys, text = _points(study, "complete", x_key)
@@ -64,7 +67,7 @@ def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
     fig.add_trace(go.Scatter(x=xs, y=ys, text=text, mode="markers", name="feasible (complete)",
                              marker=dict(color=STYLE["complete"][0], size=9)))
     front = pareto_front(feasible(study), cost=x_key)
-    fig.add_trace(go.Scatter(x=[getattr(r, x_key) for r in front],
+    fig.add_trace(go.Scatter(x=[cost_of(r, x_key) for r in front],
                              y=[r.value for r in front],
                              text=[f"trial {r.number}" for r in front],
                              mode="lines+markers", name="Pareto front", line=dict(shape="hv"),
@@ -89,8 +92,16 @@ def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
                                      name="under the size floor (never trained)",
                                      marker=dict(color="#9467bd", size=8, symbol="x")))
             fig.add_vline(x=meta.min_params, line_dash="dot", annotation_text="size floor")
-    elif meta.max_macs:
+    elif x_key == "macs" and meta.max_macs:
         fig.add_vline(x=meta.max_macs, line_dash="dash", annotation_text="MACs limit")
+    elif x_key == "peak" and meta.max_ram:
+        xs, _, text = _points(study, "over_ram", x_key)
+        fig.add_trace(go.Scatter(x=xs, y=[floor if floor is not None else 0.0] * len(xs),
+                                 text=text, mode="markers",
+                                 name="over the RAM limit (never trained)",
+                                 marker=dict(color=STYLE["over_budget"][0], size=8,
+                                             symbol=STYLE["over_budget"][1])))
+        fig.add_vline(x=meta.max_ram, line_dash="dash", annotation_text="RAM limit")
     title = f"Pareto front of study {study.study_name}: accuracy vs {x_title}"
     if hidden:
         title += (f"<br><sup>{hidden} trial(s) below {floor:.2f} % are off the chart "
@@ -182,13 +193,14 @@ def optuna_figures(study: optuna.Study) -> dict[str, go.Figure]:
     return figures
 
 
-PAGES = {"pareto": ("pareto_params", "pareto_macs"),
+PAGES = {"pareto": ("pareto_params", "pareto_macs", "pareto_ram"),
          "details": ("best_over_time", "curves", "history", "importances")}
 
 
 def build_figures(study: optuna.Study) -> dict[str, go.Figure]:
     return {"pareto_params": pareto_figure(study, "n_params"),
             "pareto_macs": pareto_figure(study, "macs"),
+            "pareto_ram": pareto_figure(study, "peak"),
             "curves": curves_figure(study), "best_over_time": best_over_time_figure(study),
             **optuna_figures(study)}
 

@@ -44,8 +44,9 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
     complete = [t for t, r in zip(study.trials, recs) if r.kind == "complete" and t.duration]
     per_trial = (sum(t.duration.total_seconds() for t in complete) / len(complete)
                  if complete else 0.0)
-    kind = ("single objective (score; the budget is a hard constraint)"
-            if meta.objectives == "score" else "two objectives (score, parameters)")
+    kind = {"score": "single objective (score; the budget is a hard constraint)",
+            "score,params": "two objectives (score, parameters)",
+            "score,ram": "two objectives (score, peak RAM at int8)"}[meta.objectives]
     lines = [
         f"# Study `{study.study_name}`",
         "",

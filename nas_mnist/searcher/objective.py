@@ -110,10 +110,13 @@ class Objective:
         eval_losses: list[float] = []
         epoch_seconds: list[float] = []
         n_params_box: list[int] = []
+        cost_box: list[int] = []  # what MO-ASHA ranks on beside accuracy
         start = time.perf_counter()
 
         def on_counted(run) -> None:
             n_params_box.append(run.n_params)
+            cost_box.append(run.peak if record.COST.get(meta.objectives) == "peak"
+                            else run.n_params)
             record.write(trial, n_params=run.n_params, macs=run.macs,
                          activations=run.activations, peak=run.peak)
             for name, value in constraint_values(meta, run).items():
@@ -131,7 +134,7 @@ class Objective:
             if self.on_epoch is not None:
                 self.on_epoch(EpochEvent(trial.number, e.epoch, meta.epochs, e.eval_acc,
                                          n_params_box[0], e.seconds))
-            return self._should_stop(trial, curve, n_params_box[0], e.epoch, recipe)
+            return self._should_stop(trial, curve, cost_box[0], e.epoch, recipe)
 
         record.write(trial, precision=resolve_precision(recipe.precision, data.train_x.device),
                      seed=self.train_seed, eval_split=data.eval_split,
@@ -153,15 +156,20 @@ class Objective:
             record.write(trial, reason="early_stopped")
             raise optuna.TrialPruned(f"stopped after epoch {len(curve)}")
         score = last_n_score(curve, meta.last_n, meta.objective)
-        return score if len(meta.directions) == 1 else (score, run.n_params)
+        if len(meta.directions) == 1:
+            return score
+        return score, cost_box[0]
 
-    def _should_stop(self, trial: optuna.Trial, curve: list[float], n_params: int,
+    def _should_stop(self, trial: optuna.Trial, curve: list[float], cost: int,
                      epoch: int, recipe: Recipe) -> bool:
+        """`cost`: this trial's parameters, or its peak RAM in a score,ram study."""
         if epoch >= self.meta.epochs or not self.rule.decides_at(epoch):
             return False
-        peers = [Curve(r.number, r.accs, r.n_params or 0, r.kind == "complete")
+        # MO-ASHA ranks on (accuracy, cost): parameters, or peak RAM in a score,ram study
+        key = record.COST.get(self.meta.objectives, "n_params")
+        peers = [Curve(r.number, r.accs, getattr(r, key) or 0, r.kind == "complete")
                  for r in record.records(trial.study) if r.accs and r.number != trial.number]
-        me = Curve(trial.number, list(curve), n_params)
+        me = Curve(trial.number, list(curve), cost)
         multi = len(self.meta.directions) > 1
         prior = self._prior_curves(bool(recipe.ema))
         decision = self.rule.decide(me, peers, multi_objective=multi, prior=prior)

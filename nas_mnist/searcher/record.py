@@ -16,8 +16,12 @@ from nas_mnist._version import __version__
 from nas_mnist.spec.score import last_n_score
 
 META_KEY = "nas_mnist"  # study user attribute holding the StudyMeta
-OBJECTIVES = {"score": ("maximize",), "score,params": ("maximize", "minimize")}
-METRIC_NAMES = {"score": ["score"], "score,params": ["score", "params"]}
+OBJECTIVES = {"score": ("maximize",), "score,params": ("maximize", "minimize"),
+              "score,ram": ("maximize", "minimize")}
+METRIC_NAMES = {"score": ["score"], "score,params": ["score", "params"],
+                "score,ram": ["score", "peak_ram_int8"]}
+# The cost a two-objective study minimises: a TrialRecord field (peak = int8 bytes).
+COST = {"score,params": "n_params", "score,ram": "peak"}
 
 # TrialRecord field -> user-attribute name (kept from the first studies: "acc", "params", ...)
 _ATTR = {
