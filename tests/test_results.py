@@ -97,9 +97,12 @@ def test_report_files_hold_expected_figure_data(study_dir, small_data_dir, capsy
     study = optuna.load_study(study_name="r", storage=url)
     pareto = (out / "pareto.html").read_text()
     assert len(pareto) > 3_000_000 and 'src="https://cdn' not in pareto  # plotly.js embedded
-    by_params, by_macs = _figures(pareto)
+    by_params, by_macs, by_ram = _figures(pareto)
     assert by_params["layout"]["xaxis"]["title"]["text"] == "parameters"
     assert by_macs["layout"]["xaxis"]["title"]["text"].startswith("MACs")
+    assert by_ram["layout"]["xaxis"]["title"]["text"] == "peak activation RAM at int8, bytes"
+    ram_front = {t["name"]: t for t in by_ram["data"]}["Pareto front"]
+    assert ram_front["x"] == [r.peak for r in pareto_front(feasible(study), "peak")]
     names = {t["name"]: t for t in by_params["data"]}
     assert len(names["feasible (complete)"]["x"]) == len(feasible(study))
     assert len(names["Pareto front"]["x"]) == len(pareto_front(feasible(study)))
