@@ -310,18 +310,22 @@ class Leaderboard(list):
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{h}</th>" for h in ("rank", "trial", "params", "MACs",
-                                                 "activations", self.label, "architecture"))
+                                                 "activations", "peak RAM B (int8)",
+                                                 self.label, "architecture"))
         body = "".join(
             f"<tr><td>{r.rank}</td><td>{r.trial_label}</td><td>{r.n_params:,}</td>"
-            f"<td>{r.macs:,}</td><td>{r.activations:,}</td><td>{r.score:.2f}</td>"
+            f"<td>{r.macs:,}</td><td>{r.activations:,}</td><td>{r.peak:,}</td>"
+            f"<td>{r.score:.2f}</td>"
             f"<td><code>{r.describe}</code></td></tr>" for r in self)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
     def __str__(self) -> str:
-        lines = [f"{'rank':>4} {'trial':>14} {'params':>7} {'MACs':>10} {'act.':>8} "
-                 f"{self.label:>19}  architecture"]
-        lines += [f"{r.rank:>4} {r.trial_label:>14} {r.n_params:>7,} {r.macs:>10,} "
-                  f"{r.activations:>8,} {r.score:>19.2f}  {r.describe}" for r in self]
+        w = max(5, *(len(r.trial_label) for r in self)) if self else 5
+        lines = [f"{'rank':>4} {'trial':>{w}} {'params':>7} {'MACs':>10} {'act.':>8} "
+                 f"{'RAM B':>7} {self.label:>19}  architecture"]
+        lines += [f"{r.rank:>4} {r.trial_label:>{w}} {r.n_params:>7,} {r.macs:>10,} "
+                  f"{r.activations:>8,} {r.peak:>7,} {r.score:>19.2f}  {r.describe}"
+                  for r in self]
         return "\n".join(lines)
 
 

@@ -111,26 +111,16 @@ def cmd_search(args) -> int:
         enqueue=args.enqueue, warm_start=warm, artifacts=args.artifacts,
         data_dir=args.data_dir, val_split=args.val_split, split_seed=args.split_seed,
         device=args.device, threads=args.threads, progress="auto", log=print)
-    print_summary(study.optuna, study.storage)
+    print_summary(study, study.storage)
     return 0
 
 
 def print_summary(study, url: str, k: int = 10) -> None:
-    from nas_mnist.results.ranking import leaderboard, study_meta
     from nas_mnist.searcher.record import KIND_ORDER, count_kinds
     from nas_mnist.searcher.storage import mask_url
-    kinds = count_kinds(study)
+    kinds = count_kinds(study.optuna)
     print("trials: " + ", ".join(f"{kinds[k]} {k.replace('_', ' ')}" for k in KIND_ORDER
                                  if kinds.get(k)))
-    rows = leaderboard(study, k)
-    if not rows:
-        print("no feasible trial has completed yet")
-    else:
-        label = study_meta(study).label
-        w = max(5, *(len(r.trial_label) for r in rows))
-        print(f"{'rank':>4} {'trial':>{w}} {'params':>7} {'MACs':>10} {'act.':>8} "
-              f"{label:>19}  architecture")
-        for r in rows:
-            print(f"{r.rank:>4} {r.trial_label:>{w}} {r.n_params:>7,} {r.macs:>10,} "
-                  f"{r.activations:>8,} {r.score:>19.2f}  {r.describe}")
+    rows = study.leaderboard(k)
+    print(rows if rows else "no feasible trial has completed yet")
     print(f"storage: {mask_url(url)}")

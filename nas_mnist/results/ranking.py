@@ -27,6 +27,7 @@ class Row:
     describe: str
     origin: str | None = None  # "warm" or "enqueued": not found by the sampler
     activations: int = 0  # per image (spec.footprint)
+    peak: int = 0  # peak activation RAM at int8, bytes (spec.footprint)
 
     @property
     def enqueued(self) -> bool:
@@ -82,8 +83,7 @@ def pareto_front(trials: list[TrialRecord], cost: str = "n_params") -> list[Tria
 def leaderboard(study: optuna.Study, k: int = 10) -> list[Row]:
     rows = []
     for i, r in enumerate(feasible(study)[:k]):
-        arch = ArchConfig.from_dict(r.arch)
-        acts = r.activations if r.activations is not None else footprint(arch).activations
-        rows.append(Row(i + 1, r.number, r.n_params, r.macs or 0, r.value, arch.describe(),
-                        r.origin, acts))
+        rows.append(Row(i + 1, r.number, r.n_params, r.macs or 0, r.value,
+                        ArchConfig.from_dict(r.arch).describe(), r.origin,
+                        cost_of(r, "activations"), cost_of(r, "peak")))
     return rows

@@ -74,12 +74,14 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
         "",
         f"## Top {top_k}",
         "",
-        f"| rank | trial | params | MACs | activations | {meta.label} | architecture |",
-        "|---:|---:|---:|---:|---:|---:|---|",
+        f"| rank | trial | params | MACs | activations | peak RAM B (int8) | {meta.label} "
+        "| architecture |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in leaderboard(study, top_k):
         lines.append(f"| {r.rank} | {r.trial_label} | {r.n_params:,} | {r.macs:,} | "
-                     f"{r.activations:,} | {r.score:.2f} | `{md_cell(r.describe)}` |")
+                     f"{r.activations:,} | {r.peak:,} | {r.score:.2f} | "
+                     f"`{md_cell(r.describe)}` |")
     if seed_runs:
         origins = {r.number: r.origin for r in feasible(study) if r.origin}
         lines += _seed_table(meta, seed_runs, origins)
