@@ -58,6 +58,21 @@ def test_footprint_of_a_separable_conv_counts_its_intermediate_map():
     assert footprint(sep).peak == max(784 + 3136, 3136 + 3136, 3136 + 8 * 784, 8 * 784 + 7840)
 
 
+def test_peak_ram_of_a_transition_and_each_head_by_hand():
+    # conv 2 unpadded: 784 in + 2x26x26 = 1,352 out = 2,136; pool: 1,352 + 338 = 1,690;
+    # 1x1 transition to 16 after the pool: 338 + 2,704 = 3,042; conv 8: 2,704 + 968 = 3,672
+    stages = ((ConvSpec(2, pad=0),), (ConvSpec(8, pad=0),))
+    trans = (Transition(conv1x1=16, where="after"),)
+    for head in (Head(kind="conv_gap"),  # classifier 968 + 1,210 = 2,178; GAP 1,210 + 10
+                 Head(kind="gap_linear"),  # GAP 968 + 8; linear 8 + 10
+                 Head(kind="gap_conv")):  # GAP 968 + 8; 1x1 classifier 8 + 10
+        f = footprint(ArchConfig(stages=stages, transitions=trans, head=head))
+        assert f.peak_int8_bytes == 3672 and f.peak_fp32_bytes == 4 * 3672, head
+    # a 1x1 conv of 32 before GAP is the largest layer: 968 + 32x11x11 = 4,840
+    wide = ArchConfig(stages=stages, transitions=trans, head=Head(kind="gap_conv", pre_gap=32))
+    assert footprint(wide).peak_int8_bytes == 4840
+
+
 @pytest.mark.parametrize("space", sorted(p.stem for p in SPACE_DIR.glob("*.yaml")))
 def test_footprint_equals_a_forward_hook_count_for_random_samples(space):
     from conftest import random_archs
