@@ -70,6 +70,7 @@ def test_importing_the_package_stays_light():
     assert out.split() == ["False", "False"]
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_search_returns_a_study_that_the_cli_opens(tmp_path, small_data_dir, capsys):
     url = f"sqlite:///{tmp_path}/x.db"
     study = nm.search(budget=3000, space="quick", trials=2, epochs=1, study="x", storage=url,
@@ -133,6 +134,7 @@ def test_workers_and_threads_are_bounded_by_the_cores(tmp_path, capsys, argv, me
     assert not (tmp_path / "n.db").exists()
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_a_worker_joins_a_study_with_its_name_and_storage_alone(tmp_path, small_data_dir,
                                                                 capsys):
     """What a study is comes from the storage: no budget, space, epochs or split to repeat."""

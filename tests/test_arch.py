@@ -105,6 +105,7 @@ def test_pooling_a_one_pixel_map_is_refused():
         ArchConfig(stages=stages, transitions=(Transition(), Transition()))
 
 
+@pytest.mark.slow  # trains networks end to end
 @pytest.mark.parametrize("space_name", ["default", "tiny"])
 def test_every_sampled_network_builds_and_counts_as_fvcore_does(space_name):
     """Property test over random samples of a space: the closed-form count equals fvcore's,
@@ -139,7 +140,6 @@ def test_every_sampled_network_builds_and_counts_as_fvcore_does(space_name):
 
 
 def test_separable_and_grouped_counts_by_hand():
-    import torch
     from nas_mnist.engine.builder import build_model
     from nas_mnist.engine.counting import count_macs, count_params
     arch = ArchConfig(stages=((ConvSpec(8), ConvSpec(16, kind="separable")),

@@ -137,6 +137,7 @@ def tiny_study(tmp_path_factory, small_data_dir):
     return root, url
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_the_data_set_is_part_of_the_study(tiny_study, small_data_dir, tmp_path, capsys):
     root, url = tiny_study
     other = write_subset(tmp_path / "other", 2000, 500)  # another data set (fewer images)
@@ -152,6 +153,7 @@ def test_the_data_set_is_part_of_the_study(tiny_study, small_data_dir, tmp_path,
     assert "pass the study's (data_dir, --data-dir)" in _one_line(capsys, code)
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_a_winner_carries_its_normalisation(tiny_study, small_data_dir, tmp_path):
     root, url = tiny_study
     assert main(["export", "--study", "t", "--storage", url, "--artifacts", str(root / "art"),
@@ -166,6 +168,7 @@ def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_read_only_commands_leave_the_storage_byte_for_byte(tiny_study, small_data_dir,
                                                             tmp_path):
     import sqlite3
@@ -198,6 +201,7 @@ def test_a_foreign_sqlite_file_is_refused_untouched(tmp_path, capsys):
     assert _digest(db) == before
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_a_torn_journal_line_is_cut_before_appending(tmp_path, small_data_dir, capsys):
     log = tmp_path / "j.log"
     args = ["search", "--study", "j", "--storage", f"journal:{log}", "--space", "quick",
@@ -215,6 +219,7 @@ def test_a_torn_journal_line_is_cut_before_appending(tmp_path, small_data_dir, c
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 2
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_user_files_are_checked_before_long_work(tiny_study, small_data_dir, tmp_path, capsys):
     root, url = tiny_study
     afile = tmp_path / "afile"
@@ -243,6 +248,7 @@ def test_user_files_are_checked_before_long_work(tiny_study, small_data_dir, tmp
         assert message in _one_line(capsys, code)
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_a_truncated_weights_artifact_is_retrained_not_exported(tiny_study, small_data_dir,
                                                                tmp_path):
     root, url = tiny_study
@@ -267,6 +273,7 @@ def test_a_programming_error_keeps_its_traceback(monkeypatch):
         main(["count", REFERENCE_CONFIG])
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_a_closed_pipe_is_not_an_error():
     done = subprocess.run(f"{sys.executable} -m nas_mnist count {REFERENCE_CONFIG} --json | head -1",
                           shell=True, capture_output=True, text=True, timeout=60)

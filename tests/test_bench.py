@@ -1,9 +1,12 @@
+import pytest
+
 from nas_mnist.engine.bench import run_bench
 from nas_mnist.engine.data import load_dataset
 from nas_mnist.spec.recipe import Recipe
 from tests.test_arch import ref8k
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_bench_reports_both_pipelines(small_data_dir):
     data = load_dataset(small_data_dir)
     figures = run_bench(ref8k(), data, Recipe(), steps=3, notebook_steps=3)

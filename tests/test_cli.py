@@ -18,6 +18,7 @@ def test_count_prints_table_and_json(capsys):
     assert sum(row["n_params"] for row in doc["layers"]) == 8172
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_train_end_to_end_writes_metrics(small_data_dir, tmp_path, capsys):
     out = tmp_path / "m.json"
     code = main(["train", REFERENCE_CONFIG, "--epochs", "2", "--seed", "1", "--device", "cpu",
@@ -37,6 +38,7 @@ def test_train_end_to_end_writes_metrics(small_data_dir, tmp_path, capsys):
     assert main([*args, "--require", "1.0"]) == 0
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_train_seeds_reports_spread_on_a_validation_split(small_data_dir, tmp_path, capsys):
     out = tmp_path / "seeds.json"
     code = main(["train", REFERENCE_CONFIG, "--epochs", "1", "--seeds", "2", "--val-split",
@@ -84,6 +86,7 @@ def test_invalid_config_is_one_line(tmp_path, capsys):
     assert "shrinks to nothing" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_console_script_runs():
     done = subprocess.run([sys.executable, "-m", "nas_mnist", "count", REFERENCE_CONFIG,
                            "--json"], capture_output=True, text=True, check=True)

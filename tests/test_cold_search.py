@@ -73,6 +73,7 @@ def test_peak_ram_of_a_transition_and_each_head_by_hand():
     assert footprint(wide).peak_int8_bytes == 4840
 
 
+@pytest.mark.slow  # trains networks end to end
 @pytest.mark.parametrize("space", sorted(p.stem for p in SPACE_DIR.glob("*.yaml")))
 def test_footprint_equals_a_forward_hook_count_for_random_samples(space):
     from conftest import random_archs
@@ -147,6 +148,7 @@ def test_replay_with_prior_runs_on_the_shipped_studies():
 
 # -- size floor and cost limit ----------------------------------------------------------------
 
+@pytest.mark.slow  # trains networks end to end
 def test_floor_refuses_before_training_and_does_not_count(tmp_path, small_data_dir, monkeypatch):
     import nas_mnist.engine.evaluate as evaluate_mod
     trained = []
@@ -167,6 +169,7 @@ def test_floor_refuses_before_training_and_does_not_count(tmp_path, small_data_d
     assert t.constraints["param_floor"] > 0 and t.constraints["param_budget"] <= 0
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_default_floor_is_half_the_budget_and_off_for_two_objectives(tmp_path, small_data_dir,
                                                                       capsys):
     code, url = _search(tmp_path, small_data_dir, "--budget", "3000", "--trials", "1")
@@ -178,6 +181,7 @@ def test_default_floor_is_half_the_budget_and_off_for_two_objectives(tmp_path, s
     assert not any(r.kind == "under_floor" for r in records(_study(url, "mo")))
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_resumed_older_study_keeps_its_own_limits(tmp_path, small_data_dir, capsys):
     """A study made before the floor existed resumes without one (its meta says none)."""
     from nas_mnist.searcher.record import StudyMeta
@@ -212,6 +216,7 @@ def test_bad_limits_and_warm_start_give_one_line_and_create_nothing(tmp_path, ca
     assert not (tmp_path / "never.db").exists()
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_max_activations_is_a_hard_constraint(tmp_path, small_data_dir):
     code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "2",
                         "--max-activations", "40000", "--min-params", "0")
@@ -262,6 +267,7 @@ def test_warm_start_enqueues_the_expected_configurations_once(tmp_path, small_da
     assert out.count("warm start: enqueued") == 3 and "cannot express it" in out
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_warm_start_skips_a_prior_of_other_data_with_one_line(tmp_path, small_data_dir, capsys):
     prior = _prior_file(tmp_path / "p.json", "0" * 64, [(QUICK_ARCH, {}, 97.0)])
     code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--min-params", "0",
@@ -284,6 +290,7 @@ def test_pick_warm_ranks_confirmed_means_first_and_respects_the_limits():
     assert all(2_000 <= c.params <= 4_000 for c in picked)
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_the_packaged_prior_is_what_the_script_builds(tmp_path):
     out = tmp_path / "rebuilt.json"
     subprocess.run([sys.executable, "benchmarks/build_prior.py", "--out", str(out)], cwd=REPO,
@@ -324,6 +331,7 @@ def test_time_to_target_runs_on_a_fixture(tmp_path, small_data_dir):
 
 # -- peak RAM as a hard limit -------------------------------------------------------------------
 
+@pytest.mark.slow  # trains networks end to end
 def test_max_ram_is_a_hard_constraint(tmp_path, small_data_dir, capsys):
     code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "2",
                         "--min-params", "0", "--max-ram", "12000")
@@ -351,6 +359,7 @@ def test_bad_max_ram_is_one_line(tmp_path, capsys, value, message):
     assert not (tmp_path / "never.db").exists()
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_a_hopeless_search_names_the_limit_that_refuses(tmp_path, small_data_dir, capsys):
     """200 refusals in a row end the search with the limits that refused, by parameter name."""
     code, url = _search(tmp_path, small_data_dir, "--budget", "3000", "--min-params", "2990",
@@ -385,6 +394,7 @@ def test_mcu_space_narrows_stage_one_only():
     assert fits["mcu"] > 5 * max(fits["default"], 1)
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_score_ram_study_fronts_accuracy_against_peak_ram(tmp_path, small_data_dir):
     """--objectives score,ram: a two-objective study over peak RAM; its front, the export of
     that front and the report's RAM chart use peak RAM at int8."""

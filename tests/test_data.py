@@ -17,6 +17,7 @@ def test_packaged_mnist_loads_with_known_statistics():
     assert data.eval_split == "test"
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_val_split_holds_out_training_images_and_is_seeded():
     a = load_dataset(val_split=5000, seed=1)
     b = load_dataset(val_split=5000, seed=1)

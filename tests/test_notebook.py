@@ -10,6 +10,7 @@ nbclient = pytest.importorskip("nbclient")
 NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "quickstart.ipynb"
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_quickstart_notebook_runs_and_shows_its_outputs(tmp_path, monkeypatch):
     monkeypatch.setenv("NAS_MNIST_SMOKE", "1")
     nb = nbformat.read(NOTEBOOK, as_version=4)

@@ -115,6 +115,7 @@ def test_four_workers_exact_count_and_enqueued_once(tmp_path, small_data_dir):
     assert sum(bool(t.user_attrs.get("enqueued")) for t in study.trials) == 1
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_nan_loss_fails_the_trial_and_the_study_goes_on(tmp_path, small_data_dir, capsys):
     url = f"sqlite:///{tmp_path}/n.db"
     bad = tmp_path / "explodes.json"
@@ -204,6 +205,7 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", "--lazy", str(mount_point)], capture_output=True)  # sqlite may hold it
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_full_disk_is_one_line_and_the_study_survives(tiny_disk, small_data_dir, capsys):
     url = f"sqlite:///{tiny_disk}/d.db"
     args = ["search", "--study", "d", "--storage", url, "--space", "quick", "--budget", "5000",

@@ -39,6 +39,7 @@ def _export_winner(root, url, data_dir, name):
     return winner, json.loads(winner.read_text())
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_exported_weights_reproduce_the_trial(study_dir, small_data_dir):
     root, url = study_dir
     winner, doc = _export_winner(root, url, small_data_dir, "winners")
@@ -55,6 +56,7 @@ def test_exported_weights_reproduce_the_trial(study_dir, small_data_dir):
     assert measured["acc"] == best.accs[-1]
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_export_pareto_and_retrain_when_no_weights(study_dir, small_data_dir, capsys):
     root, url = study_dir
     study = optuna.load_study(study_name="r", storage=url)
@@ -70,6 +72,7 @@ def test_export_pareto_and_retrain_when_no_weights(study_dir, small_data_dir, ca
     assert doc["weights"]["source"] == "re-trained at export"
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_train_weights_evaluates_without_training(study_dir, small_data_dir, capsys):
     root, url = study_dir
     winner, doc = _export_winner(root, url, small_data_dir, "winners2")
@@ -89,6 +92,7 @@ def _figures(html: str) -> list[dict]:
     return figs
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_report_files_hold_expected_figure_data(study_dir, small_data_dir, capsys):
     root, url = study_dir
     out = root / "report"
@@ -140,12 +144,14 @@ def test_active_minutes_join_sittings_and_overlapping_workers():
     assert active_minutes(spans) == [2.0, 3.0, 4.0]
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_report_and_export_refuse_unknown_study(study_dir, capsys):
     root, url = study_dir
     assert main(["report", "--study", "nope", "--storage", url]) == 2
     assert "no study named 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains networks end to end
 @pytest.mark.chromium
 def test_pareto_html_renders_points_in_headless_chromium(study_dir, small_data_dir, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -166,6 +172,7 @@ def test_pareto_html_renders_points_in_headless_chromium(study_dir, small_data_d
     assert blue > 50, "no feasible-trial markers drawn"
 
 
+@pytest.mark.slow  # trains networks end to end
 @pytest.mark.chromium
 def test_dashboard_serves_the_study_without_over_budget_best_trials(study_dir, tmp_path):
     """The over-budget trial (PRUNED) must not be among the dashboard's best trials."""
@@ -222,6 +229,7 @@ def test_dashboard_serves_the_study_without_over_budget_best_trials(study_dir, t
         proc.wait(timeout=10)
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_report_seeds_confirms_the_winner(study_dir, small_data_dir, capsys):
     root, url = study_dir
     out = root / "report_seeds"
@@ -235,6 +243,7 @@ def test_report_seeds_confirms_the_winner(study_dir, small_data_dir, capsys):
     assert "## Multi-seed confirmation" in (out / "summary.md").read_text()
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_exported_winner_retrains_to_the_same_result(study_dir, small_data_dir, tmp_path):
     root, url = study_dir
     winner, doc = _export_winner(root, url, small_data_dir, "winners_retrain")
@@ -245,6 +254,7 @@ def test_exported_winner_retrains_to_the_same_result(study_dir, small_data_dir, 
     assert json.loads(metrics.read_text())["test_acc"] == doc["metrics"]["test_acc"]
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_report_no_winner_confirms_only_the_named_trial(study_dir, small_data_dir, capsys):
     root, url = study_dir
     study = optuna.load_study(study_name="r", storage=url)
@@ -291,6 +301,7 @@ def test_pareto_plot_of_a_low_accuracy_study_keeps_most_trials_in_view():
 REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_onnx_and_torchscript_exports_predict_as_pytorch(study_dir, small_data_dir, capsys):
     pytest.importorskip("onnxruntime")
     root, url = study_dir
@@ -313,6 +324,7 @@ def test_onnx_and_torchscript_exports_predict_as_pytorch(study_dir, small_data_d
         assert (loaded.predict(data.test_x.numpy()) == expected).all()
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_int8_export_keeps_accuracy_and_predict_reads_it(study_dir, small_data_dir, capsys,
                                                          monkeypatch):
     """Static int8 from training images: within the bound, its figures recorded, and what
@@ -347,6 +359,7 @@ def test_int8_export_keeps_accuracy_and_predict_reads_it(study_dir, small_data_d
     assert not list((root / "int8-bad").iterdir())  # nor weights without their JSON
 
 
+@pytest.mark.slow  # trains networks end to end
 @pytest.mark.parametrize("value,message", [("1", "calibration_images must be an integer >= 64"),
                                            ("0", "--calibration-images: must be >= 1")])
 def test_too_few_calibration_images_is_one_line(study_dir, small_data_dir, tmp_path, capsys,
@@ -375,6 +388,7 @@ def test_predict_gives_the_labels_of_real_test_images(tmp_path, capsys):
         assert [int(x) for x in printed[1::2]] == labels[:12].tolist()
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_bad_model_files_and_missing_extras_are_one_line(tmp_path, capsys, monkeypatch,
                                                          study_dir, small_data_dir):
     bad = tmp_path / "bad.onnx"
@@ -397,6 +411,7 @@ def test_bad_model_files_and_missing_extras_are_one_line(tmp_path, capsys, monke
     assert "pip install -e '.[onnx]'" in err and not (tmp_path / "w").exists()
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_report_seeds_on_a_validation_study_scores_its_validation_split(tmp_path,
                                                                         small_data_dir):
     url = f"sqlite:///{tmp_path}/v.db"
@@ -432,6 +447,7 @@ def test_best_over_time_labels_an_enqueued_trial():
     assert list(fig.data[0].x) == [5.0, 10.0, 15.0]  # the gaps between trials are cut
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_report_seeds_reuses_runs_of_the_same_configuration(study_dir, small_data_dir, tmp_path,
                                                            capsys, monkeypatch):
     """Seed runs already paid for (an earlier report, `train --seeds --json-out`) are not
@@ -485,6 +501,7 @@ def test_report_seeds_reuses_runs_of_the_same_configuration(study_dir, small_dat
     assert len(calls) == 1
 
 
+@pytest.mark.slow  # trains networks end to end
 @pytest.mark.parametrize("content,message", [
     ("{", "is not JSON"), ('{"mins": 3}', "is not a file of seed runs"),
     ("[1, 2]", "is not a file of seed runs"),
@@ -501,6 +518,7 @@ def test_report_reuse_of_a_bad_file_is_one_line(study_dir, tmp_path, content, me
     assert "--reuse needs --seeds" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_report_confirm_top_retrains_the_best_few_and_names_the_best_mean(study_dir,
                                                                           small_data_dir,
                                                                           tmp_path):
@@ -517,6 +535,7 @@ def test_report_confirm_top_retrains_the_best_few_and_names_the_best_mean(study_
             in (out / "summary.md").read_text())
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_report_seeds_replaces_a_broken_seeds_file_and_plain_report_refuses_it(
         study_dir, small_data_dir, tmp_path, capsys):
     root, url = study_dir

@@ -33,6 +33,7 @@ def _search(tmp_path, data_dir, *extra, study="s"):
     return code, url
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_tiny_search_end_to_end(tmp_path, small_data_dir, capsys):
     code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "3",
                         "--epochs", "2", "--artifacts", str(tmp_path / "art"))
@@ -55,6 +56,30 @@ def test_tiny_search_end_to_end(tmp_path, small_data_dir, capsys):
         assert trained.intermediate_values == dict(enumerate(trained.user_attrs["acc"], 1))
 
 
+@pytest.mark.slow  # trains networks end to end
+def test_objective_mean_scores_the_mean_of_the_last_n_and_is_kept_on_resume(
+        tmp_path, small_data_dir, capsys):
+    from nas_mnist.searcher.record import StudyMeta
+    code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "2",
+                        "--epochs", "3", "--last-n", "2", "--objective", "mean",
+                        "--prune", "none")
+    assert code == 0
+    assert "mean of the last 2 of 3 epochs" in capsys.readouterr().out
+    study = _study(url)
+    assert StudyMeta.from_study(study).objective == "mean"
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert done
+    for t in done:
+        last2 = t.user_attrs["acc"][-2:]
+        assert t.value == pytest.approx(sum(last2) / 2)
+        if last2[0] != last2[1]:
+            assert t.value != min(last2)  # the mean, not the default min
+    # the objective is part of what the study is: a resume asking for min is refused
+    code, _ = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "3",
+                      "--epochs", "3", "--last-n", "2", "--objective", "min", "--prune", "none")
+    assert code == 2 and "objective" in capsys.readouterr().err
+
+
 def test_over_budget_trial_is_never_trained(small_data_dir, tmp_path, monkeypatch):
     import nas_mnist.engine.evaluate as evaluate_mod
     from nas_mnist.searcher.record import StudyMeta
@@ -75,6 +100,7 @@ def test_over_budget_trial_is_never_trained(small_data_dir, tmp_path, monkeypatc
     assert t.system_attrs["constraints:param_budget"] == t.user_attrs["params"] - 300
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_refused_samples_do_not_count_toward_trials(tmp_path, small_data_dir):
     # At budget 700 most samples of the quick space are over budget; 3 must still be trained.
     code, url = _search(tmp_path, small_data_dir, "--budget", "700", "--trials", "3",
@@ -84,6 +110,7 @@ def test_refused_samples_do_not_count_toward_trials(tmp_path, small_data_dir):
     assert kinds["complete"] + kinds.get("early_stopped", 0) == 3 and kinds["over_budget"] > 0
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_a_space_with_nothing_trainable_stops_with_one_line(tmp_path, small_data_dir, capsys,
                                                             monkeypatch):
     import nas_mnist.searcher.workers as workers_mod
@@ -94,6 +121,7 @@ def test_a_space_with_nothing_trainable_stops_with_one_line(tmp_path, small_data
     assert code == 1 and "nothing trainable" in err[-1]
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_resume_with_another_objective_setting_is_refused(tmp_path, small_data_dir, capsys):
     assert _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "1")[0] == 0
     capsys.readouterr()
@@ -104,6 +132,7 @@ def test_resume_with_another_objective_setting_is_refused(tmp_path, small_data_d
     assert "--study" in err
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_two_objective_study_keeps_working(tmp_path, small_data_dir):
     code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "2",
                         "--objectives", "score,params", study="mo")
@@ -125,6 +154,7 @@ def test_preflight_refuses_budget_below_smallest_network(tmp_path, capsys):
     assert not (tmp_path / "never.db").exists()
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_resume_adds_trials_and_mismatch_is_refused(tmp_path, small_data_dir, capsys):
     assert _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "2")[0] == 0
     code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "4")
@@ -200,6 +230,7 @@ def test_bad_space_file_names_the_key(tmp_path, text, key):
         load_space(str(path))
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_journal_storage(tmp_path, small_data_dir):
     url = f"journal:{tmp_path}/study.log"
     code = main(["search", "--study", "j", "--storage", url, "--data-dir", str(small_data_dir),
@@ -210,6 +241,7 @@ def test_journal_storage(tmp_path, small_data_dir):
     assert finished(study) == 2
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_val_split_search_scores_on_validation(tmp_path, small_data_dir, capsys):
     code, url = _search(tmp_path, small_data_dir, "--budget", "5000", "--trials", "2",
                         "--val-split", "500", study="v")

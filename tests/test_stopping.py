@@ -47,6 +47,29 @@ def test_asha_decides_only_at_rungs_and_after_min_peers():
     assert rule.should_stop(Curve(9, [10.0] * 4, 1000), peers, multi_objective=False) is None
 
 
+def test_asha_compares_peers_at_the_rung_not_where_they_ended():
+    """Rising curves: a peer that ended at 99 % had 95 % at rung 2, and that is what counts."""
+    rule = _asha(rungs="2", eta=2, min_peers=1)
+    rising = [Curve(i, [90.0, 95.0, 99.0], 1000) for i in range(3)]
+    assert rule.should_stop(Curve(9, [91.0, 96.0], 1000), rising, multi_objective=False) is None
+    assert rule.should_stop(Curve(9, [91.0, 94.0], 1000), rising,
+                            multi_objective=False) == "asha rung 2"
+    decision = rule.decide(Curve(9, [91.0, 96.0], 1000), rising, multi_objective=False)
+    assert decision.threshold == 95.0 and decision.peers == 3
+
+
+def test_asha_ignores_peers_that_have_not_reached_the_rung():
+    rule = _asha(rungs="3", eta=2, min_peers=2)
+    behind = [Curve(i, [99.9, 99.9], 1000) for i in range(5)]  # two epochs: not at rung 3
+    at_rung = [Curve(10, [97.0] * 3, 1000), Curve(11, [98.0] * 3, 1000)]
+    me = Curve(9, [97.5] * 3, 1000)
+    # only the two at the rung count: keep (2 + 1) // 2 = 1, and 98.0 is ahead of 97.5
+    assert rule.should_stop(me, behind + at_rung, multi_objective=False) == "asha rung 3"
+    assert rule.decide(me, behind + at_rung, multi_objective=False).peers == 2
+    # with fewer than min_peers at the rung nothing is decided, however many are behind
+    assert rule.should_stop(me, behind + at_rung[:1], multi_objective=False) is None
+
+
 def test_two_objective_asha_never_stops_a_non_dominated_trial():
     rule = _asha(rungs="2", eta=4, min_peers=1)
     big_and_good = [Curve(i, [99.0 - 0.1 * i] * 2, 9000 + i) for i in range(12)]
@@ -103,6 +126,7 @@ class StopAfter(StopRule):
         return f"stop_after {self.epoch}"
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_a_new_rule_is_one_class_and_its_registration(tmp_path, small_data_dir, monkeypatch):
     from nas_mnist.searcher.study import SearchSettings, create_or_resume, preflight, run_search
     from nas_mnist.engine.data import load_dataset
@@ -122,6 +146,7 @@ def test_a_new_rule_is_one_class_and_its_registration(tmp_path, small_data_dir, 
         assert t.user_attrs["stopped_by"] == "stop_after 2" and t.user_attrs["weights_artifact"]
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_replay_benchmark_runs_on_a_small_recorded_study(tmp_path):
     from nas_mnist.searcher.record import StudyMeta
     url = f"sqlite:///{tmp_path}/rec.db"

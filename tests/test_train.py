@@ -23,6 +23,7 @@ def small(small_data_dir):
     return load_dataset(small_data_dir)
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_short_training_on_real_subset_reaches_sane_accuracy(small):
     summary, _ = train_arch(ref8k(), small, QUICK.replace(epochs=3, last_n=1), seed=0)
     # 3,000 real training images, three short epochs: far above chance (10 %)
@@ -31,6 +32,7 @@ def test_short_training_on_real_subset_reaches_sane_accuracy(small):
     assert math.isfinite(summary["train_loss"][0])
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_same_seed_gives_identical_accuracies(small):
     recipe = QUICK.replace(epochs=2, last_n=2)
     arch = dataclasses.replace(ref8k(), stages=(ref8k().stages[0], ref8k().stages[1][:2]))
@@ -41,6 +43,7 @@ def test_same_seed_gives_identical_accuracies(small):
     assert a["train_loss"] != c["train_loss"]
 
 
+@pytest.mark.slow  # trains networks end to end
 @pytest.mark.parametrize("changes", [
     dict(optimizer="adamw", lr=3e-3, schedule="cosine", precision="bf16"),
     dict(optimizer="adam", lr=2e-3, schedule="step", step_size=1, label_smoothing=0.1),
@@ -51,6 +54,7 @@ def test_recipe_options_train(small, changes):
     assert summary["test_acc"][0] > 25.0  # one short epoch: well above chance (10 %)
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_val_split_measures_on_validation_and_reports_test(small_data_dir):
     data = load_dataset(small_data_dir, val_split=500)
     summary, _ = train_arch(ref8k(), data, QUICK, seed=0)
@@ -58,17 +62,20 @@ def test_val_split_measures_on_validation_and_reports_test(small_data_dir):
     assert 0 <= summary["test_acc_final"] <= 100
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_non_finite_loss_raises(small):
     with pytest.raises(NonFiniteLoss):
         train_arch(ref8k(), small, QUICK.replace(lr=1e12, optimizer="sgd"), seed=0)
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_early_stop_callback(small):
     summary, _ = train_arch(ref8k(), small, QUICK.replace(epochs=3), seed=0,
                             on_epoch=lambda e: e.epoch == 1)
     assert summary["stopped_early"] and len(summary["test_acc"]) == 1
 
 
+@pytest.mark.slow  # trains networks end to end
 def test_ema_evaluates_the_average_and_leaves_training_unchanged(small):
     from nas_mnist.engine.train import evaluate
     recipe = QUICK.replace(epochs=2, last_n=2)
