@@ -206,7 +206,7 @@ def _confirm_seeds(study, args, earlier: Path) -> tuple[list[dict], list[dict]]:
 
         def on_done(r):
             score = r["last_n_min"] if meta.objective == "min" else r["last_n_mean"]
-            print(f"  seed {r['seed']}: {meta.objective}-last-{meta.last_n} {score:.2f} % "
+            print(f"  trial {r['trial']} seed {r['seed']}: {meta.objective}-last-{meta.last_n} {score:.2f} % "
                   f"({r['seconds']:.0f} s)", file=sys.stderr)
 
         trained = confirm_seeds(candidates, args.seeds, data_dir=args.data_dir,

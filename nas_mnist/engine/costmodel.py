@@ -99,9 +99,12 @@ def _step_seconds(arch: ArchConfig, device: torch.device, *, batch: int, steps: 
 
 
 def calibrate(device: torch.device, *, n_train: int, n_eval: int, batch: int = 128,
-              steps: int = 3, bf16: bool = True) -> CostModel:
-    """Time the reference networks on `device` with the current torch thread count (about a
-    second on a 2-core CPU) and fit the line; the slope is kept non-negative."""
+              steps: int = 1, bf16: bool = True) -> CostModel:
+    """Time the reference networks on `device` with the current torch thread count and fit
+    the line; the slope is kept non-negative. It only feeds the header and the progress
+    estimates, and every search pays it: a warm-up and the fastest of three single steps
+    per network, about a second on one thread (ten steps each took 2-4 s; measured on a
+    2-core AMD EPYC, 2026-12-03)."""
     acts = [footprint(a).activations for a in _REFERENCES]
     secs = [_step_seconds(a, device, batch=batch, steps=steps, bf16=bf16) / batch
             for a in _REFERENCES]

@@ -29,7 +29,10 @@ def in_shape(arch: ArchConfig) -> tuple[int, int, int]:
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    from nas_mnist.engine.device import cpu_model
+    model, machine = cpu_model(), platform.machine()
+    kind = machine if model == machine else f"{model}, {machine}"  # CPU kinds differ in bf16
+    return f"cpu ({kind}, {torch.get_num_threads()} threads)"
 
 
 @dataclass

@@ -52,13 +52,13 @@ def confirm_seeds(candidates: list[tuple[int, dict, dict]], seeds: int, *,
         for job in work:
             results.append(_one_run(job))
             if on_done:
-                on_done(results[-1])
+                on_done({**results[-1], "trial": candidates[(len(results) - 1) // seeds][0]})
     else:
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
             for result in pool.imap(_one_run, work):
                 results.append(result)
-                if on_done:
-                    on_done(result)
+                if on_done:  # imap keeps the order of `work`: the trial follows from the index
+                    on_done({**result, "trial": candidates[(len(results) - 1) // seeds][0]})
     runs = []
     for i, (number, arch, recipe) in enumerate(candidates):
         mine = results[i * seeds:(i + 1) * seeds]

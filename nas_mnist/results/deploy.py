@@ -108,10 +108,15 @@ def export_model(model: Normalised, fmt: str, dest: Path, data: Dataset, *,
         tmp.unlink(missing_ok=True)
     labels = data.test_y.cpu().numpy()
     return {"format": fmt, "file": dest.name, "images": len(labels),
-            "torch_acc": 100.0 * float((ours == labels).mean()),
-            f"{fmt}_acc": 100.0 * float((theirs == labels).mean()),
+            "torch_acc": _percent(ours == labels),
+            f"{fmt}_acc": _percent(theirs == labels),
             "file_bytes": dest.stat().st_size,
             **(latency(dest) if fmt == "onnx" else {})}
+
+
+def _percent(hits: np.ndarray) -> float:
+    """Share of True in percent, from the integer count (99.46, never 99.46000000000001)."""
+    return 100.0 * int(hits.sum()) / len(hits)
 
 
 def _export_int8(model: Normalised, dest: Path, data: Dataset, images: int) -> dict:
@@ -157,8 +162,8 @@ def _export_int8(model: Normalised, dest: Path, data: Dataset, images: int) -> d
         x, labels = data.test_x.cpu().numpy(), data.test_y.cpu().numpy()
         ours = load_model(fp32).predict(x)
         theirs = load_model(tmp).predict(x)
-        fp32_acc = 100.0 * float((ours == labels).mean())
-        int8_acc = 100.0 * float((theirs == labels).mean())
+        fp32_acc = _percent(ours == labels)
+        int8_acc = _percent(theirs == labels)
         if fp32_acc - int8_acc > MAX_INT8_DROP:
             raise DeployError(f"int8 test accuracy {int8_acc:.2f} % is {fp32_acc - int8_acc:.2f} "
                               f"points under fp32 ({fp32_acc:.2f} %), more than the "
@@ -170,7 +175,7 @@ def _export_int8(model: Normalised, dest: Path, data: Dataset, images: int) -> d
     return {"format": "onnx-int8", "file": dest.name, "images": len(labels),
             "onnx_acc": fp32_acc, "onnx-int8_acc": int8_acc,
             "drop": round(fp32_acc - int8_acc, 4),
-            "agreement": 100.0 * float((ours == theirs).mean()),
+            "agreement": _percent(ours == theirs),
             "file_bytes": dest.stat().st_size, "weight_bytes": weight_bytes(dest),
             "calibration": {"images": images, "from": "training set", "seed": 0,
                             "method": "minmax", "weights": "int8 per channel",

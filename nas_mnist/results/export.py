@@ -17,6 +17,7 @@ import torch
 from nas_mnist._version import __version__
 from nas_mnist.engine.builder import build_model
 from nas_mnist.engine.data import Dataset
+from nas_mnist.engine.device import set_threads
 from nas_mnist.engine.evaluate import evaluate_candidate
 from nas_mnist.engine.train import WeightsError, load_state
 from nas_mnist.errors import NasMnistError
@@ -125,10 +126,16 @@ def check_data(meta: StudyMeta, data: Dataset) -> None:
                           f"study's (data_dir, --data-dir)")
 
 
-def retrain_weights(doc: dict, data: Dataset, dest: Path) -> dict:
-    """Re-train the winner with its recipe and seed; save weights; return the new metrics."""
-    run = evaluate_candidate(ArchConfig.from_dict(doc["arch"]), Recipe.from_dict(doc["recipe"]),
-                             data, seed=doc["seed"])
+def retrain_weights(doc: dict, data: Dataset, dest: Path, log=print) -> dict:
+    """Re-train the winner with its recipe and seed, one line per epoch; save weights; return
+    the new metrics."""
+    recipe = Recipe.from_dict(doc["recipe"])
+
+    def epoch_line(e) -> None:
+        log(f"  epoch {e.epoch:2d}/{recipe.epochs}: {e.eval_acc:.2f} % ({e.seconds:.0f} s)")
+
+    run = evaluate_candidate(ArchConfig.from_dict(doc["arch"]), recipe, data, seed=doc["seed"],
+                             on_epoch=epoch_line)
     state = {k: v.cpu() for k, v in run.model.state_dict().items()}
     atomic_write(dest, lambda tmp: torch.save(state, tmp))
     return run.summary(data)
@@ -196,7 +203,7 @@ def export_trials(study: optuna.Study, *, url: str, out: str | Path | None, form
         stage = Path(tempfile.mkdtemp(dir=out, prefix=f".export-trial{r.number}-"))
         try:
             made = _export_one(study, r, stage, formats, artifacts, calibration_images, data,
-                               log)
+                               log, threads)
             for name in made:
                 os.replace(stage / name, out / name)
         finally:
@@ -212,7 +219,8 @@ def export_trials(study: optuna.Study, *, url: str, out: str | Path | None, form
 
 
 def _export_one(study: optuna.Study, r: TrialRecord, out: Path, formats: list[str],
-                artifacts: str | None, calibration_images: int, data, log) -> list[str]:
+                artifacts: str | None, calibration_images: int, data, log,
+                threads: int | None = None) -> list[str]:
     """Write the weights, formats and winner file of one trial into `out`; return their
     names, the winner file last."""
     doc = winner_doc(study, r)
@@ -220,9 +228,14 @@ def _export_one(study: optuna.Study, r: TrialRecord, out: Path, formats: list[st
     if fetch_weights(r, ArchConfig.from_dict(r.arch), artifacts, weights):
         doc["weights"] = {"file": weights.name, "source": "stored by the search"}
     else:
-        log(f"trial {r.number} kept no usable weights: re-training it ...")
-        summary = retrain_weights(doc, data(), weights)
+        # same seed and same threads as the search: the same numbers on the same CPU kind
+        loaded = data()
+        used = set_threads(threads or doc["threads"])
+        log(f"trial {r.number} kept no usable weights: re-training it (seed {doc['seed']}, "
+            f"{used} thread{'s' * (used > 1)}) ...")
+        summary = retrain_weights(doc, loaded, weights, log)
         doc["weights"] = {"file": weights.name, "source": "re-trained at export",
+                          "retrained_threads": used,
                           "retrained_last_n_min": summary["last_n_min"]}
     doc["files"] = {"weights": weights.name}
     if formats:

@@ -282,7 +282,10 @@ def _render_pngs(jobs_path: str) -> None:
 
 
 if __name__ == "__main__":
+    import importlib.util
     import sys
+    if importlib.util.find_spec("kaleido") is None:  # plotly's own message is several lines
+        sys.exit("kaleido is not installed")
     _render_pngs(sys.argv[1])
 
 
