@@ -32,7 +32,8 @@ from nas_mnist.searcher.stopping import Curve, make_rule, StopRule  # noqa: E402
 SHIPPED = ("sqlite:///studies/mnist-10k.db:mnist-10k", "sqlite:///studies/mnist-10k-v1.db:mnist-10k-v1")
 TOP = 5
 PRIOR_CHECK = tuple(f"sqlite:///studies/{n}.db:{n}" for n in
-                    ("mnist-10k-v3", "mnist-4k-default", "mnist-4k", "mnist-10k", "mnist-10k-v1"))
+                    ("mnist-10k-v3", "mnist-4k-default", "mnist-4k", "mnist-10k", "mnist-10k-v1",
+                     "mnist-10k-mcu"))
 
 
 @dataclass(frozen=True)
