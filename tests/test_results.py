@@ -481,6 +481,7 @@ def test_report_seeds_reuses_runs_of_the_same_configuration(study_dir, small_dat
     assert f"trial {best}: 2 seed run(s) reused from {out / 'seeds.json'}" in err
     assert f"trial {second}: 2 seed run(s) reused from {trained}" in err
     assert f"| {second} | " in (out / "summary.md").read_text()
+    assert f"reused from `{trained}`" in (out / "summary.md").read_text()  # which file
 
     assert main([*report, "--seeds", "1"]) == 0  # fewer seeds: the first one is kept
     assert calls == [] and json.loads((out / "seeds.json").read_text())[0]["mins"] == \
@@ -501,11 +502,45 @@ def test_report_seeds_reuses_runs_of_the_same_configuration(study_dir, small_dat
     assert len(calls) == 1
 
 
+SHIPPED_RUN = REPO / "studies" / "confirmations" / "trial52-test.json"
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"mins": [99.99] * 5}, "mins[0] 99.99 is not the min of the last 3 of its test_acc (99.49)"),
+    ({"mins": [1e9] * 5}, "mins holds 1000000000.0, not a percentage"),
+    ({"mins": []}, "mins must hold one score per seed (5)"),
+    ({"mins": "99.5"}, "mins must hold one score per seed (5)"),
+    ({"means": [90.0] * 5}, "means[0] 90.0 is not the mean of the last 3"),
+    ({"seconds": None}, "seconds must be a number >= 0, got None"),
+    ({"seeds": [0, 0, 1, 2, 3]}, "distinct seeds"),
+    ({"test_acc": [[101.0]] * 5}, "test_acc must hold one list of percentages per seed"),
+    ({"params": "9412"}, "params must be a positive integer"),
+])
+def test_a_seed_run_with_made_up_or_malformed_figures_is_named(change, message):
+    from nas_mnist.results.confirm import seed_run_problem
+    run = json.loads(SHIPPED_RUN.read_text())
+    run = run[0] if isinstance(run, list) else run
+    assert seed_run_problem(run) is None  # the shipped confirmation is sound
+    assert message in seed_run_problem({**run, **change})
+
+
+def test_every_shipped_seed_file_is_sound():
+    from nas_mnist.results.confirm import seed_run_problem
+    files = [*REPO.glob("studies/*-report/seeds.json"), *REPO.glob("studies/confirmations/*.json")]
+    assert files
+    for path in files:
+        runs = json.loads(path.read_text())
+        for run in [runs] if isinstance(runs, dict) else runs:
+            assert seed_run_problem(run) is None, path
+
+
 @pytest.mark.slow  # trains networks end to end
 @pytest.mark.parametrize("content,message", [
     ("{", "is not JSON"), ('{"mins": 3}', "is not a file of seed runs"),
     ("[1, 2]", "is not a file of seed runs"),
-    ('[{"mins": [99.1], "seeds": 0}]', "is not a file of seed runs")])
+    ('[{"mins": [99.1], "seeds": 0}]', "is not a file of seed runs"),
+    ('[{"mins": [99.99], "seeds": [0], "params": 900, "device": "cpu"}]',
+     "run 1 (trial None): seconds must be a number >= 0, got None")])
 def test_report_reuse_of_a_bad_file_is_one_line(study_dir, tmp_path, content, message, capsys):
     root, url = study_dir
     bad = tmp_path / "bad.json"

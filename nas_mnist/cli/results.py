@@ -159,6 +159,11 @@ def _seed_runs_file(path: Path) -> list[dict]:
             and isinstance(r.get("seeds", []), list) for r in runs):
         raise UsageError(f"{path} is not a file of seed runs (a seeds.json of a report, or "
                          f"`train --seeds --json-out` output)")
+    from nas_mnist.results.confirm import seed_run_problem
+    for i, run in enumerate(runs):
+        problem = seed_run_problem(run)
+        if problem:
+            raise UsageError(f"{path}: run {i + 1} (trial {run.get('trial')}): {problem}")
     return runs
 
 
@@ -195,7 +200,8 @@ def _confirm_seeds(study, args, earlier: Path) -> tuple[list[dict], list[dict]]:
             run = reusable_run(earlier_runs, r.arch, r.recipe, args.seeds,
                                val_split=meta.val_split, data_checksum=data.checksum)
             if run:
-                runs[r.number] = {**run, "trial": r.number}
+                runs[r.number] = {**run, "trial": r.number,
+                                  "reused_from": run.get("reused_from") or str(path)}
                 print(f"trial {r.number}: {args.seeds} seed run(s) reused from {path}",
                       file=sys.stderr)
                 break

@@ -104,7 +104,9 @@ def _seed_table(meta, seed_runs: list[dict], origins: dict[int, str]) -> list[st
         label = f"{run['trial']} ({origin})" if origin else run["trial"]
         lines.append(f"| {label} | {run['params']:,} | {s['seeds']} | {per_seed} | "
                      f"{s['mean']:.2f} | {s['std']:.2f} | {s['min']:.2f} | "
-                     f"{run['seconds']:.0f} | {run['device']}, {run.get('jobs', 1)} process(es) |")
+                     f"{run['seconds']:.0f} | {run['device']}, {run.get('jobs', 1)} process(es)"
+                     + (f"; reused from `{run['reused_from']}`" if run.get("reused_from") else "")
+                     + " |")
     if len(seed_runs) > 1:
         best = max(seed_runs, key=lambda run: seed_stats(run["mins"])["mean"])
         seeds = len(best["mins"])
