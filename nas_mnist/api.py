@@ -164,31 +164,48 @@ def _load_enqueued(path):
     return arch, Recipe.from_dict(doc["recipe"]) if "recipe" in doc else None
 
 
+def _study_exists(url: str, name: str) -> bool:
+    """Whether `name` is already in the storage (read-only; a missing file is no study)."""
+    import optuna
+    from nas_mnist.searcher.storage import open_storage, sqlite_path
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return False
+    try:
+        storage = open_storage(url, create=False, read_only=path is not None)
+        return name in optuna.get_all_study_names(storage)
+    except NasMnistError:
+        return False  # create_or_resume says in one line what is wrong with the storage
+
+
 def _run(settings, space, data, enqueued, say, progress) -> "Study":
     from nas_mnist.engine.data import describe_data
     from nas_mnist.searcher.prior import (PACKAGED_PRIOR, Limits, describe_rung_prior,
                                         load_prior)
-    from nas_mnist.searcher.record import StudyMeta, records
-    from nas_mnist.searcher.storage import mask_url
+    from nas_mnist.searcher.record import StudyMeta
+    from nas_mnist.searcher.storage import mask_url, study_lock
     from nas_mnist.searcher.study import (create_or_resume, enqueue_config, n_trained, run_search,
                                         warm_start)
-    study, notes = create_or_resume(settings, space, data)
-    meta = StudyMeta.from_study(study)
-    new = not any(r.kind != "running" or r.accs for r in records(study))
-    notes += warm_start(study, settings, space, meta)
-    limits = Limits(meta.budget, meta.min_params, meta.max_macs, meta.max_activations,
-                    meta.max_ram)
-    for arch, recipe in enqueued:
-        how = enqueue_config(study, arch, recipe, space)
-        notes.append({None: f"already in the study, not enqueued again: {arch.describe()}",
-                      "sampled": f"enqueued {arch.describe()} as a sample of space {space.name} "
-                                 f"(the sampler learns from its result)",
-                      "fixed": f"enqueued {arch.describe()} as a fixed configuration: space "
-                               f"{space.name} cannot express it, so the sampler learns nothing "
-                               f"from it"}[how])
-        refusal = limits.refusal(arch)
-        if refusal and how:
-            notes.append(f"{arch.describe()} is {refusal}: it will be refused, not trained")
+    # Creating or joining, with the warm start and the enqueued configurations, is one step:
+    # a second search started in the same second joins the study the first one made.
+    with study_lock(settings.storage):
+        new = not _study_exists(settings.storage, settings.study)
+        study, notes = create_or_resume(settings, space, data)
+        meta = StudyMeta.from_study(study)
+        notes += warm_start(study, settings, space, meta)
+        limits = Limits(meta.budget, meta.min_params, meta.max_macs, meta.max_activations,
+                        meta.max_ram)
+        for arch, recipe in enqueued:
+            how = enqueue_config(study, arch, recipe, space)
+            notes.append({None: f"already in the study, not enqueued again: {arch.describe()}",
+                          "sampled": f"enqueued {arch.describe()} as a sample of space "
+                                     f"{space.name} (the sampler learns from its result)",
+                          "fixed": f"enqueued {arch.describe()} as a fixed configuration: "
+                                   f"space {space.name} cannot express it, so the sampler "
+                                   f"learns nothing from it"}[how])
+            refusal = limits.refusal(arch)
+            if refusal and how:
+                notes.append(f"{arch.describe()} is {refusal}: it will be refused, not trained")
     kind = "score" if meta.objectives == "score" else "score and parameters"
     say(f"study {settings.study!r} at {mask_url(settings.storage)} "
         f"({'new' if new else 'resumed'}, {kind}): budget {settings.budget:,}"

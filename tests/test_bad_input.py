@@ -278,3 +278,16 @@ def test_a_closed_pipe_is_not_an_error():
     done = subprocess.run(f"{sys.executable} -m nas_mnist count {REFERENCE_CONFIG} --json | head -1",
                           shell=True, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "{" and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///"])
+@pytest.mark.parametrize("command", [["search", "--budget", "5000", "--trials", "1"], ["report"],
+                                     ["export"], ["dashboard"]])
+def test_an_in_memory_storage_is_refused_in_one_line(url, command, capsys):
+    code = main([*command, "--study", "m", "--storage", url])
+    assert "is an in-memory database" in _one_line(capsys, code)
+
+
+def test_a_port_out_of_range_is_one_line(capsys):
+    code = main(["dashboard", "--study", "m", "--port", "99999"])
+    assert "must be a port in [1, 65535], got 99999" in _one_line(capsys, code)

@@ -278,3 +278,33 @@ def test_workers_die_with_their_search_on_kill_9(tmp_path, small_data_dir):
             os.kill(p, signal.SIGKILL)
     study = optuna.load_study(study_name="f", storage=url)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+
+
+@pytest.mark.slow  # trains networks end to end
+def test_two_searches_started_together_make_one_study_and_share_its_trials(tmp_path,
+                                                                           small_data_dir):
+    """Two processes on one new study name, in the same second: one creates it, the other
+    joins; --trials counts both; an enqueued configuration runs once; no sample is drawn
+    twice."""
+    known = tmp_path / "known.json"
+    known.write_text(json.dumps({"stages": [[{"out": 8}], [{"out": 8, "pad": 0},
+                                                          {"out": 12, "pad": 0}]],
+                                 "transitions": [{}]}))
+    cmd = [sys.executable, "-m", "nas_mnist", "search", "--study", "race", "--storage",
+           f"sqlite:///{tmp_path}/race.db", "--space", "quick", "--epochs", "1", "--last-n",
+           "1", "--budget", "5000", "--min-params", "0", "--trials", "3", "--jobs", "1",
+           "--threads", "1", "--warm-start", "none", "--enqueue", str(known),
+           "--data-dir", str(small_data_dir)]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    heads = sorted(out.splitlines()[0].split("(")[1].split(",")[0] for out in outs)
+    assert heads == ["new", "resumed"], outs
+    study = optuna.load_study(study_name="race", storage=f"sqlite:///{tmp_path}/race.db")
+    assert finished(study) == 3
+    enqueued = [t for t in study.trials if t.user_attrs.get("enqueued")]
+    assert len(enqueued) == 1
+    trained = [t for t in study.trials if t.user_attrs.get("acc")]
+    configs = [json.dumps(t.user_attrs["arch"], sort_keys=True) for t in trained]
+    assert len(set(configs)) == len(configs) == 3

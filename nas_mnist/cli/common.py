@@ -45,6 +45,14 @@ def positive(kind=int):
     return parse
 
 
+def port(text):
+    """A flag type: a TCP port in [1, 65535]."""
+    value = _finite(text, int)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port in [1, 65535], got {text}")
+    return value
+
+
 def seed(text):
     """A flag type: a seed in [0, 2**32)."""
     if not text.isdigit() or int(text) >= 2**32:

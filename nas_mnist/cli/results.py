@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nas_mnist.cli.common import (UsageError, add_data_flags, add_storage_flags, positive,
+from nas_mnist.cli.common import (UsageError, add_data_flags, add_storage_flags, port, positive,
                                   storage_url)
 
 
@@ -61,7 +61,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("dashboard", help="start optuna-dashboard on the study's storage")
     add_storage_flags(p, required_study=True)
-    p.add_argument("--port", type=positive(), default=8080, help="port (8080)")
+    p.add_argument("--port", type=port, default=8080, help="port (8080)")
     p.set_defaults(handler=cmd_dashboard)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -50,7 +51,49 @@ def default_artifacts(url: str, study: str) -> str:
 
 
 def sqlite_path(url: str) -> Path | None:
-    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    """The file of an SQLite URL (None for other storages). An in-memory database
+    (`sqlite://`, `sqlite:///:memory:`) is refused: a study there is lost when the command
+    ends, and spawned workers could not share it."""
+    if not url.startswith("sqlite:"):
+        return None
+    rest = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
+    if rest in ("", ".") or rest.startswith((":memory:", "?")):
+        raise StorageError(f"storage {url} is an in-memory database: a study there is lost "
+                           f"when the command ends and workers cannot share it; give a file, "
+                           f"e.g. sqlite:///studies/NAME.db")
+    return Path(rest)
+
+
+@contextlib.contextmanager
+def study_lock(url: str):
+    """Hold an exclusive lock, for every process on this machine, on a study kept in a local
+    file (SQLite or a journal), for the steps that must be atomic: creating or joining a study
+    with its warm start and enqueued configurations, and taking a trial (a queued one, or a
+    new one while the study has fewer than --trials claimed). SQLite has no row locks: without
+    this, two searches started together on one new name both created it, both ran every
+    enqueued configuration and together overshot --trials. A database server keeps its own
+    writes consistent; this lock is a file beside the storage (`NAME.db.lock`)."""
+    if url.startswith("journal:"):
+        path: Path | None = Path(url.removeprefix("journal:"))
+    else:
+        path = sqlite_path(url)
+    handle = None
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # the storage makes it next anyway
+            handle = open(path.with_name(path.name + ".lock"), "a")
+        except OSError:
+            handle = None  # an unwritable folder: opening the storage says so in one line
+    if handle is None:
+        yield
+        return
+    import fcntl
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def open_storage(url: str, *, create: bool, read_only: bool = False):

@@ -31,7 +31,7 @@ from nas_mnist.searcher.prior import PACKAGED_PRIOR, load_prior
 from nas_mnist.searcher.record import StudyMeta, TrialRecord
 from nas_mnist.searcher.settings import SearchError, SearchSettings
 from nas_mnist.searcher.space import load_space
-from nas_mnist.searcher.storage import mask_url, open_storage, sqlite_path
+from nas_mnist.searcher.storage import mask_url, open_storage, study_lock
 
 MAX_FAILS_IN_A_ROW = 5
 MAX_REFUSED_IN_A_ROW = 200  # samples over budget or invalid in a row: the space is hopeless
@@ -39,12 +39,12 @@ POLL_S = 2.0  # progress polling of parallel workers
 TPE_STARTUP_TRIALS = 10  # random trials before TPE models the space
 # A resumed study must not replay its first configurations: the sampler seed is offset by the
 # trials already in the study and by the worker; large primes keep the offsets apart.
-SEED_STRIDE_TRIALS, SEED_STRIDE_WORKER = 7919, 104729
+SEED_STRIDE_TRIALS, SEED_STRIDE_WORKER, SEED_STRIDE_START = 7919, 104729, 1299709
 
 
-def make_sampler(settings: SearchSettings, study: optuna.Study, worker: int):
+def make_sampler(settings: SearchSettings, study: optuna.Study, worker: int, start: int = 0):
     seed = (settings.seed + SEED_STRIDE_TRIALS * len(study.trials)
-            + SEED_STRIDE_WORKER * worker) % 2**32
+            + SEED_STRIDE_WORKER * worker + SEED_STRIDE_START * start) % 2**32
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
@@ -79,8 +79,9 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
     data = data if data is not None else load_search_data(settings)
     study = optuna.load_study(study_name=settings.study,
                               storage=open_storage(settings.storage, create=False))
-    serialize_queue_pops(study, settings.storage)
-    study.sampler = make_sampler(settings, study, worker)
+    claim_trials(study, settings.storage, settings.trials)
+    study.sampler = make_sampler(settings, study, worker,
+                                 start=sampler_start(study, settings.storage))
     meta = StudyMeta.from_study(study)
     objective = Objective(meta, space, data, settings.rule(), train_seed=settings.train_seed,
                           artifacts=settings.artifacts, on_epoch=on_epoch,
@@ -95,6 +96,8 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
         try:
             study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,),
                            callbacks=[lambda st, ft: last.append(TrialRecord.from_trial(ft))])
+        except StudyFull:
+            break  # the other workers' running trials complete the count
         except (AssertionError, optuna.exceptions.StorageInternalError, OSError) as err:
             raise SearchError(f"cannot write the study to {mask_url(settings.storage)} or its "
                               f"weights to {settings.artifacts}: {_root_cause(err)}") from None
@@ -131,30 +134,42 @@ def _refusals(counts: Counter, meta: StudyMeta) -> str:
     return ", ".join(parts)
 
 
-def serialize_queue_pops(study: optuna.Study, url: str) -> None:
-    """Let one process at a time take a queued trial from a SQLite study.
+class StudyFull(Exception):
+    """Every trial the study needs is trained or being trained by some worker."""
 
-    Optuna takes a WAITING trial by reading it and then setting it RUNNING; SQLite has no row
-    lock, so two workers could both take the same one (an enqueued or warm-start
-    configuration trained twice, or "Cannot tell a COMPLETE trial"). An exclusive lock on a file
-    beside the database around that step makes it atomic for every process on the machine
-    (a database server locks the row itself; a journal file locks its own appends)."""
-    path = sqlite_path(url)
-    if path is None:
-        return
-    import fcntl
-    lock_path = path.with_name(path.name + ".lock")
-    pop = study._pop_waiting_trial_id  # Optuna 5 (pinned < 6): the one place a trial is taken
 
-    def locked_pop():
-        with open(lock_path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                return pop()
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+def claim_trials(study: optuna.Study, url: str, trials: int) -> None:
+    """Make taking a trial atomic for every process on this machine, and stop at `trials`.
 
-    study._pop_waiting_trial_id = locked_pop
+    Optuna's `ask` takes a WAITING trial (reads it, then sets it RUNNING) or creates a new one;
+    SQLite has no row lock, so two workers could take the same queued configuration ("Cannot
+    tell a COMPLETE trial") and two searches on one study could both start the last of its
+    `trials`. Under `study_lock`, `ask` first counts the networks trained and the trials
+    running (each will train or be refused, and its worker goes on until its share is done),
+    and raises StudyFull when they reach `trials`."""
+    ask = study.ask  # Optuna 5 (pinned < 6): `_run_trial` takes every trial through it
+
+    def claimed_ask(*args, **kwargs):
+        with study_lock(url):
+            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            if n_trained(study) + running >= trials:
+                raise StudyFull
+            return ask(*args, **kwargs)
+
+    study.ask = claimed_ask
+
+
+SAMPLER_STARTS = "nas_mnist_sampler_starts"
+
+
+def sampler_start(study: optuna.Study, url: str) -> int:
+    """A number no other worker of this study got (0, 1, 2, ...), for the sampler's seed: two
+    searches that join one study in the same second see the same trials, and without it they
+    drew the same configurations."""
+    with study_lock(url):
+        start = int(study.user_attrs.get(SAMPLER_STARTS, 0))
+        study.set_user_attr(SAMPLER_STARTS, start + 1)
+    return start
 
 
 def _root_cause(err: BaseException) -> str:
