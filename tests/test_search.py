@@ -220,14 +220,44 @@ def test_params_of_rebuilds_the_configuration_or_says_it_cannot():
     ("widht: 3\n", "widht"),
     ("pools: {low: 1}\n", "pools"),
     ("pools: {low: 1, high: 2\n", "line"),
+    # every value of every dimension is checked when the space is read, not sample by sample
+    ("conv_kind: {choices: [full, wavelet]}\n", "key 'conv_kind': 'wavelet' is not one of"),
+    ("groups: 0\n", "key 'groups': 0 is not an integer in"),
+    ("groups: 1000000000\n", "key 'groups': 1000000000"),
+    ("width: {choices: [8, 1000000000]}\n", "key 'width': 1000000000 is not an integer"),
+    ("mid_act: 'no'\n", "key 'mid_act': 'no' is not true or false"),
+    ("dropout: {low: 0.0, high: 1.5}\n", "key 'dropout': 1.5 is not a rate in"),
+    ("head: foo\n", "key 'head': 'foo' is not one of"),
+    ("transition_where: {choices: [before, inside]}\n", "key 'transition_where': 'inside'"),
+    ("width: 8\nwidth: 12\n", "key 'width' is given twice"),
+    ("x: &x [4, 8]\nwidth: {choices: *x}\n", "YAML aliases"),
 ])
 def test_bad_space_file_names_the_key(tmp_path, text, key):
     path = tmp_path / "bad.yaml"
     base = open(SPACE_DIR / "quick.yaml").read().split("\n")
     body = "\n".join(l for l in base if not l.startswith(text.split(":")[0] + ":"))
     path.write_text(text + body)
-    with pytest.raises(SpaceError, match=key):
+    with pytest.raises(SpaceError) as err:
         load_space(str(path))
+    assert key in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def test_an_alias_bomb_or_a_huge_space_file_is_refused_before_it_is_expanded(tmp_path):
+    rows = "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n"
+                   for p, c in zip("abcdefgh", "bcdefghi"))
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\n" + rows + "width: {choices: *i}\n")
+    with pytest.raises(SpaceError, match="YAML aliases"):  # refused before 9^9 values exist
+        load_space(str(bomb))
+    big = tmp_path / "big.yaml"
+    big.write_text("#" * 70_000 + "\n" + (SPACE_DIR / "quick.yaml").read_text())
+    with pytest.raises(SpaceError, match="a space file is at most 65,536"):
+        load_space(str(big))
+
+
+def test_every_shipped_space_passes_the_whole_check_with_its_digest_unchanged():
+    digests = {p.stem: load_space(p.stem).digest for p in SPACE_DIR.glob("*.yaml")}
+    assert digests["default"] == "efc9883aae008683"  # studies of the default space resume
 
 
 @pytest.mark.slow  # trains networks end to end
