@@ -82,3 +82,19 @@ def test_corrupt_packaged_copy_fails_checksum(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="SHA-256"):
         load_dataset(copy)
     data_mod._load_arrays.cache_clear()
+
+
+def test_replaced_labels_with_their_mtime_kept_change_the_checksum(tmp_path):
+    """No digest cache vouches for a file: labels replaced by others of the same size, with
+    the modification time copied back (cp -p, rsync -t), give another checksum."""
+    import os
+    folder = make_subset(tmp_path / "d", 300, 100)
+    before = load_dataset(folder).checksum
+    labels = folder / "train-labels-idx1-ubyte"
+    stat = labels.stat()
+    raw = bytearray(labels.read_bytes())
+    raw[8:] = bytes((b + 1) % 10 for b in raw[8:])
+    labels.write_bytes(bytes(raw))
+    os.utime(labels, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert labels.stat().st_size == stat.st_size
+    assert load_dataset(folder).checksum != before
