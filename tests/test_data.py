@@ -98,3 +98,26 @@ def test_replaced_labels_with_their_mtime_kept_change_the_checksum(tmp_path):
     os.utime(labels, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert labels.stat().st_size == stat.st_size
     assert load_dataset(folder).checksum != before
+
+
+def test_a_small_gzip_announcing_a_gigabyte_is_refused_before_it_is_inflated(tmp_path):
+    """4.6 MB of gzip can announce 1.07 GB of images (1,360,000 of 28x28): refused from the
+    header, whatever the file holds after it."""
+    import struct
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + struct.pack(">III", 1_360_000, 28, 28) + bytes(784))
+    from nas_mnist.engine.data import read_idx
+    with pytest.raises(DataError, match=r"1,066,240,000 bytes once decompressed; a data file "
+                                        r"may hold at most 671,088,640"):
+        read_idx(path)
+
+
+def test_a_file_that_would_not_fit_in_memory_is_refused_before_it_is_inflated(tmp_path,
+                                                                              monkeypatch):
+    import nas_mnist.engine.data as data_mod
+    path = make_subset(tmp_path / "d", 300, 100) / "train-images-idx3-ubyte"
+    monkeypatch.setattr(data_mod, "_available_memory", lambda: 1_000_000)  # 1 MB free
+    with pytest.raises(DataError, match=r"would take 1 MB of memory once decoded; "
+                                        r"1 MB are available"):
+        data_mod.read_idx(path)
