@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -106,7 +107,7 @@ def test_data_files_are_checked_before_they_are_inflated(tmp_path, capsys):
     raw = bytearray((corrupt / "train-images-idx3-ubyte.gz").read_bytes())
     raw[60:200] = bytes(140)
     (corrupt / "train-images-idx3-ubyte.gz").write_bytes(bytes(raw))
-    for folder, message in [(bomb, "larger than"), (corrupt, "cannot read"),
+    for folder, message in [(bomb, "a data file may hold at most"), (corrupt, "cannot read"),
                             (tmp_path / "bomb" / "t10k-images-idx3-ubyte", "is a file")]:
         code = main(["train", REFERENCE_CONFIG, "--epochs", "1", "--data-dir", str(folder)])
         assert message in _one_line(capsys, code)
@@ -291,3 +292,13 @@ def test_an_in_memory_storage_is_refused_in_one_line(url, command, capsys):
 def test_a_port_out_of_range_is_one_line(capsys):
     code = main(["dashboard", "--study", "m", "--port", "99999"])
     assert "must be a port in [1, 65535], got 99999" in _one_line(capsys, code)
+
+
+def test_predict_refuses_an_oversized_png_from_its_header(tmp_path, capsys):
+    from PIL import Image
+    png = tmp_path / "big.png"
+    Image.new("L", (300, 300)).save(png)
+    winner = Path(__file__).resolve().parent.parent / "studies/mnist-10k-winners/trial52.json"
+    code = main(["predict", str(winner), str(png)])
+    assert "is 300x300 pixels; a model here takes images of at most 256x256" in \
+        _one_line(capsys, code)

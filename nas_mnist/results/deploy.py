@@ -21,6 +21,7 @@ from nas_mnist.engine.data import Dataset
 from nas_mnist.engine.train import EVAL_BATCH, load_state
 from nas_mnist.errors import NasMnistError
 from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.blocks import MAX_IMAGE_SIZE
 
 FORMATS = {"onnx": ".onnx", "onnx-int8": ".int8.onnx", "torchscript": ".torchscript.pt"}
 EXTRAS = {"onnx": "onnx", "onnx-int8": "onnx"}  # format -> the pip extra it needs
@@ -307,6 +308,9 @@ def _load_winner(path: Path) -> LoadedModel:
                        (arch.in_channels, arch.image_size, arch.image_size))
 
 
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIZE * MAX_IMAGE_SIZE  # the largest input a network here takes
+
+
 def read_images(paths: list[str]) -> tuple[list[str], np.ndarray]:
     """Images as float32 in [0, 1], shape (N, 1, H, W), from one IDX file or PNG files."""
     from nas_mnist.engine.data import read_idx
@@ -320,9 +324,13 @@ def read_images(paths: list[str]) -> tuple[list[str], np.ndarray]:
     images = []
     for path in paths:
         try:
-            with Image.open(path) as img:
+            with Image.open(path) as img:  # reads the header only: the size before the pixels
+                if img.width * img.height > MAX_IMAGE_PIXELS:
+                    raise DeployError(f"image {path} is {img.width}x{img.height} pixels; a "
+                                      f"model here takes images of at most "
+                                      f"{MAX_IMAGE_SIZE}x{MAX_IMAGE_SIZE}")
                 images.append(np.asarray(img.convert("L"), dtype=np.float32) / 255.0)
-        except (OSError, UnidentifiedImageError) as err:
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
             raise DeployError(f"cannot read image {path}: {err}") from None
     if len({im.shape for im in images}) > 1:
         raise DeployError("the PNG files have different sizes")
