@@ -614,9 +614,13 @@ def predict(model, images, labels=None) -> Prediction:
     accuracy = None
     if labels is not None:
         truth = labels if isinstance(labels, np.ndarray) else read_idx(Path(labels))[0]
+        if np.ndim(truth) != 1:
+            given = "the array" if isinstance(labels, np.ndarray) else str(labels)
+            raise ApiError(f"labels must be one class per image, shape (N,); {given} has "
+                           f"shape {np.shape(truth)} (an images file?)")
         if len(truth) != len(predicted):
             raise ApiError(f"labels holds {len(truth):,} labels for {len(predicted):,} images")
-        accuracy = 100.0 * float(np.mean(np.asarray(truth) == predicted))
+        accuracy = 100.0 * int((np.asarray(truth) == predicted).sum()) / len(predicted)
     return Prediction(names, predicted, accuracy)
 
 

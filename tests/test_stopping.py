@@ -80,6 +80,16 @@ def test_two_objective_asha_never_stops_a_non_dominated_trial():
     assert rule.should_stop(dominated, big_and_good, multi_objective=True) == "asha rung 2"
 
 
+def test_percentile_fits_its_default_warmup_to_short_runs_and_refuses_only_a_given_one():
+    """`--prune percentile --epochs 3` was refused for a warmup the user never set."""
+    assert make_rule("percentile", {}).fit(15).warmup == 3
+    assert make_rule("percentile", {}).fit(3).warmup == 2
+    one = make_rule("percentile", {}).fit(1)
+    assert not one.decides_at(1)  # a one-epoch run has nothing to stop
+    with pytest.raises(RuleError, match="percentile warmup must be in \\[1, 2\\], got 3"):
+        make_rule("percentile", {"warmup": "3"}).fit(3)
+
+
 def test_two_workers_reading_the_same_storage_decide_alike():
     rule = _asha(rungs="3", eta=3, min_peers=2)
     stored = [Curve(i, [95.0 + i] * 3, 2000 + 100 * i) for i in range(6)]

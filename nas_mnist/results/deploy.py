@@ -314,6 +314,10 @@ MAX_IMAGE_PIXELS = MAX_IMAGE_SIZE * MAX_IMAGE_SIZE  # the largest input a networ
 def read_images(paths: list[str]) -> tuple[list[str], np.ndarray]:
     """Images as float32 in [0, 1], shape (N, 1, H, W), from one IDX file or PNG files."""
     from nas_mnist.engine.data import read_idx
+    folders = [p for p in paths if Path(p).is_dir()]
+    if folders:
+        raise DeployError(f"images {folders[0]} is a folder: give one IDX file or PNG files "
+                          f"(e.g. {folders[0]}/*.png)")
     if len(paths) == 1 and not paths[0].lower().endswith(".png"):
         array, _ = read_idx(Path(paths[0]))
         if array.ndim != 3:

@@ -170,11 +170,15 @@ class Percentile(StopRule):
     trials no larger than itself at the same epoch (once `min_trials` such have completed)."""
 
     name: ClassVar[str] = "percentile"
-    warmup: int = 3
+    warmup: int = 0  # 0: epoch 3, or the one before the last in shorter runs
     quantile: float = 0.25
     min_trials: int = 4
 
     def fit(self, epochs: int) -> "Percentile":
+        if self.warmup == 0:  # left to us: fit the run, never refuse it
+            if epochs < 2:  # nothing to stop before the only epoch
+                return dataclasses.replace(self, warmup=epochs + 1)
+            return dataclasses.replace(self, warmup=min(3, epochs - 1)).fit(epochs)
         if not 1 <= self.warmup < epochs:
             raise RuleError(f"percentile warmup must be in [1, {epochs - 1}], got {self.warmup}")
         if not 0.0 <= self.quantile < 1.0:
