@@ -1,4 +1,5 @@
-"""Re-run the rows of ../shared/findings/bad-inputs.md that a script can replay, and tally them.
+"""Re-run the rows of ../shared/findings/bad-inputs.md that a script can replay, and tally them
+(the second round's rows and, in `third_round`, the classes of the third round fixed since).
 
 Each case runs `nas-mnist` in a scratch folder, as the adversarial user did, and is judged:
 clean = exit 0 with the right result, or a non-zero exit with one `nas-mnist: error:` line
@@ -291,6 +292,72 @@ def results_rows(i: Path, d: Path, url: str, art: Path, study) -> list[tuple]:
     ]
 
 
+def third_round(i: Path, d: Path, url: str) -> list[tuple]:
+    """Classes of the third round (findings of 2026-12-01) fixed since: made-up seed runs,
+    spaces checked whole, in-memory storages, ports, data and images bounded before decoding,
+    predict's inputs, a stopping rule's default that did not fit the run."""
+    import numpy as np
+    from PIL import Image
+    assert run(["report", "--study", "t", "--storage", url, "--no-png", "--seeds", "1",
+                "--out", str(i / "r0"), "--data-dir", str(d)], i)[0] == 0
+    real = json.loads((i / "r0" / "seeds.json").read_text())[0]
+    fakes = {"R_reuse_full_fake99": {"mins": [99.99]}, "R_reuse_full_huge": {"mins": [1e9]},
+             "R_reuse_mins_empty": {"mins": []}, "R_reuse_mins_str": {"mins": "99"},
+             "R_reuse_mins_neg": {"mins": [-5.0]}, "R_reuse_seeds_str": {"seeds": "0"}}
+    report = ["report", "--study", "t", "--storage", url, "--no-png", "--seeds", "1",
+              "--data-dir", str(d), "--reuse"]
+    rows = [(k, [*report, write(i / f"{k}.json", [{**real, **v}]), "--out", str(i / k)], 2,
+             "run 1") for k, v in fakes.items()]
+    missing = {k: v for k, v in real.items() if k != "seconds"}
+    rows.append(("R_reuse_ok_fake99", [*report, write(i / "nosec.json", [missing]), "--out",
+                                       str(i / "nosec")], 2, "seconds"))
+    search = ["search", "--study", "s3", "--storage", f"sqlite:///{i}/s3.db", "--budget", "5000",
+              "--trials", "1", "--epochs", "1", "--data-dir", str(d), "--space"]
+    bad_spaces = {"SP_kind": space_with(conv_kind="{choices: [full, wavelet]}"),
+                  "SP_groups0": space_with(groups="0"), "SP_groups_huge": space_with(
+                      groups="1000000000"), "SP_width_huge": space_with(
+                      width="{choices: [8, 1000000000]}"),
+                  "SP_midact_no": space_with(mid_act="'no'"),
+                  "SP_dropout": space_with(dropout="{low: 0.0, high: 1.5}"),
+                  "SP_dup": space_with() + "width: 8\n",
+                  "SP_sp_bomb": "x: &x [1, 2, 3]\n" + "".join(
+                      f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n"
+                      for p, c in zip("xabcdefg", "abcdefgh")) + space_with(
+                      width="{choices: *h}")}
+    rows += [(k, [*search, write(i / f"{k}.yaml", v)], 2, None) for k, v in bad_spaces.items()]
+    rows.append(("T3b", [*search[:4], "sqlite://", *search[5:], "quick"], 2, "in-memory"))
+    rows.append(("F18", ["dashboard", "--study", "t", "--storage", url, "--port", "99999"], 2,
+                 "port"))
+    rows.append(("P_pct_epochs3", ["search", "--study", "p", "--storage",
+                                   f"sqlite:///{i}/p.db", "--space", "quick", "--budget",
+                                   "5000", "--trials", "1", "--epochs", "3", "--jobs", "1",
+                                   "--prune", "percentile", "--data-dir", str(d)], 0, "trials:"))
+    bomb = write_subset(i / "validbomb", 300, 100)
+    os.remove(bomb / "train-images-idx3-ubyte")
+    with gzip.open(bomb / "train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (1_360_000, 28,
+                                                                                28)))
+        f.write(b"\0" * (8 << 20))
+    rows.append(("D_bomb_valid", ["train", REF, "--epochs", "1", "--data-dir", str(bomb)], 2,
+                 "at most"))
+    assert run(["export", "--study", "t", "--storage", url, "--data-dir", str(d), "--out",
+                str(i / "w3")], i)[0] == 0
+    winner = str(next((i / "w3").glob("*.json")))
+    images, labels = str(d / "t10k-images-idx3-ubyte"), str(d / "t10k-labels-idx1-ubyte")
+    Image.fromarray(np.zeros((10000, 10000), np.uint8)).save(i / "huge100m.png")
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(i / "g0.png")
+    rows += [
+        ("PR_labels_images", ["predict", winner, images, "--labels", images], 2, "labels"),
+        ("PR_images_dir", ["predict", winner, str(i / "adir")], 2, "folder"),
+        ("PR_model_dir", ["predict", str(i / "adir"), images], 2, "folder"),
+        ("PR_two_idx", ["predict", winner, images, images], 2, "one IDX file"),
+        ("PR_idx_and_png", ["predict", winner, images, str(i / "g0.png")], 2, "one IDX file"),
+        ("PR_huge100m", ["predict", winner, str(i / "huge100m.png")], 2, "pixels"),
+        ("PR_ok_idx", ["predict", winner, images, "--labels", labels], 0, "accuracy"),
+    ]
+    return rows
+
+
 def main() -> int:
     import optuna
     i = Path(tempfile.mkdtemp(prefix="bad-inputs-"))
@@ -304,6 +371,7 @@ def main() -> int:
     rows = configs(i) + winners(i, d) + spaces(i, d) + flags(i, d)
     storage_rows, journal = storages(i, d, i / "base.db")
     rows += storage_rows + data_rows(i) + results_rows(i, d, url, i / "art", study)
+    rows += third_round(i, d, url)
     # the journal rows: a garbage line in the middle (T22); a torn last line, then a search (T23)
     run(["search", "--study", "t", "--storage", f"journal:{journal}", "--space", "quick",
          "--budget", "5000", "--trials", "1", "--epochs", "1", "--jobs", "1", "--data-dir",

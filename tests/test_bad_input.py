@@ -311,3 +311,7 @@ def test_predict_names_a_folder_and_labels_that_are_images(tmp_path, small_data_
     assert f"images {tmp_path} is a folder" in _one_line(capsys, code)
     code = main(["predict", str(winner), images, "--labels", images])  # was a broadcast
     assert "labels must be one class per image, shape (N,)" in _one_line(capsys, code)
+    code = main(["predict", str(tmp_path), images])  # was "does not exist"
+    assert f"model {tmp_path} is a folder" in _one_line(capsys, code)
+    code = main(["predict", str(winner), images, images])  # blamed a valid IDX file
+    assert "give one IDX file, or PNG files" in _one_line(capsys, code)

@@ -257,6 +257,9 @@ class LoadedModel:
 def load_model(path: Path) -> LoadedModel:
     """Open an ONNX file, a TorchScript file, or a winner JSON (with its weights beside)."""
     path = Path(path)
+    if path.is_dir():
+        raise DeployError(f"model {path} is a folder: give an .onnx, .torchscript.pt or winner "
+                          f".json file")
     if not path.is_file():
         raise DeployError(f"model file {path} does not exist")
     name = path.name
@@ -318,6 +321,10 @@ def read_images(paths: list[str]) -> tuple[list[str], np.ndarray]:
     if folders:
         raise DeployError(f"images {folders[0]} is a folder: give one IDX file or PNG files "
                           f"(e.g. {folders[0]}/*.png)")
+    others = [p for p in paths if not p.lower().endswith(".png")]
+    if others and len(paths) > 1:
+        raise DeployError(f"images: give one IDX file, or PNG files; {others[0]} is not a PNG "
+                          f"and {len(paths)} files were given")
     if len(paths) == 1 and not paths[0].lower().endswith(".png"):
         array, _ = read_idx(Path(paths[0]))
         if array.ndim != 3:
