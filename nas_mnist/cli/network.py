@@ -93,13 +93,17 @@ def cmd_train(args) -> int:
     if args.json_out:
         write_text_atomic(args.json_out, None)  # a bad path fails now, not after training
     show = _SeedsDisplay(args.seeds, args.jobs) if args.seeds else _EpochTable()
-    result = train(args.config, epochs=args.epochs, last_n=args.last_n, seed=args.seed,
-                   batch_size=args.batch_size, precision=args.precision, weights=args.weights,
-                   seeds=args.seeds, jobs=args.jobs, data_dir=args.data_dir,
-                   val_split=args.val_split, split_seed=args.split_seed, device=args.device,
-                   threads=args.threads, on_start=show.start,
-                   on_epoch=getattr(show, "epoch", None), on_step=getattr(show, "step", None),
-                   on_seed=getattr(show, "seed", None))
+    try:
+        result = train(args.config, epochs=args.epochs, last_n=args.last_n, seed=args.seed,
+                       batch_size=args.batch_size, precision=args.precision,
+                       weights=args.weights, seeds=args.seeds, jobs=args.jobs,
+                       data_dir=args.data_dir, val_split=args.val_split,
+                       split_seed=args.split_seed, device=args.device, threads=args.threads,
+                       on_start=show.start, on_epoch=getattr(show, "epoch", None),
+                       on_step=getattr(show, "step", None), on_seed=getattr(show, "seed", None))
+    except BaseException:
+        show.abandon()  # the step bar is cleared: an error line starts a line of its own
+        raise
     if args.weights:
         print(f"test accuracy {result['acc']:.2f} %  loss {result['loss']:.4f}  "
               f"({result['images']:,} test images, weights {args.weights}, no training; "
@@ -129,10 +133,15 @@ class _EpochTable:
         print(f"{'epoch':>5} {self.split + ' acc %':>11} {self.split + ' loss':>10} "
               f"{'train loss':>10} {'lr':>8} {'seconds':>8}")
         steps = max(1, len(data.train_x) // recipe.batch_size)
-        self.bar = tqdm(total=steps * recipe.epochs, unit="step", leave=False, file=sys.stderr)
+        self.bar = tqdm(total=steps * recipe.epochs, unit="step", leave=False, file=sys.stderr,
+                        disable=None)  # None: no bar where stderr is not a terminal (logs)
 
     def step(self) -> None:
         self.bar.update()
+
+    def abandon(self) -> None:
+        if getattr(self, "bar", None) is not None:
+            self.bar.close()
 
     def epoch(self, e) -> None:
         self.bar.write(f"{e.epoch:>5} {e.eval_acc:>11.2f} {e.eval_loss:>10.4f} "
@@ -156,6 +165,9 @@ class _SeedsDisplay:
 
     def __init__(self, seeds: int, jobs: int):
         self.seeds, self.jobs = seeds, jobs
+
+    def abandon(self) -> None:
+        pass  # one printed line per seed: nothing to clear
 
     def start(self, plan) -> None:
         self.plan = plan
