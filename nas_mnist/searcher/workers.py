@@ -98,6 +98,9 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
                            callbacks=[lambda st, ft: last.append(TrialRecord.from_trial(ft))])
         except StudyFull:
             break  # the other workers' running trials complete the count
+        except KeyboardInterrupt:
+            fail_unstarted(study)
+            raise
         except (AssertionError, optuna.exceptions.StorageInternalError, OSError) as err:
             raise SearchError(f"cannot write the study to {mask_url(settings.storage)} or its "
                               f"weights to {settings.artifacts}: {_root_cause(err)}") from None
@@ -154,9 +157,28 @@ def claim_trials(study: optuna.Study, url: str, trials: int) -> None:
             running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
             if n_trained(study) + running >= trials:
                 raise StudyFull
-            return ask(*args, **kwargs)
+            trial = ask(*args, **kwargs)
+        study._nas_mnist_asked = trial._trial_id
+        return trial
 
     study.ask = claimed_ask
+
+
+def fail_unstarted(study: optuna.Study) -> None:
+    """After an interrupt: the trial this worker took last, if it is still RUNNING, was taken
+    but never started (Optuna fails a trial whose objective was interrupted itself). Mark it
+    an interrupted FAIL, so it is not left RUNNING and the next run queues it again."""
+    trial_id = getattr(study, "_nas_mnist_asked", None)
+    if trial_id is None:
+        return
+    try:
+        trial = study._storage.get_trial(trial_id)
+        if trial.state == TrialState.RUNNING:
+            for key, value in record.attrs_of(interrupted=True).items():
+                study._storage.set_trial_user_attr(trial_id, key, value)
+            study._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except Exception:  # noqa: BLE001 - dying anyway; the next run's recovery finds it
+        pass
 
 
 SAMPLER_STARTS = "nas_mnist_sampler_starts"
