@@ -97,7 +97,8 @@ def evaluate_candidate(arch: ArchConfig, recipe: Recipe, data: Dataset, *, seed:
     run.model = model.to(device)
     run.result = train(run.model, data, recipe, seed=seed, on_epoch=on_epoch, on_step=on_step)
     if data.eval_split == "val":
-        run.result.test_acc_final, _ = evaluate(run.model, data.test_x, data.test_y, data)
+        run.result.test_acc_final, _ = evaluate(run.model, data.test_x, data.test_y, data,
+                                                precision=run.result.eval_precision)
     return run
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from nas_mnist.engine.augment import random_affine
 from nas_mnist.engine.data import Dataset
 from nas_mnist.engine.device import resolve_precision
+from nas_mnist.engine.kernels import fast_layers
 from nas_mnist.errors import NasMnistError
 from nas_mnist.spec.recipe import Recipe
 from nas_mnist.spec.score import last_n_score
@@ -52,6 +53,7 @@ class TrainResult:
     seconds: float = 0.0
     test_acc_final: float | None = None  # with a validation split: test accuracy at the end
     precision: str = "fp32"  # what the training ran in (a recipe's "auto" resolved)
+    eval_precision: str = "fp32"  # what the evaluations ran in
 
     @property
     def accs(self) -> list[float]:
@@ -77,6 +79,7 @@ class TrainResult:
             "last_n_mean": self.last_n_mean,
             "stopped_early": self.stopped_early,
             "precision": self.precision,
+            "eval_precision": self.eval_precision,
             "seconds": self.seconds,
             "epochs": [asdict(e) for e in self.epochs],
             **({"test_acc_final": self.test_acc_final} if self.test_acc_final is not None else {}),
@@ -87,15 +90,22 @@ def normalise(x: torch.Tensor, data: Dataset) -> torch.Tensor:
     return (x - data.mean) / data.std
 
 
+def _autocast(precision: str, device: torch.device):
+    return (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
+            else nullcontext())
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: Dataset,
-             batch_size: int = EVAL_BATCH) -> tuple[float, float]:
-    """Accuracy (percent) and mean loss over all of (x, y), in large batches, no gradients."""
+             batch_size: int = EVAL_BATCH, precision: str = "fp32") -> tuple[float, float]:
+    """Accuracy (percent) and mean loss over all of (x, y), in large batches, no gradients;
+    in bf16 autocast with `precision="bf16"` (2x faster on a CPU with native bf16)."""
     was_training = model.training
     model.eval()
     correct, loss_sum = 0, 0.0
     for start in range(0, len(x), batch_size):
-        logits = model(normalise(x[start:start + batch_size], data))
+        with _autocast(precision, x.device):
+            logits = model(normalise(x[start:start + batch_size], data))
         target = y[start:start + batch_size]
         loss_sum += float(F.cross_entropy(logits.float(), target, reduction="sum"))
         correct += int((logits.argmax(1) == target).sum())
@@ -188,9 +198,24 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int = 0,
     steps_per_epoch = max(1, n // recipe.batch_size)
     sched, sched_every = _scheduler(opt, recipe, steps_per_epoch)
     precision = resolve_precision(recipe.precision, device)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
-                if precision == "bf16" else nullcontext())
-    result = TrainResult(eval_split=data.eval_split, last_n=recipe.last_n, precision=precision)
+    eval_precision = precision if recipe.eval_precision == "train" else "fp32"
+    autocast = _autocast(precision, device)
+    result = TrainResult(eval_split=data.eval_split, last_n=recipe.last_n, precision=precision,
+                         eval_precision=eval_precision)
+    models = (model, ema.model) if ema else (model,)
+    with fast_layers(*models, dropout=recipe.dropout_rng == "hash"):
+        _epochs(model, data, recipe, result, gen=gen, opt=opt, ema=ema, sched=sched,
+                sched_every=sched_every, autocast=autocast, on_epoch=on_epoch, on_step=on_step)
+    if ema is not None:
+        model.load_state_dict(ema.model.state_dict())
+    return result
+
+
+def _epochs(model, data, recipe, result, *, gen, opt, ema, sched, sched_every, autocast,
+            on_epoch, on_step) -> None:
+    device = data.train_x.device
+    n = len(data.train_x)
+    steps_per_epoch = max(1, n // recipe.batch_size)
     start = time.perf_counter()
     for epoch in range(1, recipe.epochs + 1):
         t0 = time.perf_counter()
@@ -218,14 +243,12 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int = 0,
         train_loss = float(loss_sum) / steps_per_epoch
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"training loss became {train_loss} in epoch {epoch}")
-        acc, eval_loss = evaluate(ema.model if ema else model, data.eval_x, data.eval_y, data)
+        acc, eval_loss = evaluate(ema.model if ema else model, data.eval_x, data.eval_y, data,
+                                  precision=result.eval_precision)
         stats = EpochStats(epoch, train_loss, acc, eval_loss, opt.param_groups[0]["lr"],
                            time.perf_counter() - t0)
         result.epochs.append(stats)
         if on_epoch is not None and on_epoch(stats):
             result.stopped_early = True
             break
-    if ema is not None:
-        model.load_state_dict(ema.model.state_dict())
     result.seconds = time.perf_counter() - start
-    return result

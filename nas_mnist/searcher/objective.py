@@ -99,7 +99,9 @@ class Objective:
         else:
             arch, recipe = suggest_arch(trial, self.space), self.space.recipe_for(trial)
         self.data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
-        return arch, recipe.replace(epochs=self.meta.epochs, last_n=self.meta.last_n)
+        return arch, recipe.replace(epochs=self.meta.epochs, last_n=self.meta.last_n,
+                                    dropout_rng=self.meta.dropout_rng,
+                                    eval_precision=self.meta.eval_precision)
 
     def _evaluate(self, trial: optuna.Trial, arch: ArchConfig, recipe: Recipe):
         meta, data = self.meta, self.data

@@ -164,6 +164,10 @@ class StudyMeta:
     data_mean: float | None = None
     data_std: float | None = None
     rule: str | None = None  # the stopping rule last used (may change on resume)
+    # The trainer every trial of the study runs with (spec.recipe): an older study lacks the
+    # keys and keeps torch's dropout and fp32 evaluation, so its trials stay comparable.
+    dropout_rng: str = "bernoulli"
+    eval_precision: str = "fp32"
     version: str = __version__
 
     # the space is identified by its content (digest): a renamed file is the same space

@@ -101,4 +101,5 @@ class SearchSettings:
                          min_params=self.resolved_min_params,
                          max_activations=self.resolved_max_activations,
                          data_checksum=data.checksum, data_mean=data.mean, data_std=data.std,
-                         rule=self.rule().describe())
+                         rule=self.rule().describe(), dropout_rng="hash",
+                         eval_precision="train")

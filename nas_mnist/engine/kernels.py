@@ -1,0 +1,365 @@
+"""Fast CPU layers for training: element dropout with a hashed mask, and a 2x2 max-pool.
+
+Dropout. 
+`nn.Dropout` draws its mask with aten's `bernoulli_`: one serial mt19937 draw per element, about
+9 ns each, 21-27 % of a training step of the networks the search picks (findings/speed-limit.md).
+Here the mask is a counter-based hash instead: element i of a call is kept when
+
+    fmix32(fmix32(i * 0x9E3779B9 + seed_lo) ^ seed_hi) >= p * 2**32
+
+(fmix32 is MurmurHash3's finaliser), and kept elements are scaled by 1 / (1 - p): the same
+distribution as `nn.Dropout`, a different random stream. `seed` is drawn from torch's default
+generator on every call, so a seeded run is deterministic. The backward pass applies the same
+mask to the gradient (same seed, no saved mask).
+
+Two implementations compute the same mask: a small C++ kernel (one pass, vectorised with
+AVX-512 or AVX2 where the CPU has them) and a plain PyTorch one, used where no C++ compiler is
+found (one line says so) and on GPUs.
+
+Max-pool. `nn.MaxPool2d(2)` on a channels-first CPU tensor is slow (6.5 ms forward for a
+(128, 12, 28, 28) bf16 batch on a 2-core AMD EPYC, one thread); the kernel here makes one pass
+and keeps the index of the first maximum of each window, as aten does, so values and
+gradients are exactly aten's. Without the kernel, `nn.MaxPool2d` itself runs.
+
+The kernels are built once per machine with torch's `load_inline` (about 35 s, cached under
+~/.cache/torch_extensions, or $TORCH_EXTENSIONS_DIR); NAS_MNIST_NO_CPP=1 turns them off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+_MASK32 = 0xFFFFFFFF
+_GOLDEN = 0x9E3779B9
+
+_KERNEL = r"""
+#include <torch/extension.h>
+#include <cstdint>
+#include <cmath>
+#include <cstring>
+#include <vector>
+#include <ATen/Parallel.h>
+
+static inline uint32_t fmix32(uint32_t h) {
+  h ^= h >> 16; h *= 0x85EBCA6Bu; h ^= h >> 13; h *= 0xC2B2AE35u; h ^= h >> 16; return h;
+}
+static inline uint32_t keep_bits(int64_t i, uint32_t lo, uint32_t hi) {
+  return fmix32(fmix32(uint32_t(i) * 0x9E3779B9u + lo) ^ hi);
+}
+static inline float bf16_to_float(uint16_t b) {
+  uint32_t u = uint32_t(b) << 16; float f; std::memcpy(&f, &u, 4); return f;
+}
+static inline uint16_t float_to_bf16(float f) {  // round to nearest even, as c10::BFloat16
+  uint32_t u; std::memcpy(&u, &f, 4); u += 0x7FFFu + ((u >> 16) & 1u); return uint16_t(u >> 16);
+}
+
+// Elements [begin, end): branch-free, so that the loops vectorise.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void drop_f32(const float* x, float* y, int64_t begin, int64_t end, uint32_t lo,
+                     uint32_t hi, uint32_t thr, float scale) {
+  for (int64_t i = begin; i < end; ++i)
+    y[i] = x[i] * (keep_bits(i, lo, hi) >= thr ? scale : 0.0f);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void drop_bf16(const uint16_t* x, uint16_t* y, int64_t begin, int64_t end, uint32_t lo,
+                      uint32_t hi, uint32_t thr, float scale) {
+  for (int64_t i = begin; i < end; ++i)
+    y[i] = float_to_bf16(bf16_to_float(x[i]) * (keep_bits(i, lo, hi) >= thr ? scale : 0.0f));
+}
+
+torch::Tensor hash_dropout(torch::Tensor x, int64_t seed, int64_t threshold, double scale) {
+  // element i is the i-th in memory: a channels-last tensor keeps its layout
+  auto xc = x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast) ? x : x.contiguous();
+  auto y = torch::empty_like(xc);  // the same strides as xc
+  const uint32_t lo = uint32_t(uint64_t(seed) & 0xFFFFFFFFu), hi = uint32_t(uint64_t(seed) >> 32);
+  const uint32_t thr = uint32_t(threshold);
+  const float s = float(scale);
+  if (xc.scalar_type() == at::kFloat) {
+    const float* in = xc.data_ptr<float>(); float* out = y.data_ptr<float>();
+    at::parallel_for(0, xc.numel(), 1 << 16, [&](int64_t b, int64_t e) {
+      drop_f32(in, out, b, e, lo, hi, thr, s); });
+  } else if (xc.scalar_type() == at::kBFloat16) {
+    auto in = reinterpret_cast<const uint16_t*>(xc.data_ptr<at::BFloat16>());
+    auto out = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
+    at::parallel_for(0, xc.numel(), 1 << 16, [&](int64_t b, int64_t e) {
+      drop_bf16(in, out, b, e, lo, hi, thr, s); });
+  } else {
+    TORCH_CHECK(false, "hash_dropout: float32 or bfloat16 tensors only");
+  }
+  return y;
+}
+
+// 2x2 max-pool, stride 2, channels-first, floor mode. idx holds the window position (0-3) of
+// the first maximum in row-major order, NaN winning, as aten's max_pool2d.
+template <typename T, typename Load>
+static void pool_planes(const T* x, T* y, uint8_t* idx, int64_t p0, int64_t p1, int64_t H,
+                        int64_t W, Load load) {
+  const int64_t H2 = H / 2, W2 = W / 2;
+  for (int64_t p = p0; p < p1; ++p) {
+    const T* xp = x + p * H * W;
+    T* yp = y + p * H2 * W2;
+    uint8_t* ip = idx + p * H2 * W2;
+    for (int64_t i = 0; i < H2; ++i) {
+      const T* r0 = xp + 2 * i * W;
+      const T* r1 = r0 + W;
+      for (int64_t j = 0; j < W2; ++j) {
+        const T v[4] = {r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]};
+        int k = 0;
+        float m = load(v[0]);
+        for (int q = 1; q < 4; ++q) {
+          const float f = load(v[q]);
+          if (f > m || std::isnan(f)) { m = f; k = q; }
+        }
+        yp[i * W2 + j] = v[k];
+        ip[i * W2 + j] = uint8_t(k);
+      }
+    }
+  }
+}
+
+std::vector<torch::Tensor> max_pool2x2(torch::Tensor x) {
+  TORCH_CHECK(x.dim() == 4 && x.is_contiguous(), "max_pool2x2: a contiguous NCHW tensor");
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  auto y = torch::empty({N, C, H / 2, W / 2}, x.options());
+  auto idx = torch::empty({N, C, H / 2, W / 2}, x.options().dtype(torch::kUInt8));
+  uint8_t* ip = idx.data_ptr<uint8_t>();
+  if (x.scalar_type() == at::kFloat) {
+    const float* in = x.data_ptr<float>(); float* out = y.data_ptr<float>();
+    at::parallel_for(0, N * C, 16, [&](int64_t b, int64_t e) {
+      pool_planes(in, out, ip, b, e, H, W, [](float v) { return v; }); });
+  } else if (x.scalar_type() == at::kBFloat16) {
+    auto in = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
+    auto out = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
+    at::parallel_for(0, N * C, 16, [&](int64_t b, int64_t e) {
+      pool_planes(in, out, ip, b, e, H, W, bf16_to_float); });
+  } else {
+    TORCH_CHECK(false, "max_pool2x2: float32 or bfloat16 tensors only");
+  }
+  return {y, idx};
+}
+
+// The gradient goes to the window position that won; the rest (and an odd last row or column)
+// get zero, as in aten.
+torch::Tensor max_pool2x2_backward(torch::Tensor grad, torch::Tensor idx, int64_t H, int64_t W) {
+  auto g = grad.contiguous();
+  const int64_t N = g.size(0), C = g.size(1), H2 = g.size(2), W2 = g.size(3);
+  auto gx = torch::zeros({N, C, H, W}, g.options());
+  const uint8_t* ip = idx.data_ptr<uint8_t>();
+  const int64_t esize = g.element_size();
+  const char* gp = static_cast<const char*>(g.data_ptr());
+  char* xp = static_cast<char*>(gx.data_ptr());
+  at::parallel_for(0, N * C, 16, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p)
+      for (int64_t i = 0; i < H2; ++i)
+        for (int64_t j = 0; j < W2; ++j) {
+          const int64_t o = (p * H2 + i) * W2 + j;
+          const int k = ip[o];
+          const int64_t at = p * H * W + (2 * i + (k >> 1)) * W + 2 * j + (k & 1);
+          std::memcpy(xp + at * esize, gp + o * esize, esize);
+        }
+  });
+  return gx;
+}
+"""
+
+_state: dict = {}
+_lock = threading.Lock()
+
+
+def _extension():
+    """The compiled kernel, or None where it cannot be built (said once, on stderr)."""
+    with _lock:
+        if "ext" not in _state:
+            _state["ext"] = None
+            if os.environ.get("NAS_MNIST_NO_CPP") != "1":
+                try:
+                    from torch.utils.cpp_extension import load_inline
+                    _state["ext"] = load_inline(
+                        "nas_mnist_kernels", cpp_sources=_KERNEL,
+                        functions=["hash_dropout", "max_pool2x2", "max_pool2x2_backward"],
+                        extra_cflags=["-O3"], verbose=False)
+                except Exception as err:  # no compiler, no ninja, a failed build
+                    reason = str(err).strip().splitlines()[0] if str(err).strip() else \
+                        type(err).__name__
+                    print(f"nas-mnist: the C++ kernels could not be built ({reason[:120]}); "
+                          "dropout and max-pool run in plain PyTorch: same numbers, slower",
+                          file=sys.stderr)
+        return _state["ext"]
+
+
+def backend() -> str:
+    """"cpp" where the kernels are built, else "torch" (the same numbers in plain PyTorch)."""
+    if _state.get("plain"):
+        return "torch"
+    return "cpp" if _extension() is not None else "torch"
+
+
+@contextmanager
+def plain():
+    """Within the block the kernels are not used (the fallback path, and the trainer before
+    them, for `nas-mnist bench` and the tests)."""
+    before = _state.get("plain", False)
+    _state["plain"] = True
+    try:
+        yield
+    finally:
+        _state["plain"] = before
+
+
+def _threshold(p: float) -> int:
+    return min(_MASK32, int(round(p * 2**32)))
+
+
+def _i32(value: int) -> int:
+    """A uint32 constant as the int32 with the same bits."""
+    return value - 2**32 if value >= 2**31 else value
+
+
+def _fmix32(h: torch.Tensor) -> torch.Tensor:
+    """MurmurHash3's finaliser on uint32 bits held in int32, in place (products wrap mod
+    2**32; a logical right shift is an arithmetic one masked)."""
+    h ^= (h >> 16) & 0xFFFF
+    h *= _i32(0x85EBCA6B)
+    h ^= (h >> 13) & 0x7FFFF
+    h *= _i32(0xC2B2AE35)
+    h ^= (h >> 16) & 0xFFFF
+    return h
+
+
+def keep_mask(numel: int, p: float, seed: int, device=None) -> torch.Tensor:
+    """The boolean keep mask of one call, in plain PyTorch (what the kernel computes)."""
+    lo, hi = seed & _MASK32, (seed >> 32) & _MASK32
+    h = torch.arange(numel, dtype=torch.int32, device=device)
+    h *= _i32(_GOLDEN)
+    h += _i32(lo)
+    h = _fmix32(h)
+    h ^= _i32(hi)
+    h = _fmix32(h)
+    # unsigned h >= threshold, compared as signed after flipping the sign bit
+    return (h ^ _i32(0x80000000)) >= _i32(_threshold(p) ^ 0x80000000)
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """Channels-last where `x` is laid out so (the mask follows memory order), else
+    contiguous."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+            memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _apply(x: torch.Tensor, p: float, seed: int, use_cpp: bool) -> torch.Tensor:
+    """Drop with the mask of `seed`; element i is the i-th in memory (x is dense)."""
+    scale = 1.0 / (1.0 - p)
+    if use_cpp:
+        return _extension().hash_dropout(x, seed, _threshold(p), scale)
+    keep = keep_mask(x.numel(), p, seed, x.device)
+    if _memory_format(x) == torch.channels_last:
+        n, c, h, w = x.shape
+        keep = keep.view(n, h, w, c).permute(0, 3, 1, 2)
+    else:
+        keep = keep.view(x.shape)
+    return torch.where(keep, x.float() * scale, 0.0).to(x.dtype)
+
+
+class _HashDropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, p, use_cpp):
+        ctx.p, ctx.use_cpp, ctx.layout = p, use_cpp, _memory_format(x)
+        ctx.seed = int(torch.randint(0, 2**63 - 1, (1,)))
+        return _apply(x.contiguous(memory_format=ctx.layout), p, ctx.seed, use_cpp)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous(memory_format=ctx.layout)  # the mask's order, as in forward
+        return _apply(grad, ctx.p, ctx.seed, ctx.use_cpp), None, None
+
+
+def hash_dropout(x: torch.Tensor, p: float, training: bool = True,
+                 backend_name: str | None = None) -> torch.Tensor:
+    """Element dropout with the counter-hash mask (see the module's docstring)."""
+    if not training or p == 0:
+        return x
+    if not 0 < p < 1:
+        raise ValueError(f"dropout probability p must be in [0, 1), got {p}")
+    if x.numel() >= 2**31:
+        raise ValueError(f"hash dropout indexes elements with 31 bits: a tensor of "
+                         f"{x.numel():,} elements is too large")
+    name = backend_name or ("cpp" if x.device.type == "cpu" and x.dtype in
+                            (torch.float32, torch.bfloat16) else "torch")
+    use_cpp = name == "cpp" and backend() == "cpp"
+    return _HashDropout.apply(x, p, use_cpp)
+
+
+class HashDropout(nn.Dropout):
+    """`nn.Dropout` with the counter-hash mask; same `p`, same state (none)."""
+
+    backend: str | None = None  # None: the kernel on a CPU where built; "torch": plain PyTorch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return hash_dropout(x, self.p, self.training, self.backend)
+
+
+class _MaxPool2x2(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y, idx = _extension().max_pool2x2(x)
+        ctx.save_for_backward(idx)
+        ctx.hw = x.shape[2:]
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (idx,) = ctx.saved_tensors
+        return _extension().max_pool2x2_backward(grad, idx, *ctx.hw)
+
+
+class FastMaxPool2d(nn.MaxPool2d):
+    """`nn.MaxPool2d(2)` with the one-pass kernel on a contiguous CPU tensor (exactly aten's
+    values and gradients), aten's own elsewhere."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous()
+                and x.dtype in (torch.float32, torch.bfloat16) and backend() == "cpp"):
+            return _MaxPool2x2.apply(x)
+        return super().forward(x)
+
+
+def _plain_pool(m: nn.Module) -> bool:
+    """A 2x2, stride-2, unpadded, floor-mode max-pool (what the builder makes)."""
+    return (type(m) is nn.MaxPool2d and m.kernel_size in (2, (2, 2))
+            and m.stride in (2, (2, 2)) and m.padding in (0, (0, 0))
+            and m.dilation in (1, (1, 1)) and not m.ceil_mode and not m.return_indices)
+
+
+@contextmanager
+def fast_layers(*models: nn.Module, dropout: bool, backend_name: str | None = None):
+    """Within the block, `models` run the fast max-pool (exact) and, with `dropout`, the hash
+    dropout (another random stream); the original modules are back afterwards."""
+    swapped = []
+    for model in models:
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if dropout and type(child) is nn.Dropout:
+                    fast = HashDropout(child.p)
+                    fast.backend = backend_name
+                elif _plain_pool(child) and (backend_name or backend()) == "cpp":
+                    fast = FastMaxPool2d(2)
+                else:
+                    continue
+                fast.train(child.training)
+                setattr(parent, name, fast)
+                swapped.append((parent, name, child))
+    try:
+        yield
+    finally:
+        for parent, name, original in swapped:
+            original.train(getattr(parent, name).training)
+            setattr(parent, name, original)
