@@ -30,10 +30,10 @@ from nas_mnist.engine.data import PACKAGED_DIR, write_idx, write_subset  # noqa:
 REF = str(ROOT / "nas_mnist" / "configs" / "ref8k.json")
 W = {"stages": [[{"out": 8, "pad": 1}], [{"out": 8, "pad": 0}]], "transitions": [{}]}
 NOT_REPLAYED = {
-    "T9, T10": "read-only mount (tests/test_bad_input.py reads a study without changing a byte)",
-    "T17, T18, T19": "concurrent processes (tests/test_reliability.py: 4 workers, enqueue once)",
-    "T21, E7, E8": "a full disk needs a root-only tmpfs (tests/test_reliability.py)",
-    "G1-G7": "signals at chosen moments (tests/test_reliability.py: SIGINT, SIGTERM, SIGHUP, "
+    "T9, T10": "read-only mount (tests/cli/test_bad_input.py reads a study without changing a byte)",
+    "T17, T18, T19": "concurrent processes (tests/search/test_reliability.py: 4 workers, enqueue once)",
+    "T21, E7, E8": "a full disk needs a root-only tmpfs (tests/search/test_reliability.py)",
+    "G1-G7": "signals at chosen moments (tests/search/test_reliability.py: SIGINT, SIGTERM, SIGHUP, "
              "kill -9)",
 }
 

@@ -483,8 +483,61 @@ class TrainPlan:
     device: object  # torch.device
 
 
+BENCH_CONFIGS = ("trial52", "trial81", "ref8k")  # packaged: nas_mnist/configs/NAME.json
+
+
+def bench(configs: Sequence[str] | None = None, *, steps: int = 20, rounds: int = 5,
+          notebook_steps: int = 30, precision: str | None = "auto",
+          dropout_kind: str | None = None, parallel: int = 0, data_dir: str | None = None,
+          device: str = "auto", threads: int | None = 1,
+          on_network: Callable | None = None) -> list[dict]:
+    """Time training of each network, as `nas-mnist bench`: the trainer before and now, the
+    convolutions-only skeleton and a notebook pipeline (engine.bench). `configs`: files or
+    packaged names (default: trial52, trial81, ref8k). `precision` overrides each file's
+    recipe (default auto: bf16 where the CPU computes it natively; None: the file's).
+    Returns one dict of figures per network; `on_network(arch)` runs before each."""
+    import dataclasses as dc
+    import time as _time
+    from nas_mnist.engine.bench import run_bench
+    from nas_mnist.engine.data import load_dataset
+    from nas_mnist.engine.device import resolve_device, set_threads
+    from nas_mnist.engine.evaluate import describe_device
+    from nas_mnist.spec.arch import load_arch
+    from nas_mnist.spec.recipe import Recipe
+    for name, value in (("steps", steps), ("rounds", rounds), ("notebook_steps", notebook_steps)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ApiError(f"{name} must be an integer >= 1, got {value!r}")
+    if dropout_kind not in (None, "element", "channel"):
+        raise ApiError(f"dropout_kind must be element or channel, got {dropout_kind!r}")
+    loaded = []
+    for config in configs or BENCH_CONFIGS:
+        packaged = Path(__file__).resolve().parent / "configs" / f"{config}.json"
+        path = str(packaged) if "/" not in config and packaged.exists() else config
+        arch, doc = load_arch(path)
+        if dropout_kind:
+            arch = dc.replace(arch, dropout_kind=dropout_kind)
+        loaded.append((config, arch, Recipe.from_dict(doc.get("recipe", {}))
+                       .replace(precision=precision)))
+    dev = resolve_device(device)
+    set_threads(threads)
+    data = load_dataset(data_dir).to(dev)
+    rows = []
+    for config, arch, recipe in loaded:
+        if on_network is not None:
+            on_network(config, arch)
+        figures = run_bench(arch, data, recipe, steps=steps, rounds=rounds,
+                            notebook_steps=notebook_steps, parallel_workers=parallel,
+                            data_dir=data_dir)
+        rows.append({"config": config, "params": arch.n_params(), "batch_size": recipe.batch_size,
+                     "dropout": arch.dropout, "dropout_kind": arch.dropout_kind,
+                     "device": describe_device(dev), "date": _time.strftime("%Y-%m-%d"),
+                     **figures})
+    return rows
+
+
 def train(config, *, epochs: int | None = None, last_n: int | None = None,
           seed: int | None = None, batch_size: int | None = None, precision: str | None = None,
+          dropout_rng: str | None = None, eval_precision: str | None = None,
           weights: str | None = None, seeds: int | None = None, jobs: int = 1,
           data_dir: str | None = None, val_split: int = 0, split_seed: int = 0,
           device: str = "auto", threads: int | None = None, on_start: Callable | None = None,
@@ -518,7 +571,8 @@ def train(config, *, epochs: int | None = None, last_n: int | None = None,
     if last_n > epochs:
         raise ApiError(f"last_n {last_n} exceeds the {epochs} training epochs")
     recipe = stored.replace(epochs=epochs, last_n=last_n, batch_size=batch_size,
-                            precision=precision)
+                            precision=precision, dropout_rng=dropout_rng,
+                            eval_precision=eval_precision)
     if seeds:
         if seed is not None or weights:
             raise ApiError("seeds trains new networks on seeds 0..K-1: leave out seed and "

@@ -6,6 +6,12 @@ import torch
 from nas_mnist.engine.data import write_subset
 
 torch.set_num_threads(2)
+
+# Build the CPU kernels (engine.kernels) once, before any test captures output: on a fresh
+# machine the build takes about 30 s and says so in a line no test expects.
+from nas_mnist.engine import kernels  # noqa: E402
+
+kernels.backend()
 make_subset = write_subset  # the tests' name for it
 
 

@@ -83,7 +83,8 @@ def finite_float(text):
     return _finite(text, float)
 
 
-def add_data_flags(p: argparse.ArgumentParser, *, split: bool = True) -> None:
+def add_data_flags(p: argparse.ArgumentParser, *, split: bool = True,
+                   threads_default: int | None = None) -> None:
     """--data-dir, --device, --threads and (unless the study decides it) the split flags."""
     p.add_argument("--data-dir", help="folder with the four IDX files, or a torchvision "
                                       "download root (default: the packaged MNIST)")
@@ -95,7 +96,8 @@ def add_data_flags(p: argparse.ArgumentParser, *, split: bool = True) -> None:
                        help="seed that draws the --val-split images (0); a study keeps its own")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where to train (default auto: a GPU if there is one)")
-    p.add_argument("--threads", type=positive(), help="CPU threads (default: all cores)")
+    p.add_argument("--threads", type=positive(), default=threads_default,
+                   help=f"CPU threads (default: {threads_default or 'all cores'})")
 
 
 def add_storage_flags(p: argparse.ArgumentParser, *, required_study: bool) -> None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 from nas_mnist.cli.common import (UsageError, add_data_flags, describe_data, finite_float,
-                                  load_context, non_negative, positive, seed)
+                                  non_negative, positive, seed)
 from nas_mnist.cli.output import write_text_atomic
 
 REFERENCE_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "ref8k.json")
+
 
 
 def add_parsers(sub) -> None:
@@ -27,6 +26,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--batch-size", type=positive(), help="override the recipe's batch size")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"], help="override the recipe's "
                                                                  "precision")
+    p.add_argument("--dropout-rng", choices=["bernoulli", "hash"],
+                   help="override the recipe's dropout mask: torch's bernoulli (a file without "
+                        "the key) or the 3.8x cheaper hash (what new studies use)")
+    p.add_argument("--eval-precision", choices=["fp32", "train"],
+                   help="override the recipe's: evaluate in fp32 (a file without the key) or "
+                        "in the training precision (what new studies use)")
     p.add_argument("--weights", help="evaluate these saved weights instead of training")
     p.add_argument("--json-out", help="write metrics as JSON to this file")
     p.add_argument("--require", type=finite_float, metavar="PCT",
@@ -45,18 +50,23 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON with params, macs, layers")
     p.set_defaults(handler=cmd_count)
 
-    p = sub.add_parser("bench", help="time training of a reference ~8K network")
-    p.add_argument("--config", help="network to time (default: the packaged ref8k.json)")
-    p.add_argument("--steps", type=positive(), default=100, help="timed training steps (100)")
-    p.add_argument("--notebook-steps", type=positive(), default=50,
-                   help="timed steps of the notebook pipeline (50)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], help="override the recipe's")
+    p = sub.add_parser("bench", help="time the trainer on the networks the search picks")
+    p.add_argument("configs", nargs="*", metavar="CONFIG",
+                   help="networks to time: files or packaged names (default: trial52 trial81 "
+                        "ref8k)")
+    p.add_argument("--steps", type=positive(), default=20, help="training steps per timing (20)")
+    p.add_argument("--rounds", type=positive(), default=5,
+                   help="alternating rounds of before / now / skeleton (5)")
+    p.add_argument("--notebook-steps", type=positive(), default=30,
+                   help="timed steps of the notebook pipeline (30)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="auto",
+                   help="override each recipe's (default auto: bf16 where native)")
     p.add_argument("--dropout-kind", choices=["element", "channel"],
-                   help="override the network's dropout kind")
-    p.add_argument("--parallel", type=non_negative, default=2, metavar="K",
+                   help="override the networks' dropout kind")
+    p.add_argument("--parallel", type=non_negative, default=0, metavar="K",
                    help="also time K one-thread processes training at once (CPU; 0: skip)")
     p.add_argument("--json-out", help="write the figures as JSON to this file")
-    add_data_flags(p)
+    add_data_flags(p, split=False, threads_default=1)
     p.set_defaults(handler=cmd_bench)
 
     p = sub.add_parser("space", help="check a search space: smallest network, budget shares")
@@ -96,6 +106,7 @@ def cmd_train(args) -> int:
     try:
         result = train(args.config, epochs=args.epochs, last_n=args.last_n, seed=args.seed,
                        batch_size=args.batch_size, precision=args.precision,
+                       dropout_rng=args.dropout_rng, eval_precision=args.eval_precision,
                        weights=args.weights, seeds=args.seeds, jobs=args.jobs,
                        data_dir=args.data_dir, val_split=args.val_split,
                        split_seed=args.split_seed, device=args.device, threads=args.threads,
@@ -195,31 +206,43 @@ class _SeedsDisplay:
 
 
 def cmd_bench(args) -> int:
-    from nas_mnist.engine.bench import run_bench
-    from nas_mnist.engine.evaluate import describe_device
-    from nas_mnist.spec.arch import load_arch
-    from nas_mnist.spec.recipe import Recipe
-    notebook_arch, doc = load_arch(args.config or REFERENCE_CONFIG)
-    arch = notebook_arch
-    if args.dropout_kind:
-        arch = dataclasses.replace(arch, dropout_kind=args.dropout_kind)
-    recipe = Recipe.from_dict(doc.get("recipe", {})).replace(precision=args.precision)
-    device, data = load_context(args)
-    print(f"benchmarking {arch.describe()} on {describe_device(device)}, {describe_data(data)}"
-          " ...", file=sys.stderr)
-    figures = run_bench(arch, data, recipe, steps=args.steps, notebook_steps=args.notebook_steps,
-                        parallel_workers=args.parallel, data_dir=args.data_dir,
-                        notebook_arch=notebook_arch)
-    figures = {"device": describe_device(device), "date": time.strftime("%Y-%m-%d"),
-               "precision": recipe.precision,
-               "dropout_kind": arch.dropout_kind, "batch_size": recipe.batch_size, **figures}
-    width = max(map(len, figures))
-    for key, value in figures.items():
-        print(f"{key:<{width}}  {value:,.2f}" if isinstance(value, float) else
-              f"{key:<{width}}  {value}")
+    from nas_mnist.api import bench
     if args.json_out:
-        write_text_atomic(args.json_out, json.dumps(figures, indent=2))
+        write_text_atomic(args.json_out, None)  # a bad path fails now, not after timing
+
+    def announce(config, arch):
+        print(f"timing {config}: {arch.describe()} ...", file=sys.stderr, flush=True)
+
+    rows = bench(args.configs, steps=args.steps, rounds=args.rounds,
+                 notebook_steps=args.notebook_steps, precision=args.precision,
+                 dropout_kind=args.dropout_kind, parallel=args.parallel,
+                 data_dir=args.data_dir, device=args.device, threads=args.threads,
+                 on_network=announce)
+    print(f"{rows[0]['device']}, {rows[0]['date']}; step = one training step (median of "
+          f"{args.rounds} alternating rounds), run = 15 epochs projected; kernels: "
+          f"{rows[0]['kernels']}")
+    head = ("network", "params", "batch", "prec", "step before", "step now", "x", "skeleton", "x",
+            "eval before/now", "run before", "run now", "x", "vs notebook")
+    print("  ".join(f"{h:>{w}}" for h, w in zip(head, WIDTHS)))
+    for r in rows:
+        cells = (r["config"], f"{r['params']:,}", r["batch_size"], r["precision"],
+                 f"{r['before_step_ms']:.1f} ms", f"{r['now_step_ms']:.1f} ms",
+                 f"{r['now_speedup']:.2f}", f"{r['skeleton_step_ms']:.1f} ms",
+                 f"{r['skeleton_speedup']:.2f}",
+                 f"{r['eval_seconds_before']:.2f}/{r['eval_seconds']:.2f} s",
+                 f"{r['seconds_per_trial_before']:.0f} s", f"{r['seconds_per_trial']:.0f} s",
+                 f"{r['trial_speedup']:.2f}", f"{r['ratio_vs_notebook']:.2f}")
+        print("  ".join(f"{c:>{w}}" for c, w in zip(cells, WIDTHS)))
+        if "parallel_trials_per_hour" in r:
+            print(f"  {r['parallel_workers']} one-thread workers at once: "
+                  f"{r['parallel_seconds_per_trial']:.0f} s per run, "
+                  f"{r['parallel_trials_per_hour']:.1f} trials/hour")
+    if args.json_out:
+        write_text_atomic(args.json_out, json.dumps(rows, indent=2))
     return 0
+
+
+WIDTHS = (8, 6, 5, 4, 11, 9, 4, 9, 4, 15, 10, 7, 4, 11)
 
 
 def cmd_space(args) -> int:

@@ -6,7 +6,8 @@ not MACs or parameters: over 110 one-thread trials on a 2-core Xeon, seconds per
 (findings/search-economy.md). The coefficients are this machine's, so a search measures them at
 start-up: it times a few training steps (the trainer's own step: augmentation, bf16 autocast
 when the recipe asks, SGD, EMA) of three reference networks that span the activation range and
-fits time per image = a + b x activations. An epoch is the training images at that rate plus
+fits time per image = a + b x activations. The step runs the layers a new study trains with
+(engine.kernels: hash dropout, the max-pool kernel). An epoch is the training images at that rate plus
 an evaluation pass (a forward pass, taken as a third of a training step's work).
 """
 
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 
 from nas_mnist.engine.augment import random_affine
 from nas_mnist.engine.builder import build_model
+from nas_mnist.engine.kernels import fast_layers
 from nas_mnist.spec.arch import ArchConfig, ConvSpec, Head, Transition
 from nas_mnist.spec.footprint import footprint
 
@@ -84,17 +86,18 @@ def _step_seconds(arch: ArchConfig, device: torch.device, *, batch: int, steps: 
         loss.backward()
         opt.step()
 
-    step()  # warm-up: first-call allocations and kernel selection
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
     best = float("inf")
-    for _ in range(3):  # the fastest of three timings: less noise from other work
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
+    with fast_layers(model, dropout=True):  # what a new study's trials run
+        step()  # warm-up: first-call allocations and kernel selection
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        best = min(best, (time.perf_counter() - t0) / steps)
+        for _ in range(3):  # the fastest of three timings: less noise from other work
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best = min(best, (time.perf_counter() - t0) / steps)
     return best
 
 

@@ -169,8 +169,20 @@ torch::Tensor max_pool2x2_backward(torch::Tensor grad, torch::Tensor idx, int64_
 }
 """
 
+_NAME = "nas_mnist_kernels"
 _state: dict = {}
 _lock = threading.Lock()
+
+
+def _built() -> bool:
+    """Whether this source is already compiled in torch's extension cache."""
+    try:
+        from pathlib import Path
+        from torch.utils.cpp_extension import _get_build_directory
+        main = Path(_get_build_directory(_NAME, False)) / "main.cpp"
+        return main.exists() and _KERNEL.strip() in main.read_text()
+    except Exception:  # a private helper of torch's: never let it stop training
+        return False
 
 
 def _extension():
@@ -181,8 +193,11 @@ def _extension():
             if os.environ.get("NAS_MNIST_NO_CPP") != "1":
                 try:
                     from torch.utils.cpp_extension import load_inline
+                    if not _built():
+                        print("nas-mnist: building the CPU kernels for this machine (once, about "
+                              "30 s)", file=sys.stderr, flush=True)
                     _state["ext"] = load_inline(
-                        "nas_mnist_kernels", cpp_sources=_KERNEL,
+                        _NAME, cpp_sources=_KERNEL,
                         functions=["hash_dropout", "max_pool2x2", "max_pool2x2_backward"],
                         extra_cflags=["-O3"], verbose=False)
                 except Exception as err:  # no compiler, no ninja, a failed build

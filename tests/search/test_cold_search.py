@@ -22,7 +22,7 @@ from nas_mnist.searcher.stopping import Curve, make_rule
 from nas_mnist.spec.arch import ArchConfig, ConvSpec, Head, Transition
 from nas_mnist.spec.footprint import footprint
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 QUICK = ["--space", "quick", "--epochs", "1", "--last-n", "1", "--threads", "2", "--jobs", "1"]
 
 

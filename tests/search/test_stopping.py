@@ -14,7 +14,7 @@ from nas_mnist.cli import main
 from nas_mnist.searcher import stopping
 from nas_mnist.searcher.stopping import Curve, RuleError, StopRule, make_rule
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _asha(**options):

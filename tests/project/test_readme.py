@@ -10,7 +10,7 @@ import optuna
 from nas_mnist.cli import main
 from nas_mnist.searcher.record import count_kinds
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def demo_commands() -> list[list[str]]:

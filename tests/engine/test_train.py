@@ -7,7 +7,7 @@ from nas_mnist.engine.data import load_dataset
 from nas_mnist.spec.recipe import Recipe
 from nas_mnist.engine.evaluate import evaluate_candidate
 from nas_mnist.engine.train import NonFiniteLoss
-from tests.test_arch import ref8k
+from tests.spec.test_arch import ref8k
 
 QUICK = Recipe(epochs=1, last_n=1, batch_size=64, lr=0.05)
 

@@ -298,7 +298,7 @@ def test_pareto_plot_of_a_low_accuracy_study_keeps_most_trials_in_view():
     assert "off the chart" in fig.layout.title.text and "1 trial(s)" in fig.layout.title.text
 
 
-REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow  # trains networks end to end

@@ -14,7 +14,8 @@ from nas_mnist.searcher.settings import SearchSettings, SettingsError
 # Flags that only shape what the CLI prints or its exit code, and library keywords that only
 # shape what a call shows: not one-to-one on purpose.
 DISPLAY_ONLY = {"count": {"json"}, "search": {"log", "progress"}, "export": {"log"},
-                "train": {"json_out", "require", "on_start", "on_epoch", "on_step", "on_seed"}}
+                "train": {"json_out", "require", "on_start", "on_epoch", "on_step", "on_seed"},
+                "bench": {"json_out", "on_network"}}
 # Commands whose multi-seed options are CLI-only so far (README, "From Python").
 NOT_YET = {"report": {"confirm", "confirm_top", "data_dir", "device", "jobs", "reuse", "seeds",
                       "split_seed", "threads", "val_split", "winner"}}
@@ -26,7 +27,8 @@ def _subcommands():
     return sub.choices
 
 
-@pytest.mark.parametrize("command", ["search", "export", "count", "predict", "train", "report"])
+@pytest.mark.parametrize("command", ["search", "export", "count", "predict", "train", "report",
+                                     "bench"])
 def test_every_flag_has_a_keyword_with_the_same_default(command):
     parser = _subcommands()[command]
     flags = {a.dest: a.default for a in parser._actions if a.dest != "help"}
@@ -45,7 +47,7 @@ def test_every_flag_has_a_keyword_with_the_same_default(command):
 
 
 def test_every_command_is_exported_from_the_package():
-    for name in ("search", "load_study", "train", "count", "export", "report", "predict",
+    for name in ("search", "load_study", "train", "bench", "count", "export", "report", "predict",
                  "load_winner", "Study", "Winner", "NasMnistError"):
         assert hasattr(nm, name), name
 
@@ -125,7 +127,7 @@ def test_val_split_is_drawn_with_the_study_split_seed_not_the_sampler_seed(tmp_p
 def test_workers_and_threads_are_bounded_by_the_cores(tmp_path, capsys, argv, message):
     from pathlib import Path
     from nas_mnist.cli import main
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     argv = [str(repo / a) if a.endswith(".json") else a for a in argv]
     code = main([*argv, "--storage", f"sqlite:///{tmp_path}/n.db"] if argv[0] == "search"
                 else argv)

@@ -298,14 +298,14 @@ def test_predict_refuses_an_oversized_png_from_its_header(tmp_path, capsys):
     from PIL import Image
     png = tmp_path / "big.png"
     Image.new("L", (300, 300)).save(png)
-    winner = Path(__file__).resolve().parent.parent / "studies/mnist-10k-winners/trial52.json"
+    winner = Path(__file__).resolve().parents[2] / "studies/mnist-10k-winners/trial52.json"
     code = main(["predict", str(winner), str(png)])
     assert "is 300x300 pixels; a model here takes images of at most 256x256" in \
         _one_line(capsys, code)
 
 
 def test_predict_names_a_folder_and_labels_that_are_images(tmp_path, small_data_dir, capsys):
-    winner = Path(__file__).resolve().parent.parent / "studies/mnist-10k-winners/trial52.json"
+    winner = Path(__file__).resolve().parents[2] / "studies/mnist-10k-winners/trial52.json"
     images = str(small_data_dir / "t10k-images-idx3-ubyte")
     code = main(["predict", str(winner), str(tmp_path)])
     assert f"images {tmp_path} is a folder" in _one_line(capsys, code)

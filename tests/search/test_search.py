@@ -18,7 +18,7 @@ from nas_mnist.spec.recipe import Recipe
 from nas_mnist.searcher.record import count_kinds
 from nas_mnist.searcher.study import n_trained as finished
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 QUICK = ["--space", "quick", "--epochs", "1", "--last-n", "1", "--threads", "2", "--jobs", "1"]
 
 

@@ -161,7 +161,7 @@ def test_the_published_4k_design_is_expressed_with_its_parameter_count():
     from pathlib import Path
     from nas_mnist.spec.arch import load_arch
     from nas_mnist.spec.recipe import Recipe
-    path = Path(__file__).resolve().parent.parent / "nas_mnist/configs/woolly3762.json"
+    path = Path(__file__).resolve().parents[2] / "nas_mnist/configs/woolly3762.json"
     arch, doc = load_arch(path)
     assert arch.n_params() == 3762
     assert Recipe.from_dict(doc["recipe"]).batch_size == 32

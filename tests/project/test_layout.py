@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "nas_mnist"
+PACKAGE = Path(__file__).resolve().parents[2] / "nas_mnist"
 LAYERS = ["spec", "engine", "searcher", "results", "api", "cli"]  # each may import those before
 
 
