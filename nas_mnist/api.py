@@ -591,7 +591,7 @@ def train(config, *, epochs: int | None = None, last_n: int | None = None,
         if norm.get("mean") is not None and norm.get("std") is not None:
             # the statistics these weights were trained with, not this loader's
             data = dc.replace(data, mean=float(norm["mean"]), std=float(norm["std"]))
-        return {**evaluate_weights(arch, data, weights), "data": data}
+        return {**evaluate_weights(arch, data, weights, recipe), "data": data}
     seed = seed if seed is not None else int(doc.get("seed", 0))
     if on_start is not None:
         on_start(TrainPlan(arch, recipe, seed, data, dev))

@@ -117,7 +117,8 @@ def cmd_train(args) -> int:
         raise
     if args.weights:
         print(f"test accuracy {result['acc']:.2f} %  loss {result['loss']:.4f}  "
-              f"({result['images']:,} test images, weights {args.weights}, no training; "
+              f"({result['images']:,} test images in {result['precision']}, weights "
+              f"{args.weights}, no training; "
               f"{describe_data(result['data'])})")
         return 0
     worst = show.finish(result)

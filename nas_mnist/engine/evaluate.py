@@ -16,7 +16,8 @@ from nas_mnist._version import __version__
 from nas_mnist.engine.builder import build_model
 from nas_mnist.engine.counting import count_macs, count_params
 from nas_mnist.engine.data import Dataset
-from nas_mnist.engine.train import EpochStats, TrainResult, evaluate, load_state, train
+from nas_mnist.engine.train import (EpochStats, TrainResult, eval_precision, evaluate,
+                                     load_state, train)
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.footprint import footprint
 from nas_mnist.spec.recipe import Recipe
@@ -102,8 +103,13 @@ def evaluate_candidate(arch: ArchConfig, recipe: Recipe, data: Dataset, *, seed:
     return run
 
 
-def evaluate_weights(arch: ArchConfig, data: Dataset, weights_path: str) -> dict:
-    """Load a state_dict into `arch` and measure it on the test set (no training)."""
-    model = load_state(build_model(arch), weights_path).to(data.test_x.device)
-    acc, loss = evaluate(model, data.test_x, data.test_y, data)
-    return {"split": "test", "acc": acc, "loss": loss, "images": len(data.test_x)}
+def evaluate_weights(arch: ArchConfig, data: Dataset, weights_path: str,
+                     recipe: Recipe | None = None) -> dict:
+    """Load a state_dict into `arch` and measure it on the test set (no training), in the
+    precision `recipe` evaluated in (fp32 without one)."""
+    device = data.test_x.device
+    model = load_state(build_model(arch), weights_path).to(device)
+    precision = eval_precision(recipe, device) if recipe is not None else "fp32"
+    acc, loss = evaluate(model, data.test_x, data.test_y, data, precision=precision)
+    return {"split": "test", "acc": acc, "loss": loss, "images": len(data.test_x),
+            "precision": precision}

@@ -181,6 +181,13 @@ def _scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int)
     return None, steps_per_epoch
 
 
+def eval_precision(recipe: Recipe, device: torch.device) -> str:
+    """What `recipe` evaluates in on `device`: its training precision with `eval_precision:
+    train`, else fp32."""
+    return resolve_precision(recipe.precision, device) if recipe.eval_precision == "train" \
+        else "fp32"
+
+
 def train(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int = 0,
           on_epoch: Callable[[EpochStats], bool | None] | None = None,
           on_step: Callable[[], None] | None = None) -> TrainResult:
@@ -198,10 +205,9 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int = 0,
     steps_per_epoch = max(1, n // recipe.batch_size)
     sched, sched_every = _scheduler(opt, recipe, steps_per_epoch)
     precision = resolve_precision(recipe.precision, device)
-    eval_precision = precision if recipe.eval_precision == "train" else "fp32"
     autocast = _autocast(precision, device)
     result = TrainResult(eval_split=data.eval_split, last_n=recipe.last_n, precision=precision,
-                         eval_precision=eval_precision)
+                         eval_precision=eval_precision(recipe, device))
     models = (model, ema.model) if ema else (model,)
     with fast_layers(*models, dropout=recipe.dropout_rng == "hash"):
         _epochs(model, data, recipe, result, gen=gen, opt=opt, ema=ema, sched=sched,

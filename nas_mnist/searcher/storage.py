@@ -72,16 +72,19 @@ def study_lock(url: str):
     new one while the study has fewer than --trials claimed). SQLite has no row locks: without
     this, two searches started together on one new name both created it, both ran every
     enqueued configuration and together overshot --trials. A database server keeps its own
-    writes consistent; this lock is a file beside the storage (`NAME.db.lock`)."""
+    writes consistent; this lock is a file beside the storage (`NAME.db.lock`; for a journal
+    `PATH.nas-mnist.lock`, since `PATH.lock` is Optuna's own journal lock: a file of ours there
+    made each of Optuna's writes wait out its 30 s grace period)."""
     if url.startswith("journal:"):
         path: Path | None = Path(url.removeprefix("journal:"))
+        suffix = ".nas-mnist.lock"
     else:
-        path = sqlite_path(url)
+        path, suffix = sqlite_path(url), ".lock"
     handle = None
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)  # the storage makes it next anyway
-            handle = open(path.with_name(path.name + ".lock"), "a")
+            handle = open(path.with_name(path.name + suffix), "a")
         except OSError:
             handle = None  # an unwritable folder: opening the storage says so in one line
     if handle is None:

@@ -7,6 +7,7 @@ import optuna
 import pytest
 
 from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.recipe import Recipe
 from nas_mnist.cli import main
 from nas_mnist.results.ranking import feasible, pareto_front
 
@@ -52,7 +53,7 @@ def test_exported_weights_reproduce_the_trial(study_dir, small_data_dir):
     from nas_mnist.engine.data import load_dataset
     from nas_mnist.engine.evaluate import evaluate_weights
     measured = evaluate_weights(ArchConfig.from_dict(doc["arch"]), load_dataset(small_data_dir),
-                                str(winner.with_suffix(".pt")))
+                                str(winner.with_suffix(".pt")), Recipe.from_dict(doc["recipe"]))
     assert measured["acc"] == best.accs[-1]
 
 

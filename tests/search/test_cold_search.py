@@ -76,7 +76,7 @@ def test_peak_ram_of_a_transition_and_each_head_by_hand():
 @pytest.mark.slow  # trains networks end to end
 @pytest.mark.parametrize("space", sorted(p.stem for p in SPACE_DIR.glob("*.yaml")))
 def test_footprint_equals_a_forward_hook_count_for_random_samples(space):
-    from conftest import random_archs
+    from tests.conftest import random_archs
     checked = 0
     for arch in random_archs(space, 40):
         assert footprint(arch) == measure_footprint(build_model(arch)), arch.describe()
