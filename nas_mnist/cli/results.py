@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +55,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--jobs", type=positive(), default=1,
                    help="re-train in K processes sharing the cores (default 1)")
     p.add_argument("--no-png", action="store_true", help="write no PNG copies of the figures")
-    add_data_flags(p)
+    add_data_flags(p, split=False)  # re-training uses the study's own split
     p.set_defaults(handler=cmd_report)
 
     p = sub.add_parser("dashboard", help="start optuna-dashboard on the study's storage")
@@ -100,6 +99,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_report(args) -> int:
+    # flag combinations are refused here, in flag names; the library checks them again
     if not args.winner and not args.confirm:
         raise UsageError("--no-winner needs at least one --confirm TRIAL")
     if not args.winner and args.confirm_top > 1:
@@ -108,120 +108,20 @@ def cmd_report(args) -> int:
                         ("--confirm-top", args.confirm_top > 1)):
         if given and not args.seeds:
             raise UsageError(f"{flag} needs --seeds")
-    from nas_mnist.cli.output import write_text_atomic
-    from nas_mnist.results.export import ExportError
-    from nas_mnist.results.ranking import feasible
-    from nas_mnist.results.report import write_report
+    from nas_mnist.api import report
     from nas_mnist.searcher.record import StudyMeta
-    study, _ = _open(args)
+    study, url = _open(args)
     meta = StudyMeta.from_study(study)
     print(f"study {study.study_name!r}: data sha256 "
           f"{((meta.data_checksum if meta else None) or '?')[:12]} (as searched)")
-    if not feasible(study):
-        raise ExportError(f"study {study.study_name!r} has no complete feasible trial yet: "
-                          f"nothing to report")
-    out = _out_dir(args.out, Path("studies") / f"{args.study}-report")
-    seed_runs, kept = (_confirm_seeds(study, args, out / "seeds.json") if args.seeds
-                       else (_earlier_seed_runs(out), []))
-    written, png_note = write_report(study, out, top=args.top, png=not args.no_png,
-                                     seed_runs=seed_runs)
-    if seed_runs:
-        write_text_atomic(out / "seeds.json", json.dumps(seed_runs + kept, indent=2))
+    written = report(study=args.study, storage=url, out=args.out, top=args.top,
+                     no_png=args.no_png, seeds=args.seeds, confirm=args.confirm,
+                     confirm_top=args.confirm_top, winner=args.winner, reuse=args.reuse,
+                     jobs=args.jobs, data_dir=args.data_dir, device=args.device,
+                     threads=args.threads, log=lambda line: print(line, file=sys.stderr))
     for path in written:
         print(path)
-    if png_note:
-        print(png_note, file=sys.stderr)
     return 0
-
-
-def _earlier_seed_runs(out: Path) -> list[dict] | None:
-    """The confirmation of an earlier `--seeds` run in this folder, kept in the summary."""
-    path = out / "seeds.json"
-    if not path.is_file():
-        return None
-    runs = [r for r in _seed_runs_file(path) if r.get("in_table", True)]
-    print(f"keeping the seed runs of {path} (re-run them with --seeds)", file=sys.stderr)
-    return runs or None
-
-
-def _seed_runs_file(path: Path) -> list[dict]:
-    """The runs in a seeds.json of a report or a `train --seeds --json-out` file."""
-    try:
-        runs = json.loads(path.read_text())
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror}") from None
-    except (ValueError, RecursionError):
-        raise UsageError(f"{path} is not JSON (a seeds.json of a report, or `train --seeds "
-                         f"--json-out` output)") from None
-    runs = [runs] if isinstance(runs, dict) else runs
-    if not isinstance(runs, list) or not all(
-            isinstance(r, dict) and isinstance(r.get("mins"), list)
-            and isinstance(r.get("seeds", []), list) for r in runs):
-        raise UsageError(f"{path} is not a file of seed runs (a seeds.json of a report, or "
-                         f"`train --seeds --json-out` output)")
-    from nas_mnist.results.confirm import seed_run_problem
-    for i, run in enumerate(runs):
-        problem = seed_run_problem(run)
-        if problem:
-            raise UsageError(f"{path}: run {i + 1} (trial {run.get('trial')}): {problem}")
-    return runs
-
-
-def _confirm_seeds(study, args, earlier: Path) -> tuple[list[dict], list[dict]]:
-    """(the seed table's runs, earlier runs of the folder it does not hold, kept)."""
-    from nas_mnist.engine.data import load_dataset
-    from nas_mnist.engine.device import resolve_device
-    from nas_mnist.results.confirm import confirm_seeds, reusable_run, runs_to_keep
-    from nas_mnist.results.export import check_data
-    from nas_mnist.results.ranking import feasible, study_meta
-    resolve_device(args.device)
-    meta = study_meta(study)
-    sources = [(Path(f), _seed_runs_file(Path(f))) for f in args.reuse]
-    folder_runs = []
-    if earlier.is_file():
-        try:
-            folder_runs = _seed_runs_file(earlier)
-            sources.insert(0, (earlier, folder_runs))
-        except UsageError as err:  # it is about to be replaced: say so, do not stop
-            print(f"not reusing runs: {err}", file=sys.stderr)
-    split_seed = meta.split_seed or 0  # the study's own split (older studies: seed 0)
-    data = load_dataset(args.data_dir, val_split=meta.val_split, seed=split_seed)
-    check_data(meta, data)
-    ranked = feasible(study)
-    unknown = set(args.confirm) - {r.number for r in ranked}
-    if unknown:
-        raise UsageError(f"--confirm {sorted(unknown)}: not complete feasible trials of "
-                         f"study {study.study_name!r}")
-    chosen = [r for i, r in enumerate(ranked)
-              if (i < args.confirm_top and args.winner) or r.number in args.confirm]
-    runs = {}
-    for r in chosen:
-        for path, earlier_runs in sources:
-            run = reusable_run(earlier_runs, r.arch, r.recipe, args.seeds,
-                               val_split=meta.val_split, data_checksum=data.checksum)
-            if run:
-                runs[r.number] = {**run, "trial": r.number,
-                                  "reused_from": run.get("reused_from") or str(path)}
-                print(f"trial {r.number}: {args.seeds} seed run(s) reused from {path}",
-                      file=sys.stderr)
-                break
-    candidates = [(r.number, r.arch, r.recipe) for r in chosen if r.number not in runs]
-    if candidates:
-        print(f"re-training {len(candidates)} trial(s) on {args.seeds} seed(s) "
-              f"with {args.jobs} process(es) ...", file=sys.stderr)
-
-        def on_done(r):
-            score = r["last_n_min"] if meta.objective == "min" else r["last_n_mean"]
-            print(f"  trial {r['trial']} seed {r['seed']}: {meta.objective}-last-{meta.last_n} {score:.2f} % "
-                  f"({r['seconds']:.0f} s)", file=sys.stderr)
-
-        trained = confirm_seeds(candidates, args.seeds, data_dir=args.data_dir,
-                                val_split=meta.val_split, split_seed=split_seed,
-                                device=args.device, jobs=args.jobs,
-                                threads=args.threads, on_done=on_done)
-        runs.update((run["trial"], {**run, "data_checksum": data.checksum}) for run in trained)
-    table = [runs[r.number] for r in chosen]
-    return table, runs_to_keep(folder_runs, table)
 
 
 def cmd_dashboard(args) -> int:

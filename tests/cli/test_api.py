@@ -15,10 +15,8 @@ from nas_mnist.searcher.settings import SearchSettings, SettingsError
 # shape what a call shows: not one-to-one on purpose.
 DISPLAY_ONLY = {"count": {"json"}, "search": {"log", "progress"}, "export": {"log"},
                 "train": {"json_out", "require", "on_start", "on_epoch", "on_step", "on_seed"},
-                "bench": {"json_out", "on_network"}}
-# Commands whose multi-seed options are CLI-only so far (README, "From Python").
-NOT_YET = {"report": {"confirm", "confirm_top", "data_dir", "device", "jobs", "reuse", "seeds",
-                      "split_seed", "threads", "val_split", "winner"}}
+                "bench": {"json_out", "on_network"}, "report": {"log"}}
+NOT_YET: dict = {}
 
 
 def _subcommands():

@@ -1,0 +1,125 @@
+"""The report's seed table: which trials to re-train on several seeds, which earlier runs of
+exactly the same configuration to take instead, and the files those runs are kept in.
+
+`api.report(seeds=K, ...)` and `nas-mnist report --seeds K` both call `report_seed_runs`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from nas_mnist.errors import NasMnistError
+
+
+class SeedRunsError(NasMnistError, ValueError):
+    """A seed-runs file or a choice of trials to confirm that cannot be used."""
+
+
+def read_seed_runs(path: Path) -> list[dict]:
+    """The runs in a report's seeds.json or a `train --seeds --json-out` file, each checked
+    (`confirm.seed_run_problem`): a made-up run is refused, never shown."""
+    from nas_mnist.results.confirm import seed_run_problem
+    what = "a seeds.json of a report, or `train --seeds --json-out` output"
+    try:
+        runs = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise SeedRunsError(f"{path}: {exc.strerror}") from None
+    except (ValueError, RecursionError):
+        raise SeedRunsError(f"{path} is not JSON ({what})") from None
+    runs = [runs] if isinstance(runs, dict) else runs
+    if not isinstance(runs, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("mins"), list)
+            and isinstance(r.get("seeds", []), list) for r in runs):
+        raise SeedRunsError(f"{path} is not a file of seed runs ({what})")
+    for i, run in enumerate(runs):
+        problem = seed_run_problem(run)
+        if problem:
+            raise SeedRunsError(f"{path}: run {i + 1} (trial {run.get('trial')}): {problem}")
+    return runs
+
+
+def earlier_seed_runs(out: Path, log: Callable[[str], None]) -> list[dict] | None:
+    """The seed table of an earlier `seeds` report in folder `out`, kept in a new summary."""
+    path = Path(out) / "seeds.json"
+    if not path.is_file():
+        return None
+    runs = [r for r in read_seed_runs(path) if r.get("in_table", True)]
+    log(f"keeping the seed runs of {path} (re-run them with --seeds)")
+    return runs or None
+
+
+def check_choice(*, seeds: int | None, confirm: list[int], confirm_top: int, winner: bool,
+                 reuse: list[str]) -> None:
+    """The trials to confirm make sense together (parameter names, as a library call)."""
+    if not winner and not confirm:
+        raise SeedRunsError("winner=False needs at least one trial in confirm")
+    if not winner and confirm_top > 1:
+        raise SeedRunsError("winner=False and confirm_top > 1 exclude each other")
+    for name, given in (("reuse", reuse), ("confirm", confirm), ("confirm_top", confirm_top > 1)):
+        if given and not seeds:
+            raise SeedRunsError(f"{name} needs seeds")
+
+
+def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int, winner: bool,
+                     reuse: list[str], earlier: Path, jobs: int, data_dir: str | None,
+                     device: str, threads: int | None,
+                     log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+    """(the seed table's runs, earlier runs of the folder that it does not hold, to keep).
+
+    The best `confirm_top` trials (with `winner`) and the `confirm` trials are re-trained on
+    seeds 0..seeds-1 with the study's data and split, `jobs` processes at a time, unless a run
+    of exactly the same configuration is in `earlier` (the report folder's seeds.json) or a
+    `reuse` file."""
+    from nas_mnist.engine.data import load_dataset
+    from nas_mnist.engine.device import resolve_device
+    from nas_mnist.results.confirm import confirm_seeds, reusable_run, runs_to_keep
+    from nas_mnist.results.export import check_data
+    from nas_mnist.results.ranking import feasible, study_meta
+    resolve_device(device)
+    meta = study_meta(study)
+    sources = [(Path(f), read_seed_runs(Path(f))) for f in reuse]
+    folder_runs: list[dict] = []
+    if earlier.is_file():
+        try:
+            folder_runs = read_seed_runs(earlier)
+            sources.insert(0, (earlier, folder_runs))
+        except SeedRunsError as err:  # it is about to be replaced: say so, do not stop
+            log(f"not reusing runs: {err}")
+    split_seed = meta.split_seed or 0  # the study's own split (older studies: seed 0)
+    data = load_dataset(data_dir, val_split=meta.val_split, seed=split_seed)
+    check_data(meta, data)
+    ranked = feasible(study)
+    unknown = set(confirm) - {r.number for r in ranked}
+    if unknown:
+        raise SeedRunsError(f"confirm {sorted(unknown)}: not complete feasible trials of "
+                            f"study {study.study_name!r}")
+    chosen = [r for i, r in enumerate(ranked)
+              if (i < confirm_top and winner) or r.number in confirm]
+    runs = {}
+    for r in chosen:
+        for path, earlier_runs in sources:
+            run = reusable_run(earlier_runs, r.arch, r.recipe, seeds,
+                               val_split=meta.val_split, data_checksum=data.checksum)
+            if run:
+                runs[r.number] = {**run, "trial": r.number,
+                                  "reused_from": run.get("reused_from") or str(path)}
+                log(f"trial {r.number}: {seeds} seed run(s) reused from {path}")
+                break
+    candidates = [(r.number, r.arch, r.recipe) for r in chosen if r.number not in runs]
+    if candidates:
+        log(f"re-training {len(candidates)} trial(s) on {seeds} seed(s) with {jobs} "
+            f"process(es) ...")
+
+        def on_done(r):
+            score = r["last_n_min"] if meta.objective == "min" else r["last_n_mean"]
+            log(f"  trial {r['trial']} seed {r['seed']}: {meta.objective}-last-{meta.last_n} "
+                f"{score:.2f} % ({r['seconds']:.0f} s)")
+
+        trained = confirm_seeds(candidates, seeds, data_dir=data_dir, val_split=meta.val_split,
+                                split_seed=split_seed, device=device, jobs=jobs,
+                                threads=threads, on_done=on_done)
+        runs.update((run["trial"], {**run, "data_checksum": data.checksum}) for run in trained)
+    table = [runs[r.number] for r in chosen]
+    return table, runs_to_keep(folder_runs, table)
