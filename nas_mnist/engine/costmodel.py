@@ -7,8 +7,8 @@ not MACs or parameters: over 110 one-thread trials on a 2-core Xeon, seconds per
 start-up: it times a few training steps (the trainer's own step: augmentation, bf16 autocast
 when the recipe asks, SGD, EMA) of three reference networks that span the activation range and
 fits time per image = a + b x activations. The step runs the layers a new study trains with
-(engine.kernels: hash dropout, the max-pool kernel). An epoch is the training images at that rate plus
-an evaluation pass (a forward pass, taken as a third of a training step's work).
+(engine.kernels: hash dropout, the max-pool kernel). An epoch is the training images at that
+rate plus an evaluation pass (a forward pass, taken as a third of a training step's work).
 """
 
 from __future__ import annotations

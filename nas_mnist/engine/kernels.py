@@ -1,8 +1,8 @@
 """Fast CPU layers for training: element dropout with a hashed mask, and a 2x2 max-pool.
 
-Dropout. 
-`nn.Dropout` draws its mask with aten's `bernoulli_`: one serial mt19937 draw per element, about
-9 ns each, 21-27 % of a training step of the networks the search picks (findings/speed-limit.md).
+Dropout. `nn.Dropout` draws its mask with aten's `bernoulli_`: one serial mt19937 draw per
+element, about 9 ns each, 21-27 % of a training step of the networks the search picks
+(findings/speed-limit.md).
 Here the mask is a counter-based hash instead: element i of a call is kept when
 
     fmix32(fmix32(i * 0x9E3779B9 + seed_lo) ^ seed_hi) >= p * 2**32
@@ -21,7 +21,7 @@ Max-pool. `nn.MaxPool2d(2)` on a channels-first CPU tensor is slow (6.5 ms forwa
 and keeps the index of the first maximum of each window, as aten does, so values and
 gradients are exactly aten's. Without the kernel, `nn.MaxPool2d` itself runs.
 
-The kernels are built once per machine with torch's `load_inline` (about 35 s, cached under
+The kernels are built once per machine with torch's `load_inline` (about 30 s, cached under
 ~/.cache/torch_extensions, or $TORCH_EXTENSIONS_DIR); NAS_MNIST_NO_CPP=1 turns them off.
 """
 
@@ -76,7 +76,8 @@ static void drop_bf16(const uint16_t* x, uint16_t* y, int64_t begin, int64_t end
 
 torch::Tensor hash_dropout(torch::Tensor x, int64_t seed, int64_t threshold, double scale) {
   // element i is the i-th in memory: a channels-last tensor keeps its layout
-  auto xc = x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast) ? x : x.contiguous();
+  const bool dense = x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  auto xc = dense ? x : x.contiguous();
   auto y = torch::empty_like(xc);  // the same strides as xc
   const uint32_t lo = uint32_t(uint64_t(seed) & 0xFFFFFFFFu), hi = uint32_t(uint64_t(seed) >> 32);
   const uint32_t thr = uint32_t(threshold);
