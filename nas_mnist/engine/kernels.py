@@ -186,6 +186,18 @@ def _built() -> bool:
         return False
 
 
+def _ninja_on_path() -> None:
+    """torch builds with the `ninja` on PATH: put the pip package's first, so that a venv's
+    `nas-mnist` run without activating the venv still finds it."""
+    try:
+        import ninja
+        bin_dir = getattr(ninja, "BIN_DIR", None)
+    except ImportError:
+        return
+    if bin_dir and bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
 def _extension():
     """The compiled kernel, or None where it cannot be built (said once, on stderr)."""
     with _lock:
@@ -194,6 +206,7 @@ def _extension():
             if os.environ.get("NAS_MNIST_NO_CPP") != "1":
                 try:
                     from torch.utils.cpp_extension import load_inline
+                    _ninja_on_path()
                     if not _built():
                         print("nas-mnist: building the CPU kernels for this machine (once, about "
                               "30 s)", file=sys.stderr, flush=True)
