@@ -141,7 +141,8 @@ class _EpochTable:
         self.split, self.recipe = data.eval_split, recipe
         print(f"{plan.arch.describe()}\ntraining {recipe.epochs} epochs, seed {plan.seed}, "
               f"{describe_device(plan.device)}, {describe_data(data)}, "
-              f"accuracy on the {self.split} split ({len(data.eval_x):,} images)")
+              f"accuracy on the {self.split} split ({len(data.eval_x):,} images), "
+              f"{_trainer(plan)}")
         print(f"{'epoch':>5} {self.split + ' acc %':>11} {self.split + ' loss':>10} "
               f"{'train loss':>10} {'lr':>8} {'seconds':>8}")
         steps = max(1, len(data.train_x) // recipe.batch_size)
@@ -187,7 +188,7 @@ class _SeedsDisplay:
         print(f"{plan.arch.describe()}\ntraining {recipe.epochs} epochs on seeds "
               f"0-{self.seeds - 1}, {self.jobs} run(s) at a time, {describe_data(data)}, "
               f"min of the last {recipe.last_n} epoch(s) on the {data.eval_split} split "
-              f"({len(data.eval_x):,} images)")
+              f"({len(data.eval_x):,} images), {_trainer(plan)}")
 
     def seed(self, r) -> None:
         test = (f", test after the last epoch {r['test_acc_final']:.2f} %"
@@ -204,6 +205,13 @@ class _SeedsDisplay:
               f"+- {stats['std']:.2f} %, worst {stats['min']:.2f} % (seed {worst}), "
               f"{run['seconds']:.0f} s per run, {run['threads']} thread(s) each")
         return stats["min"], f"seed {worst} reached"
+
+
+def _trainer(plan) -> str:
+    """How the run trains: the dropout mask and the evaluation precision (recipe keys)."""
+    from nas_mnist.engine.train import eval_precision
+    return (f"{plan.recipe.dropout_rng} dropout mask, evaluated in "
+            f"{eval_precision(plan.recipe, plan.device)}")
 
 
 def cmd_bench(args) -> int:
