@@ -29,7 +29,7 @@ from torch import nn
 from nas_mnist.engine import kernels
 from nas_mnist.engine.builder import build_model
 from nas_mnist.engine.data import Dataset
-from nas_mnist.engine.train import evaluate, train
+from nas_mnist.engine.train import eval_precision, evaluate, train
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.recipe import Recipe
 
@@ -78,13 +78,15 @@ def _step_seconds(variant: str, arch: ArchConfig, data: Dataset, recipe: Recipe,
     return result.epochs[0].seconds / steps
 
 
-def _eval_seconds(arch: ArchConfig, data: Dataset, precision: str) -> float:
+def _eval_seconds(arch: ArchConfig, data: Dataset, precision: str, *, fast: bool) -> float:
+    """One evaluation of the whole split; `fast`: with the max-pool kernel, as inside train()."""
     model = build_model(arch).to(data.train_x.device)
-    evaluate(model, data.eval_x[:1000], data.eval_y[:1000], data, precision=precision)  # warm
-    _sync(data)
-    t0 = time.perf_counter()
-    evaluate(model, data.eval_x, data.eval_y, data, precision=precision)
-    _sync(data)
+    with kernels.fast_layers(model, dropout=False) if fast else kernels.plain():
+        evaluate(model, data.eval_x[:1000], data.eval_y[:1000], data, precision=precision)
+        _sync(data)
+        t0 = time.perf_counter()
+        evaluate(model, data.eval_x, data.eval_y, data, precision=precision)
+        _sync(data)
     return time.perf_counter() - t0
 
 
@@ -174,12 +176,9 @@ def run_bench(arch: ArchConfig, data: Dataset, recipe: Recipe, *, steps: int = 2
         if variant != "before":
             out[f"{variant}_speedup"] = statistics.median(ratios)
             out[f"{variant}_speedup_min"], out[f"{variant}_speedup_max"] = min(ratios), max(ratios)
-    eval_before = _eval_seconds(arch, data, "fp32")
-    now_precision = train_precision = plans["now"].precision
-    if now_precision == "auto":
-        from nas_mnist.engine.device import resolve_precision
-        train_precision = resolve_precision("auto", data.train_x.device)
-    eval_now = _eval_seconds(arch, data, train_precision)
+    eval_before = _eval_seconds(arch, data, "fp32", fast=False)
+    train_precision = eval_precision(plans["now"], data.train_x.device)
+    eval_now = _eval_seconds(arch, data, train_precision, fast=True)
     steps_per_epoch = len(data.train_x) // recipe.batch_size
     run_before = epochs * (out["before_step_ms"] / 1e3 * steps_per_epoch + eval_before)
     run_now = epochs * (out["now_step_ms"] / 1e3 * steps_per_epoch + eval_now)

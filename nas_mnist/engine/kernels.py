@@ -200,6 +200,8 @@ def _ninja_on_path() -> None:
 
 def _extension():
     """The compiled kernel, or None where it cannot be built (said once, on stderr)."""
+    if "ext" in _state:  # every forward asks: no lock once it is known
+        return _state["ext"]
     with _lock:
         if "ext" not in _state:
             _state["ext"] = None
