@@ -25,7 +25,7 @@ import optuna  # noqa: E402
 
 from nas_mnist.searcher.prior import FORMAT, PACKAGED_PRIOR, parse_prior  # noqa: E402
 from nas_mnist.searcher.record import StudyMeta, records  # noqa: E402
-from nas_mnist.results.export import atomic_write  # noqa: E402
+from nas_mnist.files import write_text  # noqa: E402
 
 
 def _seed_runs(report: Path) -> dict[int, dict]:
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     parse_prior(doc, str(args.out))  # what is written must load
     text = json.dumps(doc, separators=(",", ":")) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
+    write_text(args.out, text)
     confirmed = sum(len(c["seeds"]) > 1 for c in configs)
     print(f"{args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}: "
           f"{len(configs)} configurations ({confirmed} on several seeds), {len(curves)} curves "

@@ -647,7 +647,8 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
     files instead, and puts the seed table in the summary (seeds.json keeps the runs).
     Without `seeds` an earlier seed table of the folder is kept. `log` gets progress lines."""
     import json
-    from nas_mnist.results.export import ExportError, atomic_write
+    from nas_mnist.files import write_text
+    from nas_mnist.results.export import ExportError
     from nas_mnist.results.ranking import feasible
     from nas_mnist.results.report import write_report
     from nas_mnist.results.seeds import check_choice, earlier_seed_runs, report_seed_runs
@@ -676,7 +677,7 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
                                      seed_runs=seed_runs)
     if seed_runs:
         text = json.dumps(seed_runs + kept, indent=2)
-        atomic_write(folder / "seeds.json", lambda tmp: Path(tmp).write_text(text))
+        write_text(folder / "seeds.json", text)
     if png_note:
         say(png_note)
     return written

@@ -1,3 +1,4 @@
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,33 @@ def random_archs(space_name: str, draws: int, seed: int = 1):
         study.tell(trial, 0.0)
         if arch is not None:
             yield arch
+
+
+def mount_small_disk(mount_point: Path, size: str) -> Path:
+    """A tmpfs of `size` at `mount_point` (needs root and mount rights; skips elsewhere)."""
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                           str(mount_point)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    return mount_point
+
+
+@pytest.fixture
+def small_disks(tmp_path):
+    """small_disks(size) -> a fresh tmpfs of that size; all unmounted after the test."""
+    made = []
+
+    def make(size: str) -> Path:
+        made.append(mount_small_disk(tmp_path / f"disk{len(made)}", size))
+        return made[-1]
+
+    yield make
+    for mount_point in made:
+        subprocess.run(["umount", "--lazy", str(mount_point)], capture_output=True)  # sqlite may hold it
+
+
+@pytest.fixture
+def tiny_disk(small_disks):
+    """A 1 MiB tmpfs (needs root and mount rights; skips elsewhere)."""
+    return small_disks("1m")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nas_mnist.cli.common import (UsageError, add_data_flags, describe_data, finite_float,
                                   non_negative, positive, seed)
-from nas_mnist.cli.output import write_text_atomic
+from nas_mnist.files import check_writable, write_text
 
 REFERENCE_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "ref8k.json")
 
@@ -101,7 +101,7 @@ def cmd_train(args) -> int:
     if args.jobs != 1 and not args.seeds:
         raise UsageError("--jobs needs --seeds")
     if args.json_out:
-        write_text_atomic(args.json_out, None)  # a bad path fails now, not after training
+        check_writable(args.json_out)  # a bad path fails now, not after training
     show = _SeedsDisplay(args.seeds, args.jobs) if args.seeds else _EpochTable()
     try:
         result = train(args.config, epochs=args.epochs, last_n=args.last_n, seed=args.seed,
@@ -123,7 +123,7 @@ def cmd_train(args) -> int:
         return 0
     worst = show.finish(result)
     if args.json_out:
-        write_text_atomic(args.json_out, json.dumps(result, indent=2))
+        write_text(args.json_out, json.dumps(result, indent=2))
     if args.require is not None and worst[0] < args.require:
         print(f"nas-mnist: below requirement: {worst[1]} "
               f"{worst[0]:.2f} % < {args.require:.2f} %", file=sys.stderr)
@@ -217,7 +217,7 @@ def _trainer(plan) -> str:
 def cmd_bench(args) -> int:
     from nas_mnist.api import bench
     if args.json_out:
-        write_text_atomic(args.json_out, None)  # a bad path fails now, not after timing
+        check_writable(args.json_out)  # a bad path fails now, not after timing
 
     def announce(config, arch):
         print(f"timing {config}: {arch.describe()} ...", file=sys.stderr, flush=True)
@@ -247,7 +247,7 @@ def cmd_bench(args) -> int:
                   f"{r['parallel_seconds_per_trial']:.0f} s per run, "
                   f"{r['parallel_trials_per_hour']:.1f} trials/hour")
     if args.json_out:
-        write_text_atomic(args.json_out, json.dumps(rows, indent=2))
+        write_text(args.json_out, json.dumps(rows, indent=2))
     return 0
 
 

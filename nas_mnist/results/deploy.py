@@ -7,8 +7,10 @@ predictions on every test image equal PyTorch's.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from nas_mnist.engine.builder import build_model
 from nas_mnist.engine.data import Dataset
 from nas_mnist.engine.train import EVAL_BATCH, load_state
 from nas_mnist.errors import NasMnistError
+from nas_mnist.files import atomic_write
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.blocks import MAX_IMAGE_SIZE
 
@@ -89,24 +92,27 @@ def export_model(model: Normalised, fmt: str, dest: Path, data: Dataset, *,
         check_calibration(calibration_images)
         return _export_int8(model, dest, data, calibration_images)
     shape = tuple(data.test_x.shape[1:])
-    tmp = dest.with_name(f".tmp-{dest.name}")  # keeps the suffix that names the format
-    try:
+    ours = predict_torch(model, data.test_x)
+    theirs = None
+
+    def write_and_check(tmp: str) -> None:
+        nonlocal theirs
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # exporters' deprecation and progress chatter
             if fmt == "onnx":
-                _write_onnx(model, shape, tmp)
-            else:
-                torch.jit.save(torch.jit.trace(model, torch.zeros(1, *shape)), str(tmp),
+                _write_onnx(model, shape, Path(tmp))
+            else:  # saved in memory first: TorchScript's C++ writer aborts on a full disk
+                buffer = io.BytesIO()
+                torch.jit.save(torch.jit.trace(model, torch.zeros(1, *shape)), buffer,
                                _extra_files={"input_shape.json": json.dumps(shape)})
-        ours = predict_torch(model, data.test_x)
-        theirs = load_model(tmp).predict(data.test_x.cpu().numpy())
+                Path(tmp).write_bytes(buffer.getvalue())
+        theirs = load_model(Path(tmp)).predict(data.test_x.cpu().numpy())
         differ = int((ours != theirs).sum())
         if differ:
             raise DeployError(f"the {fmt} file predicts {differ} of {len(ours):,} test images "
-                              f"differently from PyTorch: not written")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+                              f"differently from PyTorch: {dest} not written")
+
+    atomic_write(dest, write_and_check)  # the temporary file ends in dest's name: same format
     labels = data.test_y.cpu().numpy()
     return {"format": fmt, "file": dest.name, "images": len(labels),
             "torch_acc": _percent(ours == labels),
@@ -126,12 +132,11 @@ def _export_int8(model: Normalised, dest: Path, data: Dataset, images: int) -> d
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
+    import onnxruntime as ort
     if len(data.train_x) < images:
         raise DeployError(f"calibration_images {images:,} is more than the "
                           f"{len(data.train_x):,} training images")
     shape = tuple(data.test_x.shape[1:])
-    fp32, pre, tmp = (dest.with_name(f".tmp-{dest.name}.{part}.onnx")
-                      for part in ("fp32", "pre", "int8"))
     pick = np.random.default_rng(0).choice(len(data.train_x), images, replace=False)
     calibration = data.train_x[torch.from_numpy(np.sort(pick))].cpu().numpy()
 
@@ -145,38 +150,37 @@ def _export_int8(model: Normalised, dest: Path, data: Dataset, images: int) -> d
             self.at += EVAL_BATCH
             return {self.name: calibration[self.at - EVAL_BATCH:self.at]}
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _write_onnx(model, shape, fp32)
-            quant_pre_process(str(fp32), str(pre))
-            import contextlib
-            import io
-            import onnxruntime as ort
-            name = ort.InferenceSession(str(pre), providers=["CPUExecutionProvider"]
-                                        ).get_inputs()[0].name
-            with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints progress
-                quantize_static(str(pre), str(tmp), Batches(name), quant_format=QuantFormat.QDQ,
-                                per_channel=True, activation_type=QuantType.QInt8,
-                                weight_type=QuantType.QInt8,
-                                calibrate_method=CalibrationMethod.MinMax)
-        x, labels = data.test_x.cpu().numpy(), data.test_y.cpu().numpy()
-        ours = load_model(fp32).predict(x)
-        theirs = load_model(tmp).predict(x)
-        fp32_acc = _percent(ours == labels)
-        int8_acc = _percent(theirs == labels)
+    def quantize(tmp: str) -> None:
+        nonlocal fp32_acc, int8_acc, agreement
+        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".int8-") as work:
+            fp32, pre = Path(work) / "fp32.onnx", Path(work) / "pre.onnx"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _write_onnx(model, shape, fp32)
+                quant_pre_process(str(fp32), str(pre))
+                name = ort.InferenceSession(str(pre), providers=["CPUExecutionProvider"]
+                                            ).get_inputs()[0].name
+                with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints
+                    quantize_static(str(pre), tmp, Batches(name), quant_format=QuantFormat.QDQ,
+                                    per_channel=True, activation_type=QuantType.QInt8,
+                                    weight_type=QuantType.QInt8,
+                                    calibrate_method=CalibrationMethod.MinMax)
+            ours = load_model(fp32).predict(x)
+        theirs = load_model(Path(tmp)).predict(x)
+        fp32_acc, int8_acc = _percent(ours == labels), _percent(theirs == labels)
+        agreement = _percent(ours == theirs)
         if fp32_acc - int8_acc > MAX_INT8_DROP:
             raise DeployError(f"int8 test accuracy {int8_acc:.2f} % is {fp32_acc - int8_acc:.2f} "
                               f"points under fp32 ({fp32_acc:.2f} %), more than the "
                               f"{MAX_INT8_DROP} allowed: {dest} not written")
-        os.replace(tmp, dest)
-    finally:
-        for path in (fp32, pre, tmp):
-            path.unlink(missing_ok=True)
+
+    x, labels = data.test_x.cpu().numpy(), data.test_y.cpu().numpy()
+    fp32_acc = int8_acc = agreement = None
+    atomic_write(dest, quantize)
     return {"format": "onnx-int8", "file": dest.name, "images": len(labels),
             "onnx_acc": fp32_acc, "onnx-int8_acc": int8_acc,
             "drop": round(fp32_acc - int8_acc, 4),
-            "agreement": _percent(ours == theirs),
+            "agreement": agreement,
             "file_bytes": dest.stat().st_size, "weight_bytes": weight_bytes(dest),
             "calibration": {"images": images, "from": "training set", "seed": 0,
                             "method": "minmax", "weights": "int8 per channel",
@@ -216,8 +220,6 @@ def latency(path: Path, runs: int = LATENCY_RUNS, warmup: int = LATENCY_WARMUP) 
 
 
 def _write_onnx(model: nn.Module, shape: tuple, path: Path) -> None:
-    import contextlib
-    import io
     import logging
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     quiet = logging.getLogger("torch.onnx")

@@ -5,10 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import optuna
@@ -21,6 +18,8 @@ from nas_mnist.engine.device import set_threads
 from nas_mnist.engine.evaluate import evaluate_candidate
 from nas_mnist.engine.train import WeightsError, load_state
 from nas_mnist.errors import NasMnistError
+from nas_mnist.files import (atomic_write, check_names_free, copy_file, publish, staged,
+                             write_text)
 from nas_mnist.results.ranking import feasible, pareto_front, study_meta
 from nas_mnist.searcher.record import StudyMeta, TrialRecord
 from nas_mnist.spec.arch import ArchConfig
@@ -114,7 +113,7 @@ def fetch_weights(r: TrialRecord, arch: ArchConfig, artifacts_dir: str | None,
         load_state(build_model(arch), src)
     except WeightsError:
         return False
-    atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
+    copy_file(src, dest)
     return True
 
 
@@ -146,24 +145,8 @@ def write_winner(doc: dict, out_dir: Path) -> Path:
     path = out_dir / f"trial{doc['trial']}.json"
     if not all(math.isfinite(a) for a in doc["metrics"][f"{doc['metrics']['eval_split']}_acc"]):
         raise ExportError(f"trial {doc['trial']} has a non-finite accuracy")
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2) + "\n"))
+    write_text(path, json.dumps(doc, indent=2) + "\n")
     return path
-
-
-def atomic_write(dest: Path, write) -> None:
-    """Write through a temporary file beside `dest`, then rename: never a half-written file."""
-    dest = Path(dest)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # a kept file, not a private temporary one
-    try:
-        write(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def export_trials(study: optuna.Study, *, url: str, out: str | Path | None, formats: list[str],
@@ -172,7 +155,7 @@ def export_trials(study: optuna.Study, *, url: str, out: str | Path | None, form
                   calibration_images: int = 1024, log=print) -> list[Path]:
     """Write the winner files of the chosen trials (their stored weights, or re-trained when
     the search kept none) and any deployable formats; returns the winner JSON paths."""
-    from nas_mnist.results.deploy import check_calibration, check_format
+    from nas_mnist.results.deploy import FORMATS, check_calibration, check_format
     for fmt in formats:
         check_format(fmt)  # a missing extra fails now, not after re-training
     if "onnx-int8" in formats:
@@ -183,6 +166,9 @@ def export_trials(study: optuna.Study, *, url: str, out: str | Path | None, form
     if out.exists() and not out.is_dir():
         raise ExportError(f"out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    for r in chosen:
+        check_names_free(out, [f"trial{r.number}{suffix}" for suffix in
+                               (".json", ".pt", *(FORMATS[f] for f in formats))])
     log(f"study {study.study_name!r}: data sha256 {(meta.data_checksum or '?')[:12]} "
         f"(as searched)")
     paths: list[Path] = []
@@ -200,14 +186,10 @@ def export_trials(study: optuna.Study, *, url: str, out: str | Path | None, form
     for r in chosen:
         # All or nothing per trial: its files are made in a hidden folder inside `out` and
         # moved in only when every one of them is written and verified.
-        stage = Path(tempfile.mkdtemp(dir=out, prefix=f".export-trial{r.number}-"))
-        try:
+        with staged(out, f"export-trial{r.number}") as stage:
             made = _export_one(study, r, stage, formats, artifacts, calibration_images, data,
                                log, threads)
-            for name in made:
-                os.replace(stage / name, out / name)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
+            publish(stage, made, out)
         path = out / made[-1]
         paths.append(path)
         doc = json.loads(path.read_text())

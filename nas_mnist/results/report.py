@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import plotly.graph_objects as go
 
+from nas_mnist.files import publish, staged, write_text
 from nas_mnist.results.ranking import cost_of, feasible, pareto_front, study_meta
 from nas_mnist.searcher import record
 
@@ -209,10 +210,8 @@ def write_page(figures: list[go.Figure], path: Path, title: str) -> None:
     """One self-contained HTML page (plotly.js embedded once) holding several figures."""
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0))
              for i, fig in enumerate(figures)]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
-                   f"</head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
-    tmp.replace(path)  # never a half-written page
+    write_text(path, f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
+               f"</head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
 def write_figures(study: optuna.Study, out_dir: Path, *,
@@ -245,6 +244,7 @@ def write_pngs(figures: list[go.Figure], paths: list[Path],
     (Chromium included) after `timeout_s`. Returns None, or why there are no PNGs."""
     import json
     import os
+    import shutil
     import signal
     import subprocess
     import sys
@@ -262,6 +262,8 @@ def write_pngs(figures: list[go.Figure], paths: list[Path],
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
+            for stage in paths[0].parent.glob(".png-*"):  # the killed child's staging folder
+                shutil.rmtree(stage, ignore_errors=True)
             return f"no PNG copies (Chromium did not answer in {timeout_s:.0f} s); {hint}"
     if child.returncode != 0:
         last = (err.strip().splitlines() or ["no message"])[-1][:120]
@@ -275,10 +277,10 @@ def _render_pngs(jobs_path: str) -> None:
     import plotly.io as pio
     jobs = json.loads(Path(jobs_path).read_text())
     paths = [Path(path) for _, path in jobs]
-    tmps = [path.with_name(f".{path.name}.tmp.png") for path in paths]
-    pio.write_images([pio.from_json(fig) for fig, _ in jobs], tmps)
-    for tmp, path in zip(tmps, paths):
-        tmp.replace(path)
+    out = paths[0].parent  # one report folder
+    with staged(out, "png") as stage:  # one kaleido session renders them all
+        pio.write_images([pio.from_json(fig) for fig, _ in jobs], [stage / p.name for p in paths])
+        publish(stage, [p.name for p in paths], out)
 
 
 if __name__ == "__main__":
@@ -293,7 +295,7 @@ def write_report(study: optuna.Study, out: Path, *, top: int = 10, png: bool = T
                  seed_runs: list[dict] | None = None) -> tuple[list[Path], str | None]:
     """The report folder: figures (HTML, PNG where possible) and summary.md with the seed
     table of `seed_runs` (None: none). Returns the files written and a note on PNGs."""
-    from nas_mnist.results.export import ExportError, atomic_write
+    from nas_mnist.results.export import ExportError
     from nas_mnist.results.summary import summary_markdown
     if not feasible(study):
         raise ExportError(f"study {study.study_name!r} has no complete feasible trial yet: "
@@ -305,5 +307,5 @@ def write_report(study: optuna.Study, out: Path, *, top: int = 10, png: bool = T
     written, png_note = write_figures(study, out, png=png)
     md = out / "summary.md"
     text = summary_markdown(study, top_k=top, seed_runs=seed_runs)
-    atomic_write(md, lambda tmp: Path(tmp).write_text(text))
+    write_text(md, text)
     return [*written, md], png_note

@@ -584,3 +584,54 @@ def test_report_seeds_replaces_a_broken_seeds_file_and_plain_report_refuses_it(
     assert main([*report, "--seeds", "1", "--data-dir", str(small_data_dir)]) == 0
     assert "not reusing runs" in capsys.readouterr().err
     assert json.loads((out / "seeds.json").read_text())[0]["seeds"] == [0]
+
+
+@pytest.mark.slow  # trains networks end to end
+@pytest.mark.parametrize("size", ["16k", "40k", "72k"])  # fails at the ONNX, TorchScript, .pt
+def test_export_onto_a_full_disk_names_the_file_and_leaves_whole_sets(study_dir, small_data_dir,
+                                                                      small_disks, size, capsys):
+    pytest.importorskip("onnxruntime")
+    root, url = study_dir
+    out = small_disks(size) / "w"
+    capsys.readouterr()
+    assert _export(root, url, small_data_dir, "--out", str(out), "--pareto", "--format", "onnx",
+                   "--format", "torchscript") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.fullmatch(
+        rf"nas-mnist: error: cannot write {out}/trial\d+\.[a-z.]+: No space left on device", err[0])
+    names = sorted(p.name for p in out.iterdir())
+    assert not [n for n in names if n.startswith(".")]  # no temporary file or folder
+    trials = {n.split(".")[0] for n in names}
+    assert names == sorted(f"{t}{s}" for t in trials  # every trial exported has its whole set
+                           for s in (".json", ".pt", ".onnx", ".torchscript.pt"))
+
+
+@pytest.mark.slow  # trains networks end to end
+def test_report_onto_a_full_disk_names_the_file_and_leaves_no_temporary_file(
+        study_dir, small_disks, capsys):
+    root, url = study_dir
+    out = small_disks("1m") / "r"
+    capsys.readouterr()
+    assert main(["report", "--study", "r", "--storage", url, "--no-png", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"nas-mnist: error: cannot write {out}/pareto.html: No space left on device"
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.slow  # trains networks end to end
+@pytest.mark.parametrize("taken", ["trial{n}.json", "trial{n}.onnx"])
+def test_export_over_a_folder_is_refused_before_any_work(study_dir, small_data_dir, tmp_path,
+                                                         taken, capsys):
+    pytest.importorskip("onnxruntime")
+    root, url = study_dir
+    n = feasible(optuna.load_study(study_name="r", storage=url))[0].number
+    out = tmp_path / "w"
+    (out / taken.format(n=n)).mkdir(parents=True)
+    capsys.readouterr()
+    assert _export(root, url, small_data_dir, "--out", str(out), "--trial", str(n),
+                   "--format", "onnx") == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (f"nas-mnist: error: cannot write {out / taken.format(n=n)}: "
+                                    f"a folder of that name is in the way")
+    assert "data sha256" not in captured.out  # refused before the export began
+    assert [p.name for p in out.iterdir()] == [taken.format(n=n)]

@@ -192,19 +192,6 @@ def test_missing_study_is_one_line(tmp_path, command, capsys):
     assert not (tmp_path / "g.db").exists()
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 1 MiB tmpfs (needs root and mount rights; skips elsewhere)."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-                          capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    yield mount_point
-    subprocess.run(["umount", "--lazy", str(mount_point)], capture_output=True)  # sqlite may hold it
-
-
 @pytest.mark.slow  # trains networks end to end
 def test_full_disk_is_one_line_and_the_study_survives(tiny_disk, small_data_dir, capsys):
     url = f"sqlite:///{tiny_disk}/d.db"

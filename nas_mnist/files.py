@@ -1,0 +1,107 @@
+"""Files the user keeps. Every write is all or nothing (a temporary file beside the target, then
+a rename), a failure names the file the user asked for (never a temporary one), and no
+temporary file or folder survives a failure."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+from nas_mnist.errors import NasMnistError
+
+
+class FileWriteError(NasMnistError, OSError):
+    """A file the user asked for could not be written; the message names it."""
+
+
+def _why(err: OSError) -> str:
+    return err.strerror or str(err) or type(err).__name__
+
+
+def check_writable(path: str | Path, what: str = "") -> Path:
+    """Fail now, in one line, if `path` cannot become a file (a folder, a missing or read-only
+    parent) - before long work whose result would be lost."""
+    path = Path(path)
+    label = f"{what} {path}".strip()
+    if path.is_dir():
+        raise FileWriteError(f"{label} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise FileWriteError(f"cannot write {label}: folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise FileWriteError(f"cannot write {label}: folder {path.parent} is not writable")
+    return path
+
+
+def atomic_write(dest: str | Path, write: Callable[[str], object]) -> Path:
+    """`write(tmp)` fills a temporary file beside `dest` (its name ends in `dest`'s name, so a
+    reader that goes by the suffix sees the format), then it replaces `dest`: never a
+    half-written file. An OSError becomes a FileWriteError naming `dest`."""
+    dest = Path(dest)
+    if dest.is_dir():
+        raise FileWriteError(f"cannot write {dest}: a folder of that name is in the way")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".", suffix=f".tmp-{dest.name}")
+    except OSError as err:
+        raise FileWriteError(f"cannot write {dest}: {_why(err)}") from err
+    try:
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # a kept file, not a private temporary one
+        write(tmp)
+        os.replace(tmp, dest)
+    except OSError as err:
+        raise FileWriteError(f"cannot write {dest}: {_why(err)}") from err
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return dest
+
+
+def write_text(dest: str | Path, text: str) -> Path:
+    return atomic_write(dest, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_bytes(dest: str | Path, data: bytes) -> Path:
+    return atomic_write(dest, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def copy_file(src: str | Path, dest: str | Path) -> Path:
+    return atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
+
+
+@contextlib.contextmanager
+def staged(out: Path, label: str) -> Iterator[Path]:
+    """A hidden folder inside `out` to write a set of files into; `publish(stage, names)` moves
+    them into `out` together. The folder is removed however the block ends."""
+    try:
+        stage = Path(tempfile.mkdtemp(dir=out, prefix=f".{label}-"))
+    except OSError as err:
+        raise FileWriteError(f"cannot write into {out}: {_why(err)}") from err
+    try:
+        yield stage
+    except FileWriteError as err:  # name the file the user will look for, not the staged one
+        raise FileWriteError(str(err).replace(str(stage), str(out))) from err
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def check_names_free(out: Path, names: list[str]) -> None:
+    """Refuse, before any work, a file name in `out` that a folder already takes."""
+    for name in names:
+        if (out / name).is_dir():
+            raise FileWriteError(f"cannot write {out / name}: a folder of that name is in the way")
+
+
+def publish(stage: Path, names: list[str], out: Path) -> None:
+    """Move the staged files into `out` (renames in one file system: no space needed). A name
+    taken by a folder is refused before any file moves."""
+    check_names_free(out, names)
+    for name in names:
+        try:
+            os.replace(stage / name, out / name)
+        except OSError as err:
+            raise FileWriteError(f"cannot write {out / name}: {_why(err)}") from err
