@@ -656,7 +656,7 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
     say = log or (lambda line: None)
     confirm, reuse = list(confirm), list(reuse)
     check_choice(seeds=seeds, confirm=confirm, confirm_top=confirm_top, winner=winner,
-                 reuse=reuse)
+                 reuse=reuse, jobs=jobs)
     folder = Path(out) if out else Path("studies") / f"{study}-report"
     if folder.exists() and not folder.is_dir():
         raise ApiError(f"out {folder} is a file, not a folder")

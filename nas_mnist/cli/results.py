@@ -109,7 +109,9 @@ def cmd_report(args) -> int:
         if given and not args.seeds:
             raise UsageError(f"{flag} needs --seeds")
     from nas_mnist.api import report
+    from nas_mnist.engine.device import check_parallel
     from nas_mnist.searcher.record import StudyMeta
+    check_parallel(args.jobs, "--jobs")  # before the storage is opened
     study, url = _open(args)
     meta = StudyMeta.from_study(study)
     print(f"study {study.study_name!r}: data sha256 "

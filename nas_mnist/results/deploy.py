@@ -331,6 +331,8 @@ def read_images(paths: list[str]) -> tuple[list[str], np.ndarray]:
         array, _ = read_idx(Path(paths[0]))
         if array.ndim != 3:
             raise DeployError(f"{paths[0]}: expected images (N, H, W), got shape {array.shape}")
+        if len(array) == 0:
+            raise DeployError(f"images {paths[0]} holds no image (its header says 0)")
         return ([f"{paths[0]}[{i}]" for i in range(len(array))],
                 (array[:, None] / 255.0).astype(np.float32))
     from PIL import Image, UnidentifiedImageError

@@ -51,8 +51,10 @@ def earlier_seed_runs(out: Path, log: Callable[[str], None]) -> list[dict] | Non
 
 
 def check_choice(*, seeds: int | None, confirm: list[int], confirm_top: int, winner: bool,
-                 reuse: list[str]) -> None:
+                 reuse: list[str], jobs: int = 1) -> None:
     """The trials to confirm make sense together (parameter names, as a library call)."""
+    from nas_mnist.engine.device import check_parallel
+    check_parallel(jobs, "jobs")  # before any file is touched
     if not winner and not confirm:
         raise SeedRunsError("winner=False needs at least one trial in confirm")
     if not winner and confirm_top > 1:
@@ -109,6 +111,7 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
                 break
     candidates = [(r.number, r.arch, r.recipe) for r in chosen if r.number not in runs]
     if candidates:
+        jobs = min(jobs, len(candidates) * seeds)  # no idle processes
         log(f"re-training {len(candidates)} trial(s) on {seeds} seed(s) with {jobs} "
             f"process(es) ...")
 

@@ -315,3 +315,43 @@ def test_predict_names_a_folder_and_labels_that_are_images(tmp_path, small_data_
     assert f"model {tmp_path} is a folder" in _one_line(capsys, code)
     code = main(["predict", str(winner), images, images])  # blamed a valid IDX file
     assert "give one IDX file, or PNG files" in _one_line(capsys, code)
+
+
+def test_predict_refuses_an_images_file_with_no_image(tmp_path, capsys):
+    import numpy as np
+    from nas_mnist.engine.data import write_idx
+    empty = write_idx(tmp_path / "none-idx3-ubyte", np.zeros((0, 28, 28), np.uint8))
+    winner = Path(__file__).resolve().parents[2] / "studies/mnist-10k-winners/trial52.json"
+    code = main(["predict", str(winner), str(empty)])  # was a numpy traceback
+    assert f"images {empty} holds no image" in _one_line(capsys, code)
+
+
+def test_a_damaged_study_storage_is_refused_before_any_work_untouched(tmp_path, capsys):
+    """Damage inside the pages shows only when SQLite reads them: it used to end in
+    StorageInternalError tracebacks in the middle of an export."""
+    import optuna
+    import sqlite3
+    db = tmp_path / "d.db"
+    study = optuna.create_study(study_name="d", storage=f"sqlite:///{db}")
+    for i in range(150):
+        study.enqueue_trial({"x": float(i)}, user_attrs={"note": "x" * 200})
+    with sqlite3.connect(db) as conn:
+        pages, size = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count",
+                                                                            "page_size"))
+    with open(db, "r+b") as f:  # scribble over the middle of every page after the schema's
+        for page in range(pages // 2, pages):
+            f.seek(page * size + size // 4)
+            f.write(bytes(range(256)) * (size // 512))
+    before = _digest(db)
+    for argv in (["export", "--study", "d"], ["report", "--study", "d"],
+                 ["search", "--study", "d", "--space", "quick"]):
+        code = main([*argv, "--storage", f"sqlite:///{db}"])
+        assert f"{db} is damaged (SQLite finds: " in _one_line(capsys, code)
+    assert _digest(db) == before
+
+
+def test_report_jobs_are_bounded_before_any_file_is_touched(tmp_path, capsys):
+    code = main(["report", "--study", "x", "--storage", f"sqlite:///{tmp_path}/x.db",
+                 "--seeds", "1", "--jobs", "1000", "--out", str(tmp_path / "r")])
+    assert "jobs 1000 is more than 4 per CPU core" in _one_line(capsys, code)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "x.db").exists()
