@@ -32,7 +32,9 @@ W = {"stages": [[{"out": 8, "pad": 1}], [{"out": 8, "pad": 0}]], "transitions": 
 NOT_REPLAYED = {
     "T9, T10": "read-only mount (tests/cli/test_bad_input.py reads a study without changing a byte)",
     "T17, T18, T19": "concurrent processes (tests/search/test_reliability.py: 4 workers, enqueue once)",
-    "T21, E7, E8": "a full disk needs a root-only tmpfs (tests/search/test_reliability.py)",
+    "T21, E7, E8, X_full, X_full_ts": "a full disk needs a root-only tmpfs "
+                                        "(tests/search/test_reliability.py, "
+                                        "tests/results/test_results.py)",
     "G1-G7": "signals at chosen moments (tests/search/test_reliability.py: SIGINT, SIGTERM, SIGHUP, "
              "kill -9)",
 }
@@ -359,6 +361,42 @@ def third_round(i: Path, d: Path, url: str) -> list[tuple]:
         ("PR_huge100m", ["predict", winner, str(i / "huge100m.png")], 2, "pixels"),
         ("PR_ok_idx", ["predict", winner, images, "--labels", labels], 0, "accuracy"),
     ]
+    return rows + fourth_round(i, d, url)
+
+
+def fourth_round(i: Path, d: Path, url: str) -> list[tuple]:
+    """Classes fixed on 2026-12-03 (second sitting): damaged SQLite pages, an empty IDX file,
+    report's process count, files in the way of an export (the full-disk rows need a root-only
+    tmpfs: tests/results/test_results.py)."""
+    import sqlite3
+    import numpy as np
+    from nas_mnist.engine.data import write_idx
+    db = Path(url.removeprefix("sqlite:///"))
+    rows = []
+    with sqlite3.connect(db) as conn:
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    for page in (8, 12, 24, 29, pages - 1):  # T12/T13: one page of the study scribbled over
+        copy = i / f"page{page}.db"
+        copy.write_bytes(db.read_bytes())
+        with open(copy, "r+b") as f:
+            f.seek((page - 1) * size + 1000)
+            f.write(bytes(range(256)) * 6)
+        rows.append((f"T13_p{page}", ["export", "--study", "t", "--storage",
+                                      f"sqlite:///{copy}", "--data-dir", str(d), "--out",
+                                      str(i / f"wp{page}")], None, None))
+    empty = write_idx(i / "none-idx3-ubyte", np.zeros((0, 28, 28), np.uint8))
+    winner = str(next((i / "w3").glob("*.json")))
+    rows.append(("PR_idx0_nolab", ["predict", winner, str(empty)], 2, "holds no image"))
+    rows.append(("J_report1000", ["report", "--study", "t", "--storage", url, "--no-png",
+                                  "--seeds", "1", "--jobs", "1000", "--out", str(i / "rj")], 2,
+                 "per CPU core"))
+    for name in ("json", "pt"):
+        out = i / f"w_{name}"
+        (out / f"{Path(winner).stem}.{name}").mkdir(parents=True)
+        rows.append((f"X_existing_{name}_dir", ["export", "--study", "t", "--storage", url,
+                                                "--data-dir", str(d), "--out", str(out)], 2,
+                     "a folder of that name is in the way"))
     return rows
 
 

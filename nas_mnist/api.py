@@ -51,6 +51,7 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
            warm_start: str | Sequence[str] = "auto", artifacts: str | None = None,
            data_dir: str | None = None, val_split: int | None = None,
            split_seed: int | None = None, device: str = "auto", threads: int | None = None,
+           confirm_top: int = 0, confirm_seeds: int = 3,
            progress: bool | str = "auto", log: Callable[[str], None] | None = print) -> "Study":
     """Run or resume a study (`nas-mnist search`) and return it.
 
@@ -59,6 +60,9 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
     machine with only `study` and `storage`, takes the stored values; a new study takes
     STUDY_DEFAULTS (and the size floor and cost limit defaults). A value given that differs
     from the stored one is refused.
+
+    `confirm_top`, `confirm_seeds`: keep the study's top K (by the mean over seeds) trained
+    on S training seeds each, inside the search; the study then ranks by that mean.
 
     `warm_start`: "auto" (the packaged prior and the studies in ./studies on the same data),
     "none" (a cold search) or prior files. `progress`: "auto" (a live block on a terminal, one
@@ -99,7 +103,8 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
         jobs=jobs, threads=threads, device=device, data_dir=data_dir,
         val_split=own["val_split"], split_seed=own["split_seed"], prune=prune,
         prune_options=_prune_options(prune_opt),
-        artifacts=artifacts or default_artifacts(url, study))
+        artifacts=artifacts or default_artifacts(url, study), confirm_top=confirm_top,
+        confirm_seeds=confirm_seeds)
     # Everything that can be checked without the storage is checked before touching it.
     space_ = preflight(settings)
     enqueued = [_load_enqueued(path) for path in enqueue]
@@ -315,7 +320,8 @@ def _winner(study, meta, r, url: str) -> Winner:
     from nas_mnist.spec.recipe import Recipe
     arch = ArchConfig.from_dict(r.arch)
     f = footprint(arch)
-    return Winner(study.study_name, r.number, arch, Recipe.from_dict(r.recipe or {}), r.value,
+    return Winner(study.study_name, r.number, arch, Recipe.from_dict(r.recipe or {}),
+                  r.mean_score,
                   r.n_params, r.macs or 0, f.activations, f.peak, r.origin, url, r.weights,
                   (r.data_mean or meta.data_mean, r.data_std or meta.data_std))
 
@@ -325,24 +331,34 @@ class Leaderboard(list):
 
     label = "score %"
 
+    @property
+    def confirmed(self) -> bool:
+        """Whether any row is a mean over several training seeds (then seeds and worst show)."""
+        return any(r.seeds > 1 for r in self)
+
     def _repr_html_(self) -> str:
+        seeds = ("seeds", "worst %") if self.confirmed else ()
         head = "".join(f"<th>{h}</th>" for h in ("rank", "trial", "params", "MACs",
                                                  "activations", "peak RAM B (int8)",
-                                                 self.label, "architecture"))
+                                                 self.label, *seeds, "architecture"))
         body = "".join(
             f"<tr><td>{r.rank}</td><td>{r.trial_label}</td><td>{r.n_params:,}</td>"
             f"<td>{r.macs:,}</td><td>{r.activations:,}</td><td>{r.peak:,}</td>"
             f"<td>{r.score:.2f}</td>"
-            f"<td><code>{r.describe}</code></td></tr>" for r in self)
+            + (f"<td>{r.seeds}</td><td>{r.worst:.2f}</td>" if self.confirmed else "")
+            + f"<td><code>{r.describe}</code></td></tr>" for r in self)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
     def __str__(self) -> str:
         w = max(5, *(len(r.trial_label) for r in self)) if self else 5
+        seeds = f" {'seeds':>5} {'worst':>6}" if self.confirmed else ""
+        s = max(19, len(self.label))
         lines = [f"{'rank':>4} {'trial':>{w}} {'params':>7} {'MACs':>10} {'act.':>8} "
-                 f"{'RAM B':>7} {self.label:>19}  architecture"]
+                 f"{'RAM B':>7} {self.label:>{s}}{seeds}  architecture"]
         lines += [f"{r.rank:>4} {r.trial_label:>{w}} {r.n_params:>7,} {r.macs:>10,} "
-                  f"{r.activations:>8,} {r.peak:>7,} {r.score:>19.2f}  {r.describe}"
-                  for r in self]
+                  f"{r.activations:>8,} {r.peak:>7,} {r.score:>{s}.2f}"
+                  + (f" {r.seeds:>5} {r.worst:>6.2f}" if self.confirmed else "")
+                  + f"  {r.describe}" for r in self]
         return "\n".join(lines)
 
 
@@ -373,6 +389,8 @@ class Study:
         from nas_mnist.results.ranking import leaderboard
         rows = Leaderboard(leaderboard(self.optuna, k))
         rows.label = self.meta.label
+        if rows.confirmed:  # a mean over seeds: 'mean min-last-3 test %'
+            rows.label = "mean " + rows.label
         return rows
 
     def pareto(self, cost: str = "params") -> list[Winner]:

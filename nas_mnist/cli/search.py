@@ -70,6 +70,11 @@ def add_parsers(sub) -> None:
                         "may repeat")
     p.add_argument("--enqueue", action="append", default=[], metavar="CONFIG.json",
                    help="seed a known configuration (runs once); may repeat")
+    p.add_argument("--confirm-top", type=non_negative, default=0, metavar="K",
+                   help="select on several seeds: keep the study's top K trained on "
+                        "--confirm-seeds training seeds each, and rank by their mean (0: off)")
+    p.add_argument("--confirm-seeds", type=positive(), default=3, metavar="S",
+                   help="training seeds of a confirmed trial, its own included (3)")
     p.add_argument("--artifacts", help="folder for per-trial weights "
                                        "(default: studies/<study>.artifacts)")
     add_data_flags(p)
@@ -110,7 +115,8 @@ def cmd_search(args) -> int:
         objectives=args.objectives, prune=args.prune, prune_opt=args.prune_opt,
         enqueue=args.enqueue, warm_start=warm, artifacts=args.artifacts,
         data_dir=args.data_dir, val_split=args.val_split, split_seed=args.split_seed,
-        device=args.device, threads=args.threads, progress="auto", log=print)
+        device=args.device, threads=args.threads, confirm_top=args.confirm_top,
+        confirm_seeds=args.confirm_seeds, progress="auto", log=print)
     print_summary(study, study.storage)
     return 0
 

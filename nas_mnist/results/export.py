@@ -81,6 +81,11 @@ def winner_doc(study: optuna.Study, r: TrialRecord) -> dict:
             "score": r.value,
             "seconds": r.seconds,
             "device": r.device,
+            # the search's confirmation on more training seeds (absent: seed `seed` only)
+            **({"seed_scores": {str(r.seed): r.value,
+                                **{str(k): v for k, v in r.more_seeds.items()}},
+                "mean_over_seeds": r.mean_score, "worst_seed": r.worst_score}
+               if r.more_seeds else {}),
         },
         "study": study.study_name,
         "trial": r.number,

@@ -28,6 +28,7 @@ class LiveProgress:
         self.drawn = 0  # lines of the block on screen (terminal mode)
         self.seen: set[tuple[int, int]] = set()  # (trial, epochs) already logged
         self.finished: set[int] | None = None  # trials already done when we started
+        self.confirmed: set[tuple[int, int]] | None = None  # (trial, seed) runs seen
 
     def update(self, study) -> None:
         recs = record.records(study)
@@ -48,11 +49,13 @@ class LiveProgress:
         stopped = sum(r.kind == "early_stopped" for r in recs)
         best = max((r for r in recs if r.kind == "complete" and record.is_finite(r.value)
                     and (r.n_params or 0) <= self.meta.budget),
-                   key=lambda r: (r.value, -(r.n_params or 0)), default=None)
+                   key=lambda r: (r.mean_score, -(r.n_params or 0)), default=None)
         text = (f"trained {trained}/{self.trials} ({stopped} stopped early), "
                 f"{refused} refused")
         if best is not None:
-            text += f" | best {best.value:.2f} % (trial {best.number}, {best.n_params:,} p)"
+            seeds = f", mean of {len(best.scores)} seeds" if best.more_seeds else ""
+            text += (f" | best {best.mean_score:.2f} % (trial {best.number}, "
+                     f"{best.n_params:,} p{seeds})")
         eta = self.eta(recs)
         if eta is not None:
             text += f" | about {_minutes(eta)} left"
@@ -99,7 +102,16 @@ class LiveProgress:
             self.finished = {r.number for r in recs if r.kind != "running"}
         news = [r for r in recs if r.kind != "running" and r.number not in self.finished]
         self.finished.update(r.number for r in news)
-        return [f"trial {r.number}: {self.outcome(r)}" for r in news]
+        lines = [f"trial {r.number}: {self.outcome(r)}" for r in news]
+        if self.confirmed is None:
+            self.confirmed = {(r.number, s) for r in recs for s in r.more_seeds}
+        for r in recs:
+            for seed, score in r.more_seeds.items():
+                if (r.number, seed) not in self.confirmed:
+                    self.confirmed.add((r.number, seed))
+                    lines.append(f"trial {r.number} seed {seed}: {score:.2f} % (confirming: "
+                                 f"mean of {len(r.scores)} seeds {r.mean_score:.2f} %)")
+        return lines
 
     def _redraw(self, news: list[str], lines: list[str]) -> None:
         out = "".join("\x1b[1F\x1b[2K" for _ in range(self.drawn))  # up one line, clear it

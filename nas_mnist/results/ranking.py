@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import optuna
-from optuna.trial import TrialState
 
 from nas_mnist.searcher import record
-from nas_mnist.searcher.record import StudyMeta, TrialRecord, is_finite
+from nas_mnist.searcher.record import StudyMeta, TrialRecord
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.footprint import footprint
 
@@ -23,11 +22,14 @@ class Row:
     trial: int
     n_params: int
     macs: int
-    score: float  # percent, min or mean of the last N epochs on the study's eval split
+    score: float  # percent, min or mean of the last N epochs on the study's eval split; the
+    # mean over the training seeds run when the search confirmed the trial on more seeds
     describe: str
     origin: str | None = None  # "warm" or "enqueued": not found by the sampler
     activations: int = 0  # per image (spec.footprint)
     peak: int = 0  # peak activation RAM at int8, bytes (spec.footprint)
+    seeds: int = 1  # training seeds behind `score`
+    worst: float | None = None  # the lowest of them
 
     @property
     def enqueued(self) -> bool:
@@ -49,14 +51,7 @@ def study_meta(study: optuna.Study) -> StudyMeta:
 def feasible(study: optuna.Study) -> list[TrialRecord]:
     """COMPLETE trials within the budget (and MACs limit) with a finite score, best first
     (ties: fewer parameters, then the earlier trial)."""
-    meta = study_meta(study)
-    ok = [r for r in record.records(study, states=(TrialState.COMPLETE,))
-          if is_finite(r.value) and r.n_params is not None and r.n_params <= meta.budget
-          and (meta.max_macs is None or (r.macs or 0) <= meta.max_macs)
-          and r.n_params >= meta.min_params
-          and (meta.max_ram is None or (r.peak or 0) <= meta.max_ram)
-          and (not meta.max_activations or (r.activations or 0) <= meta.max_activations)]
-    return sorted(ok, key=lambda r: (-r.value, r.n_params, r.number))
+    return record.feasible(study, study_meta(study))
 
 
 def cost_of(r: TrialRecord, key: str) -> int | None:
@@ -83,7 +78,8 @@ def pareto_front(trials: list[TrialRecord], cost: str = "n_params") -> list[Tria
 def leaderboard(study: optuna.Study, k: int = 10) -> list[Row]:
     rows = []
     for i, r in enumerate(feasible(study)[:k]):
-        rows.append(Row(i + 1, r.number, r.n_params, r.macs or 0, r.value,
+        rows.append(Row(i + 1, r.number, r.n_params, r.macs or 0, r.mean_score,
                         ArchConfig.from_dict(r.arch).describe(), r.origin,
-                        cost_of(r, "activations"), cost_of(r, "peak")))
+                        cost_of(r, "activations"), cost_of(r, "peak"), len(r.scores),
+                        r.worst_score))
     return rows

@@ -39,6 +39,8 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
     meta = study_meta(study)
     kinds = count_kinds(study)
     recs = record.records(study)
+    rows = leaderboard(study, top_k)
+    confirmed = any(r.seeds > 1 for r in rows)
     seconds = sum((t.duration.total_seconds() for t in study.trials if t.duration), 0.0)
     stopped, refused, trained_epochs = epochs_saved(study)
     complete = [t for t, r in zip(study.trials, recs) if r.kind == "complete" and t.duration]
@@ -74,14 +76,19 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
         "",
         f"## Top {top_k}",
         "",
-        f"| rank | trial | params | MACs | activations | peak RAM B (int8) | {meta.label} "
-        "| architecture |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| rank | trial | params | MACs | activations | peak RAM B (int8) | "
+        f"{'mean ' * confirmed}{meta.label} " + ("| seeds | worst % " * confirmed)
+        + "| architecture |",
+        "|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * confirmed + "---|",
     ]
-    for r in leaderboard(study, top_k):
+    for r in rows:
         lines.append(f"| {r.rank} | {r.trial_label} | {r.n_params:,} | {r.macs:,} | "
                      f"{r.activations:,} | {r.peak:,} | {r.score:.2f} | "
-                     f"`{md_cell(r.describe)}` |")
+                     + (f"{r.seeds} | {r.worst:.2f} | " if confirmed else "")
+                     + f"`{md_cell(r.describe)}` |")
+    if confirmed:
+        lines += ["", "Rows with several seeds were re-trained on more training seeds during "
+                      "the search (its top trials); they rank by the mean over their seeds."]
     if seed_runs:
         origins = {r.number: r.origin for r in feasible(study) if r.origin}
         lines += _seed_table(meta, seed_runs, origins)

@@ -79,6 +79,25 @@ class TrialRecord:
     warm: str | None = None  # a warm start's provenance, e.g. "prior mnist-10k-v3#33"
     rungs: list[dict] = field(default_factory=list)  # the stopping rule's decisions
     precision: str | None = None  # what training ran in (a recipe's "auto" resolved)
+    # the score on more training seeds, from the search's own confirmation (seed -> score);
+    # kept in the study's attributes, since a finished trial cannot be changed
+    more_seeds: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def scores(self) -> list[float]:
+        """The score on every training seed run: the trial's own, then its confirmations."""
+        return ([] if self.value is None else [self.value]) + list(self.more_seeds.values())
+
+    @property
+    def mean_score(self) -> float | None:
+        """What a study ranks on: the mean over the seeds run (the trial's value alone when it
+        was not confirmed)."""
+        scores = self.scores
+        return sum(scores) / len(scores) if scores else None
+
+    @property
+    def worst_score(self) -> float | None:
+        return min(self.scores, default=None)
 
     @property
     def was_enqueued(self) -> bool:
@@ -130,8 +149,39 @@ def write(trial, **values) -> None:
         trial.set_user_attr(key, value)
 
 
+SEEDS_PREFIX = "nas_mnist_seeds:"  # study attribute per confirmed trial: SEEDS_PREFIX + number
+
+
+def seed_runs(study) -> dict[int, dict]:
+    """The search's confirmation runs, by trial number: {"runs": {seed: run}, "claims": ...}."""
+    attrs = getattr(study, "user_attrs", None) or {}
+    return {int(key.removeprefix(SEEDS_PREFIX)): value for key, value in attrs.items()
+            if key.startswith(SEEDS_PREFIX) and isinstance(value, dict)}
+
+
 def records(study, states=None) -> list[TrialRecord]:
-    return [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False, states=states)]
+    confirmed = seed_runs(study)
+    out = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False, states=states)]
+    if not confirmed:
+        return out
+    return [replace(r, more_seeds={int(seed): run["score"] for seed, run in
+                                   sorted(confirmed[r.number].get("runs", {}).items(),
+                                          key=lambda item: int(item[0]))})
+            if r.number in confirmed else r for r in out]
+
+
+def feasible(study, meta: "StudyMeta") -> list[TrialRecord]:
+    """COMPLETE trials within every limit of the study with a finite score, best first: by the
+    mean over the training seeds run (the trial's own score unless the search confirmed it on
+    more seeds); ties: fewer parameters, then the earlier trial."""
+    from optuna.trial import TrialState
+    ok = [r for r in records(study, states=(TrialState.COMPLETE,))
+          if is_finite(r.value) and r.n_params is not None and r.n_params <= meta.budget
+          and (meta.max_macs is None or (r.macs or 0) <= meta.max_macs)
+          and r.n_params >= meta.min_params
+          and (meta.max_ram is None or (r.peak or 0) <= meta.max_ram)
+          and (not meta.max_activations or (r.activations or 0) <= meta.max_activations)]
+    return sorted(ok, key=lambda r: (-r.mean_score, r.n_params, r.number))
 
 
 KIND_ORDER = ("complete", "early_stopped", "over_budget", "under_floor", "over_macs",

@@ -63,6 +63,8 @@ class SearchSettings:
     prune: str = "asha"
     prune_options: tuple[tuple[str, str], ...] = ()
     artifacts: str | None = None  # folder for per-trial weights (None: keep none)
+    confirm_top: int = 0  # keep the top K trained on confirm_seeds seeds (0: one seed)
+    confirm_seeds: int = 3  # training seeds per confirmed trial, its own included
 
     def rule(self) -> StopRule:
         return make_rule(self.prune, dict(self.prune_options)).fit(self.epochs)
@@ -79,9 +81,23 @@ class SearchSettings:
                 or not 1 <= self.last_n <= self.epochs):
             raise SettingsError(f"last_n must be an integer in [1, epochs {self.epochs}], got "
                                 f"{self.last_n!r}")
+        self._check_confirmation()
         if not isinstance(self.split_seed, int) or not 0 <= self.split_seed < 2**32:
             raise SettingsError(f"split_seed must be an integer in [0, 2**32), got "
                                 f"{self.split_seed!r}")
+
+    def _check_confirmation(self) -> None:
+        for name, high in (("confirm_top", 50), ("confirm_seeds", 10)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
+                raise SettingsError(f"{name} must be an integer in [0, {high}], got {value!r}")
+        if self.confirm_top and self.confirm_seeds < 2:
+            raise SettingsError(f"confirm_top {self.confirm_top} needs confirm_seeds >= 2 (the "
+                                f"trial's own seed and at least one more), got "
+                                f"{self.confirm_seeds}")
+        if self.confirm_top and self.objectives not in (None, "score"):
+            raise SettingsError(f"confirm_top needs a single-objective study (objectives "
+                                f"'score'), got objectives {self.objectives!r}")
 
     @property
     def resolved_min_params(self) -> int:

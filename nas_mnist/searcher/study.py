@@ -242,9 +242,9 @@ def run_search(settings: SearchSettings, study: optuna.Study, *, data: Dataset |
     """Bring the study to `settings.trials` trained networks. Returns networks trained."""
     deadline = time.time() + settings.timeout if settings.timeout else None
     before = n_trained(study)
-    remaining = settings.trials - before
-    if remaining <= 0:
-        return 0
+    remaining = max(0, settings.trials - before)
+    if remaining == 0 and not settings.confirm_top:
+        return 0  # (with confirm_top the workers still confirm the top K)
     on_epoch = (lambda event: on_progress(study)) if on_progress else None
     on_trial = (lambda rec: on_progress(study)) if on_progress else None
     if settings.jobs == 1:

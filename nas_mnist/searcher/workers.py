@@ -26,6 +26,7 @@ from nas_mnist.engine.device import cpu_cores, resolve_device, set_threads
 from nas_mnist.engine.train import NonFiniteLoss
 from nas_mnist.errors import NasMnistError
 from nas_mnist.searcher import record
+from nas_mnist.searcher.confirmation import confirm_one
 from nas_mnist.searcher.objective import EpochEvent, Objective
 from nas_mnist.searcher.prior import PACKAGED_PRIOR, load_prior
 from nas_mnist.searcher.record import StudyMeta, TrialRecord
@@ -87,11 +88,18 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
                           artifacts=settings.artifacts, on_epoch=on_epoch,
                           prior=load_prior(PACKAGED_PRIOR))
     trained, fails, refused = 0, 0, Counter()
+    on_run = (lambda *_: on_trial(None)) if on_trial is not None else None
     # `share` makes K local workers add exactly N networks; the global count stops workers
     # on other machines sharing the storage once the study has its N.
     while (trained < share and n_trained(study) < settings.trials
            and (deadline is None or time.time() < deadline)
            and (not queued_only or waiting(study))):
+        if settings.confirm_top and confirm_one(study, settings.storage, data,
+                                                top=settings.confirm_top,
+                                                seeds=settings.confirm_seeds,
+                                                train_seed=settings.train_seed,
+                                                on_run=on_run):
+            continue  # a confirmation run of a top trial, before a new network
         last: list[TrialRecord] = []
         try:
             study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,),
@@ -116,6 +124,12 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
             raise SearchError(f"{MAX_REFUSED_IN_A_ROW} samples in a row were refused "
                               f"({_refusals(refused, meta)}): space {space.name} yields almost "
                               f"nothing trainable under these limits")
+    # the study has its networks: confirm the final top K before leaving
+    while (settings.confirm_top and (deadline is None or time.time() < deadline)
+           and confirm_one(study, settings.storage, data, top=settings.confirm_top,
+                           seeds=settings.confirm_seeds, train_seed=settings.train_seed,
+                           on_run=on_run)):
+        pass
     return trained
 
 
@@ -255,7 +269,7 @@ def waiting(study: optuna.Study) -> bool:
 def run_parallel(settings, study, remaining, deadline, on_progress) -> None:
     per_worker = settings.threads or max(1, cpu_cores() // settings.jobs)
     worker_settings = replace(settings, threads=per_worker)
-    jobs = min(settings.jobs, remaining)
+    jobs = min(settings.jobs, remaining) if remaining else settings.jobs  # 0: confirming
     shares = [remaining // jobs + (i < remaining % jobs) for i in range(jobs)]
     ctx = multiprocessing.get_context("spawn")
     errors = ctx.Queue()
