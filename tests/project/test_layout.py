@@ -1,5 +1,5 @@
 """The folders are the layers: spec (pure data) <- engine (torch) <- search (Optuna) <-
-results <- api (the library face, nas_mnist/api.py) <- cli. Imports point down the layers only, nothing imports the CLI, plotly stays in
+results <- api (the library face, nas_mnist/api/) <- cli. Imports point down the layers only, nothing imports the CLI, plotly stays in
 the report module, and no module imports itself back through others."""
 
 import ast

@@ -1,0 +1,229 @@
+"""One network: `count`, `train`, `bench`, `predict`, `load_winner`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:  # names for the annotations only: importing nas_mnist stays light
+    import numpy as np
+    import torch
+
+    from nas_mnist.spec.arch import ArchConfig
+    from nas_mnist.spec.recipe import Recipe
+
+from nas_mnist.api.errors import ApiError
+
+def count(config) -> dict:
+    """Parameters, MACs, activations and peak activation memory of an architecture file, dict
+    or ArchConfig (`nas-mnist count`), with the per-layer table."""
+    from nas_mnist.engine.builder import build_model
+    from nas_mnist.engine.counting import count_macs, count_params, layer_table
+    from nas_mnist.engine.evaluate import in_shape
+    from nas_mnist.spec.footprint import footprint
+    arch = _arch_of(config)
+    model = build_model(arch)
+    f = footprint(arch)
+    return {"params": count_params(model), "macs": count_macs(model, in_shape(arch)),
+            "activations": f.activations, "peak_ram_int8": f.peak_int8_bytes,
+            "peak_ram_fp32": f.peak_fp32_bytes, "arch": arch.describe(),
+            "layers": [r.__dict__ for r in layer_table(model, in_shape(arch))]}
+
+
+def _arch_of(config):
+    from nas_mnist.spec.arch import ArchConfig, load_arch
+    if isinstance(config, ArchConfig):
+        return config
+    if isinstance(config, dict):
+        return ArchConfig.from_dict(config.get("arch", config))
+    return load_arch(config)[0]
+
+
+@dataclass
+class TrainPlan:
+    """What `train` is about to do, for a caller that shows it first (the CLI's header)."""
+
+    arch: "ArchConfig"
+    recipe: "Recipe"
+    seed: int
+    data: object  # engine.data.Dataset
+    device: object  # torch.device
+
+
+BENCH_CONFIGS = ("trial52", "trial81", "ref8k")  # packaged: nas_mnist/configs/NAME.json
+
+
+def bench(configs: Sequence[str] | None = None, *, steps: int = 20, rounds: int = 5,
+          notebook_steps: int = 30, precision: str | None = "auto",
+          dropout_kind: str | None = None, parallel: int = 0, data_dir: str | None = None,
+          device: str = "auto", threads: int | None = 1,
+          on_network: Callable | None = None) -> list[dict]:
+    """Time training of each network, as `nas-mnist bench`: the trainer before and now, the
+    convolutions-only skeleton and a notebook pipeline (engine.bench). `configs`: files or
+    packaged names (default: trial52, trial81, ref8k). `precision` overrides each file's
+    recipe (default auto: bf16 where the CPU computes it natively; None: the file's).
+    Returns one dict of figures per network; `on_network(arch)` runs before each."""
+    import dataclasses as dc
+    import time as _time
+    from nas_mnist.engine.bench import run_bench
+    from nas_mnist.engine.data import load_dataset
+    from nas_mnist.engine.device import resolve_device, set_threads
+    from nas_mnist.engine.evaluate import describe_device
+    from nas_mnist.spec.arch import load_arch
+    from nas_mnist.spec.recipe import Recipe
+    for name, value in (("steps", steps), ("rounds", rounds), ("notebook_steps", notebook_steps)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ApiError(f"{name} must be an integer >= 1, got {value!r}")
+    if dropout_kind not in (None, "element", "channel"):
+        raise ApiError(f"dropout_kind must be element or channel, got {dropout_kind!r}")
+    loaded = []
+    for config in configs or BENCH_CONFIGS:
+        packaged = Path(__file__).resolve().parent / "configs" / f"{config}.json"
+        path = str(packaged) if "/" not in config and packaged.exists() else config
+        arch, doc = load_arch(path)
+        if dropout_kind:
+            arch = dc.replace(arch, dropout_kind=dropout_kind)
+        loaded.append((config, arch, Recipe.from_dict(doc.get("recipe", {}))
+                       .replace(precision=precision)))
+    dev = resolve_device(device)
+    set_threads(threads)
+    data = load_dataset(data_dir).to(dev)
+    rows = []
+    for config, arch, recipe in loaded:
+        if on_network is not None:
+            on_network(config, arch)
+        figures = run_bench(arch, data, recipe, steps=steps, rounds=rounds,
+                            notebook_steps=notebook_steps, parallel_workers=parallel,
+                            data_dir=data_dir)
+        rows.append({"config": config, "params": arch.n_params(), "batch_size": recipe.batch_size,
+                     "dropout": arch.dropout, "dropout_kind": arch.dropout_kind,
+                     "device": describe_device(dev), "date": _time.strftime("%Y-%m-%d"),
+                     **figures})
+    return rows
+
+
+def train(config, *, epochs: int | None = None, last_n: int | None = None,
+          seed: int | None = None, batch_size: int | None = None, precision: str | None = None,
+          dropout_rng: str | None = None, eval_precision: str | None = None,
+          weights: str | None = None, seeds: int | None = None, jobs: int = 1,
+          data_dir: str | None = None, val_split: int = 0, split_seed: int = 0,
+          device: str = "auto", threads: int | None = None, on_start: Callable | None = None,
+          on_epoch: Callable | None = None, on_step: Callable | None = None,
+          on_seed: Callable | None = None) -> dict:
+    """Train one architecture file (a winner JSON carries its recipe, seed and threads), as
+    `nas-mnist train`; returns the run's summary (what `--json-out` writes).
+
+    `weights`: evaluate those weights on the test set instead (no training). `seeds`: train
+    on seeds 0..K-1 (`jobs` at a time) and return the per-seed scores. The callbacks only
+    show progress: `on_start(TrainPlan)`, `on_epoch(EpochStats)`, `on_step()`, `on_seed(run)`."""
+    import dataclasses as dc
+    from nas_mnist.engine.data import load_dataset
+    from nas_mnist.engine.device import resolve_device, set_threads
+    from nas_mnist.engine.evaluate import evaluate_candidate, evaluate_weights
+    from nas_mnist.errors import SpecError
+    from nas_mnist.spec.arch import load_arch
+    from nas_mnist.spec.recipe import Recipe
+    from nas_mnist.spec.score import default_last_n
+    if isinstance(config, dict):
+        arch, doc = _arch_of(config), config
+    else:
+        arch, doc = load_arch(config)
+    try:
+        stored = Recipe.from_dict(doc.get("recipe", {}))
+    except SpecError as err:
+        raise SpecError(f"{config}: {err}") from None
+    epochs = epochs or stored.epochs
+    # the file's last-N for the file's epochs; other epochs get the default for their length
+    last_n = last_n or (stored.last_n if epochs == stored.epochs else default_last_n(epochs))
+    if last_n > epochs:
+        raise ApiError(f"last_n {last_n} exceeds the {epochs} training epochs")
+    recipe = stored.replace(epochs=epochs, last_n=last_n, batch_size=batch_size,
+                            precision=precision, dropout_rng=dropout_rng,
+                            eval_precision=eval_precision)
+    if seeds:
+        if seed is not None or weights:
+            raise ApiError("seeds trains new networks on seeds 0..K-1: leave out seed and "
+                           "weights")
+        return _train_seeds(arch, recipe, seeds, jobs=jobs, data_dir=data_dir,
+                            val_split=val_split, split_seed=split_seed, device=device,
+                            threads=threads, on_start=on_start, on_seed=on_seed)
+    if jobs != 1:
+        raise ApiError("jobs needs seeds")
+    dev = resolve_device(device)
+    set_threads(threads or doc.get("threads"))  # a winner's threads: its CPU numerics
+    data = load_dataset(data_dir, val_split=val_split, seed=split_seed).to(dev)
+    data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
+    if weights:
+        norm = doc.get("normalisation") or {}
+        if norm.get("mean") is not None and norm.get("std") is not None:
+            # the statistics these weights were trained with, not this loader's
+            data = dc.replace(data, mean=float(norm["mean"]), std=float(norm["std"]))
+        return {**evaluate_weights(arch, data, weights, recipe), "data": data}
+    seed = seed if seed is not None else int(doc.get("seed", 0))
+    if on_start is not None:
+        on_start(TrainPlan(arch, recipe, seed, data, dev))
+    run = evaluate_candidate(arch, recipe, data, seed=seed, on_epoch=on_epoch, on_step=on_step)
+    return run.summary(data)
+
+
+def _train_seeds(arch, recipe, seeds: int, *, jobs, data_dir, val_split, split_seed, device,
+                 threads, on_start, on_seed) -> dict:
+    from nas_mnist.engine.data import load_dataset
+    from nas_mnist.engine.device import resolve_device
+    from nas_mnist.results.confirm import confirm_seeds
+    data = load_dataset(data_dir, val_split=val_split, seed=split_seed)
+    data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
+    if on_start is not None:
+        on_start(TrainPlan(arch, recipe, 0, data, resolve_device(device)))
+    run, = confirm_seeds([(None, arch.to_dict(), recipe.to_dict())], seeds,
+                         data_dir=data_dir, val_split=val_split, split_seed=split_seed,
+                         device=device, jobs=jobs, threads=threads, on_done=on_seed)
+    return {**run, "data_checksum": data.checksum}
+
+
+@dataclass
+class Prediction:
+    names: list[str]  # one per image ("file.png", "images.idx[3]", "array[3]")
+    predicted: "np.ndarray"  # class indices
+    accuracy: float | None = None  # percent, when labels were given
+
+
+def predict(model, images, labels=None) -> Prediction:
+    """Class predictions of an exported model (.onnx, .torchscript.pt or a winner .json) for
+    image files (one IDX file or PNGs) or an array of [0, 1] images, N x 1 x 28 x 28, as
+    `nas-mnist predict`; `labels` (an IDX labels file or an array) adds the accuracy."""
+    import numpy as np
+    from nas_mnist.engine.data import read_idx
+    from nas_mnist.results.deploy import load_model, read_images
+    loaded = load_model(Path(model))
+    if isinstance(images, np.ndarray):
+        names = [f"array[{i}]" for i in range(len(images))]
+        predicted = loaded.predict(images.astype(np.float32))
+    else:
+        names, array = read_images([str(p) for p in images])
+        predicted = loaded.predict(array)
+    accuracy = None
+    if labels is not None:
+        truth = labels if isinstance(labels, np.ndarray) else read_idx(Path(labels))[0]
+        if np.ndim(truth) != 1:
+            given = "the array" if isinstance(labels, np.ndarray) else str(labels)
+            raise ApiError(f"labels must be one class per image, shape (N,); {given} has "
+                           f"shape {np.shape(truth)} (an images file?)")
+        if len(truth) != len(predicted):
+            raise ApiError(f"labels holds {len(truth):,} labels for {len(predicted):,} images")
+        accuracy = 100.0 * int((np.asarray(truth) == predicted).sum()) / len(predicted)
+    return Prediction(names, predicted, accuracy)
+
+
+def load_winner(path) -> "torch.nn.Module":
+    """An exported winner JSON (weights beside it) as an `nn.Module` taking raw [0, 1] images."""
+    from nas_mnist.results.deploy import DeployError, deployable
+    from nas_mnist.spec.arch import load_arch
+    path = Path(path)
+    arch, doc = load_arch(path)
+    weights = path.with_name((doc.get("weights") or {}).get("file", path.stem + ".pt"))
+    norm = doc.get("normalisation") or {}
+    if norm.get("mean") is None:
+        raise DeployError(f"{path} records no normalisation statistics (export it again)")
+    return deployable(arch, weights, norm["mean"], norm["std"])

@@ -1,0 +1,253 @@
+"""`search`: run or resume a study, as `nas-mnist search`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from nas_mnist.api.errors import ApiError
+from nas_mnist.errors import NasMnistError
+from nas_mnist.api.study import Study
+
+# What a study *is*, for a new one; a resumed or joined study keeps its own (None: unset).
+STUDY_DEFAULTS = {"budget": 10_000, "space": "default", "epochs": 15, "objective": "min",
+                  "objectives": "score", "val_split": 0, "split_seed": 0}
+
+
+def search(*, budget: int | None = None, max_macs: int | None = None,
+           max_ram: int | None = None,
+           min_params: int | None = None, max_activations: int | None = None,
+           space: str | None = None, study: str = "default", storage: str | None = None,
+           trials: int = 20, timeout: float | None = None, seed: int = 0, sampler: str = "tpe",
+           train_seed: int = 0, jobs: int | str = "auto", epochs: int | None = None,
+           last_n: int | None = None, objective: str | None = None,
+           objectives: str | None = None, prune: str = "asha",
+           prune_opt: Sequence[str] | dict = (), enqueue: Sequence[str] = (),
+           warm_start: str | Sequence[str] = "auto", artifacts: str | None = None,
+           data_dir: str | None = None, val_split: int | None = None,
+           split_seed: int | None = None, device: str = "auto", threads: int | None = None,
+           confirm_top: int = 0, confirm_seeds: int = 3,
+           progress: bool | str = "auto", log: Callable[[str], None] | None = print) -> "Study":
+    """Run or resume a study (`nas-mnist search`) and return it.
+
+    What a study is (budget, limits, space, epochs, last-N, objective(s), split and its seed)
+    is stored with it: left unset (None), a resumed study, or a worker joining it from another
+    machine with only `study` and `storage`, takes the stored values; a new study takes
+    STUDY_DEFAULTS (and the size floor and cost limit defaults). A value given that differs
+    from the stored one is refused.
+
+    `confirm_top`, `confirm_seeds`: keep the study's top K (by the mean over seeds) trained
+    on S training seeds each, inside the search; the study then ranks by that mean.
+
+    `warm_start`: "auto" (the packaged prior and the studies in ./studies on the same data),
+    "none" (a cold search) or prior files. `progress`: "auto" (a live block on a terminal, one
+    updating bar in a notebook, log lines otherwise), False for none. `log` receives the header
+    lines (None: silent)."""
+    from nas_mnist.engine.device import auto_jobs, resolve_device
+    from nas_mnist.searcher.prior import load_prior
+    from nas_mnist.searcher.settings import SearchSettings
+    from nas_mnist.searcher.storage import default_artifacts, default_storage
+    from nas_mnist.searcher.study import load_search_data, preflight
+    say = log or (lambda line: None)
+    url = storage or default_storage(study)
+    dev = resolve_device(device)
+    if jobs == "auto":
+        jobs = auto_jobs(dev)
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ApiError(f"jobs must be 'auto' or an integer >= 1, got {jobs!r}")
+    from nas_mnist.engine.device import check_parallel
+    check_parallel(jobs, "jobs")
+    if threads is not None:
+        check_parallel(threads, "threads")
+    warm = (warm_start,) if isinstance(warm_start, (str, Path)) else tuple(warm_start)
+    warm = tuple(str(w) for w in warm)
+    if not warm or (len(warm) > 1 and ("none" in warm or "auto" in warm)):
+        raise ApiError("warm_start takes 'auto', 'none', or prior files (not mixed)")
+    given = dict(budget=budget, space=space, epochs=epochs, objective=objective,
+                 objectives=objectives, val_split=val_split, split_seed=split_seed,
+                 last_n=last_n, max_macs=max_macs, max_ram=max_ram, min_params=min_params,
+                 max_activations=max_activations)
+    own = _study_own(study, url, given)
+    settings = SearchSettings(
+        study=study, storage=url, space=own["space"], budget=own["budget"],
+        max_macs=own["max_macs"], max_ram=own["max_ram"], min_params=own["min_params"],
+        max_activations=own["max_activations"], warm_start=warm,
+        epochs=own["epochs"], last_n=own["last_n"], objective=own["objective"],
+        objectives=own["objectives"],
+        trials=trials, timeout=timeout, seed=seed, sampler=sampler, train_seed=train_seed,
+        jobs=jobs, threads=threads, device=device, data_dir=data_dir,
+        val_split=own["val_split"], split_seed=own["split_seed"], prune=prune,
+        prune_options=_prune_options(prune_opt),
+        artifacts=artifacts or default_artifacts(url, study), confirm_top=confirm_top,
+        confirm_seeds=confirm_seeds)
+    # Everything that can be checked without the storage is checked before touching it.
+    space_ = preflight(settings)
+    enqueued = [_load_enqueued(path) for path in enqueue]
+    for source in warm:
+        if source not in ("auto", "none"):
+            load_prior(source)  # a missing or malformed file stops here
+    data = load_search_data(settings)
+    for arch, _ in enqueued:
+        data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
+    if Path(settings.artifacts).exists() and not Path(settings.artifacts).is_dir():
+        raise ApiError(f"artifacts {settings.artifacts} is a file, not a folder")
+    return _run(settings, space_, data, enqueued, say, progress)
+
+
+def _study_own(study: str, url: str, given: dict) -> dict:
+    """The study-defining values: those given, else the stored study's, else the defaults."""
+    from nas_mnist.searcher.study import stored_meta
+    stored = stored_meta(study, url)
+    out = dict(given)
+    if stored is None:
+        for key, value in STUDY_DEFAULTS.items():
+            if out[key] is None:
+                out[key] = value
+        return out
+    for key in ("budget", "epochs", "objective", "objectives", "val_split", "last_n",
+                "max_macs", "max_ram"):
+        if out[key] is None:
+            out[key] = getattr(stored, key)
+    if out["split_seed"] is None:
+        out["split_seed"] = stored.split_seed or 0
+    if out["space"] is None:
+        out["space"] = _space_of(stored)
+    # min_params and max_activations left None are resolved against the stored study later
+    return out
+
+
+def _space_of(stored) -> str:
+    """The packaged space file with the stored study's content (digest)."""
+    from nas_mnist.searcher.space import packaged_space_with
+    name = packaged_space_with(stored.space_digest)
+    if name is not None:
+        return name
+    raise ApiError(f"the study was made with space {stored.space!r} (digest "
+                   f"{stored.space_digest}), which is not a packaged space: pass its file as "
+                   f"space (--space PATH)")
+
+
+def _prune_options(opts) -> tuple[tuple[str, str], ...]:
+    pairs = opts.items() if isinstance(opts, dict) else [str(o).partition("=")[::2] for o in opts]
+    out = []
+    for key, value in pairs:
+        if not key:
+            raise ApiError(f"prune_opt takes KEY=VALUE pairs, got {opts!r}")
+        out.append((str(key).strip(), str(value).strip()))
+    return tuple(out)
+
+
+def _load_enqueued(path):
+    from nas_mnist.spec.arch import load_arch
+    from nas_mnist.spec.recipe import Recipe
+    arch, doc = load_arch(path)
+    return arch, Recipe.from_dict(doc["recipe"]) if "recipe" in doc else None
+
+
+def _study_exists(url: str, name: str) -> bool:
+    """Whether `name` is already in the storage (read-only; a missing file is no study)."""
+    import optuna
+    from nas_mnist.searcher.storage import open_storage, sqlite_path
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return False
+    try:
+        storage = open_storage(url, create=False, read_only=path is not None)
+        return name in optuna.get_all_study_names(storage)
+    except NasMnistError:
+        return False  # create_or_resume says in one line what is wrong with the storage
+
+
+def _run(settings, space, data, enqueued, say, progress) -> "Study":
+    from nas_mnist.engine.data import describe_data
+    from nas_mnist.searcher.prior import (PACKAGED_PRIOR, Limits, describe_rung_prior,
+                                        load_prior)
+    from nas_mnist.searcher.record import StudyMeta
+    from nas_mnist.searcher.storage import mask_url, study_lock
+    from nas_mnist.searcher.study import (create_or_resume, enqueue_config, n_trained, run_search,
+                                        warm_start)
+    # Creating or joining, with the warm start and the enqueued configurations, is one step:
+    # a second search started in the same second joins the study the first one made.
+    with study_lock(settings.storage):
+        new = not _study_exists(settings.storage, settings.study)
+        study, notes = create_or_resume(settings, space, data)
+        meta = StudyMeta.from_study(study)
+        notes += warm_start(study, settings, space, meta)
+        limits = Limits(meta.budget, meta.min_params, meta.max_macs, meta.max_activations,
+                        meta.max_ram)
+        for arch, recipe in enqueued:
+            how = enqueue_config(study, arch, recipe, space)
+            notes.append({None: f"already in the study, not enqueued again: {arch.describe()}",
+                          "sampled": f"enqueued {arch.describe()} as a sample of space "
+                                     f"{space.name} (the sampler learns from its result)",
+                          "fixed": f"enqueued {arch.describe()} as a fixed configuration: "
+                                   f"space {space.name} cannot express it, so the sampler "
+                                   f"learns nothing from it"}[how])
+            refusal = limits.refusal(arch)
+            if refusal and how:
+                notes.append(f"{arch.describe()} is {refusal}: it will be refused, not trained")
+    kind = "score" if meta.objectives == "score" else "score and parameters"
+    say(f"study {settings.study!r} at {mask_url(settings.storage)} "
+        f"({'new' if new else 'resumed'}, {kind}): budget {settings.budget:,}"
+        + (f" parameters and {meta.max_macs:,} MACs" if meta.max_macs else "") + ", "
+        f"space {space.name}, score = {meta.objective} of the last {meta.last_n} of "
+        f"{meta.epochs} epochs on {meta.eval_split}, {describe_data(data)}")
+    say("limits: " + ", ".join(
+        [f"size floor {meta.min_params:,} parameters" if meta.min_params else "no size floor",
+         f"at most {meta.max_activations:,} activations per image" if meta.max_activations
+         else "no activation limit"]
+        + ([f"peak RAM at most {meta.max_ram:,} B at int8"] if meta.max_ram else []))
+        + " (refused before training)")
+    cost = _calibrate(settings, data, space)
+    say(f"cost model: {cost.describe()}")
+    say(f"stopping rule {meta.rule}; {settings.jobs} worker(s); "
+        f"{n_trained(study)} of {settings.trials} networks trained so far")
+    if meta.rule and meta.rule.startswith("asha") and meta.objectives == "score" \
+            and "prior=0" not in meta.rule:
+        say("rungs: " + describe_rung_prior(load_prior(PACKAGED_PRIOR),
+                                            data_checksum=meta.data_checksum,
+                                            epochs=meta.epochs, budget=meta.budget))
+    for note in notes:
+        say(note)
+    display = _progress(progress, meta, settings, cost)
+    try:
+        run_search(settings, study, data=data,
+                   on_progress=display.update if display is not None else None)
+    finally:
+        if display is not None:
+            display.update(study)
+            display.close()
+    return Study(study, settings.storage)
+
+
+def _progress(progress, meta, settings, cost):
+    from nas_mnist.results.progress import LiveProgress, NotebookProgress, in_notebook
+    if progress is False or progress is None:
+        return None
+    deadline = time.time() + settings.timeout if settings.timeout else None
+    if progress == "auto" and in_notebook():
+        return NotebookProgress(meta, trials=settings.trials)
+    return LiveProgress(sys.stderr, meta, trials=settings.trials, jobs=settings.jobs,
+                        deadline=deadline, cost=cost)
+
+
+def _calibrate(settings, data, space):
+    """The cost model, timed with the threads each worker will have, in the precision the
+    space's recipe trains in here."""
+    import torch
+    from nas_mnist.engine.costmodel import calibrate
+    from nas_mnist.engine.device import cpu_cores, resolve_precision
+    dim = space.recipe.get("precision")
+    precision = dim.fixed if dim is not None and dim.is_fixed else "fp32"
+    device = data.train_x.device
+    before = torch.get_num_threads()
+    torch.set_num_threads(settings.threads or max(1, cpu_cores() // settings.jobs))
+    try:
+        return calibrate(device, n_train=len(data.train_x), n_eval=len(data.eval_x),
+                         bf16=resolve_precision(precision, device) == "bf16")
+    finally:
+        torch.set_num_threads(before)
+
+
