@@ -171,7 +171,7 @@ def _train_seeds(arch, recipe, seeds: int, *, jobs, data_dir, val_split, split_s
                  threads, on_start, on_seed) -> dict:
     from nas_mnist.engine.data import load_dataset
     from nas_mnist.engine.device import resolve_device
-    from nas_mnist.results.confirm import confirm_seeds
+    from nas_mnist.engine.seeds import confirm_seeds
     data = load_dataset(data_dir, val_split=val_split, seed=split_seed)
     data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
     if on_start is not None:

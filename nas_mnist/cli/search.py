@@ -9,7 +9,6 @@ from nas_mnist.cli.common import (UsageError, add_data_flags, add_storage_flags,
 
 DEFAULT_MAX_ACTIVATIONS = 210_000  # nas_mnist.searcher.settings (not imported: --help stays light)
 
-PRUNE_RULES = ("asha", "percentile", "none")  # registered in nas_mnist.searcher.stopping
 
 
 def add_parsers(sub) -> None:
@@ -63,7 +62,8 @@ def add_parsers(sub) -> None:
                    help="score: maximise it under the budget (default); score,params: also "
                         "minimise parameters; score,ram: also minimise peak RAM at int8 "
                         "(two-objective studies)")
-    p.add_argument("--prune", choices=PRUNE_RULES, default="asha",
+    from nas_mnist.searcher.stopping import RULES  # the registry (a light module)
+    p.add_argument("--prune", choices=list(RULES), default="asha",
                    help="stopping rule for trailing trials (asha, default)")
     p.add_argument("--prune-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a stopping-rule option, e.g. rungs=2,6 eta=4 min_peers=5 for asha; "

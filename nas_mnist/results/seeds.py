@@ -76,7 +76,8 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
     `reuse` file."""
     from nas_mnist.engine.data import load_dataset
     from nas_mnist.engine.device import resolve_device
-    from nas_mnist.results.confirm import confirm_seeds, reusable_run, runs_to_keep
+    from nas_mnist.engine.seeds import confirm_seeds
+    from nas_mnist.results.confirm import reusable_run, runs_to_keep
     from nas_mnist.results.export import check_data
     from nas_mnist.results.ranking import feasible, study_meta
     resolve_device(device)
