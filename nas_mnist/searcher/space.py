@@ -85,6 +85,9 @@ class Dim:
         name = name or self.name
         if self.is_fixed:
             return self.fixed
+        choose = getattr(trial, "choose", None)  # a stand-in trial that picks by the key
+        if choose is not None:
+            return choose(self)
         if self.choices is not None:
             return trial.suggest_categorical(name, list(self.choices))
         if isinstance(self.low, int) and isinstance(self.high, int):
@@ -296,41 +299,39 @@ def _check_values(space: SearchSpace) -> None:
     smallest_arch(space)
 
 
-class _MinTrial:
-    """A stand-in trial that picks, for each dimension, the value given by `pick`."""
-
-    def __init__(self, pick):
-        self.pick = pick
-
-    def suggest_categorical(self, name, choices):
-        return self.pick(name, choices)
-
-    def suggest_int(self, name, low, high, log=False):
-        return self.pick(name, [low, high])
-
-    def suggest_float(self, name, low, high, log=False):
-        return self.pick(name, [low, high])
+def _no_first(values: list):
+    return False if False in values else values[0]
 
 
-def _smallest_value(name: str, choices: list):
-    if name.endswith(("_conv1x1", "_mid_act")) or name == "batch_norm":
-        return False if False in choices else choices[0]
-    if name.endswith("_kind"):  # a separable conv has the fewest parameters
-        return next((k for k in ("separable", "full") if k in choices), choices[0])
-    if name.endswith("_groups"):
-        return max(choices)
-    if name.endswith("_pad"):
-        return max(choices)  # padding costs no parameters and keeps the map alive
-    if name == "head":
-        return choices[0]
-    numeric = [c for c in choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
-    return min(numeric) if numeric else choices[0]
+# How the smallest network picks a key's value, by space key; any other key takes its least
+# number (widths, counts, rates) or its first choice.
+SMALLEST = {
+    "transition_conv": _no_first, "mid_act": _no_first, "batch_norm": _no_first,
+    "conv_kind": lambda values: next((k for k in ("separable", "full") if k in values),
+                                     values[0]),  # a separable conv has the fewest parameters
+    "groups": max,  # more groups, fewer parameters
+    "first_stage_pad": max, "later_stage_pad": max,  # no parameters, and keeps maps alive
+    "head": lambda values: values[0],
+}
+
+
+def _least(values: list):
+    numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return min(numeric) if numeric else values[0]
+
+
+class _SmallestTrial:
+    """A stand-in trial that gives each dimension the value of SMALLEST for its key."""
+
+    def choose(self, dim: Dim):
+        values = list(dim.choices) if dim.choices is not None else [dim.low, dim.high]
+        return SMALLEST.get(dim.name, _least)(values)
 
 
 def smallest_arch(space: SearchSpace) -> ArchConfig:
     """The configuration of the space with the fewest parameters (every count at its minimum)."""
     try:
-        return suggest_arch(_MinTrial(_smallest_value), space)
+        return suggest_arch(_SmallestTrial(), space)
     except (ValueError, TypeError) as err:
         raise SpaceError(f"search space {space.name}: its smallest network is invalid: {err}")
 
