@@ -101,6 +101,27 @@ def test_cost_model_is_calibrated_on_this_machine_and_grows_with_activations():
     assert "calibrated here: cpu, 1 thread" in model.describe()
 
 
+def test_a_stall_while_calibrating_does_not_flatten_the_cost_model(monkeypatch):
+    """Another process held the core while the smallest network was timed: the header said
+    's/epoch ~ 806.8 + 0.000 x K activations'."""
+    from nas_mnist.engine import costmodel
+    rounds = iter([[0.9, 0.2, 0.5], [0.1, 0.25, 0.6]])  # seconds per step: a stall, a re-take
+    calls = []
+
+    def fake(arch, device, **kw):
+        calls.append(arch)
+        if len(calls) % 3 == 1:
+            fake.current = next(rounds)
+        return fake.current[(len(calls) - 1) % 3]
+
+    monkeypatch.setattr(costmodel, "_step_seconds", fake)
+    model = calibrate(torch.device("cpu"), n_train=6000, n_eval=1000, steps=1, bf16=False)
+    assert len(calls) == 6  # timed again once: the timings fell with size
+    assert model.slope > 0
+    assert model.epoch_seconds(150_000) > 4 * model.epoch_seconds(20_000)
+    assert " + 0.000 x K" not in model.describe()
+
+
 def test_cost_model_epoch_scales_with_the_data():
     m = CostModel(1e-4, 1e-9, n_train=60_000, n_eval=10_000, threads=1, device="cpu")
     assert m.epoch_seconds(0) == pytest.approx(1e-4 * (60_000 + 10_000 / 3))
