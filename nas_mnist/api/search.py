@@ -11,24 +11,23 @@ from nas_mnist.api.errors import ApiError
 from nas_mnist.errors import NasMnistError
 from nas_mnist.api.study import Study
 
-# What a study *is*, for a new one; a resumed or joined study keeps its own (None: unset).
-STUDY_DEFAULTS = {"budget": 10_000, "space": "default", "epochs": 15, "objective": "min",
-                  "objectives": "score", "val_split": 0, "split_seed": 0}
+from nas_mnist.searcher.defaults import RUN_DEFAULTS as RUN, STUDY_DEFAULTS
 
 
 def search(*, budget: int | None = None, max_macs: int | None = None,
            max_ram: int | None = None,
            min_params: int | None = None, max_activations: int | None = None,
            space: str | None = None, study: str = "default", storage: str | None = None,
-           trials: int = 20, timeout: float | None = None, seed: int = 0, sampler: str = "tpe",
-           train_seed: int = 0, jobs: int | str = "auto", epochs: int | None = None,
+           trials: int = RUN["trials"], timeout: float | None = None, seed: int = RUN["seed"],
+           sampler: str = RUN["sampler"], train_seed: int = RUN["train_seed"],
+           jobs: int | str = RUN["jobs"], epochs: int | None = None,
            last_n: int | None = None, objective: str | None = None,
-           objectives: str | None = None, prune: str = "asha",
+           objectives: str | None = None, prune: str = RUN["prune"],
            prune_opt: Sequence[str] | dict = (), enqueue: Sequence[str] = (),
-           warm_start: str | Sequence[str] = "auto", artifacts: str | None = None,
+           warm_start: str | Sequence[str] = RUN["warm_start"], artifacts: str | None = None,
            data_dir: str | None = None, val_split: int | None = None,
            split_seed: int | None = None, device: str = "auto", threads: int | None = None,
-           confirm_top: int = 0, confirm_seeds: int = 3,
+           confirm_top: int = RUN["confirm_top"], confirm_seeds: int = RUN["confirm_seeds"],
            progress: bool | str = "auto", log: Callable[[str], None] | None = print) -> "Study":
     """Run or resume a study (`nas-mnist search`) and return it.
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from nas_mnist.cli.common import (UsageError, add_data_flags, add_storage_flags, non_negative,
                                   positive, seed, storage_url)
 
-DEFAULT_MAX_ACTIVATIONS = 210_000  # nas_mnist.searcher.settings (not imported: --help stays light)
+from nas_mnist.searcher.defaults import DEFAULT_MAX_ACTIVATIONS, RUN_DEFAULTS as RUN
 
 
 
@@ -33,22 +33,22 @@ def add_parsers(sub) -> None:
     p.add_argument("--space", default=None,
                    help="search-space name in search_spaces/ or a YAML path (default: the "
                         "focused space; wide: the whole family)")
-    p.add_argument("--warm-start", nargs="+", default=["auto"], metavar="auto|none|FILE",
+    p.add_argument("--warm-start", nargs="+", default=[RUN["warm_start"]], metavar="auto|none|FILE",
                    help="enqueue the best few known configurations that fit first: auto (the "
                         "packaged prior and the studies in studies/ on the same data; default),"
                         " none (a cold search), or prior files from benchmarks/build_prior.py")
     add_storage_flags(p, required_study=False)
-    p.add_argument("--trials", type=positive(), default=20,
+    p.add_argument("--trials", type=positive(), default=RUN["trials"],
                    help="trained networks wanted in the study in total; refused samples "
                         "do not count (20)")
     p.add_argument("--timeout", type=positive(float), metavar="SECONDS",
                    help="stop starting trials after this many seconds")
-    p.add_argument("--seed", type=seed, default=0, help="sampler seed (0)")
-    p.add_argument("--sampler", choices=["tpe", "random"], default="tpe",
+    p.add_argument("--seed", type=seed, default=RUN["seed"], help="sampler seed (0)")
+    p.add_argument("--sampler", choices=["tpe", "random"], default=RUN["sampler"],
                    help="tpe: multivariate TPE that learns the budget constraint (default)")
-    p.add_argument("--train-seed", type=seed, default=0,
+    p.add_argument("--train-seed", type=seed, default=RUN["train_seed"],
                    help="training seed of every trial (0)")
-    p.add_argument("--jobs", default="auto", metavar="K|auto",
+    p.add_argument("--jobs", default=RUN["jobs"], metavar="K|auto",
                    help="worker processes (auto: one one-thread worker per CPU core, one "
                         "worker on a GPU)")
     p.add_argument("--epochs", type=positive(), default=None,
@@ -63,17 +63,17 @@ def add_parsers(sub) -> None:
                         "minimise parameters; score,ram: also minimise peak RAM at int8 "
                         "(two-objective studies)")
     from nas_mnist.searcher.stopping import RULES  # the registry (a light module)
-    p.add_argument("--prune", choices=list(RULES), default="asha",
+    p.add_argument("--prune", choices=list(RULES), default=RUN["prune"],
                    help="stopping rule for trailing trials (asha, default)")
     p.add_argument("--prune-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a stopping-rule option, e.g. rungs=2,6 eta=4 min_peers=5 for asha; "
                         "may repeat")
     p.add_argument("--enqueue", action="append", default=[], metavar="CONFIG.json",
                    help="seed a known configuration (runs once); may repeat")
-    p.add_argument("--confirm-top", type=non_negative, default=0, metavar="K",
+    p.add_argument("--confirm-top", type=non_negative, default=RUN["confirm_top"], metavar="K",
                    help="select on several seeds: keep the study's top K trained on "
                         "--confirm-seeds training seeds each, and rank by their mean (0: off)")
-    p.add_argument("--confirm-seeds", type=positive(), default=3, metavar="S",
+    p.add_argument("--confirm-seeds", type=positive(), default=RUN["confirm_seeds"], metavar="S",
                    help="training seeds of a confirmed trial, its own included (3)")
     p.add_argument("--artifacts", help="folder for per-trial weights "
                                        "(default: studies/<study>.artifacts)")

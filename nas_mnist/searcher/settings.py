@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from nas_mnist.engine.data import Dataset
 from nas_mnist.errors import NasMnistError
+from nas_mnist.searcher.defaults import (DEFAULT_MAX_ACTIVATIONS, MIN_PARAMS_FRACTION,
+                                         RUN_DEFAULTS as RUN, STUDY_DEFAULTS as STUDY)
 from nas_mnist.searcher.record import StudyMeta
 from nas_mnist.searcher.space import SearchSpace
 from nas_mnist.searcher.stopping import StopRule, make_rule
@@ -19,15 +21,6 @@ class SettingsError(NasMnistError):
     """Search settings that cannot work (caught before the storage is touched)."""
 
 
-# Defaults derived from the shipped studies (findings/search-economy.md, sections 1c and 3):
-# every 5-seed-confirmed winner has at least 0.68 of its budget in parameters (trial 52: 0.94,
-# trial 34: 0.68, the 4,000 winner trial 81: 0.83), and half the budget is the floor below which
-# no network ever reached 99.3 % under 10,000; the five best networks on 5 seeds have at most
-# 201,370 activations per image (trial 46), so the default cost limit refuses none of them.
-MIN_PARAMS_FRACTION = 0.5
-DEFAULT_MAX_ACTIVATIONS = 210_000
-
-
 def default_min_params(budget: int, objectives: str) -> int:
     """The size floor: half the budget in a single-objective study; none in a two-objective
     one (its front should reach the small end)."""
@@ -38,33 +31,33 @@ def default_min_params(budget: int, objectives: str) -> int:
 class SearchSettings:
     study: str
     storage: str
-    space: str = "default"
-    budget: int = 10_000
+    space: str = STUDY["space"]
+    budget: int = STUDY["budget"]
     max_macs: int | None = None
     max_ram: int | None = None  # peak activation memory at int8 in bytes (None: no limit)
     min_params: int | None = None  # None: default_min_params; 0: no floor
     max_activations: int | None = None  # None: DEFAULT_MAX_ACTIVATIONS; 0: no limit
     warm_start: tuple[str, ...] = ("auto",)  # "auto", "none" or prior files
-    epochs: int = 15
+    epochs: int = STUDY["epochs"]
     last_n: int | None = None  # None: spec.score.default_last_n(epochs) (3 of 15, 1 under 10)
-    objective: str = "min"  # min or mean of the last-N accuracies
-    objectives: str = "score"  # "score" (budget as a constraint) or "score,params"
-    trials: int = 20  # trained networks wanted in the study (refused samples do not count)
+    objective: str = STUDY["objective"]  # min or mean of the last-N accuracies
+    objectives: str = STUDY["objectives"]  # "score" (budget as a constraint), "score,params"
+    trials: int = RUN["trials"]  # trained networks wanted in the study (refusals do not count)
     timeout: float | None = None  # seconds
-    seed: int = 0  # sampler seed
-    sampler: str = "tpe"  # tpe (constraint-aware, multivariate) or random
-    train_seed: int = 0
+    seed: int = RUN["seed"]  # sampler seed
+    sampler: str = RUN["sampler"]  # tpe (constraint-aware, multivariate) or random
+    train_seed: int = RUN["train_seed"]
     jobs: int = 1
     threads: int | None = None  # per worker; default: the cores shared out
     device: str = "auto"
     data_dir: str | None = None
-    val_split: int = 0
-    split_seed: int = 0  # draws the validation split: a study's own, not the sampler's seed
-    prune: str = "asha"
+    val_split: int = STUDY["val_split"]
+    split_seed: int = STUDY["split_seed"]  # draws the validation split: a study's own, not the sampler's seed
+    prune: str = RUN["prune"]
     prune_options: tuple[tuple[str, str], ...] = ()
     artifacts: str | None = None  # folder for per-trial weights (None: keep none)
-    confirm_top: int = 0  # keep the top K trained on confirm_seeds seeds (0: one seed)
-    confirm_seeds: int = 3  # training seeds per confirmed trial, its own included
+    confirm_top: int = RUN["confirm_top"]  # keep the top K on confirm_seeds seeds (0: off)
+    confirm_seeds: int = RUN["confirm_seeds"]  # seeds per confirmed trial, its own included
 
     def rule(self) -> StopRule:
         return make_rule(self.prune, dict(self.prune_options)).fit(self.epochs)
