@@ -122,17 +122,20 @@ def train(config, *, epochs: int | None = None, last_n: int | None = None,
     from nas_mnist.engine.device import resolve_device, set_threads
     from nas_mnist.engine.evaluate import evaluate_candidate, evaluate_weights
     from nas_mnist.errors import SpecError
-    from nas_mnist.spec.arch import load_arch
     from nas_mnist.spec.recipe import Recipe
     from nas_mnist.spec.score import default_last_n
+    from nas_mnist.spec.winner import WinnerFile
     if isinstance(config, dict):
         arch, doc = _arch_of(config), config
+        try:
+            stored = Recipe.from_dict(doc.get("recipe", {}))
+        except SpecError as err:
+            raise SpecError(f"config: {err}") from None
+        seed_of, threads_of, norm = int(doc.get("seed", 0)), doc.get("threads"), None
     else:
-        arch, doc = load_arch(config)
-    try:
-        stored = Recipe.from_dict(doc.get("recipe", {}))
-    except SpecError as err:
-        raise SpecError(f"{config}: {err}") from None
+        winner = WinnerFile.read(config)
+        arch, stored, norm = winner.arch, winner.recipe, winner.normalisation
+        seed_of, threads_of = winner.seed, winner.threads
     epochs = epochs or stored.epochs
     # the file's last-N for the file's epochs; other epochs get the default for their length
     last_n = last_n or (stored.last_n if epochs == stored.epochs else default_last_n(epochs))
@@ -151,16 +154,14 @@ def train(config, *, epochs: int | None = None, last_n: int | None = None,
     if jobs != 1:
         raise ApiError("jobs needs seeds")
     dev = resolve_device(device)
-    set_threads(threads or doc.get("threads"))  # a winner's threads: its CPU numerics
+    set_threads(threads or threads_of)  # a winner's threads: its CPU numerics
     data = load_dataset(data_dir, val_split=val_split, seed=split_seed).to(dev)
     data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
     if weights:
-        norm = doc.get("normalisation") or {}
-        if norm.get("mean") is not None and norm.get("std") is not None:
-            # the statistics these weights were trained with, not this loader's
-            data = dc.replace(data, mean=float(norm["mean"]), std=float(norm["std"]))
+        if norm is not None:  # the statistics these weights were trained with, not this loader's
+            data = dc.replace(data, mean=norm[0], std=norm[1])
         return {**evaluate_weights(arch, data, weights, recipe), "data": data}
-    seed = seed if seed is not None else int(doc.get("seed", 0))
+    seed = seed if seed is not None else seed_of
     if on_start is not None:
         on_start(TrainPlan(arch, recipe, seed, data, dev))
     run = evaluate_candidate(arch, recipe, data, seed=seed, on_epoch=on_epoch, on_step=on_step)
@@ -218,12 +219,5 @@ def predict(model, images, labels=None) -> Prediction:
 
 def load_winner(path) -> "torch.nn.Module":
     """An exported winner JSON (weights beside it) as an `nn.Module` taking raw [0, 1] images."""
-    from nas_mnist.results.deploy import DeployError, deployable
-    from nas_mnist.spec.arch import load_arch
-    path = Path(path)
-    arch, doc = load_arch(path)
-    weights = path.with_name((doc.get("weights") or {}).get("file", path.stem + ".pt"))
-    norm = doc.get("normalisation") or {}
-    if norm.get("mean") is None:
-        raise DeployError(f"{path} records no normalisation statistics (export it again)")
-    return deployable(arch, weights, norm["mean"], norm["std"])
+    from nas_mnist.results.deploy import winner_module
+    return winner_module(Path(path))

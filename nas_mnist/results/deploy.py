@@ -21,7 +21,7 @@ from torch import nn
 from nas_mnist.engine.builder import build_model
 from nas_mnist.engine.data import Dataset
 from nas_mnist.engine.train import EVAL_BATCH, load_state
-from nas_mnist.errors import NasMnistError
+from nas_mnist.errors import NasMnistError, SpecError
 from nas_mnist.files import atomic_write
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.blocks import MAX_IMAGE_SIZE
@@ -287,7 +287,7 @@ def load_model(path: Path) -> LoadedModel:
                                tuple(json.loads(extra["input_shape.json"])))
         if name.endswith(".json"):
             return _load_winner(path)
-    except DeployError:
+    except (DeployError, SpecError):  # their messages name the file already
         raise
     except Exception as err:  # each runtime raises its own kinds for a corrupt file
         raise DeployError(f"cannot load model {path}: "
@@ -301,14 +301,20 @@ def _no_grad(module, x: np.ndarray) -> np.ndarray:
         return module(torch.from_numpy(x)).numpy()
 
 
-def _load_winner(path: Path) -> LoadedModel:
-    from nas_mnist.spec.arch import load_arch
-    arch, doc = load_arch(path)
-    weights = path.with_name((doc.get("weights") or {}).get("file", path.stem + ".pt"))
-    norm = doc.get("normalisation") or {}
-    if norm.get("mean") is None:
+def winner_module(path: Path, winner=None) -> Normalised:
+    """A winner file's network with its weights and normalisation: raw [0, 1] images in."""
+    from nas_mnist.spec.winner import WinnerFile
+    winner = winner or WinnerFile.read(path)
+    if winner.normalisation is None:
         raise DeployError(f"{path} records no normalisation statistics (export it again)")
-    model = deployable(arch, weights, norm["mean"], norm["std"])
+    return deployable(winner.arch, winner.weights_path, *winner.normalisation)
+
+
+def _load_winner(path: Path) -> LoadedModel:
+    from nas_mnist.spec.winner import WinnerFile
+    winner = WinnerFile.read(path)
+    model = winner_module(path, winner)
+    arch = winner.arch
     return LoadedModel(lambda x: _no_grad(model, x),
                        (arch.in_channels, arch.image_size, arch.image_size))
 

@@ -25,6 +25,7 @@ from nas_mnist.searcher.record import StudyMeta, TrialRecord
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.footprint import footprint
 from nas_mnist.spec.recipe import Recipe
+from nas_mnist.spec.winner import WinnerFile
 from nas_mnist.spec.score import last_n_score
 
 
@@ -151,6 +152,7 @@ def write_winner(doc: dict, out_dir: Path) -> Path:
     if not all(math.isfinite(a) for a in doc["metrics"][f"{doc['metrics']['eval_split']}_acc"]):
         raise ExportError(f"trial {doc['trial']} has a non-finite accuracy")
     write_text(path, json.dumps(doc, indent=2) + "\n")
+    WinnerFile.read(path)  # what every reader will check: a file written is a file that loads
     return path
 
 
