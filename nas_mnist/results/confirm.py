@@ -3,6 +3,7 @@ configuration, never dropped once paid for. The runs themselves: engine/seeds.py
 
 from __future__ import annotations
 
+import json
 import math
 
 from nas_mnist.errors import SpecError
@@ -72,27 +73,36 @@ def seed_run_problem(run: dict) -> str | None:
     return None
 
 
-def _canonical(arch: dict, recipe: dict) -> tuple[dict, dict] | None:
+def run_key(arch: dict, recipe: dict, *, data_checksum: str | None,
+            val_split: int | None) -> str | None:
+    """The canonical key of a configuration trained on a data set and split: what seed-run
+    reuse looks up (None: not a valid configuration, so never a match)."""
     try:
-        return ArchConfig.from_dict(arch).to_dict(), Recipe.from_dict(recipe).to_dict()
-    except SpecError:  # a run written by another version, or by hand: never a match
+        config = (ArchConfig.from_dict(arch).to_dict(), Recipe.from_dict(recipe).to_dict())
+    except (SpecError, TypeError, AttributeError):  # another version's run, or one by hand
         return None
+    return json.dumps([*config, data_checksum, val_split], sort_keys=True)
+
+
+def _key_of(run: dict) -> str | None:
+    if not (isinstance(run.get("arch"), dict) and isinstance(run.get("recipe"), dict)
+            and isinstance(run.get(f"{run.get('eval_split', 'test')}_acc"), list)):
+        return None  # without its configuration and curves a run cannot be checked
+    split = run.get("val_split", 0 if run.get("eval_split", "test") == "test" else None)
+    return run_key(run["arch"], run["recipe"], data_checksum=run.get("data_checksum"),
+                   val_split=split)
 
 
 def reusable_run(runs: list[dict], arch: dict, recipe: dict, seeds: int, *, val_split: int,
                  data_checksum: str) -> dict | None:
     """An earlier run of exactly this configuration on this data and split, on seeds
-    0..seeds-1 (cut to those), or None. Runs without their configuration never match."""
-    wanted = _canonical(arch, recipe)
+    0..seeds-1 (cut to those), or None: a lookup by `run_key`."""
+    wanted = run_key(arch, recipe, data_checksum=data_checksum, val_split=val_split)
+    index: dict[str, list[dict]] = {}
     for run in runs:
-        if not (isinstance(run.get("arch"), dict) and isinstance(run.get("recipe"), dict)
-                and isinstance(run.get(f"{run.get('eval_split', 'test')}_acc"), list)):
-            continue  # without its configuration and curves a run cannot be checked
-        if (run.get("seeds", [])[:seeds] == list(range(seeds))
-                and run.get("data_checksum") == data_checksum
-                and run.get("val_split", 0 if run.get("eval_split") == "test" else None)
-                == val_split
-                and _canonical(run["arch"], run["recipe"]) == wanted):
+        index.setdefault(_key_of(run), []).append(run)
+    for run in index.get(wanted, []) if wanted else []:
+        if run.get("seeds", [])[:seeds] == list(range(seeds)):
             return {k: v[:seeds] if k in _PER_SEED and isinstance(v, list) else v
                     for k, v in run.items() if k != "in_table"}
     return None
@@ -105,7 +115,8 @@ def runs_to_keep(earlier: list[dict], table: list[dict]) -> list[dict]:
         return (len(t.get("seeds", [])) >= len(e.get("seeds", []))
                 and t.get("val_split") == e.get("val_split")
                 and t.get("data_checksum") == e.get("data_checksum")
-                and _canonical(t["arch"], t["recipe"]) == _canonical(e["arch"], e["recipe"]))
+                and run_key(t["arch"], t["recipe"], data_checksum=None, val_split=None)
+                == run_key(e["arch"], e["recipe"], data_checksum=None, val_split=None))
     return [{**e, "in_table": False} for e in earlier
             if isinstance(e.get("arch"), dict) and isinstance(e.get("recipe"), dict)
             and not any(isinstance(t.get("arch"), dict) and holds(t, e) for t in table)]

@@ -453,7 +453,7 @@ def test_report_seeds_reuses_runs_of_the_same_configuration(study_dir, small_dat
                                                            capsys, monkeypatch):
     """Seed runs already paid for (an earlier report, `train --seeds --json-out`) are not
     trained again; a run of another recipe or with too few seeds is."""
-    import nas_mnist.results.confirm as confirm
+    import nas_mnist.engine.seeds as confirm
     root, url = study_dir
     study = optuna.load_study(study_name="r", storage=url)
     best, second = feasible(study)[0].number, feasible(study)[1].number
