@@ -89,16 +89,25 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
                           prior=load_prior(PACKAGED_PRIOR))
     trained, fails, refused = 0, 0, Counter()
     on_run = (lambda *_: on_trial(None)) if on_trial is not None else None
+
+    def confirm() -> bool:
+        """One confirmation run of a top trial, if one is due (selection on several seeds)."""
+        if not settings.confirm_top:
+            return False
+        try:
+            return confirm_one(study, settings.storage, data, top=settings.confirm_top,
+                               seeds=settings.confirm_seeds, train_seed=settings.train_seed,
+                               on_run=on_run)
+        except (AssertionError, optuna.exceptions.StorageInternalError, OSError) as err:
+            raise SearchError(f"cannot write the study to {mask_url(settings.storage)}: "
+                              f"{_root_cause(err)}") from None
+
     # `share` makes K local workers add exactly N networks; the global count stops workers
     # on other machines sharing the storage once the study has its N.
     while (trained < share and n_trained(study) < settings.trials
            and (deadline is None or time.time() < deadline)
            and (not queued_only or waiting(study))):
-        if settings.confirm_top and confirm_one(study, settings.storage, data,
-                                                top=settings.confirm_top,
-                                                seeds=settings.confirm_seeds,
-                                                train_seed=settings.train_seed,
-                                                on_run=on_run):
+        if confirm():
             continue  # a confirmation run of a top trial, before a new network
         last: list[TrialRecord] = []
         try:
@@ -125,10 +134,8 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
                               f"({_refusals(refused, meta)}): space {space.name} yields almost "
                               f"nothing trainable under these limits")
     # the study has its networks: confirm the final top K before leaving
-    while (settings.confirm_top and (deadline is None or time.time() < deadline)
-           and confirm_one(study, settings.storage, data, top=settings.confirm_top,
-                           seeds=settings.confirm_seeds, train_seed=settings.train_seed,
-                           on_run=on_run)):
+    while (not queued_only and (deadline is None or time.time() < deadline)
+           and confirm()):
         pass
     return trained
 
