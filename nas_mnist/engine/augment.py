@@ -13,10 +13,12 @@ import torch.nn.functional as F
 
 
 def random_affine(x: torch.Tensor, *, rotate_deg: float, translate: float, scale: float,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None, p: float = 1.0) -> torch.Tensor:
     """Rotate by U(-rotate_deg, rotate_deg), shift by U(-translate, translate) of the side per
-    axis and zoom by U(1 - scale, 1 + scale); zeros fill what comes into view."""
-    if rotate_deg == 0 and translate == 0 and scale == 0:
+    axis and zoom by U(1 - scale, 1 + scale); zeros fill what comes into view. With p < 1 each
+    image is transformed with probability p and kept as it is otherwise (the draws for p = 1
+    are exactly the older ones)."""
+    if (rotate_deg == 0 and translate == 0 and scale == 0) or p == 0:
         return x
     n = x.shape[0]
 
@@ -33,4 +35,8 @@ def random_affine(x: torch.Tensor, *, rotate_deg: float, translate: float, scale
         torch.stack([sin, cos, uniform(2 * translate)], dim=1),
     ], dim=1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    moved = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if p >= 1:
+        return moved
+    keep = torch.rand(n, generator=generator, device=generator.device if generator else "cpu")
+    return torch.where((keep < p).to(x.device)[:, None, None, None], moved, x)

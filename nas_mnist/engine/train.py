@@ -231,7 +231,8 @@ def _epochs(model, data, recipe, result, *, gen, opt, ema, sched, sched_every, a
         for step in range(steps_per_epoch):
             idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
             x = random_affine(data.train_x[idx], rotate_deg=recipe.rotate_deg,
-                              translate=recipe.translate, scale=recipe.scale, generator=gen)
+                              translate=recipe.translate, scale=recipe.scale, generator=gen,
+                              p=recipe.augment_p)
             with autocast:
                 logits = model(normalise(x, data))
             loss = F.cross_entropy(logits.float(), data.train_y[idx],

@@ -32,6 +32,7 @@ class Recipe:
     rotate_deg: float = 10.0  # uniform in [-rotate_deg, +rotate_deg]
     translate: float = 0.1  # fraction of the image side, uniform in [-t, +t] per axis
     scale: float = 0.0  # uniform zoom factor in [1 - scale, 1 + scale]
+    augment_p: float = 1.0  # the share of training images transformed (1: every one)
     precision: str = "fp32"  # bf16: autocast matmuls/convs to bfloat16 while training;
     # auto: bf16 on a GPU or a CPU with native bf16 (AVX512-BF16 or AMX), fp32 elsewhere
     # (emulated bf16 on an AVX2-only CPU trained 4x slower than fp32; engine.device)
@@ -59,6 +60,7 @@ class Recipe:
             (0 <= self.rotate_deg <= 180, "rotate_deg must be in [0, 180]"),
             (0 <= self.translate < 0.5, "translate must be in [0, 0.5)"),
             (0 <= self.scale < 1, "scale must be in [0, 1)"),
+            (0 <= self.augment_p <= 1, "augment_p must be in [0, 1]"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (0 <= self.ema < 1, "ema must be in [0, 1) (0: off)"),
             (self.dropout_rng in DROPOUT_RNGS, f"dropout_rng must be one of {DROPOUT_RNGS}"),

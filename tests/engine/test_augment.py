@@ -27,3 +27,18 @@ def test_augmentation_is_seeded():
     run = lambda: random_affine(x, rotate_deg=10, translate=0.1, scale=0.1,  # noqa: E731
                                 generator=torch.Generator().manual_seed(3))
     assert torch.equal(run(), run())
+
+
+def test_augmentation_applied_with_a_probability():
+    x = torch.rand(400, 1, 28, 28)
+    full = random_affine(x, rotate_deg=10, translate=0.1, scale=0.1,
+                         generator=torch.Generator().manual_seed(3))
+    again = random_affine(x, rotate_deg=10, translate=0.1, scale=0.1,
+                          generator=torch.Generator().manual_seed(3), p=1.0)
+    assert torch.equal(full, again)  # p = 1: the older draws exactly
+    half = random_affine(x, rotate_deg=10, translate=0.1, scale=0.1,
+                         generator=torch.Generator().manual_seed(3), p=0.5)
+    kept = (half == x).flatten(1).all(1)
+    assert torch.equal(half[~kept], full[~kept])  # the others are the p = 1 transforms
+    assert 150 < int(kept.sum()) < 250  # about half kept as they were
+    assert torch.equal(random_affine(x, rotate_deg=10, translate=0.1, scale=0.1, p=0.0), x)
