@@ -34,13 +34,16 @@ def _me() -> dict:
 
 
 def _claim_alive(claim: dict) -> bool:
-    if claim.get("host") == socket.gethostname():
-        try:
-            os.kill(int(claim["pid"]), 0)
-        except (OSError, ValueError, KeyError):
+    """A claim holds while its process lives (on this host) and for STALE_CLAIM_S at most (a
+    process on another host, or a pid reused by another program)."""
+    try:
+        if time.time() - float(claim.get("since", 0)) >= STALE_CLAIM_S:
             return False
-        return True
-    return time.time() - float(claim.get("since", 0)) < STALE_CLAIM_S
+        if claim.get("host") == socket.gethostname():
+            os.kill(int(claim["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
 
 
 def next_run(study, top: int, seeds: int, train_seed: int = 0) -> tuple[int, int] | None:

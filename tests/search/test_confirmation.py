@@ -52,13 +52,17 @@ def test_the_top_by_the_mean_is_confirmed_and_a_lucky_seed_falls_back(tmp_path):
 def test_a_claim_is_respected_while_its_process_lives_and_taken_over_after(tmp_path):
     study, _ = _study(tmp_path, {0: 99.5})
     key = f"{record.SEEDS_PREFIX}0"
-    alive = {"host": confirmation.socket.gethostname(), "pid": os.getpid(), "since": 0}
+    import time
+    alive = {"host": confirmation.socket.gethostname(), "pid": os.getpid(), "since": time.time()}
     study.set_user_attr(key, {"runs": {}, "claims": {"1": alive}})
     assert confirmation.next_run(study, top=1, seeds=2) is None  # another worker has it
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
     study.set_user_attr(key, {"runs": {}, "claims": {"1": {**alive, "pid": int(gone)}}})
     assert confirmation.next_run(study, top=1, seeds=2) == (0, 1)  # killed: run it again
+    old = {**alive, "since": time.time() - confirmation.STALE_CLAIM_S - 1}  # a reused pid
+    study.set_user_attr(key, {"runs": {}, "claims": {"1": old}})
+    assert confirmation.next_run(study, top=1, seeds=2) == (0, 1)
 
 
 def test_a_confirmation_run_is_recorded_and_an_interrupted_one_gives_its_claim_back(
