@@ -51,6 +51,15 @@ class TrainPlan:
     device: object  # torch.device
 
 
+PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # nas_mnist/configs
+
+
+def config_path(config: str) -> str:
+    """A packaged config by name (trial52, trial81, ref8k, woolly3762), else a file path."""
+    packaged = PACKAGED_CONFIGS / f"{config}.json"
+    return str(packaged) if "/" not in config and packaged.exists() else config
+
+
 BENCH_CONFIGS = ("trial52", "trial81", "ref8k")  # packaged: nas_mnist/configs/NAME.json
 
 
@@ -79,9 +88,7 @@ def bench(configs: Sequence[str] | None = None, *, steps: int = 20, rounds: int 
         raise ApiError(f"dropout_kind must be element or channel, got {dropout_kind!r}")
     loaded = []
     for config in configs or BENCH_CONFIGS:
-        packaged = Path(__file__).resolve().parent / "configs" / f"{config}.json"
-        path = str(packaged) if "/" not in config and packaged.exists() else config
-        arch, doc = load_arch(path)
+        arch, doc = load_arch(config_path(config))
         if dropout_kind:
             arch = dc.replace(arch, dropout_kind=dropout_kind)
         loaded.append((config, arch, Recipe.from_dict(doc.get("recipe", {}))

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from nas_mnist.engine.bench import run_bench, skeleton
@@ -43,3 +45,10 @@ def test_bench_command_prints_one_row_per_network(small_data_dir, capsys, tmp_pa
     assert [line.split()[0] for line in lines[2:4]] == ["trial52", "ref8k"]
     rows = json.loads(out.read_text())
     assert [r["config"] for r in rows] == ["trial52", "ref8k"] and rows[0]["params"] == 9412
+
+
+def test_the_bench_finds_its_packaged_configs_by_name():
+    from nas_mnist.api.network import BENCH_CONFIGS, config_path
+    for name in BENCH_CONFIGS:  # `nas-mnist bench` with no argument (was: "config file
+        assert Path(config_path(name)).is_file(), name  # trial52 does not exist" after a move)
+    assert config_path("my/own.json") == "my/own.json"
