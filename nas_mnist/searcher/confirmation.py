@@ -26,7 +26,7 @@ from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.recipe import Recipe
 from nas_mnist.spec.score import last_n_score
 
-STALE_CLAIM_S = 12 * 3600  # a claim from another machine older than this is abandoned
+STALE_CLAIM_S = 12 * 3600  # a claim older than this is abandoned (another host, a reused pid)
 
 
 def _me() -> dict:
@@ -46,14 +46,16 @@ def _claim_alive(claim: dict) -> bool:
     return True
 
 
-def next_run(study, top: int, seeds: int, train_seed: int = 0) -> tuple[int, int] | None:
+def next_run(study, top: int, seeds: int) -> tuple[int, int] | None:
     """(trial number, training seed) of the next confirmation run, or None when the top
     `top` trials by their mean score all have `seeds` seeds run or claimed."""
     held = record.seed_runs(study)
     for r in record.feasible(study, StudyMeta.from_study(study))[:top]:
         entry = held.get(r.number, {})
         runs, claims = entry.get("runs", {}), entry.get("claims", {})
-        for seed in range(train_seed + 1, train_seed + seeds):
+        # the trial's own recorded seed, not this run's --train-seed: a study resumed with
+        # another one must not "confirm" a trial on the seed it was scored on
+        for seed in range(r.seed + 1, r.seed + seeds):
             claim = claims.get(str(seed))
             if str(seed) not in runs and (claim is None or not _claim_alive(claim)):
                 return r.number, seed
@@ -69,12 +71,11 @@ def _update(study, number: int, change) -> None:
     study.set_user_attr(key, entry)
 
 
-def confirm_one(study, url: str, data, *, top: int, seeds: int, train_seed: int = 0,
-                on_run=None) -> bool:
+def confirm_one(study, url: str, data, *, top: int, seeds: int, on_run=None) -> bool:
     """Claim, train and record one confirmation run; False if none is due."""
     from nas_mnist.engine.evaluate import evaluate_candidate
     with study_lock(url):
-        job = next_run(study, top, seeds, train_seed)
+        job = next_run(study, top, seeds)
         if job is None:
             return False
         number, seed = job

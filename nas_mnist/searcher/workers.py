@@ -96,8 +96,7 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
             return False
         try:
             return confirm_one(study, settings.storage, data, top=settings.confirm_top,
-                               seeds=settings.confirm_seeds, train_seed=settings.train_seed,
-                               on_run=on_run)
+                               seeds=settings.confirm_seeds, on_run=on_run)
         except (AssertionError, optuna.exceptions.StorageInternalError, OSError) as err:
             raise SearchError(f"cannot write the study to {mask_url(settings.storage)}: "
                               f"{_root_cause(err)}") from None

@@ -139,3 +139,13 @@ def test_a_search_confirms_its_best_on_more_seeds_and_a_resume_pays_nothing_twic
     assert doc["trial"] == ranked[0].number  # the best by the mean is what export writes
     assert doc["metrics"]["seed_scores"] == {"0": ranked[0].value, "1": ranked[0].scores[1]}
     assert doc["metrics"]["mean_over_seeds"] == pytest.approx(ranked[0].mean_score)
+
+
+def test_a_trial_is_confirmed_on_seeds_after_its_own(tmp_path):
+    """A study resumed with another --train-seed must not confirm a trial on the seed it was
+    scored on."""
+    study, _ = _study(tmp_path, {})
+    attrs = attrs_of(arch=ARCH, recipe={"epochs": 2, "last_n": 1}, accs=[90.0, 99.0],
+                     n_params=5000, seed=4)
+    study.add_trial(optuna.trial.create_trial(value=99.0, user_attrs=attrs))
+    assert confirmation.next_run(study, top=1, seeds=3) == (0, 5)
