@@ -28,7 +28,7 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
            data_dir: str | None = None, val_split: int | None = None,
            split_seed: int | None = None, device: str = "auto", threads: int | None = None,
            confirm_top: int = RUN["confirm_top"], confirm_seeds: int = RUN["confirm_seeds"],
-           progress: bool | str = "auto", log: Callable[[str], None] | None = print) -> "Study":
+           arch=None, progress: bool | str = "auto", log: Callable[[str], None] | None = print) -> "Study":
     """Run or resume a study (`nas-mnist search`) and return it.
 
     What a study is (budget, limits, space, epochs, last-N, objective(s), split and its seed)
@@ -39,6 +39,11 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
 
     `confirm_top`, `confirm_seeds`: keep the study's top K (by the mean over seeds) trained
     on S training seeds each, inside the search; the study then ranks by that mean.
+
+    `arch`: a recipe study. The architecture of this file (a winner or config JSON, or a
+    packaged config's name such as 'trial81') is trained with recipes drawn from the space
+    (default: the `recipe` space); the file's own recipe, if it has one, runs first. A new
+    recipe study's budget defaults to the network's parameters and it has no size floor.
 
     `warm_start`: "auto" (the packaged prior and the studies in ./studies on the same data),
     "none" (a cold search) or prior files. `progress`: "auto" (a live block on a terminal, one
@@ -64,11 +69,15 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
     warm = tuple(str(w) for w in warm)
     if not warm or (len(warm) > 1 and ("none" in warm or "auto" in warm)):
         raise ApiError("warm_start takes 'auto', 'none', or prior files (not mixed)")
+    fixed = _fixed_arch(arch)
     given = dict(budget=budget, space=space, epochs=epochs, objective=objective,
                  objectives=objectives, val_split=val_split, split_seed=split_seed,
                  last_n=last_n, max_macs=max_macs, max_ram=max_ram, min_params=min_params,
-                 max_activations=max_activations)
+                 max_activations=max_activations,
+                 arch=None if fixed is None else fixed[0].to_dict())
     own = _study_own(study, url, given)
+    if fixed is not None and fixed[1] is not None:
+        enqueue = [fixed, *enqueue]  # the file's own recipe runs first
     settings = SearchSettings(
         study=study, storage=url, space=own["space"], budget=own["budget"],
         max_macs=own["max_macs"], max_ram=own["max_ram"], min_params=own["min_params"],
@@ -80,10 +89,17 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
         val_split=own["val_split"], split_seed=own["split_seed"], prune=prune,
         prune_options=_prune_options(prune_opt),
         artifacts=artifacts or default_artifacts(url, study), confirm_top=confirm_top,
-        confirm_seeds=confirm_seeds)
+        confirm_seeds=confirm_seeds, arch=own["arch"])
     # Everything that can be checked without the storage is checked before touching it.
     space_ = preflight(settings)
-    enqueued = [_load_enqueued(path) for path in enqueue]
+    enqueued = [e if isinstance(e, tuple) else _load_enqueued(e) for e in enqueue]
+    if settings.arch is not None:
+        from nas_mnist.spec.arch import ArchConfig
+        key = ArchConfig.from_dict(settings.arch).key()
+        for path, (other, _) in zip(enqueue, enqueued):
+            if other.key() != key:
+                raise ApiError(f"enqueue: {path} has another architecture than the recipe "
+                               f"study's ({other.describe()})")
     for source in warm:
         if source not in ("auto", "none"):
             load_prior(source)  # a missing or malformed file stops here
@@ -101,10 +117,17 @@ def _study_own(study: str, url: str, given: dict) -> dict:
     stored = stored_meta(study, url)
     out = dict(given)
     if stored is None:
+        if out["arch"] is not None:  # a recipe study: of this one network
+            from nas_mnist.spec.arch import ArchConfig
+            out["space"] = out["space"] or "recipe"
+            if out["budget"] is None:
+                out["budget"] = ArchConfig.from_dict(out["arch"]).n_params()
         for key, value in STUDY_DEFAULTS.items():
             if out[key] is None:
                 out[key] = value
         return out
+    if out["arch"] is None:
+        out["arch"] = stored.arch
     for key in ("budget", "epochs", "objective", "objectives", "val_split", "last_n",
                 "max_macs", "max_ram"):
         if out[key] is None:
@@ -126,6 +149,26 @@ def _space_of(stored) -> str:
     raise ApiError(f"the study was made with space {stored.space!r} (digest "
                    f"{stored.space_digest}), which is not a packaged space: pass its file as "
                    f"space (--space PATH)")
+
+
+def _fixed_arch(arch):
+    """(ArchConfig, its file's Recipe or None) for `arch` (a path, a packaged config's name,
+    an ArchConfig or its dict), or None."""
+    if arch is None:
+        return None
+    from nas_mnist.spec.arch import ArchConfig
+    if isinstance(arch, ArchConfig):
+        return arch, None
+    if isinstance(arch, dict):
+        try:
+            return ArchConfig.from_dict(arch), None
+        except (NasMnistError, TypeError, ValueError) as err:
+            raise ApiError(f"arch: {err}") from None
+    if not isinstance(arch, (str, Path)):
+        raise ApiError(f"arch must be a config file, an ArchConfig or a dict, got "
+                       f"{type(arch).__name__}")
+    from nas_mnist.api.network import config_path
+    return _load_enqueued(config_path(str(arch)))
 
 
 def _prune_options(opts) -> tuple[tuple[str, str], ...]:
@@ -188,6 +231,10 @@ def _run(settings, space, data, enqueued, say, progress) -> "Study":
             if refusal and how:
                 notes.append(f"{arch.describe()} is {refusal}: it will be refused, not trained")
     kind = "score" if meta.objectives == "score" else "score and parameters"
+    if meta.arch is not None:
+        from nas_mnist.spec.arch import ArchConfig
+        fixed = ArchConfig.from_dict(meta.arch)
+        kind += f"; a recipe study of {fixed.describe()}, {fixed.n_params():,} parameters"
     say(f"study {settings.study!r} at {mask_url(settings.storage)} "
         f"({'new' if new else 'resumed'}, {kind}): budget {settings.budget:,}"
         + (f" parameters and {meta.max_macs:,} MACs" if meta.max_macs else "") + ", "

@@ -33,6 +33,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--space", default=None,
                    help="search-space name in search_spaces/ or a YAML path (default: the "
                         "focused space; wide: the whole family)")
+    p.add_argument("--arch", metavar="FILE",
+                   help="a recipe study: train this file's architecture (a winner or config "
+                        "JSON, or a packaged config: trial52, trial81, woolly3762) with "
+                        "recipes from the space (default: the recipe space); the file's own "
+                        "recipe runs first; the budget defaults to its parameters")
     p.add_argument("--warm-start", nargs="+", default=[RUN["warm_start"]], metavar="auto|none|FILE",
                    help="enqueue the best few known configurations that fit first: auto (the "
                         "packaged prior and the studies in studies/ on the same data; default),"
@@ -116,7 +121,7 @@ def cmd_search(args) -> int:
         enqueue=args.enqueue, warm_start=warm, artifacts=args.artifacts,
         data_dir=args.data_dir, val_split=args.val_split, split_seed=args.split_seed,
         device=args.device, threads=args.threads, confirm_top=args.confirm_top,
-        confirm_seeds=args.confirm_seeds, progress="auto", log=print)
+        confirm_seeds=args.confirm_seeds, arch=args.arch, progress="auto", log=print)
     print_summary(study, study.storage)
     return 0
 

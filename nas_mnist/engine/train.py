@@ -173,7 +173,10 @@ def _scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int)
     """Return (scheduler or None, steps per scheduler.step()): per batch, or per epoch."""
     total = recipe.epochs * steps_per_epoch
     if recipe.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total), 1
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=recipe.lr, total_steps=total, pct_start=recipe.pct_start,
+            anneal_strategy=recipe.anneal, div_factor=recipe.div_factor,
+            final_div_factor=recipe.final_div_factor), 1
     if recipe.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total), 1
     if recipe.schedule == "step":

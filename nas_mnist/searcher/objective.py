@@ -97,7 +97,9 @@ class Objective:
             arch = ArchConfig.from_dict(fixed.fixed_arch)
             recipe = Recipe.from_dict(fixed.fixed_recipe or {})
         else:
-            arch, recipe = suggest_arch(trial, self.space), self.space.recipe_for(trial)
+            arch = (ArchConfig.from_dict(self.meta.arch) if self.meta.arch is not None
+                    else suggest_arch(trial, self.space))
+            recipe = self.space.recipe_for(trial)
         self.data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
         return arch, recipe.replace(epochs=self.meta.epochs, last_n=self.meta.last_n,
                                     dropout_rng=self.meta.dropout_rng,

@@ -218,6 +218,7 @@ class StudyMeta:
     # keys and keeps torch's dropout and fp32 evaluation, so its trials stay comparable.
     dropout_rng: str = "bernoulli"
     eval_precision: str = "fp32"
+    arch: dict | None = None  # a recipe study's fixed architecture (None: sampled)
     version: str = __version__
 
     # the space is identified by its content (digest): a renamed file is the same space
@@ -248,9 +249,13 @@ class StudyMeta:
     def differences(self, other: "StudyMeta") -> list[str]:
         """'key stored vs now' for each setting that differs (a key missing in an older
         study is filled in, not a difference)."""
-        return [f"{k} {getattr(self, k)!r} (stored) vs {getattr(other, k)!r} (now)"
-                for k in self.MUST_MATCH
-                if getattr(self, k) is not None and getattr(self, k) != getattr(other, k)]
+        differ = [f"{k} {getattr(self, k)!r} (stored) vs {getattr(other, k)!r} (now)"
+                  for k in self.MUST_MATCH
+                  if getattr(self, k) is not None and getattr(self, k) != getattr(other, k)]
+        if _arch_key(self.arch) != _arch_key(other.arch):  # an older study: sampled (None)
+            differ.append(f"arch {_arch_text(self.arch)} (stored) vs {_arch_text(other.arch)} "
+                          f"(now)")
+        return differ
 
     def filled_from(self, other: "StudyMeta") -> "StudyMeta":
         """This meta with the keys an older study lacks taken from `other`."""
@@ -267,6 +272,16 @@ class StudyMeta:
     def label(self) -> str:
         """Column label of the score, e.g. 'min-last-3 test %'."""
         return f"{self.objective}-last-{self.last_n} {self.eval_split} %"
+
+
+def _arch_key(arch: dict | None) -> str | None:
+    from nas_mnist.spec.arch import ArchConfig
+    return None if arch is None else ArchConfig.from_dict(arch).key()
+
+
+def _arch_text(arch: dict | None) -> str:
+    from nas_mnist.spec.arch import ArchConfig
+    return "sampled" if arch is None else f"'{ArchConfig.from_dict(arch).describe()}'"
 
 
 def is_finite(value) -> bool:

@@ -16,7 +16,8 @@ def params_of(arch: ArchConfig, recipe: Recipe, space: SearchSpace) -> dict | No
     values = _values_of(arch, recipe)
     replay = _ReplayTrial(values)
     try:
-        rebuilt, rebuilt_recipe = suggest_arch(replay, space), space.recipe_for(replay)
+        rebuilt = suggest_arch(replay, space) if space.samples_arch else arch
+        rebuilt_recipe = space.recipe_for(replay)
     except (_Inexpressible, SpecError, KeyError, TypeError, ValueError):
         return None
     same_recipe = rebuilt_recipe.replace(epochs=recipe.epochs, last_n=recipe.last_n) == recipe

@@ -58,6 +58,7 @@ class SearchSettings:
     artifacts: str | None = None  # folder for per-trial weights (None: keep none)
     confirm_top: int = RUN["confirm_top"]  # keep the top K on confirm_seeds seeds (0: off)
     confirm_seeds: int = RUN["confirm_seeds"]  # seeds per confirmed trial, its own included
+    arch: dict | None = None  # a recipe study: this architecture, only the recipe searched
 
     def rule(self) -> StopRule:
         return make_rule(self.prune, dict(self.prune_options)).fit(self.epochs)
@@ -94,6 +95,8 @@ class SearchSettings:
 
     @property
     def resolved_min_params(self) -> int:
+        if self.min_params is None and self.arch is not None:
+            return 0  # one network: no floor to steer a sampler by
         return (default_min_params(self.budget, self.objectives) if self.min_params is None
                 else self.min_params)
 
@@ -111,4 +114,4 @@ class SearchSettings:
                          max_activations=self.resolved_max_activations,
                          data_checksum=data.checksum, data_mean=data.mean, data_std=data.std,
                          rule=self.rule().describe(), dropout_rng="hash",
-                         eval_precision="train")
+                         eval_precision="train", arch=self.arch)

@@ -125,6 +125,11 @@ class SearchSpace:
     recipe: dict[str, Dim]
     digest: str  # hash of the parsed content, stored with the study
 
+    @property
+    def samples_arch(self) -> bool:
+        """False for a recipe space: it searches the recipe of a fixed architecture."""
+        return bool(self.arch)
+
     def recipe_for(self, trial) -> Recipe:
         return Recipe.from_dict({k: d.suggest(trial) for k, d in self.recipe.items()})
 
@@ -205,14 +210,18 @@ def load_space(name_or_path: str) -> SearchSpace:
         if key not in ARCH_KEYS and key not in OPTIONAL_ARCH_KEYS:
             raise SpaceError(f"search space {path}: unknown key '{key}'")
     missing = set(ARCH_KEYS) - set(doc)
-    if missing:
+    if missing and doc:  # no architecture key at all: a recipe space (a fixed architecture)
         raise SpaceError(f"search space {path}: missing key '{sorted(missing)[0]}'")
     for key in recipe_doc:
         if key not in RECIPE_KEYS:
             raise SpaceError(f"search space {path}: unknown key 'recipe.{key}'")
     arch = {k: _parse_dim(k, v) for k, v in doc.items()}
     for key, value in OPTIONAL_ARCH_KEYS.items():
-        arch.setdefault(key, Dim(key, fixed=value))  # not in the digest: old studies resume
+        if doc:  # not in the digest: old studies resume
+            arch.setdefault(key, Dim(key, fixed=value))
+    if not arch and not recipe_doc:
+        raise SpaceError(f"search space {path}: no key; a space has the architecture keys, "
+                         f"a 'recipe' mapping, or both")
     recipe = {k: _parse_dim(f"recipe.{k}", v) for k, v in recipe_doc.items()}
     digest = hashlib.sha256(json.dumps([doc, recipe_doc], sort_keys=True,
                                        default=str).encode()).hexdigest()[:16]
@@ -287,7 +296,7 @@ def _check_values(space: SearchSpace) -> None:
                 Recipe.from_dict({key.removeprefix("recipe."): value})
             except (ValueError, TypeError) as err:
                 raise SpaceError(f"search space key '{dim.name}': {err}") from None
-    for key, high in (("pools", MAX_POOLS), ("convs_per_stage", MAX_CONVS_PER_STAGE),
+    for key, high in () if not space.samples_arch else (("pools", MAX_POOLS), ("convs_per_stage", MAX_CONVS_PER_STAGE),
                       ("first_stage_convs", MAX_CONVS_PER_STAGE)):
         dim = space.arch[key]
         if dim.is_fixed and dim.fixed is None:
@@ -296,7 +305,8 @@ def _check_values(space: SearchSpace) -> None:
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
                 raise SpaceError(f"search space key '{key}': {value!r} is not a count in "
                                  f"[0, {high}]")
-    smallest_arch(space)
+    if space.samples_arch:
+        smallest_arch(space)
 
 
 def _no_first(values: list):
@@ -330,6 +340,9 @@ class _SmallestTrial:
 
 def smallest_arch(space: SearchSpace) -> ArchConfig:
     """The configuration of the space with the fewest parameters (every count at its minimum)."""
+    if not space.samples_arch:
+        raise SpaceError(f"search space {space.name} has no architecture keys: it searches "
+                         f"the recipe of a fixed architecture (give one: --arch FILE)")
     try:
         return suggest_arch(_SmallestTrial(), space)
     except (ValueError, TypeError) as err:
@@ -338,6 +351,8 @@ def smallest_arch(space: SearchSpace) -> ArchConfig:
 
 def suggest_arch(trial, space: SearchSpace) -> ArchConfig:
     """Sample an architecture. Raises SpecError if the sample is not a valid network."""
+    if not space.samples_arch:
+        raise SpaceError(f"search space {space.name} samples no architecture")
     a = space.arch
     pools = a["pools"].suggest(trial)
     stages = []

@@ -58,14 +58,17 @@ def preflight(settings: SearchSettings) -> SearchSpace:
                           f"got {settings.objectives!r}")
     settings.rule()
     space = load_space(settings.space)
-    smallest = smallest_arch(space)
+    smallest, what = _least_network(settings, space)
     if smallest.n_params() > settings.budget:
-        raise SettingsError(f"budget {settings.budget:,} is below the smallest network of space "
-                            f"{space.name!r} ({smallest.n_params():,} parameters)")
+        raise SettingsError(f"budget {settings.budget:,} is below {what} "
+                            f"({smallest.n_params():,} parameters)")
     floor = settings.resolved_min_params
     if not (isinstance(floor, int) and 0 <= floor <= settings.budget):
         raise SettingsError(f"min_params must be an integer in [0, budget {settings.budget:,}],"
                             f" got {floor!r}")
+    if settings.arch is not None and smallest.n_params() < floor:
+        raise SettingsError(f"min_params {floor:,} is above {what} ({smallest.n_params():,} "
+                            f"parameters)")
     if floor and settings.objectives != "score":
         raise SettingsError("min_params (a size floor) needs objectives='score': a "
                             "two-objective study samples the small end of the front on purpose")
@@ -76,8 +79,8 @@ def preflight(settings: SearchSettings) -> SearchSpace:
         from nas_mnist.spec.footprint import footprint
         least = footprint(smallest).activations
         if least > cap:
-            raise SettingsError(f"max_activations {cap:,} is below the activations of the "
-                                f"smallest network of space {space.name!r} ({least:,})")
+            raise SettingsError(f"max_activations {cap:,} is below the activations of "
+                                f"{what} ({least:,})")
     if settings.max_ram is not None:
         from nas_mnist.spec.footprint import footprint
         ram = settings.max_ram
@@ -86,7 +89,7 @@ def preflight(settings: SearchSettings) -> SearchSpace:
         least = footprint(smallest).peak_int8_bytes
         if least > ram:
             raise SettingsError(f"max_ram {ram:,} B is below the peak activation memory of "
-                                f"the smallest network of space {space.name!r} ({least:,} B "
+                                f"{what} ({least:,} B "
                                 f"at int8)")
     if settings.max_macs is not None:
         from nas_mnist.engine.builder import build_model
@@ -94,9 +97,26 @@ def preflight(settings: SearchSettings) -> SearchSpace:
         from nas_mnist.engine.evaluate import in_shape
         macs = count_macs(build_model(smallest), in_shape(smallest))
         if macs > settings.max_macs:
-            raise SettingsError(f"--max-macs {settings.max_macs:,} is below the MACs of the "
-                                f"smallest network of space {space.name!r} ({macs:,})")
+            raise SettingsError(f"--max-macs {settings.max_macs:,} is below the MACs of "
+                                f"{what} ({macs:,})")
     return space
+
+
+def _least_network(settings: SearchSettings, space: SearchSpace) -> tuple[ArchConfig, str]:
+    """The network every limit must admit, and its name: a recipe study's fixed architecture,
+    else the space's smallest network."""
+    if settings.arch is None:
+        if not space.samples_arch:
+            raise SettingsError(f"space {space.name!r} searches only the recipe: give the "
+                                f"architecture to train (arch, --arch FILE)")
+        return smallest_arch(space), f"the smallest network of space {space.name!r}"
+    if not isinstance(settings.arch, dict):
+        raise SettingsError(f"arch must be an architecture (a dict), got "
+                            f"{type(settings.arch).__name__}")
+    try:
+        return ArchConfig.from_dict(settings.arch), "the fixed architecture"
+    except (NasMnistError, TypeError, ValueError) as err:
+        raise SettingsError(f"arch: {err}") from None
 
 
 def create_or_resume(settings: SearchSettings, space: SearchSpace,
@@ -162,6 +182,9 @@ def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace
     sources = settings.warm_start
     if not sources or tuple(sources) == ("none",):
         return []
+    if meta.arch is not None:
+        return ["warm start: none (a recipe study: the architecture is fixed; its file's own "
+                "recipe, if it has one, runs first)"]
     configs, notes = [], []
     trained = sum(r.trained for r in record.records(study))
     for source in sources:

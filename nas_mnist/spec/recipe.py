@@ -9,6 +9,7 @@ from nas_mnist.errors import SpecError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "cosine", "constant")
+ANNEALS = ("cos", "linear")  # how a one-cycle schedule ramps (torch's anneal_strategy)
 PRECISIONS = ("fp32", "bf16", "auto")
 DROPOUT_RNGS = ("bernoulli", "hash")  # engine.dropout; a file without the key: bernoulli
 EVAL_PRECISIONS = ("fp32", "train")  # train: evaluate in the precision the recipe trains in  # auto: bf16 where the hardware runs it natively
@@ -26,6 +27,13 @@ class Recipe:
     nesterov: bool = True
     weight_decay: float = 5e-4
     schedule: str = "onecycle"
+    # One-cycle's shape (torch.optim.lr_scheduler.OneCycleLR's defaults): it starts at
+    # lr / div_factor, rises to lr over the first pct_start of the steps, then falls to
+    # lr / div_factor / final_div_factor, by cosine or in straight lines.
+    anneal: str = "cos"
+    pct_start: float = 0.3
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
     step_size: int = 5  # epochs between StepLR decays
     gamma: float = 0.1  # StepLR decay factor
     label_smoothing: float = 0.0
@@ -54,6 +62,10 @@ class Recipe:
             (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
+            (self.anneal in ANNEALS, f"anneal must be one of {ANNEALS}"),
+            (0 < self.pct_start < 1, "pct_start must be in (0, 1)"),
+            (self.div_factor >= 1, "div_factor must be >= 1"),
+            (self.final_div_factor >= 1, "final_div_factor must be >= 1"),
             (self.step_size >= 1, "step_size must be >= 1"),
             (0 < self.gamma <= 1, "gamma must be in (0, 1]"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),

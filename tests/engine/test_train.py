@@ -92,3 +92,51 @@ def test_ema_evaluates_the_average_and_leaves_training_unchanged(small):
 def test_ema_outside_its_range_is_refused():
     with pytest.raises(ValueError, match="ema must be in"):
         Recipe(ema=1.0)
+
+
+def _lrs(recipe: Recipe, steps_per_epoch: int = 10) -> list[float]:
+    import torch
+    from nas_mnist.engine.train import _scheduler
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr, momentum=0.9)
+    sched, _ = _scheduler(opt, recipe, steps_per_epoch)
+    lrs = []
+    for _ in range(recipe.epochs * steps_per_epoch):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_linear_one_cycle_runs_the_published_ramp():
+    """0.05 -> 0.1 -> 0.0017 in straight lines (the 3,762-parameter design's schedule)."""
+    recipe = Recipe(lr=0.1, anneal="linear", div_factor=2.0, final_div_factor=0.05 / 0.0017,
+                    pct_start=0.3, epochs=15, last_n=3)
+    lrs = _lrs(recipe)
+    peak = lrs.index(max(lrs))
+    assert lrs[0] == pytest.approx(0.05) and max(lrs) == pytest.approx(0.1)
+    assert lrs[-1] == pytest.approx(0.0017, rel=0.05) and peak == pytest.approx(0.3 * 150, abs=1)
+    rises = [b - a for a, b in zip(lrs[:peak], lrs[1:peak + 1])]
+    assert max(rises) == pytest.approx(min(rises), rel=1e-6)  # a straight line, not a cosine
+
+
+def test_one_cycle_defaults_are_the_earlier_schedule():
+    """A recipe without the new keys trains with torch's one-cycle defaults, as before."""
+    import torch
+    recipe = Recipe(lr=0.1, epochs=3, last_n=1)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+    old = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=30)
+    expected = []
+    for _ in range(30):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        old.step()
+    assert _lrs(recipe) == expected
+
+
+@pytest.mark.parametrize("changes, named", [(dict(anneal="cosine"), "anneal"),
+                                            (dict(pct_start=1.0), "pct_start"),
+                                            (dict(div_factor=0.5), "div_factor")])
+def test_one_cycle_shape_is_checked(changes, named):
+    from nas_mnist.errors import SpecError
+    with pytest.raises(SpecError, match=named):
+        Recipe(**changes)
