@@ -66,6 +66,7 @@ class Leaderboard(list):
     """Leaderboard rows (results.ranking.Row) that show as a table in a notebook."""
 
     label = "score %"
+    what = "architecture"  # or "recipe": what each row describes (a recipe study's rows)
 
     @property
     def confirmed(self) -> bool:
@@ -76,7 +77,7 @@ class Leaderboard(list):
         seeds = ("seeds", "worst %") if self.confirmed else ()
         head = "".join(f"<th>{h}</th>" for h in ("rank", "trial", "params", "MACs",
                                                  "activations", "peak RAM B (int8)",
-                                                 self.label, *seeds, "architecture"))
+                                                 self.label, *seeds, self.what))
         body = "".join(
             f"<tr><td>{r.rank}</td><td>{r.trial_label}</td><td>{r.n_params:,}</td>"
             f"<td>{r.macs:,}</td><td>{r.activations:,}</td><td>{r.peak:,}</td>"
@@ -90,7 +91,7 @@ class Leaderboard(list):
         seeds = f" {'seeds':>5} {'worst':>6}" if self.confirmed else ""
         s = max(19, len(self.label))
         lines = [f"{'rank':>4} {'trial':>{w}} {'params':>7} {'MACs':>10} {'act.':>8} "
-                 f"{'RAM B':>7} {self.label:>{s}}{seeds}  architecture"]
+                 f"{'RAM B':>7} {self.label:>{s}}{seeds}  {self.what}"]
         lines += [f"{r.rank:>4} {r.trial_label:>{w}} {r.n_params:>7,} {r.macs:>10,} "
                   f"{r.activations:>8,} {r.peak:>7,} {r.score:>{s}.2f}"
                   + (f" {r.seeds:>5} {r.worst:>6.2f}" if self.confirmed else "")
@@ -125,6 +126,8 @@ class Study:
         from nas_mnist.results.ranking import leaderboard
         rows = Leaderboard(leaderboard(self.optuna, k))
         rows.label = self.meta.label
+        if self.meta.arch is not None:
+            rows.what = "recipe"
         if rows.confirmed:  # a mean over seeds: 'mean min-last-3 test %'
             rows.label = "mean " + rows.label
         return rows

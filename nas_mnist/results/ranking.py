@@ -76,10 +76,15 @@ def pareto_front(trials: list[TrialRecord], cost: str = "n_params") -> list[Tria
 
 
 def leaderboard(study: optuna.Study, k: int = 10) -> list[Row]:
+    """The top k by score; a row describes its architecture, or its recipe in a recipe study
+    (one architecture)."""
+    from nas_mnist.spec.recipe import Recipe
+    recipes = study_meta(study).arch is not None
     rows = []
     for i, r in enumerate(feasible(study)[:k]):
-        rows.append(Row(i + 1, r.number, r.n_params, r.macs or 0, r.mean_score,
-                        ArchConfig.from_dict(r.arch).describe(), r.origin,
+        what = (Recipe.from_dict(r.recipe).describe() if recipes
+                else ArchConfig.from_dict(r.arch).describe())
+        rows.append(Row(i + 1, r.number, r.n_params, r.macs or 0, r.mean_score, what, r.origin,
                         cost_of(r, "activations"), cost_of(r, "peak"), len(r.scores),
                         r.worst_score))
     return rows

@@ -34,6 +34,11 @@ def md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _fixed(meta):
+    from nas_mnist.spec.arch import ArchConfig
+    return ArchConfig.from_dict(meta.arch)
+
+
 def summary_markdown(study: optuna.Study, *, top_k: int = 10,
                      seed_runs: list[dict] | None = None) -> str:
     meta = study_meta(study)
@@ -60,6 +65,9 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
         + f"; space `{meta.space}`; {kind}; score = {meta.objective} of the {meta.eval_split} "
         f"accuracy over the last {meta.last_n} of {meta.epochs} epochs"
         + (f"; stopping rule {meta.rule}" if meta.rule else "") + ".",
+        *([f"- A recipe study: every trial trains `{md_cell(_fixed(meta).describe())}` "
+           f"({_fixed(meta).n_params():,} parameters); the trials differ in their recipe."]
+          if meta.arch is not None else []),
         "- Trials: " + ", ".join(f"{kinds[k]} {k.replace('_', ' ')}" for k in KIND_ORDER
                                  if kinds.get(k)) + f" ({len(study.trials)} in all).",
         f"- Time in trials: {timedelta(seconds=round(seconds))} (summed over workers); "
@@ -78,7 +86,7 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
         "",
         f"| rank | trial | params | MACs | activations | peak RAM B (int8) | "
         f"{'mean ' * confirmed}{meta.label} " + ("| seeds | worst % " * confirmed)
-        + "| architecture |",
+        + ("| recipe |" if meta.arch is not None else "| architecture |"),
         "|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * confirmed + "---|",
     ]
     for r in rows:

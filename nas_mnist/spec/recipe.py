@@ -102,6 +102,16 @@ class Recipe:
                         str: "a string"}[kind]
                 raise SpecError(f"recipe: {f.name} must be {what}, got {value!r}")
 
+    def describe(self) -> str:
+        """Short human-readable form of what a recipe search varies, e.g.
+        'lr 0.18 cos@0.3, batch 64, wd 0.0001, aug r10 t0 s0 p1, ema 0.999'."""
+        shape = (f" {self.anneal}@{self.pct_start:g}" if self.schedule == "onecycle"
+                 else f" {self.schedule}")
+        aug = f"r{self.rotate_deg:g} t{self.translate:g} s{self.scale:g} p{self.augment_p:g}"
+        extra = f", ls {self.label_smoothing:g}" if self.label_smoothing else ""
+        return (f"{self.optimizer} lr {self.lr:.3g}{shape}, batch {self.batch_size}, "
+                f"wd {self.weight_decay:g}, aug {aug}{extra}, ema {self.ema:g}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
