@@ -46,7 +46,7 @@ def main() -> None:
         data_dir = make_subset(Path(tmp) / "data", 10_000, 2_000)
         for sampler in ("tpe", "random"):
             for seed in range(args.seeds):
-                settings = SearchSettings(
+                settings = SearchSettings.of(
                     study=f"{sampler}{seed}", storage=f"sqlite:///{tmp}/{sampler}{seed}.db",
                     budget=10_000, epochs=2, last_n=1, trials=args.trials, seed=seed,
                     sampler=sampler, data_dir=str(data_dir), prune="none", jobs=1,

@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # names for the annotations only: importing nas_mnist stays l
 
     from nas_mnist.spec.arch import ArchConfig
     from nas_mnist.spec.recipe import Recipe
+    from nas_mnist.spec.seedrun import SeedRun
 
 from nas_mnist.api.errors import ApiError
 
@@ -117,12 +118,13 @@ def train(config, *, epochs: int | None = None, last_n: int | None = None,
           data_dir: str | None = None, val_split: int = 0, split_seed: int = 0,
           device: str = "auto", threads: int | None = None, on_start: Callable | None = None,
           on_epoch: Callable | None = None, on_step: Callable | None = None,
-          on_seed: Callable | None = None) -> dict:
+          on_seed: Callable | None = None) -> dict | SeedRun:
     """Train one architecture file (a winner JSON carries its recipe, seed and threads), as
     `nas-mnist train`; returns the run's summary (what `--json-out` writes).
 
     `weights`: evaluate those weights on the test set instead (no training). `seeds`: train
-    on seeds 0..K-1 (`jobs` at a time) and return the per-seed scores. The callbacks only
+    on seeds 0..K-1 (`jobs` at a time) and return them as a `SeedRun` (its `to_json()` is
+    what `--json-out` writes). The callbacks only
     show progress: `on_start(TrainPlan)`, `on_epoch(EpochStats)`, `on_step()`, `on_seed(run)`."""
     import dataclasses as dc
     from nas_mnist.engine.data import load_dataset
@@ -176,7 +178,8 @@ def train(config, *, epochs: int | None = None, last_n: int | None = None,
 
 
 def _train_seeds(arch, recipe, seeds: int, *, jobs, data_dir, val_split, split_seed, device,
-                 threads, on_start, on_seed) -> dict:
+                 threads, on_start, on_seed) -> SeedRun:
+    import dataclasses
     from nas_mnist.engine.data import load_dataset
     from nas_mnist.engine.device import resolve_device
     from nas_mnist.engine.seeds import confirm_seeds
@@ -187,7 +190,7 @@ def _train_seeds(arch, recipe, seeds: int, *, jobs, data_dir, val_split, split_s
     run, = confirm_seeds([(None, arch.to_dict(), recipe.to_dict())], seeds,
                          data_dir=data_dir, val_split=val_split, split_seed=split_seed,
                          device=device, jobs=jobs, threads=threads, on_done=on_seed)
-    return {**run, "data_checksum": data.checksum}
+    return dataclasses.replace(run, data_checksum=data.checksum)
 
 
 @dataclass

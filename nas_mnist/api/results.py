@@ -69,7 +69,7 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
     written, png_note = write_report(opened, folder, top=top, png=not no_png,
                                      seed_runs=seed_runs)
     if seed_runs:
-        text = json.dumps(seed_runs + kept, indent=2)
+        text = json.dumps([run.to_json() for run in seed_runs + kept], indent=2)
         write_text(folder / "seeds.json", text)
     if png_note:
         say(png_note)

@@ -51,7 +51,7 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
     lines (None: silent)."""
     from nas_mnist.engine.device import auto_jobs, resolve_device
     from nas_mnist.searcher.prior import load_prior
-    from nas_mnist.searcher.settings import SearchSettings
+    from nas_mnist.searcher.settings import RunSettings, SearchSettings, StudyValue
     from nas_mnist.searcher.storage import default_artifacts, default_storage
     from nas_mnist.searcher.study import load_search_data, preflight
     say = log or (lambda line: None)
@@ -78,24 +78,18 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
     own = _study_own(study, url, given)
     if fixed is not None and fixed[1] is not None:
         enqueue = [fixed, *enqueue]  # the file's own recipe runs first
-    settings = SearchSettings(
-        study=study, storage=url, space=own["space"], budget=own["budget"],
-        max_macs=own["max_macs"], max_ram=own["max_ram"], min_params=own["min_params"],
-        max_activations=own["max_activations"], warm_start=warm,
-        epochs=own["epochs"], last_n=own["last_n"], objective=own["objective"],
-        objectives=own["objectives"],
+    settings = SearchSettings(study, url, StudyValue(**own), RunSettings(
         trials=trials, timeout=timeout, seed=seed, sampler=sampler, train_seed=train_seed,
-        jobs=jobs, threads=threads, device=device, data_dir=data_dir,
-        val_split=own["val_split"], split_seed=own["split_seed"], prune=prune,
-        prune_options=_prune_options(prune_opt),
+        jobs=jobs, threads=threads, device=device, data_dir=data_dir, prune=prune,
+        prune_options=_prune_options(prune_opt), warm_start=warm,
         artifacts=artifacts or default_artifacts(url, study), confirm_top=confirm_top,
-        confirm_seeds=confirm_seeds, arch=own["arch"])
+        confirm_seeds=confirm_seeds))
     # Everything that can be checked without the storage is checked before touching it.
     space_ = preflight(settings)
     enqueued = [e if isinstance(e, tuple) else _load_enqueued(e) for e in enqueue]
-    if settings.arch is not None:
+    if settings.value.arch is not None:
         from nas_mnist.spec.arch import ArchConfig
-        key = ArchConfig.from_dict(settings.arch).key()
+        key = ArchConfig.from_dict(settings.value.arch).key()
         for path, (other, _) in zip(enqueue, enqueued):
             if other.key() != key:
                 raise ApiError(f"enqueue: {path} has another architecture than the recipe "
@@ -106,8 +100,8 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
     data = load_search_data(settings)
     for arch, _ in enqueued:
         data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
-    if Path(settings.artifacts).exists() and not Path(settings.artifacts).is_dir():
-        raise ApiError(f"artifacts {settings.artifacts} is a file, not a folder")
+    if Path(settings.run.artifacts).exists() and not Path(settings.run.artifacts).is_dir():
+        raise ApiError(f"artifacts {settings.run.artifacts} is a file, not a folder")
     return _run(settings, space_, data, enqueued, say, progress)
 
 
@@ -236,7 +230,7 @@ def _run(settings, space, data, enqueued, say, progress) -> "Study":
         fixed = ArchConfig.from_dict(meta.arch)
         kind += f"; a recipe study of {fixed.describe()}, {fixed.n_params():,} parameters"
     say(f"study {settings.study!r} at {mask_url(settings.storage)} "
-        f"({'new' if new else 'resumed'}, {kind}): budget {settings.budget:,}"
+        f"({'new' if new else 'resumed'}, {kind}): budget {settings.value.budget:,}"
         + (f" parameters and {meta.max_macs:,} MACs" if meta.max_macs else "") + ", "
         f"space {space.name}, score = {meta.objective} of the last {meta.last_n} of "
         f"{meta.epochs} epochs on {meta.eval_split}, {describe_data(data)}")
@@ -248,8 +242,8 @@ def _run(settings, space, data, enqueued, say, progress) -> "Study":
         + " (refused before training)")
     cost = _calibrate(settings, data, space)
     say(f"cost model: {cost.describe()}")
-    say(f"stopping rule {meta.rule}; {settings.jobs} worker(s); "
-        f"{n_trained(study)} of {settings.trials} networks trained so far")
+    say(f"stopping rule {meta.rule}; {settings.run.jobs} worker(s); "
+        f"{n_trained(study)} of {settings.run.trials} networks trained so far")
     if meta.rule and meta.rule.startswith("asha") and meta.objectives == "score" \
             and "prior=0" not in meta.rule:
         say("rungs: " + describe_rung_prior(load_prior(PACKAGED_PRIOR),
@@ -272,10 +266,10 @@ def _progress(progress, meta, settings, cost):
     from nas_mnist.results.progress import LiveProgress, NotebookProgress, in_notebook
     if progress is False or progress is None:
         return None
-    deadline = time.time() + settings.timeout if settings.timeout else None
+    deadline = time.time() + settings.run.timeout if settings.run.timeout else None
     if progress == "auto" and in_notebook():
-        return NotebookProgress(meta, trials=settings.trials)
-    return LiveProgress(sys.stderr, meta, trials=settings.trials, jobs=settings.jobs,
+        return NotebookProgress(meta, trials=settings.run.trials)
+    return LiveProgress(sys.stderr, meta, trials=settings.run.trials, jobs=settings.run.jobs,
                         deadline=deadline, cost=cost)
 
 
@@ -289,7 +283,7 @@ def _calibrate(settings, data, space):
     precision = dim.fixed if dim is not None and dim.is_fixed else "fp32"
     device = data.train_x.device
     before = torch.get_num_threads()
-    torch.set_num_threads(settings.threads or max(1, cpu_cores() // settings.jobs))
+    torch.set_num_threads(settings.run.threads or max(1, cpu_cores() // settings.run.jobs))
     try:
         return calibrate(device, n_train=len(data.train_x), n_eval=len(data.eval_x),
                          bf16=resolve_precision(precision, device) == "bf16")

@@ -123,7 +123,8 @@ def cmd_train(args) -> int:
         return 0
     worst = show.finish(result)
     if args.json_out:
-        write_text(args.json_out, json.dumps(result, indent=2))
+        doc = result.to_json() if args.seeds else result
+        write_text(args.json_out, json.dumps(doc, indent=2))
     if args.require is not None and worst[0] < args.require:
         print(f"nas-mnist: below requirement: {worst[1]} "
               f"{worst[0]:.2f} % < {args.require:.2f} %", file=sys.stderr)
@@ -196,14 +197,14 @@ class _SeedsDisplay:
         print(f"seed {r['seed']}: min {r['last_n_min']:.2f} %  mean {r['last_n_mean']:.2f} %"
               f"{test}  ({r['seconds']:.0f} s on {r['device']})", flush=True)
 
-    def finish(self, run: dict) -> tuple[float, str]:
+    def finish(self, run) -> tuple[float, str]:
         from nas_mnist.results.summary import seed_stats
-        stats = seed_stats(run["mins"])
-        worst = run["seeds"][run["mins"].index(stats["min"])]
+        stats = seed_stats(run.mins)
+        worst = run.seeds[run.mins.index(stats["min"])]
         last_n, split = self.plan.recipe.last_n, self.plan.data.eval_split
         print(f"{stats['seeds']} seeds: min-last-{last_n} on {split} mean {stats['mean']:.2f} "
               f"+- {stats['std']:.2f} %, worst {stats['min']:.2f} % (seed {worst}), "
-              f"{run['seconds']:.0f} s per run, {run['threads']} thread(s) each")
+              f"{run.seconds:.0f} s per run, {run.threads} thread(s) each")
         return stats["min"], f"seed {worst} reached"
 
 

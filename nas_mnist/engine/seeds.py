@@ -7,6 +7,7 @@ import multiprocessing
 
 from nas_mnist.engine.device import cpu_cores
 from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.seedrun import SeedRun
 
 
 def _one_run(job: tuple) -> dict:
@@ -30,7 +31,8 @@ def _one_run(job: tuple) -> dict:
 def confirm_seeds(candidates: list[tuple[int, dict, dict]], seeds: int, *,
                   data_dir: str | None = None, val_split: int = 0, split_seed: int = 0,
                   device: str = "auto",
-                  jobs: int = 1, threads: int | None = None, on_done=None) -> list[dict]:
+                  jobs: int = 1, threads: int | None = None,
+                  on_done=None) -> list[SeedRun]:
     """Train each (trial number, arch dict, recipe dict) on seeds 0..seeds-1.
 
     Scores are on the test split, or on `val_split` held-out training images (then the test
@@ -58,14 +60,13 @@ def confirm_seeds(candidates: list[tuple[int, dict, dict]], seeds: int, *,
     runs = []
     for i, (number, arch, recipe) in enumerate(candidates):
         mine = results[i * seeds:(i + 1) * seeds]
-        runs.append({"trial": number, "arch": arch, "recipe": recipe,
-                     "params": ArchConfig.from_dict(arch).n_params(),
-                     "seeds": [r["seed"] for r in mine], "mins": [r["last_n_min"] for r in mine],
-                     "means": [r["last_n_mean"] for r in mine],
-                     "eval_split": mine[0]["eval_split"], "val_split": val_split,
-                     f"{mine[0]['eval_split']}_acc": [r["accs"] for r in mine],
-                     **({"test_acc_final": [r["test_acc_final"] for r in mine]}
-                        if val_split else {}),
-                     "seconds": sum(r["seconds"] for r in mine) / len(mine),
-                     "device": mine[0]["device"], "threads": threads, "jobs": jobs})
+        runs.append(SeedRun(
+            trial=number, arch=arch, recipe=recipe,
+            params=ArchConfig.from_dict(arch).n_params(), seeds=[r["seed"] for r in mine],
+            mins=[r["last_n_min"] for r in mine], means=[r["last_n_mean"] for r in mine],
+            eval_split=mine[0]["eval_split"], val_split=val_split,
+            curves=[r["accs"] for r in mine],
+            test_acc_final=[r["test_acc_final"] for r in mine] if val_split else None,
+            seconds=sum(r["seconds"] for r in mine) / len(mine), device=mine[0]["device"],
+            threads=threads, jobs=jobs))
     return runs

@@ -292,7 +292,7 @@ if __name__ == "__main__":
 
 
 def write_report(study: optuna.Study, out: Path, *, top: int = 10, png: bool = True,
-                 seed_runs: list[dict] | None = None) -> tuple[list[Path], str | None]:
+                 seed_runs: list | None = None) -> tuple[list[Path], str | None]:
     """The report folder: figures (HTML, PNG where possible) and summary.md with the seed
     table of `seed_runs` (None: none). Returns the files written and a note on PNGs."""
     from nas_mnist.results.export import ExportError

@@ -7,20 +7,21 @@ exactly the same configuration to take instead, and the files those runs are kep
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from nas_mnist.errors import NasMnistError
+from nas_mnist.errors import NasMnistError, SpecError
+from nas_mnist.spec.seedrun import SeedRun
 
 
 class SeedRunsError(NasMnistError, ValueError):
     """A seed-runs file or a choice of trials to confirm that cannot be used."""
 
 
-def read_seed_runs(path: Path) -> list[dict]:
+def read_seed_runs(path: Path) -> list[SeedRun]:
     """The runs in a report's seeds.json or a `train --seeds --json-out` file, each checked
-    (`confirm.seed_run_problem`): a made-up run is refused, never shown."""
-    from nas_mnist.results.confirm import seed_run_problem
+    (`SeedRun.from_json`): a made-up run is refused, never shown."""
     what = "a seeds.json of a report, or `train --seeds --json-out` output"
     try:
         runs = json.loads(Path(path).read_text())
@@ -33,11 +34,14 @@ def read_seed_runs(path: Path) -> list[dict]:
             isinstance(r, dict) and isinstance(r.get("mins"), list)
             and isinstance(r.get("seeds", []), list) for r in runs):
         raise SeedRunsError(f"{path} is not a file of seed runs ({what})")
+    out = []
     for i, run in enumerate(runs):
-        problem = seed_run_problem(run)
-        if problem:
-            raise SeedRunsError(f"{path}: run {i + 1} (trial {run.get('trial')}): {problem}")
-    return runs
+        try:
+            out.append(SeedRun.from_json(run))
+        except SpecError as err:
+            raise SeedRunsError(f"{path}: run {i + 1} (trial {run.get('trial')}): {err}") \
+                from None
+    return out
 
 
 def earlier_seed_runs(out: Path, log: Callable[[str], None]) -> list[dict] | None:
@@ -45,7 +49,7 @@ def earlier_seed_runs(out: Path, log: Callable[[str], None]) -> list[dict] | Non
     path = Path(out) / "seeds.json"
     if not path.is_file():
         return None
-    runs = [r for r in read_seed_runs(path) if r.get("in_table", True)]
+    runs = [r for r in read_seed_runs(path) if r.in_table]
     log(f"keeping the seed runs of {path} (re-run them with --seeds)")
     return runs or None
 
@@ -67,7 +71,7 @@ def check_choice(*, seeds: int | None, confirm: list[int], confirm_top: int, win
 def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int, winner: bool,
                      reuse: list[str], earlier: Path, jobs: int, data_dir: str | None,
                      device: str, threads: int | None,
-                     log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+                     log: Callable[[str], None]) -> tuple[list[SeedRun], list[SeedRun]]:
     """(the seed table's runs, earlier runs of the folder that it does not hold, to keep).
 
     The best `confirm_top` trials (with `winner`) and the `confirm` trials are re-trained on
@@ -83,7 +87,7 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
     resolve_device(device)
     meta = study_meta(study)
     sources = [(Path(f), read_seed_runs(Path(f))) for f in reuse]
-    folder_runs: list[dict] = []
+    folder_runs: list[SeedRun] = []
     if earlier.is_file():
         try:
             folder_runs = read_seed_runs(earlier)
@@ -106,8 +110,8 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
             run = reusable_run(earlier_runs, r.arch, r.recipe, seeds,
                                val_split=meta.val_split, data_checksum=data.checksum)
             if run:
-                runs[r.number] = {**run, "trial": r.number,
-                                  "reused_from": run.get("reused_from") or str(path)}
+                runs[r.number] = replace(run, trial=r.number,
+                                         reused_from=run.reused_from or str(path))
                 log(f"trial {r.number}: {seeds} seed run(s) reused from {path}")
                 break
     candidates = [(r.number, r.arch, r.recipe) for r in chosen if r.number not in runs]
@@ -124,6 +128,6 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
         trained = confirm_seeds(candidates, seeds, data_dir=data_dir, val_split=meta.val_split,
                                 split_seed=split_seed, device=device, jobs=jobs,
                                 threads=threads, on_done=on_done)
-        runs.update((run["trial"], {**run, "data_checksum": data.checksum}) for run in trained)
+        runs.update((run.trial, replace(run, data_checksum=data.checksum)) for run in trained)
     table = [runs[r.number] for r in chosen]
     return table, runs_to_keep(folder_runs, table)

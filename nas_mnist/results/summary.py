@@ -10,6 +10,7 @@ import optuna
 from nas_mnist.results.ranking import feasible, leaderboard, study_meta
 from nas_mnist.searcher import record
 from nas_mnist.searcher.record import KIND_ORDER, count_kinds
+from nas_mnist.spec.seedrun import SeedRun
 
 
 def seed_stats(mins: list[float]) -> dict:
@@ -40,7 +41,7 @@ def _fixed(meta):
 
 
 def summary_markdown(study: optuna.Study, *, top_k: int = 10,
-                     seed_runs: list[dict] | None = None) -> str:
+                     seed_runs: list[SeedRun] | None = None) -> str:
     meta = study_meta(study)
     kinds = count_kinds(study)
     recs = record.records(study)
@@ -103,8 +104,8 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
     return "\n".join(lines) + "\n"
 
 
-def _seed_table(meta, seed_runs: list[dict], origins: dict[int, str]) -> list[str]:
-    split = seed_runs[0].get("eval_split", "test")
+def _seed_table(meta, seed_runs: list[SeedRun], origins: dict[int, str]) -> list[str]:
+    split = seed_runs[0].eval_split
     lines = ["", "## Multi-seed confirmation", "",
              "Each trial re-trained from scratch with its recipe; "
              f"the minimum of the {split} accuracy over the last {meta.last_n} epochs, "
@@ -113,19 +114,18 @@ def _seed_table(meta, seed_runs: list[dict], origins: dict[int, str]) -> list[st
              "mean | std | worst | seconds/run | run on |",
              "|---:|---:|---:|---|---:|---:|---:|---:|---|"]
     for run in seed_runs:
-        s = seed_stats(run["mins"])
-        per_seed = ", ".join(f"{m:.2f}" for m in run["mins"])
-        origin = origins.get(run["trial"])
-        label = f"{run['trial']} ({origin})" if origin else run["trial"]
-        lines.append(f"| {label} | {run['params']:,} | {s['seeds']} | {per_seed} | "
+        s = seed_stats(run.mins)
+        per_seed = ", ".join(f"{m:.2f}" for m in run.mins)
+        origin = origins.get(run.trial)
+        label = f"{run.trial} ({origin})" if origin else run.trial
+        lines.append(f"| {label} | {run.params:,} | {s['seeds']} | {per_seed} | "
                      f"{s['mean']:.2f} | {s['std']:.2f} | {s['min']:.2f} | "
-                     f"{run['seconds']:.0f} | {run['device']}, {run.get('jobs', 1)} process(es)"
-                     + (f"; reused from `{run['reused_from']}`" if run.get("reused_from") else "")
+                     f"{run.seconds:.0f} | {run.device}, {run.jobs or 1} process(es)"
+                     + (f"; reused from `{run.reused_from}`" if run.reused_from else "")
                      + " |")
     if len(seed_runs) > 1:
-        best = max(seed_runs, key=lambda run: seed_stats(run["mins"])["mean"])
-        seeds = len(best["mins"])
-        lines += ["", f"Best on the mean of {seeds} seeds: trial {best['trial']} "
-                      f"({seed_stats(best['mins'])['mean']:.2f} %); the rows are in the "
+        best = max(seed_runs, key=lambda run: seed_stats(run.mins)["mean"])
+        lines += ["", f"Best on the mean of {len(best.mins)} seeds: trial {best.trial} "
+                      f"({seed_stats(best.mins)['mean']:.2f} %); the rows are in the "
                       f"search's order, on its one seed."]
     return lines

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from nas_mnist.engine.data import Dataset
 from nas_mnist.errors import NasMnistError
@@ -27,71 +27,45 @@ def default_min_params(budget: int, objectives: str) -> int:
     return int(budget * MIN_PARAMS_FRACTION) if objectives == "score" else 0
 
 
+def _check_int(name: str, value, low: int, high: int | None = None) -> None:
+    if (not isinstance(value, int) or isinstance(value, bool) or value < low
+            or (high is not None and value > high)):
+        wanted = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise SettingsError(f"{name} must be an integer {wanted}, got {value!r}")
+
+
 @dataclass(frozen=True)
-class SearchSettings:
-    study: str
-    storage: str
+class StudyValue:
+    """What a study *is*: stored with it (as `StudyMeta`), compared whole on resume, and taken
+    from the storage by a worker that joins with the study's name alone."""
+
     space: str = STUDY["space"]
     budget: int = STUDY["budget"]
     max_macs: int | None = None
     max_ram: int | None = None  # peak activation memory at int8 in bytes (None: no limit)
     min_params: int | None = None  # None: default_min_params; 0: no floor
     max_activations: int | None = None  # None: DEFAULT_MAX_ACTIVATIONS; 0: no limit
-    warm_start: tuple[str, ...] = ("auto",)  # "auto", "none" or prior files
     epochs: int = STUDY["epochs"]
     last_n: int | None = None  # None: spec.score.default_last_n(epochs) (3 of 15, 1 under 10)
     objective: str = STUDY["objective"]  # min or mean of the last-N accuracies
     objectives: str = STUDY["objectives"]  # "score" (budget as a constraint), "score,params"
-    trials: int = RUN["trials"]  # trained networks wanted in the study (refusals do not count)
-    timeout: float | None = None  # seconds
-    seed: int = RUN["seed"]  # sampler seed
-    sampler: str = RUN["sampler"]  # tpe (constraint-aware, multivariate) or random
-    train_seed: int = RUN["train_seed"]
-    jobs: int = 1
-    threads: int | None = None  # per worker; default: the cores shared out
-    device: str = "auto"
-    data_dir: str | None = None
     val_split: int = STUDY["val_split"]
-    split_seed: int = STUDY["split_seed"]  # draws the validation split: a study's own, not the sampler's seed
-    prune: str = RUN["prune"]
-    prune_options: tuple[tuple[str, str], ...] = ()
-    artifacts: str | None = None  # folder for per-trial weights (None: keep none)
-    confirm_top: int = RUN["confirm_top"]  # keep the top K on confirm_seeds seeds (0: off)
-    confirm_seeds: int = RUN["confirm_seeds"]  # seeds per confirmed trial, its own included
+    split_seed: int = STUDY["split_seed"]  # draws the validation split: the study's own seed
     arch: dict | None = None  # a recipe study: this architecture, only the recipe searched
-
-    def rule(self) -> StopRule:
-        return make_rule(self.prune, dict(self.prune_options)).fit(self.epochs)
 
     def __post_init__(self):
         from nas_mnist.spec.score import default_last_n
-        for name in ("budget", "epochs", "trials"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SettingsError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("budget", "epochs"):
+            _check_int(name, getattr(self, name), 1)
         if self.last_n is None:
             object.__setattr__(self, "last_n", default_last_n(self.epochs))
         if (not isinstance(self.last_n, int) or isinstance(self.last_n, bool)
                 or not 1 <= self.last_n <= self.epochs):
             raise SettingsError(f"last_n must be an integer in [1, epochs {self.epochs}], got "
                                 f"{self.last_n!r}")
-        self._check_confirmation()
         if not isinstance(self.split_seed, int) or not 0 <= self.split_seed < 2**32:
             raise SettingsError(f"split_seed must be an integer in [0, 2**32), got "
                                 f"{self.split_seed!r}")
-
-    def _check_confirmation(self) -> None:
-        for name, high in (("confirm_top", 50), ("confirm_seeds", 10)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
-                raise SettingsError(f"{name} must be an integer in [0, {high}], got {value!r}")
-        if self.confirm_top and self.confirm_seeds < 2:
-            raise SettingsError(f"confirm_top {self.confirm_top} needs confirm_seeds >= 2 (the "
-                                f"trial's own seed and at least one more), got "
-                                f"{self.confirm_seeds}")
-        if self.confirm_top and self.objectives not in (None, "score"):
-            raise SettingsError(f"confirm_top needs a single-objective study (objectives "
-                                f"'score'), got objectives {self.objectives!r}")
 
     @property
     def resolved_min_params(self) -> int:
@@ -104,7 +78,8 @@ class SearchSettings:
     def resolved_max_activations(self) -> int:
         return DEFAULT_MAX_ACTIVATIONS if self.max_activations is None else self.max_activations
 
-    def meta(self, space: SearchSpace, data: Dataset) -> StudyMeta:
+    def meta(self, space: SearchSpace, data: Dataset, rule: StopRule) -> StudyMeta:
+        """The stored form, with what only the run knows: the space's content, the data."""
         return StudyMeta(budget=self.budget, space=space.name, space_digest=space.digest,
                          objective=self.objective, objectives=self.objectives,
                          last_n=self.last_n, epochs=self.epochs, eval_split=data.eval_split,
@@ -113,5 +88,71 @@ class SearchSettings:
                          min_params=self.resolved_min_params,
                          max_activations=self.resolved_max_activations,
                          data_checksum=data.checksum, data_mean=data.mean, data_std=data.std,
-                         rule=self.rule().describe(), dropout_rng="hash",
-                         eval_precision="train", arch=self.arch)
+                         rule=rule.describe(), dropout_rng="hash", eval_precision="train",
+                         arch=self.arch)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How one run of a search goes: chosen anew by every run, never stored as the study's."""
+
+    trials: int = RUN["trials"]  # trained networks wanted in the study (refusals do not count)
+    timeout: float | None = None  # seconds
+    seed: int = RUN["seed"]  # sampler seed
+    sampler: str = RUN["sampler"]  # tpe (constraint-aware, multivariate) or random
+    train_seed: int = RUN["train_seed"]
+    jobs: int = 1
+    threads: int | None = None  # per worker; default: the cores shared out
+    device: str = "auto"
+    data_dir: str | None = None
+    prune: str = RUN["prune"]
+    prune_options: tuple[tuple[str, str], ...] = ()
+    warm_start: tuple[str, ...] = ("auto",)  # "auto", "none" or prior files
+    artifacts: str | None = None  # folder for per-trial weights (None: keep none)
+    confirm_top: int = RUN["confirm_top"]  # keep the top K on confirm_seeds seeds (0: off)
+    confirm_seeds: int = RUN["confirm_seeds"]  # seeds per confirmed trial, its own included
+
+    def __post_init__(self):
+        _check_int("trials", self.trials, 1)
+        _check_int("confirm_top", self.confirm_top, 0, 50)
+        _check_int("confirm_seeds", self.confirm_seeds, 0, 10)
+        if self.confirm_top and self.confirm_seeds < 2:
+            raise SettingsError(f"confirm_top {self.confirm_top} needs confirm_seeds >= 2 (the "
+                                f"trial's own seed and at least one more), got "
+                                f"{self.confirm_seeds}")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """A search: which study (name and storage), what it is, and how this run goes."""
+
+    study: str
+    storage: str
+    value: StudyValue = StudyValue()
+    run: RunSettings = RunSettings()
+
+    def __post_init__(self):
+        if self.run.confirm_top and self.value.objectives not in (None, "score"):
+            raise SettingsError(f"confirm_top needs a single-objective study (objectives "
+                                f"'score'), got objectives {self.value.objectives!r}")
+
+    @classmethod
+    def of(cls, study: str, storage: str, **settings) -> "SearchSettings":
+        """Settings from flat keywords (each a field of StudyValue or RunSettings)."""
+        value_keys = {f.name for f in fields(StudyValue)}
+        run_keys = {f.name for f in fields(RunSettings)}
+        unknown = set(settings) - value_keys - run_keys
+        if unknown:
+            raise TypeError(f"unknown search setting(s) {sorted(unknown)}")
+        return cls(study, storage,
+                   StudyValue(**{k: v for k, v in settings.items() if k in value_keys}),
+                   RunSettings(**{k: v for k, v in settings.items() if k in run_keys}))
+
+    def with_run(self, **changes) -> "SearchSettings":
+        return replace(self, run=replace(self.run, **changes))
+
+    def rule(self) -> StopRule:
+        return make_rule(self.run.prune, dict(self.run.prune_options)).fit(self.value.epochs)
+
+    def meta(self, space: SearchSpace, data: Dataset) -> StudyMeta:
+        return self.value.meta(space, data, self.rule())

@@ -53,26 +53,26 @@ def stored_meta(name: str, url: str) -> StudyMeta | None:
 
 def preflight(settings: SearchSettings) -> SearchSpace:
     """Checks that need no storage: the space, its smallest network, the stopping rule."""
-    if settings.objectives not in OBJECTIVES:
+    if settings.value.objectives not in OBJECTIVES:
         raise SettingsError(f"objectives must be one of {', '.join(OBJECTIVES)}, "
-                          f"got {settings.objectives!r}")
+                          f"got {settings.value.objectives!r}")
     settings.rule()
-    space = load_space(settings.space)
+    space = load_space(settings.value.space)
     smallest, what = _least_network(settings, space)
-    if smallest.n_params() > settings.budget:
-        raise SettingsError(f"budget {settings.budget:,} is below {what} "
+    if smallest.n_params() > settings.value.budget:
+        raise SettingsError(f"budget {settings.value.budget:,} is below {what} "
                             f"({smallest.n_params():,} parameters)")
-    floor = settings.resolved_min_params
-    if not (isinstance(floor, int) and 0 <= floor <= settings.budget):
-        raise SettingsError(f"min_params must be an integer in [0, budget {settings.budget:,}],"
+    floor = settings.value.resolved_min_params
+    if not (isinstance(floor, int) and 0 <= floor <= settings.value.budget):
+        raise SettingsError(f"min_params must be an integer in [0, budget {settings.value.budget:,}],"
                             f" got {floor!r}")
-    if settings.arch is not None and smallest.n_params() < floor:
+    if settings.value.arch is not None and smallest.n_params() < floor:
         raise SettingsError(f"min_params {floor:,} is above {what} ({smallest.n_params():,} "
                             f"parameters)")
-    if floor and settings.objectives != "score":
+    if floor and settings.value.objectives != "score":
         raise SettingsError("min_params (a size floor) needs objectives='score': a "
                             "two-objective study samples the small end of the front on purpose")
-    cap = settings.resolved_max_activations
+    cap = settings.value.resolved_max_activations
     if not (isinstance(cap, int) and cap >= 0):
         raise SettingsError(f"max_activations must be an integer >= 0 (0: no limit), got {cap!r}")
     if cap:
@@ -81,9 +81,9 @@ def preflight(settings: SearchSettings) -> SearchSpace:
         if least > cap:
             raise SettingsError(f"max_activations {cap:,} is below the activations of "
                                 f"{what} ({least:,})")
-    if settings.max_ram is not None:
+    if settings.value.max_ram is not None:
         from nas_mnist.spec.footprint import footprint
-        ram = settings.max_ram
+        ram = settings.value.max_ram
         if not isinstance(ram, int) or isinstance(ram, bool) or ram < 1:
             raise SettingsError(f"max_ram must be an integer number of bytes >= 1, got {ram!r}")
         least = footprint(smallest).peak_int8_bytes
@@ -91,13 +91,13 @@ def preflight(settings: SearchSettings) -> SearchSpace:
             raise SettingsError(f"max_ram {ram:,} B is below the peak activation memory of "
                                 f"{what} ({least:,} B "
                                 f"at int8)")
-    if settings.max_macs is not None:
+    if settings.value.max_macs is not None:
         from nas_mnist.engine.builder import build_model
         from nas_mnist.engine.counting import count_macs
         from nas_mnist.engine.evaluate import in_shape
         macs = count_macs(build_model(smallest), in_shape(smallest))
-        if macs > settings.max_macs:
-            raise SettingsError(f"--max-macs {settings.max_macs:,} is below the MACs of "
+        if macs > settings.value.max_macs:
+            raise SettingsError(f"--max-macs {settings.value.max_macs:,} is below the MACs of "
                                 f"{what} ({macs:,})")
     return space
 
@@ -105,16 +105,16 @@ def preflight(settings: SearchSettings) -> SearchSpace:
 def _least_network(settings: SearchSettings, space: SearchSpace) -> tuple[ArchConfig, str]:
     """The network every limit must admit, and its name: a recipe study's fixed architecture,
     else the space's smallest network."""
-    if settings.arch is None:
+    if settings.value.arch is None:
         if not space.samples_arch:
             raise SettingsError(f"space {space.name!r} searches only the recipe: give the "
                                 f"architecture to train (arch, --arch FILE)")
         return smallest_arch(space), f"the smallest network of space {space.name!r}"
-    if not isinstance(settings.arch, dict):
+    if not isinstance(settings.value.arch, dict):
         raise SettingsError(f"arch must be an architecture (a dict), got "
-                            f"{type(settings.arch).__name__}")
+                            f"{type(settings.value.arch).__name__}")
     try:
-        return ArchConfig.from_dict(settings.arch), "the fixed architecture"
+        return ArchConfig.from_dict(settings.value.arch), "the fixed architecture"
     except (NasMnistError, TypeError, ValueError) as err:
         raise SettingsError(f"arch: {err}") from None
 
@@ -134,16 +134,16 @@ def create_or_resume(settings: SearchSettings, space: SearchSpace,
                                     directions=list(meta.directions))
     stored = StudyMeta.from_study(study)
     if stored is not None:  # limits left on their defaults are the study's own
-        if settings.min_params is None:
+        if settings.value.min_params is None:
             meta = replace(meta, min_params=stored.min_params)
-        if settings.max_activations is None:
+        if settings.value.max_activations is None:
             meta = replace(meta, max_activations=stored.max_activations)
     if stored is None:
         if study.trials:
             raise StorageError(f"study {settings.study!r} was not made by nas-mnist")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(METRIC_NAMES[settings.objectives])  # the dashboard's labels
+            study.set_metric_names(METRIC_NAMES[settings.value.objectives])  # the dashboard's labels
         meta.save(study)
         return study, []
     differ = stored.differences(meta)
@@ -174,12 +174,12 @@ def _space_hint(stored: StudyMeta, meta: StudyMeta) -> str:
 
 def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace,
                meta: StudyMeta) -> list[str]:
-    """Enqueue the best few known configurations that fit this study (`settings.warm_start`:
+    """Enqueue the best few known configurations that fit this study (`settings.run.warm_start`:
     "auto" = the packaged prior plus the local studies/ folder, "none", or prior files).
     Returns one line per configuration or skipped source, for the user."""
     from nas_mnist.searcher.prior import (PACKAGED_PRIOR, Limits, load_prior, local_configs,
                                         pick_warm)
-    sources = settings.warm_start
+    sources = settings.run.warm_start
     if not sources or tuple(sources) == ("none",):
         return []
     if meta.arch is not None:
@@ -262,17 +262,17 @@ def enqueue_config(study: optuna.Study, arch: ArchConfig, recipe: Recipe | None,
 
 def run_search(settings: SearchSettings, study: optuna.Study, *, data: Dataset | None = None,
                on_progress: Callable[[optuna.Study], None] | None = None) -> int:
-    """Bring the study to `settings.trials` trained networks. Returns networks trained."""
-    deadline = time.time() + settings.timeout if settings.timeout else None
+    """Bring the study to `settings.run.trials` trained networks. Returns networks trained."""
+    deadline = time.time() + settings.run.timeout if settings.run.timeout else None
     before = n_trained(study)
-    remaining = max(0, settings.trials - before)
-    if remaining == 0 and not settings.confirm_top:
+    remaining = max(0, settings.run.trials - before)
+    if remaining == 0 and not settings.run.confirm_top:
         return 0  # (with confirm_top the workers still confirm the top K)
     on_epoch = (lambda event: on_progress(study)) if on_progress else None
     on_trial = (lambda rec: on_progress(study)) if on_progress else None
-    if settings.jobs == 1:
+    if settings.run.jobs == 1:
         data = data if data is not None else load_search_data(settings)
-        set_threads(settings.threads)
+        set_threads(settings.run.threads)
         run_worker(settings, remaining, 0, data=data, deadline=deadline, on_epoch=on_epoch,
                    on_trial=on_trial)
     else:

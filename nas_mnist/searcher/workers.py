@@ -15,7 +15,6 @@ import sys
 import time
 import warnings
 from collections import Counter
-from dataclasses import replace
 from typing import Callable
 
 import optuna
@@ -44,9 +43,9 @@ SEED_STRIDE_TRIALS, SEED_STRIDE_WORKER, SEED_STRIDE_START = 7919, 104729, 129970
 
 
 def make_sampler(settings: SearchSettings, study: optuna.Study, worker: int, start: int = 0):
-    seed = (settings.seed + SEED_STRIDE_TRIALS * len(study.trials)
+    seed = (settings.run.seed + SEED_STRIDE_TRIALS * len(study.trials)
             + SEED_STRIDE_WORKER * worker + SEED_STRIDE_START * start) % 2**32
-    if settings.sampler == "random":
+    if settings.run.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -56,9 +55,9 @@ def make_sampler(settings: SearchSettings, study: optuna.Study, worker: int, sta
 
 
 def load_search_data(settings: SearchSettings) -> Dataset:
-    device = resolve_device(settings.device)
-    data = load_dataset(settings.data_dir, val_split=settings.val_split,
-                        seed=settings.split_seed)
+    device = resolve_device(settings.run.device)
+    data = load_dataset(settings.run.data_dir, val_split=settings.value.val_split,
+                        seed=settings.value.split_seed)
     return data.to(device)
 
 
@@ -73,37 +72,37 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
                on_trial: Callable[[TrialRecord], None] | None = None,
                queued_only: bool = False) -> int:
     """Train networks until `share` of them were trained here, or the study has
-    `settings.trials` (with `queued_only`, until no queued trial is left); return how many
+    `settings.run.trials` (with `queued_only`, until no queued trial is left); return how many
     this worker trained."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    space = load_space(settings.space)
+    space = load_space(settings.value.space)
     data = data if data is not None else load_search_data(settings)
     study = optuna.load_study(study_name=settings.study,
                               storage=open_storage(settings.storage, create=False))
-    claim_trials(study, settings.storage, settings.trials)
+    claim_trials(study, settings.storage, settings.run.trials)
     study.sampler = make_sampler(settings, study, worker,
                                  start=sampler_start(study, settings.storage))
     meta = StudyMeta.from_study(study)
-    objective = Objective(meta, space, data, settings.rule(), train_seed=settings.train_seed,
-                          artifacts=settings.artifacts, on_epoch=on_epoch,
+    objective = Objective(meta, space, data, settings.rule(), train_seed=settings.run.train_seed,
+                          artifacts=settings.run.artifacts, on_epoch=on_epoch,
                           prior=load_prior(PACKAGED_PRIOR))
     trained, fails, refused = 0, 0, Counter()
     on_run = (lambda *_: on_trial(None)) if on_trial is not None else None
 
     def confirm() -> bool:
         """One confirmation run of a top trial, if one is due (selection on several seeds)."""
-        if not settings.confirm_top:
+        if not settings.run.confirm_top:
             return False
         try:
-            return confirm_one(study, settings.storage, data, top=settings.confirm_top,
-                               seeds=settings.confirm_seeds, on_run=on_run)
+            return confirm_one(study, settings.storage, data, top=settings.run.confirm_top,
+                               seeds=settings.run.confirm_seeds, on_run=on_run)
         except (AssertionError, optuna.exceptions.StorageInternalError, OSError) as err:
             raise SearchError(f"cannot write the study to {mask_url(settings.storage)}: "
                               f"{_root_cause(err)}") from None
 
     # `share` makes K local workers add exactly N networks; the global count stops workers
     # on other machines sharing the storage once the study has its N.
-    while (trained < share and n_trained(study) < settings.trials
+    while (trained < share and n_trained(study) < settings.run.trials
            and (deadline is None or time.time() < deadline)
            and (not queued_only or waiting(study))):
         if confirm():
@@ -119,7 +118,7 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
             raise
         except (AssertionError, optuna.exceptions.StorageInternalError, OSError) as err:
             raise SearchError(f"cannot write the study to {mask_url(settings.storage)} or its "
-                              f"weights to {settings.artifacts}: {_root_cause(err)}") from None
+                              f"weights to {settings.run.artifacts}: {_root_cause(err)}") from None
         kind = last[-1].kind if last else "failed"
         if on_trial is not None and last:
             on_trial(last[-1])
@@ -258,7 +257,7 @@ def _worker_main(settings: SearchSettings, share: int, worker: int, deadline, er
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
     if parent is not None:
         die_with_parent(parent)
-    set_threads(settings.threads)
+    set_threads(settings.run.threads)
     try:
         run_worker(settings, share, worker, deadline=deadline)
     except KeyboardInterrupt:
@@ -273,9 +272,9 @@ def waiting(study: optuna.Study) -> bool:
 
 
 def run_parallel(settings, study, remaining, deadline, on_progress) -> None:
-    per_worker = settings.threads or max(1, cpu_cores() // settings.jobs)
-    worker_settings = replace(settings, threads=per_worker)
-    jobs = min(settings.jobs, remaining) if remaining else settings.jobs  # 0: confirming
+    per_worker = settings.run.threads or max(1, cpu_cores() // settings.run.jobs)
+    worker_settings = settings.with_run(threads=per_worker)
+    jobs = min(settings.run.jobs, remaining) if remaining else settings.run.jobs  # 0: confirming
     shares = [remaining // jobs + (i < remaining % jobs) for i in range(jobs)]
     ctx = multiprocessing.get_context("spawn")
     errors = ctx.Queue()

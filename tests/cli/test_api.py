@@ -52,15 +52,15 @@ def test_every_command_is_exported_from_the_package():
 
 def test_library_errors_name_the_parameter_not_the_flag():
     with pytest.raises(SettingsError, match=r"last_n must be an integer in \[1, epochs 2\]"):
-        SearchSettings(study="s", storage="sqlite:///x.db", epochs=2, last_n=3)
+        SearchSettings.of(study="s", storage="sqlite:///x.db", epochs=2, last_n=3)
     with pytest.raises(api.ApiError, match="jobs must be 'auto' or an integer"):
         nm.search(jobs=0, storage="sqlite:///never.db")
 
 
 def test_search_with_two_epochs_scores_the_last_epoch():
     """The library default of last_n follows epochs (it kept 3 and failed every sample)."""
-    assert SearchSettings(study="s", storage="sqlite:///x.db", epochs=2).last_n == 1
-    assert SearchSettings(study="s", storage="sqlite:///x.db", epochs=15).last_n == 3
+    assert SearchSettings.of(study="s", storage="sqlite:///x.db", epochs=2).value.last_n == 1
+    assert SearchSettings.of(study="s", storage="sqlite:///x.db", epochs=15).value.last_n == 3
 
 
 def test_importing_the_package_stays_light():

@@ -518,7 +518,7 @@ SHIPPED_RUN = REPO / "studies" / "confirmations" / "trial52-test.json"
     ({"params": "9412"}, "params must be a positive integer"),
 ])
 def test_a_seed_run_with_made_up_or_malformed_figures_is_named(change, message):
-    from nas_mnist.results.confirm import seed_run_problem
+    from nas_mnist.spec.seedrun import seed_run_problem
     run = json.loads(SHIPPED_RUN.read_text())
     run = run[0] if isinstance(run, list) else run
     assert seed_run_problem(run) is None  # the shipped confirmation is sound
@@ -526,7 +526,7 @@ def test_a_seed_run_with_made_up_or_malformed_figures_is_named(change, message):
 
 
 def test_every_shipped_seed_file_is_sound():
-    from nas_mnist.results.confirm import seed_run_problem
+    from nas_mnist.spec.seedrun import seed_run_problem
     files = [*REPO.glob("studies/*-report/seeds.json"), *REPO.glob("studies/confirmations/*.json")]
     assert files
     for path in files:

@@ -95,7 +95,7 @@ def test_a_confirmation_run_is_recorded_and_an_interrupted_one_gives_its_claim_b
 ])
 def test_confirmation_settings_are_checked_by_parameter_name(values, message):
     with pytest.raises(SettingsError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        SearchSettings(study="s", storage="sqlite:///s.db", **values)
+        SearchSettings.of(study="s", storage="sqlite:///s.db", **values)
 
 
 def test_a_bad_confirmation_flag_is_one_line_before_any_storage(tmp_path, capsys):

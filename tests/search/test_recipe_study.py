@@ -40,7 +40,7 @@ def test_a_space_with_no_key_is_refused(tmp_path):
 
 def test_a_recipe_space_without_an_architecture_is_refused_by_name():
     with pytest.raises(SettingsError, match="only the recipe.*arch"):
-        preflight(SearchSettings(study="s", storage="sqlite:///x.db", space="recipe"))
+        preflight(SearchSettings.of(study="s", storage="sqlite:///x.db", space="recipe"))
 
 
 @pytest.mark.parametrize("changes, named", [
@@ -49,16 +49,16 @@ def test_a_recipe_space_without_an_architecture_is_refused_by_name():
     (dict(max_macs=1000), "below the MACs of the fixed architecture"),
 ])
 def test_limits_are_checked_against_the_fixed_architecture(changes, named):
-    settings = SearchSettings(study="s", storage="sqlite:///x.db", space="recipe",
+    settings = SearchSettings.of(study="s", storage="sqlite:///x.db", space="recipe",
                               arch=_arch(), **{"budget": 4000, **changes})
     with pytest.raises(SettingsError, match=named):
         preflight(settings)
 
 
 def test_a_recipe_study_has_no_size_floor_by_default():
-    settings = SearchSettings(study="s", storage="sqlite:///x.db", space="recipe",
+    settings = SearchSettings.of(study="s", storage="sqlite:///x.db", space="recipe",
                               arch=_arch(), budget=4000)
-    assert settings.resolved_min_params == 0
+    assert settings.value.resolved_min_params == 0
     preflight(settings)  # 3,322 parameters under 4,000: fine
 
 

@@ -85,7 +85,7 @@ def test_over_budget_trial_is_never_trained(small_data_dir, tmp_path, monkeypatc
     from nas_mnist.searcher.record import StudyMeta
     calls = []
     monkeypatch.setattr(evaluate_mod, "train", lambda *a, **k: calls.append(1))
-    settings = SearchSettings(study="o", storage=f"sqlite:///{tmp_path}/o.db", space="quick",
+    settings = SearchSettings.of(study="o", storage=f"sqlite:///{tmp_path}/o.db", space="quick",
                               budget=300, epochs=1, last_n=1)
     space = preflight(settings)
     data = load_dataset(small_data_dir)

@@ -141,7 +141,7 @@ def test_a_new_rule_is_one_class_and_its_registration(tmp_path, small_data_dir, 
     from nas_mnist.searcher.study import SearchSettings, create_or_resume, preflight, run_search
     from nas_mnist.engine.data import load_dataset
     monkeypatch.setitem(stopping.RULES, "stop_after", StopAfter)
-    settings = SearchSettings(study="n", storage=f"sqlite:///{tmp_path}/n.db", space="quick",
+    settings = SearchSettings.of(study="n", storage=f"sqlite:///{tmp_path}/n.db", space="quick",
                               budget=5000, epochs=3, last_n=1, trials=2, data_dir=str(small_data_dir),
                               prune="stop_after", prune_options=(("epoch", "2"),),
                               artifacts=str(tmp_path / "art"))
