@@ -16,9 +16,10 @@ def export(*, study: str, storage: str | None = None, out: str | None = None,
     `nas-mnist export`; returns the winner JSON paths. `format`: "onnx", "onnx-int8" (static
     int8, ranges from `calibration_images` training images), "torchscript"."""
     from nas_mnist.results.export import export_trials
+    from nas_mnist.results.view import StudyView
     from nas_mnist.searcher.storage import default_artifacts, default_storage, load_study as ls
     url = storage or default_storage(study)
-    return export_trials(ls(study, url), url=url, out=out, formats=list(format), trial=trial,
+    return export_trials(StudyView.read(ls(study, url)), url=url, out=out, formats=list(format), trial=trial,
                          pareto=pareto, artifacts=artifacts or default_artifacts(url, study),
                          data_dir=data_dir, device=device, threads=threads,
                          calibration_images=calibration_images,
@@ -42,8 +43,8 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
     import json
     from nas_mnist.files import write_text
     from nas_mnist.results.export import ExportError
-    from nas_mnist.results.ranking import feasible
     from nas_mnist.results.report import write_report
+    from nas_mnist.results.view import StudyView
     from nas_mnist.results.seeds import check_choice, earlier_seed_runs, report_seed_runs
     from nas_mnist.searcher.storage import default_storage, load_study as ls
     say = log or (lambda line: None)
@@ -54,8 +55,8 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
     if folder.exists() and not folder.is_dir():
         raise ApiError(f"out {folder} is a file, not a folder")
     url = storage or default_storage(study)
-    opened = ls(study, url)
-    if not feasible(opened):
+    opened = StudyView.read(ls(study, url))  # one snapshot for every page and table
+    if not opened.feasible:
         raise ExportError(f"study {study!r} has no complete feasible trial yet: nothing to "
                           f"report")
     folder.mkdir(parents=True, exist_ok=True)

@@ -109,6 +109,12 @@ class Study:
         self.storage = storage
         self.meta = study_meta(optuna_study)
 
+    def view(self):
+        """The study as its storage holds it now, read once (results.view.StudyView): each
+        method below reads one, so a search that goes on is seen as it goes."""
+        from nas_mnist.results.view import StudyView
+        return StudyView.read(self.optuna)
+
     def __repr__(self) -> str:
         return f"<nas_mnist.Study {self.name!r}: {len(self.optuna.trials)} trials, budget " \
                f"{self.meta.budget:,}>"
@@ -116,15 +122,14 @@ class Study:
     @property
     def best(self) -> Winner:
         """The best feasible complete trial (highest score; ties: fewer parameters)."""
-        from nas_mnist.results.ranking import feasible
-        ranked = feasible(self.optuna)
+        ranked = self.view().feasible
         if not ranked:
             raise ApiError(f"study {self.name!r} has no complete feasible trial yet")
         return _winner(self.optuna, self.meta, ranked[0], self.storage)
 
     def leaderboard(self, k: int = 10) -> Leaderboard:
         from nas_mnist.results.ranking import leaderboard
-        rows = Leaderboard(leaderboard(self.optuna, k))
+        rows = Leaderboard(leaderboard(self.view(), k))
         rows.label = self.meta.label
         if self.meta.arch is not None:
             rows.what = "recipe"
@@ -135,10 +140,10 @@ class Study:
     def pareto(self, cost: str = "params") -> list[Winner]:
         """Trials no other beats on both score and `cost` ("params", "macs" or "ram": peak
         RAM at int8), cheapest first."""
-        from nas_mnist.results.ranking import feasible, pareto_front
+        from nas_mnist.results.ranking import pareto_front
         key = _cost_key(cost)
         return [_winner(self.optuna, self.meta, r, self.storage)
-                for r in pareto_front(feasible(self.optuna), key)]
+                for r in pareto_front(self.view().feasible, key)]
 
     def trials_dataframe(self):
         """One row per trial (pandas, which nas-mnist does not require: `pip install pandas`)."""
@@ -146,10 +151,9 @@ class Study:
             import pandas as pd
         except ImportError:
             raise ApiError("trials_dataframe needs pandas: pip install pandas") from None
-        from nas_mnist.searcher.record import records
         from nas_mnist.spec.arch import ArchConfig
         rows = []
-        for r in records(self.optuna):
+        for r in self.view().records:
             rows.append({"trial": r.number, "kind": r.kind, "score": r.value,
                          "params": r.n_params, "macs": r.macs, "activations": r.activations,
                          "peak_ram_int8": r.peak, "epochs": len(r.accs), "seconds": r.seconds,
@@ -162,15 +166,15 @@ class Study:
     def pareto_plot(self, cost: str = "params"):
         """Accuracy against `cost` ("params", "macs" or "ram"), a plotly Figure."""
         from nas_mnist.results.report import pareto_figure
-        return pareto_figure(self.optuna, _cost_key(cost))
+        return pareto_figure(self.view(), _cost_key(cost))
 
     def curves_plot(self, top_k: int = 5):
         from nas_mnist.results.report import curves_figure
-        return curves_figure(self.optuna, top_k)
+        return curves_figure(self.view(), top_k)
 
     def history_plot(self):
         from nas_mnist.results.report import best_over_time_figure
-        return best_over_time_figure(self.optuna)
+        return best_over_time_figure(self.view())
 
     def export(self, out: str | None = None, *, formats: Sequence[str] = (),
                trial: int | None = None, pareto: bool = False, artifacts: str | None = None,

@@ -20,7 +20,8 @@ from nas_mnist.engine.train import WeightsError, load_state
 from nas_mnist.errors import NasMnistError
 from nas_mnist.files import (atomic_write, check_names_free, copy_file, publish, staged,
                              write_text)
-from nas_mnist.results.ranking import feasible, pareto_front, study_meta
+from nas_mnist.results.ranking import pareto_front
+from nas_mnist.results.view import StudyView, view_of
 from nas_mnist.searcher.record import StudyMeta, TrialRecord
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.footprint import footprint
@@ -33,19 +34,20 @@ class ExportError(NasMnistError, ValueError):
     """A trial cannot be exported (not complete, over budget, non-finite)."""
 
 
-def pick_trials(study: optuna.Study, *, trial: int | None = None,
+def pick_trials(study: StudyView | optuna.Study, *, trial: int | None = None,
                 pareto: bool = False) -> list[TrialRecord]:
-    ok = feasible(study)
+    view = view_of(study)
+    ok = view.feasible
     if not ok:
-        raise ExportError(f"study {study.study_name!r} has no complete feasible trial yet")
+        raise ExportError(f"study {view.name!r} has no complete feasible trial yet")
     if pareto:  # the study's own front: over parameters, or peak RAM in a score,ram study
         from nas_mnist.searcher.record import COST
-        return pareto_front(ok, COST.get(study_meta(study).objectives, "n_params"))
+        return pareto_front(ok, COST.get(view.meta.objectives, "n_params"))
     if trial is None:
         return ok[:1]
     chosen = [r for r in ok if r.number == trial]
     if not chosen:
-        states = {t.number: t.state.name for t in study.trials}
+        states = {r.number: r.state for r in view.records}
         why = states.get(trial, "not in the study")
         raise ExportError(f"trial {trial} cannot be exported: it is {why}, not a complete "
                           f"feasible trial with a finite score")
@@ -60,8 +62,9 @@ def _threads(r: TrialRecord) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def winner_doc(study: optuna.Study, r: TrialRecord) -> dict:
-    meta = study_meta(study)
+def winner_doc(study: StudyView | optuna.Study, r: TrialRecord) -> dict:
+    view = view_of(study)
+    meta = view.meta
     return {
         "arch": r.arch,
         "recipe": r.recipe,
@@ -88,7 +91,7 @@ def winner_doc(study: optuna.Study, r: TrialRecord) -> dict:
                 "mean_over_seeds": r.mean_score, "worst_seed": r.worst_score}
                if r.more_seeds else {}),
         },
-        "study": study.study_name,
+        "study": view.name,
         "trial": r.number,
         "budget": meta.budget,
         "max_macs": meta.max_macs,
@@ -156,7 +159,7 @@ def write_winner(doc: dict, out_dir: Path) -> Path:
     return path
 
 
-def export_trials(study: optuna.Study, *, url: str, out: str | Path | None, formats: list[str],
+def export_trials(study: StudyView | optuna.Study, *, url: str, out: str | Path | None, formats: list[str],
                   trial: int | None, pareto: bool, artifacts: str | None,
                   data_dir: str | None = None, device: str = "auto", threads: int | None = None,
                   calibration_images: int = 1024, log=print) -> list[Path]:
@@ -167,16 +170,17 @@ def export_trials(study: optuna.Study, *, url: str, out: str | Path | None, form
         check_format(fmt)  # a missing extra fails now, not after re-training
     if "onnx-int8" in formats:
         check_calibration(calibration_images)
-    meta = study_meta(study)
-    chosen = pick_trials(study, trial=trial, pareto=pareto)
-    out = Path(out) if out else Path("studies") / f"{study.study_name}-winners"
+    view = view_of(study)
+    meta = view.meta
+    chosen = pick_trials(view, trial=trial, pareto=pareto)
+    out = Path(out) if out else Path("studies") / f"{view.name}-winners"
     if out.exists() and not out.is_dir():
         raise ExportError(f"out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     for r in chosen:
         check_names_free(out, [f"trial{r.number}{suffix}" for suffix in
                                (".json", ".pt", *(FORMATS[f] for f in formats))])
-    log(f"study {study.study_name!r}: data sha256 {(meta.data_checksum or '?')[:12]} "
+    log(f"study {view.name!r}: data sha256 {(meta.data_checksum or '?')[:12]} "
         f"(as searched)")
     paths: list[Path] = []
 
@@ -194,7 +198,7 @@ def export_trials(study: optuna.Study, *, url: str, out: str | Path | None, form
         # All or nothing per trial: its files are made in a hidden folder inside `out` and
         # moved in only when every one of them is written and verified.
         with staged(out, f"export-trial{r.number}") as stage:
-            made = _export_one(study, r, stage, formats, artifacts, calibration_images, data,
+            made = _export_one(view, r, stage, formats, artifacts, calibration_images, data,
                                log, threads)
             publish(stage, made, out)
         path = out / made[-1]
@@ -207,12 +211,12 @@ def export_trials(study: optuna.Study, *, url: str, out: str | Path | None, form
     return paths
 
 
-def _export_one(study: optuna.Study, r: TrialRecord, out: Path, formats: list[str],
+def _export_one(view: StudyView, r: TrialRecord, out: Path, formats: list[str],
                 artifacts: str | None, calibration_images: int, data, log,
                 threads: int | None = None) -> list[str]:
     """Write the weights, formats and winner file of one trial into `out`; return their
     names, the winner file last."""
-    doc = winner_doc(study, r)
+    doc = winner_doc(view, r)
     weights = out / f"trial{r.number}.pt"
     if fetch_weights(r, ArchConfig.from_dict(r.arch), artifacts, weights):
         doc["weights"] = {"file": weights.name, "source": "stored by the search"}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import optuna
 
-from nas_mnist.searcher import record
+from nas_mnist.results.view import StudyView, view_of
 from nas_mnist.searcher.record import StudyMeta, TrialRecord
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.footprint import footprint
@@ -40,18 +40,14 @@ class Row:
         return f"{self.trial} ({self.origin})" if self.origin else str(self.trial)
 
 
-def study_meta(study: optuna.Study) -> StudyMeta:
-    meta = StudyMeta.from_study(study)
-    if meta is None:
-        from nas_mnist.searcher.storage import StorageError
-        raise StorageError(f"study {study.study_name!r} was not made by nas-mnist")
-    return meta
+def study_meta(study: StudyView | optuna.Study) -> StudyMeta:
+    return view_of(study).meta
 
 
-def feasible(study: optuna.Study) -> list[TrialRecord]:
+def feasible(study: StudyView | optuna.Study) -> list[TrialRecord]:
     """COMPLETE trials within the budget (and MACs limit) with a finite score, best first
     (ties: fewer parameters, then the earlier trial)."""
-    return record.feasible(study, study_meta(study))
+    return view_of(study).feasible
 
 
 def cost_of(r: TrialRecord, key: str) -> int | None:
@@ -75,13 +71,14 @@ def pareto_front(trials: list[TrialRecord], cost: str = "n_params") -> list[Tria
     return front
 
 
-def leaderboard(study: optuna.Study, k: int = 10) -> list[Row]:
+def leaderboard(study: StudyView | optuna.Study, k: int = 10) -> list[Row]:
     """The top k by score; a row describes its architecture, or its recipe in a recipe study
     (one architecture)."""
     from nas_mnist.spec.recipe import Recipe
-    recipes = study_meta(study).arch is not None
+    view = view_of(study)
+    recipes = view.meta.arch is not None
     rows = []
-    for i, r in enumerate(feasible(study)[:k]):
+    for i, r in enumerate(view.feasible[:k]):
         what = (Recipe.from_dict(r.recipe).describe() if recipes
                 else ArchConfig.from_dict(r.arch).describe())
         rows.append(Row(i + 1, r.number, r.n_params, r.macs or 0, r.mean_score, what, r.origin,

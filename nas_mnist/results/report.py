@@ -14,8 +14,8 @@ import optuna
 import plotly.graph_objects as go
 
 from nas_mnist.files import publish, staged, write_text
-from nas_mnist.results.ranking import cost_of, feasible, pareto_front, study_meta
-from nas_mnist.searcher import record
+from nas_mnist.results.ranking import cost_of, pareto_front
+from nas_mnist.results.view import StudyView, view_of
 
 log = logging.getLogger(__name__)
 STYLE = {"complete": ("#1f77b4", "circle"), "early_stopped": ("#aaaaaa", "circle-open"),
@@ -25,10 +25,10 @@ ZOOM_KEEP = 0.8  # ... and keeps at least this share of the complete trials in v
 TOP_IMPORTANCES = 10  # parameters in the importance chart, each bar labelled
 
 
-def _points(study: optuna.Study, kind: str, x_key: str) -> tuple[list, list, list]:
+def _points(view: StudyView, kind: str, x_key: str) -> tuple[list, list, list]:
     xs, ys, text = [], [], []
-    ok = {r.number for r in feasible(study)}
-    for r in record.records(study):
+    ok = {r.number for r in view.feasible}
+    for r in view.records:
         if r.kind != kind:
             continue
         x = cost_of(r, x_key)
@@ -48,15 +48,16 @@ def _points(study: optuna.Study, kind: str, x_key: str) -> tuple[list, list, lis
     return xs, ys, text
 
 
-def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
+def pareto_figure(study: StudyView | optuna.Study, x_key: str) -> go.Figure:
     """Accuracy vs `n_params` or `macs`: feasible, early-stopped and over-budget trials apart."""
-    meta = study_meta(study)
+    view = view_of(study)
+    meta = view.meta
     y_title = f"{meta.objective} of last {meta.last_n} epochs, {meta.eval_split} acc %"
     x_title = {"n_params": "parameters", "macs": "MACs (fvcore, forward, 1 image)",
                "peak": "peak activation RAM at int8, bytes"}[x_key]
     fig = go.Figure()
     floor, hidden = None, 0
-    xs, ys, text = _points(study, "complete", x_key)
+    xs, ys, text = _points(view, "complete", x_key)
     if ys:
         # Zoom in: tiny networks far below would flatten the front. The axis spans at least
         # ZOOM_POINTS below the best and keeps at least ZOOM_KEEP of the trials in view.
@@ -67,19 +68,19 @@ def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
         fig.update_yaxes(range=[floor - 0.1, min(100.0, max(ys) + 0.2)])
     fig.add_trace(go.Scatter(x=xs, y=ys, text=text, mode="markers", name="feasible (complete)",
                              marker=dict(color=STYLE["complete"][0], size=9)))
-    front = pareto_front(feasible(study), cost=x_key)
+    front = pareto_front(view.feasible, cost=x_key)
     fig.add_trace(go.Scatter(x=[cost_of(r, x_key) for r in front],
                              y=[r.value for r in front],
                              text=[f"trial {r.number}" for r in front],
                              mode="lines+markers", name="Pareto front", line=dict(shape="hv"),
                              marker=dict(color="#ff7f0e", size=11, symbol="star")))
-    xs, ys, text = _points(study, "early_stopped", x_key)
+    xs, ys, text = _points(view, "early_stopped", x_key)
     fig.add_trace(go.Scatter(x=xs, y=ys, text=text, mode="markers",
                              name="early-stopped (acc when stopped)",
                              marker=dict(color=STYLE["early_stopped"][0], size=8,
                                          symbol=STYLE["early_stopped"][1])))
     if x_key == "n_params":
-        xs, _, text = _points(study, "over_budget", x_key)
+        xs, _, text = _points(view, "over_budget", x_key)
         y_over = [floor if floor is not None else 0.0] * len(xs)
         fig.add_trace(go.Scatter(x=xs, y=y_over, text=text, mode="markers",
                                  name="over budget (never trained)",
@@ -87,7 +88,7 @@ def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
                                              symbol=STYLE["over_budget"][1])))
         fig.add_vline(x=meta.budget, line_dash="dash", annotation_text="budget")
         if meta.min_params:
-            xs, _, text = _points(study, "under_floor", x_key)
+            xs, _, text = _points(view, "under_floor", x_key)
             fig.add_trace(go.Scatter(x=xs, y=[floor if floor is not None else 0.0] * len(xs),
                                      text=text, mode="markers",
                                      name="under the size floor (never trained)",
@@ -96,14 +97,14 @@ def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
     elif x_key == "macs" and meta.max_macs:
         fig.add_vline(x=meta.max_macs, line_dash="dash", annotation_text="MACs limit")
     elif x_key == "peak" and meta.max_ram:
-        xs, _, text = _points(study, "over_ram", x_key)
+        xs, _, text = _points(view, "over_ram", x_key)
         fig.add_trace(go.Scatter(x=xs, y=[floor if floor is not None else 0.0] * len(xs),
                                  text=text, mode="markers",
                                  name="over the RAM limit (never trained)",
                                  marker=dict(color=STYLE["over_budget"][0], size=8,
                                              symbol=STYLE["over_budget"][1])))
         fig.add_vline(x=meta.max_ram, line_dash="dash", annotation_text="RAM limit")
-    title = f"Pareto front of study {study.study_name}: accuracy vs {x_title}"
+    title = f"Pareto front of study {view.name}: accuracy vs {x_title}"
     if hidden:
         title += (f"<br><sup>{hidden} trial(s) below {floor:.2f} % are off the chart "
                   f"(Autoscale in pareto.html shows them)</sup>")
@@ -112,10 +113,11 @@ def pareto_figure(study: optuna.Study, x_key: str) -> go.Figure:
     return fig
 
 
-def curves_figure(study: optuna.Study, top_k: int = 5) -> go.Figure:
-    split = study_meta(study).eval_split
+def curves_figure(study: StudyView | optuna.Study, top_k: int = 5) -> go.Figure:
+    view = view_of(study)
+    split = view.meta.eval_split
     fig = go.Figure()
-    for r in feasible(study)[:top_k]:
+    for r in view.feasible[:top_k]:
         fig.add_trace(go.Scatter(x=list(range(1, len(r.accs) + 1)), y=r.accs,
                                  mode="lines+markers", name=f"trial {r.number} ({r.n_params:,} p)"))
     fig.update_layout(title=f"Per-epoch {split} accuracy of the top {top_k} trials",
@@ -139,23 +141,22 @@ def active_minutes(spans: list[tuple[float, float]]) -> list[float]:
     return out
 
 
-def best_over_time_figure(study: optuna.Study) -> go.Figure:
+def best_over_time_figure(study: StudyView | optuna.Study) -> go.Figure:
     """The best score so far against the study's running time (gaps between sittings cut)."""
-    meta = study_meta(study)
-    ok = {r.number: r for r in feasible(study)}
-    done = sorted((t for t in study.get_trials(deepcopy=False)
-                   if t.datetime_start and t.datetime_complete),
-                  key=lambda t: t.datetime_complete)
-    spans = [(t.datetime_start.timestamp(), t.datetime_complete.timestamp()) for t in done]
+    view = view_of(study)
+    meta = view.meta
+    ok = {r.number: r for r in view.feasible}
+    done = sorted(view.times.items(), key=lambda item: item[1][1])  # by completion
+    spans = [span for _, span in done]
     xs, ys, text, best = [], [], [], None
     minutes_at = active_minutes(spans)
-    for t, minutes in zip(done, minutes_at):
-        if t.number in ok and (best is None or ok[t.number].value > best):
-            best = ok[t.number].value
+    for (number, _), minutes in zip(done, minutes_at):
+        if number in ok and (best is None or ok[number].value > best):
+            best = ok[number].value
             xs.append(minutes)
             ys.append(best)
-            origin = ok[t.number].origin
-            text.append(f"trial {t.number}" + (f" ({origin})" if origin else ""))
+            origin = ok[number].origin
+            text.append(f"trial {number}" + (f" ({origin})" if origin else ""))
     fig = go.Figure(go.Scatter(x=xs, y=ys, text=text, mode="lines+markers+text",
                                line_shape="hv", textposition="bottom right"))
     if xs and minutes_at[-1] > xs[-1]:  # carry the best score on to the end of the study
@@ -171,7 +172,8 @@ def best_over_time_figure(study: optuna.Study) -> go.Figure:
 
 
 def optuna_figures(study: optuna.Study) -> dict[str, go.Figure]:
-    """Optimisation history and parameter importances for the accuracy objective."""
+    """Optimisation history and parameter importances for the accuracy objective (Optuna's
+    own figures: they read the live study)."""
     from optuna.visualization import plot_optimization_history, plot_param_importances
     target = dict(target=lambda t: t.values[0], target_name="accuracy %")
     figures = {"history": plot_optimization_history(study, **target)}
@@ -198,12 +200,13 @@ PAGES = {"pareto": ("pareto_params", "pareto_macs", "pareto_ram"),
          "details": ("best_over_time", "curves", "history", "importances")}
 
 
-def build_figures(study: optuna.Study) -> dict[str, go.Figure]:
-    return {"pareto_params": pareto_figure(study, "n_params"),
-            "pareto_macs": pareto_figure(study, "macs"),
-            "pareto_ram": pareto_figure(study, "peak"),
-            "curves": curves_figure(study), "best_over_time": best_over_time_figure(study),
-            **optuna_figures(study)}
+def build_figures(study: StudyView | optuna.Study) -> dict[str, go.Figure]:
+    view = view_of(study)
+    return {"pareto_params": pareto_figure(view, "n_params"),
+            "pareto_macs": pareto_figure(view, "macs"),
+            "pareto_ram": pareto_figure(view, "peak"),
+            "curves": curves_figure(view), "best_over_time": best_over_time_figure(view),
+            **optuna_figures(view.study)}
 
 
 def write_page(figures: list[go.Figure], path: Path, title: str) -> None:
@@ -214,18 +217,19 @@ def write_page(figures: list[go.Figure], path: Path, title: str) -> None:
                f"</head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
-def write_figures(study: optuna.Study, out_dir: Path, *,
+def write_figures(study: StudyView | optuna.Study, out_dir: Path, *,
                   png: bool = True) -> tuple[list[Path], str | None]:
     """pareto.html (accuracy vs params and vs MACs) and details.html (curves, history,
     importances), each self-contained; PNG copies of every figure when kaleido works.
     Returns the files written and, when PNGs were wanted but could not be made, why."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = build_figures(study)
+    view = view_of(study)
+    figures = build_figures(view)
     written = []
     for page, names in PAGES.items():
         path = out_dir / f"{page}.html"
         write_page([figures[n] for n in names if n in figures], path,
-                   f"{study.study_name}: {page}")
+                   f"{view.name}: {page}")
         written.append(path)
     note = None
     if png:
@@ -291,21 +295,24 @@ if __name__ == "__main__":
     _render_pngs(sys.argv[1])
 
 
-def write_report(study: optuna.Study, out: Path, *, top: int = 10, png: bool = True,
+def write_report(study: StudyView | optuna.Study, out: Path, *, top: int = 10,
+                 png: bool = True,
                  seed_runs: list | None = None) -> tuple[list[Path], str | None]:
     """The report folder: figures (HTML, PNG where possible) and summary.md with the seed
-    table of `seed_runs` (None: none). Returns the files written and a note on PNGs."""
+    table of `seed_runs` (None: none), all from one read of the study. Returns the files
+    written and a note on PNGs."""
     from nas_mnist.results.export import ExportError
     from nas_mnist.results.summary import summary_markdown
-    if not feasible(study):
-        raise ExportError(f"study {study.study_name!r} has no complete feasible trial yet: "
+    view = view_of(study)
+    if not view.feasible:
+        raise ExportError(f"study {view.name!r} has no complete feasible trial yet: "
                           f"nothing to report")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ExportError(f"out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    written, png_note = write_figures(study, out, png=png)
+    written, png_note = write_figures(view, out, png=png)
     md = out / "summary.md"
-    text = summary_markdown(study, top_k=top, seed_runs=seed_runs)
+    text = summary_markdown(view, top_k=top, seed_runs=seed_runs)
     write_text(md, text)
     return [*written, md], png_note

@@ -83,9 +83,10 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
     from nas_mnist.engine.seeds import confirm_seeds
     from nas_mnist.results.confirm import reusable_run, runs_to_keep
     from nas_mnist.results.export import check_data
-    from nas_mnist.results.ranking import feasible, study_meta
+    from nas_mnist.results.view import view_of
     resolve_device(device)
-    meta = study_meta(study)
+    view = view_of(study)
+    meta = view.meta
     sources = [(Path(f), read_seed_runs(Path(f))) for f in reuse]
     folder_runs: list[SeedRun] = []
     if earlier.is_file():
@@ -97,11 +98,11 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
     split_seed = meta.split_seed or 0  # the study's own split (older studies: seed 0)
     data = load_dataset(data_dir, val_split=meta.val_split, seed=split_seed)
     check_data(meta, data)
-    ranked = feasible(study)
+    ranked = view.feasible
     unknown = set(confirm) - {r.number for r in ranked}
     if unknown:
         raise SeedRunsError(f"confirm {sorted(unknown)}: not complete feasible trials of "
-                            f"study {study.study_name!r}")
+                            f"study {view.name!r}")
     chosen = [r for i, r in enumerate(ranked)
               if (i < confirm_top and winner) or r.number in confirm]
     runs = {}

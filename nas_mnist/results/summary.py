@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from datetime import timedelta
 
 import optuna
 
-from nas_mnist.results.ranking import feasible, leaderboard, study_meta
-from nas_mnist.searcher import record
-from nas_mnist.searcher.record import KIND_ORDER, count_kinds
+from nas_mnist.results.ranking import leaderboard
+from nas_mnist.results.view import StudyView, view_of
+from nas_mnist.searcher.record import KIND_ORDER
 from nas_mnist.spec.seedrun import SeedRun
 
 
@@ -19,11 +20,12 @@ def seed_stats(mins: list[float]) -> dict:
             "min": min(mins), "max": max(mins)}
 
 
-def epochs_saved(study: optuna.Study) -> tuple[int, int, int]:
+def epochs_saved(study: StudyView | optuna.Study) -> tuple[int, int, int]:
     """(epochs the stopping rule saved, epochs refused samples would have cost, epochs trained),
     counting every finished trial as `epochs` long had it been trained to the end."""
-    meta = study_meta(study)
-    recs = [r for r in record.records(study) if r.kind != "running" and r.kind != "failed"]
+    view = view_of(study)
+    meta = view.meta
+    recs = [r for r in view.records if r.kind != "running" and r.kind != "failed"]
     trained = sum(len(r.accs) for r in recs)
     stopped = sum(meta.epochs - len(r.accs) for r in recs if r.kind == "early_stopped")
     refused = sum(meta.epochs for r in recs if not r.accs and r.kind != "early_stopped")
@@ -40,23 +42,24 @@ def _fixed(meta):
     return ArchConfig.from_dict(meta.arch)
 
 
-def summary_markdown(study: optuna.Study, *, top_k: int = 10,
+def summary_markdown(study: StudyView | optuna.Study, *, top_k: int = 10,
                      seed_runs: list[SeedRun] | None = None) -> str:
-    meta = study_meta(study)
-    kinds = count_kinds(study)
-    recs = record.records(study)
-    rows = leaderboard(study, top_k)
+    view = view_of(study)
+    meta, recs = view.meta, view.records
+    kinds = Counter(r.kind for r in recs)
+    rows = leaderboard(view, top_k)
     confirmed = any(r.seeds > 1 for r in rows)
-    seconds = sum((t.duration.total_seconds() for t in study.trials if t.duration), 0.0)
-    stopped, refused, trained_epochs = epochs_saved(study)
-    complete = [t for t, r in zip(study.trials, recs) if r.kind == "complete" and t.duration]
-    per_trial = (sum(t.duration.total_seconds() for t in complete) / len(complete)
+    seconds = sum(end - start for start, end in view.times.values())
+    stopped, refused, trained_epochs = epochs_saved(view)
+    complete = [view.times[r.number] for r in recs
+                if r.kind == "complete" and r.number in view.times]
+    per_trial = (sum(end - start for start, end in complete) / len(complete)
                  if complete else 0.0)
     kind = {"score": "single objective (score; the budget is a hard constraint)",
             "score,params": "two objectives (score, parameters)",
             "score,ram": "two objectives (score, peak RAM at int8)"}[meta.objectives]
     lines = [
-        f"# Study `{study.study_name}`",
+        f"# Study `{view.name}`",
         "",
         f"- Budget: {meta.budget:,} parameters"
         + (f" (size floor {meta.min_params:,})" if meta.min_params else "")
@@ -70,7 +73,7 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
            f"({_fixed(meta).n_params():,} parameters); the trials differ in their recipe."]
           if meta.arch is not None else []),
         "- Trials: " + ", ".join(f"{kinds[k]} {k.replace('_', ' ')}" for k in KIND_ORDER
-                                 if kinds.get(k)) + f" ({len(study.trials)} in all).",
+                                 if kinds.get(k)) + f" ({len(recs)} in all).",
         f"- Time in trials: {timedelta(seconds=round(seconds))} (summed over workers); "
         f"{trained_epochs} training epochs run; {per_trial:.0f} s per complete trial.",
         f"- Epochs saved by the stopping rule: {stopped} of the {stopped + trained_epochs} the "
@@ -99,7 +102,7 @@ def summary_markdown(study: optuna.Study, *, top_k: int = 10,
         lines += ["", "Rows with several seeds were re-trained on more training seeds during "
                       "the search (its top trials); they rank by the mean over their seeds."]
     if seed_runs:
-        origins = {r.number: r.origin for r in feasible(study) if r.origin}
+        origins = {r.number: r.origin for r in view.feasible if r.origin}
         lines += _seed_table(meta, seed_runs, origins)
     return "\n".join(lines) + "\n"
 

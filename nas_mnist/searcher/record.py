@@ -160,8 +160,12 @@ def seed_runs(study) -> dict[int, dict]:
 
 
 def records(study, states=None) -> list[TrialRecord]:
-    confirmed = seed_runs(study)
-    out = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False, states=states)]
+    return records_of(study.get_trials(deepcopy=False, states=states), seed_runs(study))
+
+
+def records_of(trials, confirmed: dict[int, dict]) -> list[TrialRecord]:
+    """The records of these Optuna trials, with the search's confirmation runs."""
+    out = [TrialRecord.from_trial(t) for t in trials]
     if not confirmed:
         return out
     return [replace(r, more_seeds={int(seed): run["score"] for seed, run in
@@ -171,12 +175,19 @@ def records(study, states=None) -> list[TrialRecord]:
 
 
 def feasible(study, meta: "StudyMeta") -> list[TrialRecord]:
-    """COMPLETE trials within every limit of the study with a finite score, best first: by the
-    mean over the training seeds run (the trial's own score unless the search confirmed it on
-    more seeds); ties: fewer parameters, then the earlier trial."""
+    """COMPLETE trials within every limit of the study with a finite score, best first (see
+    `rank_feasible`)."""
     from optuna.trial import TrialState
-    ok = [r for r in records(study, states=(TrialState.COMPLETE,))
-          if is_finite(r.value) and r.n_params is not None and r.n_params <= meta.budget
+    return rank_feasible(records(study, states=(TrialState.COMPLETE,)), meta)
+
+
+def rank_feasible(recs, meta: "StudyMeta") -> list[TrialRecord]:
+    """The COMPLETE records within every limit of the study with a finite score, best first:
+    by the mean over the training seeds run (the trial's own score unless the search confirmed
+    it on more seeds); ties: fewer parameters, then the earlier trial."""
+    ok = [r for r in recs
+          if r.state == "COMPLETE" and is_finite(r.value) and r.n_params is not None
+          and r.n_params <= meta.budget
           and (meta.max_macs is None or (r.macs or 0) <= meta.max_macs)
           and r.n_params >= meta.min_params
           and (meta.max_ram is None or (r.peak or 0) <= meta.max_ram)

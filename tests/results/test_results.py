@@ -635,3 +635,29 @@ def test_export_over_a_folder_is_refused_before_any_work(study_dir, small_data_d
                                     f"a folder of that name is in the way")
     assert "data sha256" not in captured.out  # refused before the export began
     assert [p.name for p in out.iterdir()] == [taken.format(n=n)]
+
+
+def test_results_are_made_from_one_read_of_the_study(monkeypatch):
+    """A StudyView is read once: the summary, the leaderboard and every figure of our own come
+    from it, not from the storage again (a search going on cannot make them disagree)."""
+    from nas_mnist.results.ranking import leaderboard
+    from nas_mnist.results.report import best_over_time_figure, curves_figure, pareto_figure
+    from nas_mnist.results.summary import summary_markdown
+    from nas_mnist.results.view import StudyView
+    from tests.spec.test_arch import ref8k
+    study = optuna.create_study(study_name="once")
+    study.set_user_attr("nas_mnist", {"budget": 10_000})
+    for i, acc in enumerate([99.1, 99.3, 98.7]):
+        study.add_trial(optuna.trial.create_trial(value=acc, user_attrs={
+            "params": 5000 + 100 * i, "macs": 10_000, "acc": [98.0, acc],
+            "arch": ref8k().to_dict()}))
+    view = StudyView.read(study)
+
+    def no_more_reads(*args, **kwargs):
+        raise AssertionError("the storage was read again")
+    monkeypatch.setattr(type(study), "get_trials", no_more_reads)
+    monkeypatch.setattr(type(study), "trials", property(no_more_reads))
+    assert [r.trial for r in leaderboard(view)] == [1, 0, 2]
+    assert "# Study `once`" in summary_markdown(view) and "(3 in all)" in summary_markdown(view)
+    for fig in (pareto_figure(view, "n_params"), curves_figure(view), best_over_time_figure(view)):
+        assert fig.data
