@@ -397,7 +397,25 @@ def fourth_round(i: Path, d: Path, url: str) -> list[tuple]:
         rows.append((f"X_existing_{name}_dir", ["export", "--study", "t", "--storage", url,
                                                 "--data-dir", str(d), "--out", str(out)], 2,
                      "a folder of that name is in the way"))
-    return rows
+    return rows + recipe_rows(i, d)
+
+
+def recipe_rows(i: Path, d: Path) -> list[tuple]:
+    """The recipe stage (`search --arch`, 2026-12-03, third sitting): each one line, exit 2,
+    no storage created."""
+    def search(name: str, *flags: str) -> list[str]:
+        return ["search", "--study", name, "--storage", f"sqlite:///{i}/{name}.db",
+                "--data-dir", str(d), "--trials", "1", *flags]
+    (i / "notjson.json").write_text("abc")
+    return [("A_arch_missing", search("a1", "--arch", str(i / "none.json")), 2, "does not exist"),
+            ("A_arch_dir", search("a2", "--arch", str(i)), 2, "is a folder"),
+            ("A_arch_notjson", search("a3", "--arch", str(i / "notjson.json")), 2,
+             "not valid JSON"),
+            ("A_recipe_no_arch", search("a4", "--space", "recipe"), 2, "searches only the recipe"),
+            ("A_arch_over_budget", search("a5", "--arch", "trial81", "--budget", "3000"), 2,
+             "below the fixed architecture"),
+            ("A_arch_floor", search("a6", "--arch", "trial81", "--budget", "4000",
+                                    "--min-params", "3500"), 2, "above the fixed architecture")]
 
 
 def main() -> int:
