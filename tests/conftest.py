@@ -43,7 +43,8 @@ def random_archs(space_name: str, draws: int, seed: int = 1):
     """The valid architectures among `draws` random samples of a packaged space."""
     import optuna
     from nas_mnist.errors import SpecError
-    from nas_mnist.searcher.space import load_space, suggest_arch
+    from nas_mnist.searcher.space import load_space
+    from nas_mnist.searcher.sampling import suggest_arch
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = load_space(space_name)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))

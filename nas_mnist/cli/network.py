@@ -256,7 +256,8 @@ WIDTHS = (8, 6, 5, 4, 11, 9, 4, 9, 4, 15, 10, 7, 4, 11)
 
 
 def cmd_space(args) -> int:
-    from nas_mnist.searcher.space import load_space, sample_shares, smallest_arch
+    from nas_mnist.searcher.space import load_space
+    from nas_mnist.searcher.sampling import sample_shares, smallest_arch
     space = load_space(args.space)
     smallest = smallest_arch(space)
     print(f"space {space.name}: smallest network {smallest.n_params():,} parameters "

@@ -26,7 +26,8 @@ from nas_mnist.searcher import record
 from nas_mnist.searcher.prior import Prior
 from nas_mnist.searcher.record import StudyMeta, TrialRecord
 from nas_mnist.searcher.recovery import worker_id
-from nas_mnist.searcher.space import SearchSpace, suggest_arch
+from nas_mnist.searcher.space import SearchSpace
+from nas_mnist.searcher.sampling import suggest_arch
 from nas_mnist.searcher.stopping import Curve, StopRule
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.recipe import Recipe

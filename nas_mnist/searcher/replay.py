@@ -4,7 +4,8 @@ with them, a network teaches the sampler like any sample of the space."""
 from __future__ import annotations
 
 from nas_mnist.errors import SpecError
-from nas_mnist.searcher.space import SearchSpace, suggest_arch
+from nas_mnist.searcher.space import SearchSpace
+from nas_mnist.searcher.sampling import suggest_arch
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.recipe import Recipe
 

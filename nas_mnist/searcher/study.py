@@ -25,7 +25,8 @@ from nas_mnist.searcher.record import METRIC_NAMES, OBJECTIVES, StudyMeta
 from nas_mnist.searcher.recovery import requeue_interrupted
 from nas_mnist.searcher.settings import SearchError, SearchSettings, SettingsError  # noqa: F401
 from nas_mnist.searcher.replay import params_of
-from nas_mnist.searcher.space import SearchSpace, load_space, smallest_arch
+from nas_mnist.searcher.space import SearchSpace, load_space
+from nas_mnist.searcher.sampling import smallest_arch
 from nas_mnist.searcher.storage import StorageError, open_storage
 from nas_mnist.searcher.workers import (load_search_data, n_trained, run_parallel,  # noqa: F401
                                       run_worker, waiting)

@@ -394,7 +394,8 @@ def test_a_hopeless_search_names_the_limit_that_refuses(tmp_path, small_data_dir
 def test_mcu_space_narrows_stage_one_only():
     """first_width / first_stage_convs set stage 1 on its own; spaces without them are as
     before (same digest), and most of the mcu space's samples fit 4 KB where default's do not."""
-    from nas_mnist.searcher.space import load_space, smallest_arch, suggest_arch
+    from nas_mnist.searcher.space import load_space
+    from nas_mnist.searcher.sampling import smallest_arch, suggest_arch
     mcu, default = load_space("mcu"), load_space("default")
     assert default.digest == "efc9883aae008683"
     assert smallest_arch(mcu).stages[0][0].out == 2

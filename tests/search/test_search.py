@@ -11,7 +11,8 @@ from nas_mnist.engine.data import load_dataset
 from nas_mnist.searcher.objective import Objective
 from nas_mnist.searcher.study import SearchSettings, create_or_resume, preflight
 from nas_mnist.searcher.replay import params_of
-from nas_mnist.searcher.space import SpaceError, load_space, smallest_arch, suggest_arch
+from nas_mnist.searcher.space import SpaceError, load_space
+from nas_mnist.searcher.sampling import smallest_arch, suggest_arch
 from nas_mnist.results.summary import summary_markdown
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.recipe import Recipe

@@ -115,7 +115,8 @@ def test_every_sampled_network_builds_and_counts_as_fvcore_does(space_name):
     from nas_mnist.engine.builder import build_model
     from nas_mnist.engine.counting import count_params
     from nas_mnist.errors import SpecError
-    from nas_mnist.searcher.space import load_space, suggest_arch
+    from nas_mnist.searcher.space import load_space
+    from nas_mnist.searcher.sampling import suggest_arch
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = load_space(space_name)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
