@@ -38,7 +38,7 @@ def _arch_of(config):
         return config
     if isinstance(config, dict):
         return ArchConfig.from_dict(config.get("arch", config))
-    return load_arch(config)[0]
+    return load_arch(config_path(str(config)))[0]
 
 
 @dataclass
@@ -56,9 +56,12 @@ PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # nas_mnist/
 
 
 def config_path(config: str) -> str:
-    """A packaged config by name (trial52, trial81, ref8k, woolly3762), else a file path."""
+    """A file path as given; a name that is no file but a packaged config's (trial52, trial81,
+    ref8k, woolly3762): that config."""
     packaged = PACKAGED_CONFIGS / f"{config}.json"
-    return str(packaged) if "/" not in config and packaged.exists() else config
+    if Path(config).exists() or "/" in config or not packaged.exists():
+        return config
+    return str(packaged)
 
 
 BENCH_CONFIGS = ("trial52", "trial81", "ref8k")  # packaged: nas_mnist/configs/NAME.json
@@ -142,7 +145,7 @@ def train(config, *, epochs: int | None = None, last_n: int | None = None,
             raise SpecError(f"config: {err}") from None
         seed_of, threads_of, norm = int(doc.get("seed", 0)), doc.get("threads"), None
     else:
-        winner = WinnerFile.read(config)
+        winner = WinnerFile.read(config_path(str(config)))
         arch, stored, norm = winner.arch, winner.recipe, winner.normalisation
         seed_of, threads_of = winner.seed, winner.threads
     epochs = epochs or stored.epochs

@@ -16,7 +16,8 @@ REFERENCE_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "ref
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("train", help="train one architecture, print per-epoch accuracy")
-    p.add_argument("config", help="architecture JSON (a bare arch or an exported winner)")
+    p.add_argument("config", help="architecture JSON (a bare arch or an exported winner), or a "
+                                  "packaged config: trial52, trial81, ref8k, woolly3762")
     p.add_argument("--epochs", type=positive(), help="training epochs (default: the file's "
                                                      "recipe, else 15)")
     p.add_argument("--seed", type=seed, default=None, help="training seed (default: the "
@@ -46,7 +47,8 @@ def add_parsers(sub) -> None:
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("count", help="print the per-layer parameter and MAC table")
-    p.add_argument("config", help="architecture JSON (a bare arch or an exported winner)")
+    p.add_argument("config", help="architecture JSON (a bare arch or an exported winner), or a "
+                                  "packaged config: trial52, trial81, ref8k, woolly3762")
     p.add_argument("--json", action="store_true", help="print JSON with params, macs, layers")
     p.set_defaults(handler=cmd_count)
 

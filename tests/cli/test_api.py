@@ -155,3 +155,12 @@ def test_a_worker_joins_a_study_with_its_name_and_storage_alone(tmp_path, small_
     code = main(["search", "--study", "j", "--storage", url, "--budget", "4000", "--data-dir",
                  str(small_data_dir)])
     assert code == 2 and "budget 3000 (stored) vs 4000 (now)" in capsys.readouterr().err
+
+
+def test_a_packaged_config_is_found_by_its_name(tmp_path, monkeypatch):
+    import nas_mnist as nm
+    assert nm.count("woolly3762")["params"] == 3762 and nm.count("trial81")["params"] == 3322
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "trial81").write_text("{}")  # a file of that name is the file, not the config
+    with pytest.raises(nm.NasMnistError, match="trial81"):
+        nm.count("trial81")
