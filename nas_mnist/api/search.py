@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from nas_mnist.api.errors import ApiError
 from nas_mnist.errors import NasMnistError
 from nas_mnist.api.study import Study
 
 from nas_mnist.searcher.defaults import RUN_DEFAULTS as RUN, STUDY_DEFAULTS
+
+if TYPE_CHECKING:
+    from nas_mnist.spec.arch import ArchConfig
 
 
 def search(*, budget: int | None = None, max_macs: int | None = None,
@@ -28,7 +31,8 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
            data_dir: str | None = None, val_split: int | None = None,
            split_seed: int | None = None, device: str = "auto", threads: int | None = None,
            confirm_top: int = RUN["confirm_top"], confirm_seeds: int = RUN["confirm_seeds"],
-           arch=None, progress: bool | str = "auto", log: Callable[[str], None] | None = print) -> "Study":
+           arch: str | Path | dict | ArchConfig | None = None, progress: bool | str = "auto",
+           log: Callable[[str], None] | None = print) -> "Study":
     """Run or resume a study (`nas-mnist search`) and return it.
 
     What a study is (budget, limits, space, epochs, last-N, objective(s), split and its seed)
