@@ -74,7 +74,8 @@ def test_peak_ram_of_a_transition_and_each_head_by_hand():
 
 
 @pytest.mark.slow  # trains networks end to end
-@pytest.mark.parametrize("space", sorted(p.stem for p in SPACE_DIR.glob("*.yaml")))
+@pytest.mark.parametrize("space", sorted(p.stem for p in SPACE_DIR.glob("*.yaml")
+                                          if p.stem != "recipe"))  # samples no architecture
 def test_footprint_equals_a_forward_hook_count_for_random_samples(space):
     from tests.conftest import random_archs
     checked = 0
