@@ -7,6 +7,7 @@ from optuna.trial import TrialState
 
 from nas_mnist.cli import main
 from nas_mnist.searcher.space import SPACE_DIR
+from nas_mnist.spec.seedrun import SeedRun
 from nas_mnist.engine.data import load_dataset
 from nas_mnist.searcher.objective import Objective
 from nas_mnist.searcher.study import SearchSettings, create_or_resume, preflight
@@ -198,8 +199,8 @@ def test_enqueued_config_runs_exactly_once(tmp_path, small_data_dir):
     assert seeded[0].user_attrs["arch"] == ArchConfig.from_dict(
         json.loads(config.read_text())["arch"]).to_dict()
     assert f"| {seeded[0].number} (enqueued) |" in summary_markdown(study)
-    run = {"trial": seeded[0].number, "params": 1, "mins": [99.0, 98.0], "seconds": 1.0,
-           "device": "cpu", "jobs": 1, "eval_split": "test"}
+    run = SeedRun(trial=seeded[0].number, params=1, seeds=[0, 1], mins=[99.0, 98.0],
+                  seconds=1.0, device="cpu", jobs=1)
     seed_table = summary_markdown(study, seed_runs=[run]).split("## Multi-seed")[1]
     assert f"| {seeded[0].number} (enqueued) | 1 | 2 |" in seed_table
 
