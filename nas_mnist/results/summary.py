@@ -76,6 +76,11 @@ def summary_markdown(study: StudyView | optuna.Study, *, top_k: int = 10,
                                  if kinds.get(k)) + f" ({len(recs)} in all).",
         f"- Time in trials: {timedelta(seconds=round(seconds))} (summed over workers); "
         f"{trained_epochs} training epochs run; {per_trial:.0f} s per complete trial.",
+        *([f"- Confirmation runs (the top trials on more training seeds, inside the search): "
+           f"{len(view.confirm_seconds)}, "
+           f"{timedelta(seconds=round(sum(view.confirm_seconds)))}; "
+           f"{sum(view.confirm_seconds) / (sum(view.confirm_seconds) + seconds):.0%} of the "
+           f"time in trials and confirmations."] if view.confirm_seconds else []),
         f"- Epochs saved by the stopping rule: {stopped} of the {stopped + trained_epochs} the "
         f"trained networks would have run to the end ({stopped / max(1, stopped + trained_epochs):.0%}"
         f"; {kinds.get('early_stopped', 0)} stopped early); refused samples (never trained) "

@@ -24,6 +24,8 @@ class StudyView:
     # finished trials' (start, complete) times in seconds since the epoch, by trial number
     times: dict[int, tuple[float, float]]
     study: optuna.Study  # the live study: Optuna's own figures and importances only
+    # the search's confirmation runs (more training seeds of its top trials): seconds of each
+    confirm_seconds: tuple[float, ...] = ()
 
     @classmethod
     def read(cls, study: optuna.Study) -> "StudyView":
@@ -32,11 +34,13 @@ class StudyView:
             from nas_mnist.searcher.storage import StorageError
             raise StorageError(f"study {study.study_name!r} was not made by nas-mnist")
         trials = study.get_trials(deepcopy=False)
-        return cls(study.study_name, meta,
-                   tuple(record.records_of(trials, record.seed_runs(study))),
+        confirmed = record.seed_runs(study)
+        return cls(study.study_name, meta, tuple(record.records_of(trials, confirmed)),
                    {t.number: (t.datetime_start.timestamp(), t.datetime_complete.timestamp())
                     for t in trials if t.datetime_start and t.datetime_complete},
-                   study)
+                   study,
+                   tuple(float(run.get("seconds") or 0.0) for held in confirmed.values()
+                         for run in held.get("runs", {}).values() if isinstance(run, dict)))
 
     @cached_property
     def feasible(self) -> list[TrialRecord]:

@@ -651,13 +651,17 @@ def test_results_are_made_from_one_read_of_the_study(monkeypatch):
         study.add_trial(optuna.trial.create_trial(value=acc, user_attrs={
             "params": 5000 + 100 * i, "macs": 10_000, "acc": [98.0, acc],
             "arch": ref8k().to_dict()}))
+    study.set_user_attr("nas_mnist_seeds:1", {"runs": {"1": {"score": 99.1, "seconds": 30.0}}})
     view = StudyView.read(study)
 
     def no_more_reads(*args, **kwargs):
         raise AssertionError("the storage was read again")
     monkeypatch.setattr(type(study), "get_trials", no_more_reads)
     monkeypatch.setattr(type(study), "trials", property(no_more_reads))
-    assert [r.trial for r in leaderboard(view)] == [1, 0, 2]
-    assert "# Study `once`" in summary_markdown(view) and "(3 in all)" in summary_markdown(view)
+    assert [r.trial for r in leaderboard(view)] == [1, 0, 2]  # trial 1: mean 99.20 of 2 seeds
+    text = summary_markdown(view)
+    assert "# Study `once`" in text and "(3 in all)" in text
+    assert "Confirmation runs (the top trials on more training seeds, inside the search): 1, " \
+           "0:00:30" in text
     for fig in (pareto_figure(view, "n_params"), curves_figure(view), best_over_time_figure(view)):
         assert fig.data
