@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import optuna
 
-from nas_mnist.results.view import StudyView, view_of
+from nas_mnist.results.view import StudyView, read_meta, view_of
 from nas_mnist.searcher.record import StudyMeta, TrialRecord
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.footprint import footprint
@@ -41,7 +41,8 @@ class Row:
 
 
 def study_meta(study: StudyView | optuna.Study) -> StudyMeta:
-    return view_of(study).meta
+    """The study's meta; of a live study only the meta is read, not its trials."""
+    return study.meta if isinstance(study, StudyView) else read_meta(study)
 
 
 def feasible(study: StudyView | optuna.Study) -> list[TrialRecord]:

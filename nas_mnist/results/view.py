@@ -29,10 +29,7 @@ class StudyView:
 
     @classmethod
     def read(cls, study: optuna.Study) -> "StudyView":
-        meta = StudyMeta.from_study(study)
-        if meta is None:
-            from nas_mnist.searcher.storage import StorageError
-            raise StorageError(f"study {study.study_name!r} was not made by nas-mnist")
+        meta = read_meta(study)
         trials = study.get_trials(deepcopy=False)
         confirmed = record.seed_runs(study)
         return cls(study.study_name, meta, tuple(record.records_of(trials, confirmed)),
@@ -46,6 +43,15 @@ class StudyView:
     def feasible(self) -> list[TrialRecord]:
         """COMPLETE trials within every limit with a finite score, best first."""
         return record.rank_feasible(self.records, self.meta)
+
+
+def read_meta(study: optuna.Study) -> StudyMeta:
+    """A live study's meta alone (its trials are not read)."""
+    meta = StudyMeta.from_study(study)
+    if meta is None:
+        from nas_mnist.searcher.storage import StorageError
+        raise StorageError(f"study {study.study_name!r} was not made by nas-mnist")
+    return meta
 
 
 def view_of(study: "StudyView | optuna.Study") -> StudyView:
