@@ -209,7 +209,7 @@ def predict(model, images, labels=None) -> Prediction:
     `nas-mnist predict`; `labels` (an IDX labels file or an array) adds the accuracy."""
     import numpy as np
     from nas_mnist.engine.data import read_idx
-    from nas_mnist.results.deploy import load_model, read_images
+    from nas_mnist.results.models import load_model, read_images
     loaded = load_model(Path(model))
     if isinstance(images, np.ndarray):
         names = [f"array[{i}]" for i in range(len(images))]
@@ -232,5 +232,5 @@ def predict(model, images, labels=None) -> Prediction:
 
 def load_winner(path) -> "torch.nn.Module":
     """An exported winner JSON (weights beside it) as an `nn.Module` taking raw [0, 1] images."""
-    from nas_mnist.results.deploy import winner_module
+    from nas_mnist.results.models import winner_module
     return winner_module(Path(path))

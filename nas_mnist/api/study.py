@@ -40,7 +40,7 @@ class Winner:
     def model(self, artifacts: str | None = None):
         """The network as an `nn.Module` with the weights the search stored (input: raw [0, 1]
         images, N x 1 x 28 x 28; output: logits), in eval mode."""
-        from nas_mnist.results.deploy import deployable
+        from nas_mnist.results.models import deployable
         from nas_mnist.searcher.storage import default_artifacts
         folder = Path(artifacts or default_artifacts(self.storage, self.study))
         if not self.weights or not (folder / self.weights).is_file():

@@ -251,7 +251,8 @@ def deploy_line(fmt: str, check: dict) -> str:
 
 def _deploy(doc: dict, weights: Path, formats: list[str], data, out: Path,
             calibration_images: int) -> None:
-    from nas_mnist.results.deploy import FORMATS, deployable, export_model
+    from nas_mnist.results.deploy import FORMATS, export_model
+    from nas_mnist.results.models import deployable
     norm = doc["normalisation"]
     if norm.get("mean") is None:  # studies made before normalisation was recorded
         norm.update(mean=data.mean, std=data.std)

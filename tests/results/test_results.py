@@ -124,7 +124,7 @@ def test_report_files_hold_expected_figure_data(study_dir, small_data_dir, capsy
 
 def test_png_copies_are_written_in_one_session_or_given_up_after_a_time_limit(tmp_path):
     import plotly.graph_objects as go
-    from nas_mnist.results.report import write_pngs
+    from nas_mnist.results.png import write_pngs
     figs = [go.Figure(go.Scatter(x=[1, 2], y=[3, 4])), go.Figure(go.Bar(x=[1], y=[2]))]
     paths = [tmp_path / "a.png", tmp_path / "b.png"]
     # a renderer that does not answer in time is killed with its browser, and says so
@@ -314,7 +314,8 @@ def test_onnx_and_torchscript_exports_predict_as_pytorch(study_dir, small_data_d
     assert doc["files"] == {"weights": f"trial{n}.pt", "onnx": f"trial{n}.onnx",
                             "torchscript": f"trial{n}.torchscript.pt"}
     from nas_mnist.engine.data import load_dataset
-    from nas_mnist.results.deploy import deployable, load_model, predict_torch
+    from nas_mnist.results.deploy import predict_torch
+    from nas_mnist.results.models import deployable, load_model
     data = load_dataset(small_data_dir)
     model = deployable(ArchConfig.from_dict(doc["arch"]), out / f"trial{n}.pt",
                        doc["normalisation"]["mean"], doc["normalisation"]["std"])

@@ -1,0 +1,168 @@
+"""Models to predict with: a winner's network with its input normalisation folded in, exported
+files read back as one `predict(images) -> labels` call (ONNX, TorchScript, a winner JSON),
+and the images to give them (one IDX file or PNG files). Writing exports: `deploy.py`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas_mnist.engine.builder import build_model
+from nas_mnist.engine.train import EVAL_BATCH, load_state
+from nas_mnist.errors import NasMnistError, SpecError
+from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.blocks import MAX_IMAGE_SIZE
+
+EXTRAS = {"onnx": "onnx", "onnx-int8": "onnx"}  # format -> the pip extra it needs
+
+
+class DeployError(NasMnistError):
+    """An export format cannot be written or read, or a model file is unusable."""
+
+
+class Normalised(nn.Module):
+    """The network with its input normalisation folded in: raw [0, 1] images in, logits out."""
+
+    def __init__(self, model: nn.Module, mean: float, std: float):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def deployable(arch: ArchConfig, weights: Path, mean: float, std: float) -> Normalised:
+    return Normalised(load_state(build_model(arch), weights), mean, std).eval()
+
+
+def need(module: str, fmt: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise DeployError(f"--format {fmt} needs the {EXTRAS.get(fmt, fmt)} extra: "
+                          f"pip install -e '.[{EXTRAS.get(fmt, fmt)}]'") from None
+
+
+class LoadedModel:
+    """An exported model of any format, as one `predict(images) -> labels` call."""
+
+    def __init__(self, run, input_shape: tuple):
+        self._run, self.input_shape = run, input_shape
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        if images.shape[1:] != self.input_shape:
+            raise DeployError(f"the model takes images of shape {self.input_shape}, got "
+                              f"{images.shape[1:]}")
+        return np.concatenate([self._run(images[i:i + EVAL_BATCH].astype(np.float32))
+                               for i in range(0, len(images), EVAL_BATCH)])
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self.logits(images).argmax(1)
+
+
+def load_model(path: Path) -> LoadedModel:
+    """Open an ONNX file, a TorchScript file, or a winner JSON (with its weights beside)."""
+    path = Path(path)
+    if path.is_dir():
+        raise DeployError(f"model {path} is a folder: give an .onnx, .torchscript.pt or winner "
+                          f".json file")
+    if not path.is_file():
+        raise DeployError(f"model file {path} does not exist")
+    name = path.name
+    try:
+        if name.endswith(".onnx"):
+            ort = need("onnxruntime", "onnx")
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            inp = session.get_inputs()[0]
+            return LoadedModel(lambda x: session.run(None, {inp.name: x})[0],
+                               tuple(inp.shape[1:]))
+        if name.endswith(".pt") or name.endswith(".pth"):
+            extra = {"input_shape.json": ""}
+            try:
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            except RuntimeError:
+                raise DeployError(f"{path} is not a TorchScript model (for a state_dict, give "
+                                  f"the winner .json beside it)") from None
+            module.eval()
+            if not extra["input_shape.json"]:
+                raise DeployError(f"{path} is not a TorchScript file written by nas-mnist "
+                                  f"export (a state_dict is read with `train --weights`)")
+            return LoadedModel(lambda x: _no_grad(module, x),
+                               tuple(json.loads(extra["input_shape.json"])))
+        if name.endswith(".json"):
+            return _load_winner(path)
+    except (DeployError, SpecError):  # their messages name the file already
+        raise
+    except Exception as err:  # each runtime raises its own kinds for a corrupt file
+        raise DeployError(f"cannot load model {path}: "
+                          f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+                          ) from None
+    raise DeployError(f"{path}: not a model file (.onnx, .torchscript.pt or a winner .json)")
+
+
+def _no_grad(module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return module(torch.from_numpy(x)).numpy()
+
+
+def winner_module(path: Path, winner=None) -> Normalised:
+    """A winner file's network with its weights and normalisation: raw [0, 1] images in."""
+    from nas_mnist.spec.winner import WinnerFile
+    winner = winner or WinnerFile.read(path)
+    if winner.normalisation is None:
+        raise DeployError(f"{path} records no normalisation statistics (export it again)")
+    return deployable(winner.arch, winner.weights_path, *winner.normalisation)
+
+
+def _load_winner(path: Path) -> LoadedModel:
+    from nas_mnist.spec.winner import WinnerFile
+    winner = WinnerFile.read(path)
+    model = winner_module(path, winner)
+    arch = winner.arch
+    return LoadedModel(lambda x: _no_grad(model, x),
+                       (arch.in_channels, arch.image_size, arch.image_size))
+
+
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIZE * MAX_IMAGE_SIZE  # the largest input a network here takes
+
+
+def read_images(paths: list[str]) -> tuple[list[str], np.ndarray]:
+    """Images as float32 in [0, 1], shape (N, 1, H, W), from one IDX file or PNG files."""
+    from nas_mnist.engine.data import read_idx
+    folders = [p for p in paths if Path(p).is_dir()]
+    if folders:
+        raise DeployError(f"images {folders[0]} is a folder: give one IDX file or PNG files "
+                          f"(e.g. {folders[0]}/*.png)")
+    others = [p for p in paths if not p.lower().endswith(".png")]
+    if others and len(paths) > 1:
+        raise DeployError(f"images: give one IDX file, or PNG files; {others[0]} is not a PNG "
+                          f"and {len(paths)} files were given")
+    if len(paths) == 1 and not paths[0].lower().endswith(".png"):
+        array, _ = read_idx(Path(paths[0]))
+        if array.ndim != 3:
+            raise DeployError(f"{paths[0]}: expected images (N, H, W), got shape {array.shape}")
+        if len(array) == 0:
+            raise DeployError(f"images {paths[0]} holds no image (its header says 0)")
+        return ([f"{paths[0]}[{i}]" for i in range(len(array))],
+                (array[:, None] / 255.0).astype(np.float32))
+    from PIL import Image, UnidentifiedImageError
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:  # reads the header only: the size before the pixels
+                if img.width * img.height > MAX_IMAGE_PIXELS:
+                    raise DeployError(f"image {path} is {img.width}x{img.height} pixels; a "
+                                      f"model here takes images of at most "
+                                      f"{MAX_IMAGE_SIZE}x{MAX_IMAGE_SIZE}")
+                images.append(np.asarray(img.convert("L"), dtype=np.float32) / 255.0)
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
+            raise DeployError(f"cannot read image {path}: {err}") from None
+    if len({im.shape for im in images}) > 1:
+        raise DeployError("the PNG files have different sizes")
+    return list(paths), np.stack(images)[:, None]
