@@ -1,6 +1,7 @@
-"""The README's study table, from the stored studies: running time, what was trained, refused
-and stopped, the epochs the stopping rule saved, and the best network (the sampler's own and,
-if better, an enqueued one, labelled).
+"""The README's study table, from the stored studies: time in trials and in the search's
+confirmation runs, what was trained, refused and stopped, the epochs the stopping rule saved,
+and the best network by its mean over the seeds run (the sampler's own and, if better, a
+warm-started or enqueued one, labelled).
 
     python benchmarks/study_table.py mnist-10k-v3 mnist-4k mnist-4k-default
 """
@@ -16,33 +17,39 @@ import optuna
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nas_mnist.results.ranking import feasible, study_meta  # noqa: E402
 from nas_mnist.results.report import active_minutes  # noqa: E402
 from nas_mnist.results.summary import epochs_saved  # noqa: E402
+from nas_mnist.results.view import StudyView  # noqa: E402
 from nas_mnist.searcher.record import REFUSALS, count_kinds  # noqa: E402
+
+
+def _best(r) -> str:
+    label = {"warm": " (warm start)", "enqueued": " (enqueued)"}.get(r.origin, "")
+    seeds = len(r.scores)
+    score = (f"{r.mean_score:.2f} % on {seeds} seeds (worst {r.worst_score:.2f})" if seeds > 1
+             else f"{r.value:.2f} % (seed 0)")
+    return (f"trial {r.number}{label}: {score}, {r.n_params:,} params, "
+            f"{(r.macs or 0) / 1e6:.2f} M MACs")
 
 
 def row(name: str) -> str:
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{ROOT}/studies/{name}.db")
-    meta = study_meta(study)
-    spans = [(t.datetime_start.timestamp(), t.datetime_complete.timestamp())
-             for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_complete]
-    minutes = max(active_minutes(spans), default=0.0)
+    view = StudyView.read(study)
+    minutes = max(active_minutes(list(view.times.values())), default=0.0)
+    confirm_min = sum(view.confirm_seconds) / 60
     kinds = count_kinds(study)
     stopped, _, trained_epochs = epochs_saved(study)
     refused = sum(kinds.get(k, 0) for k in REFUSALS)
-    ranked = feasible(study)
-    own = next((r for r in ranked if not r.was_enqueued), None)
-    best = [own] + ([ranked[0]] if ranked and ranked[0].was_enqueued else [])
-    best_text = "; ".join(
-        f"trial {r.number}{' (enqueued)' if r.was_enqueued else ''}: {r.value:.2f} %, "
-        f"{r.n_params:,} params, {(r.macs or 0) / 1e6:.2f} M MACs" for r in best if r)
+    ranked = view.feasible
+    own = next((r for r in ranked if r.origin is None), None)
+    best = [own] + ([ranked[0]] if ranked and ranked[0].origin is not None else [])
     n_trained = kinds.get("complete", 0) + kinds.get("early_stopped", 0)
     total = stopped + trained_epochs
-    return (f"| `{name}` ({meta.space} space) | {minutes:.0f} min | {n_trained} "
+    return (f"| `{name}` ({view.meta.space} space) | {minutes:.0f} min | "
+            f"{len(view.confirm_seconds)} ({confirm_min:.0f} min) | {n_trained} "
             f"({kinds.get('complete', 0)} + {kinds.get('early_stopped', 0)}) | {refused} | "
             f"{trained_epochs} | {stopped} of {total} ({stopped / max(1, total):.0%}) | "
-            f"{best_text} |")
+            f"{'; '.join(_best(r) for r in best if r)} |")
 
 
 def main() -> None:
@@ -50,9 +57,10 @@ def main() -> None:
     parser.add_argument("studies", nargs="+", help="study names under studies/")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    print("| study | running time | trained (complete + stopped early) | refused | "
-          "epochs trained | saved by asha | best so far (min-last-3 test, seed 0) |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("| study | time in trials | confirmation runs (time) | trained (complete + stopped "
+          "early) | refused | epochs trained | saved by asha | best (the sampler's own, and a "
+          "warm-started or enqueued one if it ranks first; min-last-3 test) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name in args.studies:
         print(row(name))
 

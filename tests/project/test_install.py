@@ -1,4 +1,5 @@
-"""Packaging: a non-editable install carries the search spaces, the data and the configs."""
+"""Packaging: a non-editable install carries the search spaces, the data, the configs and the
+C++ source of the CPU kernels."""
 
 import os
 import subprocess
@@ -20,13 +21,15 @@ def test_a_non_editable_install_finds_the_packaged_spaces(tmp_path):
     code = ("from nas_mnist.searcher.space import load_space, SPACE_DIR; "
             "from nas_mnist.engine.data import load_dataset; "
             "print(SPACE_DIR); [load_space(n) for n in ('default', 'tiny', 'quick')]; "
-            "print(len(load_dataset().test_x))")
+            "print(len(load_dataset().test_x)); "
+            "import nas_mnist.engine.kernels as k; print(len(k._KERNEL))")
     env = {**os.environ, "PYTHONPATH": str(target)}
     ran = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
-    space_dir, images = ran.stdout.split()
+    space_dir, images, kernel_chars = ran.stdout.split()
     assert space_dir.startswith(str(target)) and images == "10000"
+    assert int(kernel_chars) == len((REPO / "nas_mnist/engine/kernels.cpp").read_text())
 
 
 def test_the_repository_spaces_are_the_packaged_ones():
