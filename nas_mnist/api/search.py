@@ -31,6 +31,7 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
            data_dir: str | None = None, val_split: int | None = None,
            split_seed: int | None = None, device: str = "auto", threads: int | None = None,
            confirm_top: int = RUN["confirm_top"], confirm_seeds: int = RUN["confirm_seeds"],
+           confirm_margin: float | None = RUN["confirm_margin"],
            arch: str | Path | dict | ArchConfig | None = None, progress: bool | str = "auto",
            log: Callable[[str], None] | None = print) -> "Study":
     """Run or resume a study (`nas-mnist search`) and return it.
@@ -43,6 +44,8 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
 
     `confirm_top`, `confirm_seeds`: keep the study's top K (by the mean over seeds) trained
     on S training seeds each, inside the search; the study then ranks by that mean.
+    `confirm_margin`: a top-K trial more than this many points below the leader's mean is not
+    confirmed (None: every one is).
 
     `arch`: a recipe study. The architecture of this file (a winner or config JSON, or a
     packaged config's name such as 'trial81') is trained with recipes drawn from the space
@@ -87,7 +90,7 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
         jobs=jobs, threads=threads, device=device, data_dir=data_dir, prune=prune,
         prune_options=_prune_options(prune_opt), warm_start=warm,
         artifacts=artifacts or default_artifacts(url, study), confirm_top=confirm_top,
-        confirm_seeds=confirm_seeds))
+        confirm_seeds=confirm_seeds, confirm_margin=confirm_margin))
     # Everything that can be checked without the storage is checked before touching it.
     space_ = preflight(settings)
     enqueued = [e if isinstance(e, tuple) else _load_enqueued(e) for e in enqueue]

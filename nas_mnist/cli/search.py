@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from nas_mnist.cli.common import (UsageError, add_data_flags, add_storage_flags, non_negative,
-                                  positive, seed, storage_url)
-
+from nas_mnist.cli.common import (UsageError, add_data_flags, add_storage_flags, finite_float,
+                                  non_negative, positive, seed, storage_url)
 from nas_mnist.searcher.defaults import DEFAULT_MAX_ACTIVATIONS, RUN_DEFAULTS as RUN
 
 
@@ -80,6 +80,9 @@ def add_parsers(sub) -> None:
                         "--confirm-seeds training seeds each, and rank by their mean (0: off)")
     p.add_argument("--confirm-seeds", type=positive(), default=RUN["confirm_seeds"], metavar="S",
                    help="training seeds of a confirmed trial, its own included (3)")
+    p.add_argument("--confirm-margin", type=_margin, default=RUN["confirm_margin"],
+                   metavar="POINTS", help="confirm no trial more than POINTS below the "
+                   "leader's mean ('none': every top-K trial; default %(default)s)")
     p.add_argument("--artifacts", help="folder for per-trial weights "
                                        "(default: studies/<study>.artifacts)")
     add_data_flags(p)
@@ -121,7 +124,8 @@ def cmd_search(args) -> int:
         enqueue=args.enqueue, warm_start=warm, artifacts=args.artifacts,
         data_dir=args.data_dir, val_split=args.val_split, split_seed=args.split_seed,
         device=args.device, threads=args.threads, confirm_top=args.confirm_top,
-        confirm_seeds=args.confirm_seeds, arch=args.arch, progress="auto", log=print)
+        confirm_seeds=args.confirm_seeds, confirm_margin=args.confirm_margin, arch=args.arch,
+        progress="auto", log=print)
     print_summary(study, study.storage)
     return 0
 
@@ -135,3 +139,13 @@ def print_summary(study, url: str, k: int = 10) -> None:
     rows = study.leaderboard(k)
     print(rows if rows else "no feasible trial has completed yet")
     print(f"storage: {mask_url(url)}")
+
+
+def _margin(text: str) -> float | None:
+    """--confirm-margin: points >= 0, or 'none'."""
+    if text.lower() == "none":
+        return None
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 points or 'none', got {text}")
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 from nas_mnist.engine.data import Dataset
@@ -111,6 +112,8 @@ class RunSettings:
     artifacts: str | None = None  # folder for per-trial weights (None: keep none)
     confirm_top: int = RUN["confirm_top"]  # keep the top K on confirm_seeds seeds (0: off)
     confirm_seeds: int = RUN["confirm_seeds"]  # seeds per confirmed trial, its own included
+    # points below the leader's mean past which a top-K trial is not confirmed (None: any)
+    confirm_margin: float | None = RUN["confirm_margin"]
 
     def __post_init__(self):
         _check_int("trials", self.trials, 1)
@@ -120,6 +123,12 @@ class RunSettings:
             raise SettingsError(f"confirm_top {self.confirm_top} needs confirm_seeds >= 2 (the "
                                 f"trial's own seed and at least one more), got "
                                 f"{self.confirm_seeds}")
+        if self.confirm_margin is not None and (
+                isinstance(self.confirm_margin, bool)
+                or not isinstance(self.confirm_margin, (int, float))
+                or not self.confirm_margin >= 0 or math.isinf(self.confirm_margin)):
+            raise SettingsError(f"confirm_margin must be a number of points >= 0 (or None: "
+                                f"no margin), got {self.confirm_margin!r}")
 
 
 @dataclass(frozen=True)

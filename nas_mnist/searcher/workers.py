@@ -92,7 +92,8 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
             return False
         try:
             return confirm_one(study, settings.storage, data, top=settings.run.confirm_top,
-                               seeds=settings.run.confirm_seeds, on_run=on_run)
+                               seeds=settings.run.confirm_seeds,
+                               margin=settings.run.confirm_margin, on_run=on_run)
         except (AssertionError, optuna.exceptions.StorageInternalError, OSError) as err:
             raise SearchError(f"cannot write the study to {mask_url(settings.storage)}: "
                               f"{_root_cause(err)}") from None

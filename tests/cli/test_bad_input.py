@@ -57,6 +57,8 @@ def test_types_are_checked_strictly_at_the_boundary(tmp_path, small_data_dir, ca
     (["search", "--train-seed", "99999999999999999999"], "[0, 2**32)"),
     (["search", "--study", "../../escape"], "--study"),
     (["search", "--jobs", "many"], "--jobs must be 'auto'"),
+    (["search", "--confirm-margin", "-0.1"], ">= 0 points or 'none'"),
+    (["search", "--confirm-margin", "inf"], "finite number"),
 ])
 def test_flags_refuse_nan_and_out_of_range_values(tmp_path, capsys, argv, message):
     code = main([*argv, "--storage", f"sqlite:///{tmp_path}/s.db"] if argv[0] == "search"

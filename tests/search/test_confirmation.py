@@ -149,3 +149,30 @@ def test_a_trial_is_confirmed_on_seeds_after_its_own(tmp_path):
                      n_params=5000, seed=4)
     study.add_trial(optuna.trial.create_trial(value=99.0, user_attrs=attrs))
     assert confirmation.next_run(study, top=1, seeds=3) == (0, 5)
+
+
+def test_a_trial_too_far_below_the_leader_is_not_confirmed(tmp_path):
+    # mnist-4k-v4: trial 1 scored 99.14 % on seed 0 against the leader's 99.27 % over 3 seeds;
+    # two more seeds of it cost 10 minutes and could hardly lift it past the leader
+    study, _ = _study(tmp_path, {0: 99.27, 1: 99.14, 2: 99.20})
+    _store(study, 0, 1, 99.28)
+    _store(study, 0, 2, 99.26)
+    assert confirmation.next_run(study, top=3, seeds=3, margin=0.1) == (2, 1)  # 0.07 below
+    _store(study, 2, 1, 99.10)
+    _store(study, 2, 2, 99.12)  # trial 2 falls to 99.14: no longer within 0.1 either
+    assert confirmation.next_run(study, top=3, seeds=3, margin=0.1) is None
+    assert confirmation.next_run(study, top=3, seeds=3, margin=None) == (1, 1)  # no margin
+
+
+def test_the_leader_is_confirmed_whatever_the_margin(tmp_path):
+    study, _ = _study(tmp_path, {0: 99.6, 1: 99.2})
+    assert confirmation.next_run(study, top=2, seeds=2, margin=0.0) == (0, 1)
+    _store(study, 0, 1, 99.0)  # the lucky leader falls to 99.3: trial 1 is within 0.1 now
+    assert confirmation.next_run(study, top=2, seeds=2, margin=0.1) == (1, 1)
+
+
+@pytest.mark.parametrize("margin", [-0.1, float("nan"), "0.1", True])
+def test_a_bad_margin_is_refused_by_name(margin):
+    with pytest.raises(SettingsError, match="confirm_margin"):
+        SearchSettings.of("s", "sqlite:///s.db", budget=10_000, confirm_top=2,
+                          confirm_margin=margin)
