@@ -37,6 +37,12 @@ def _seed_runs(report: Path) -> dict[int, dict]:
             if isinstance(r, dict) and isinstance(r.get("trial"), int)}
 
 
+# Studies ranked by the search's own confirmation runs (--confirm-top): this script reads seed
+# runs from `report --seeds` (seeds.json) only, so it would rank their trials on seed 0; and the
+# time-to-target figures in the README were measured without them. Left out until both change.
+LEFT_OUT = {"mnist-10k-v4", "mnist-4k-v4"}
+
+
 def study_entries(db: Path) -> tuple[list[dict], list[dict], list[dict]]:
     url = f"sqlite:///{db}"
     configs, curves, sources = [], [], []
@@ -50,6 +56,8 @@ def study_entries(db: Path) -> tuple[list[dict], list[dict], list[dict]]:
             # A recipe study (one network, its recipe searched) is left out for now: its best
             # would become the warm start of every 10,000 search, and the time-to-target
             # figures in the README were measured without it.
+            continue
+        if name in LEFT_OUT:
             continue
         seeds = _seed_runs(db.parent / f"{name}-report")
         recs = records(study)
