@@ -21,8 +21,9 @@ Max-pool. `nn.MaxPool2d(2)` on a channels-first CPU tensor is slow (6.5 ms forwa
 and keeps the index of the first maximum of each window, as aten does, so values and
 gradients are exactly aten's. Without the kernel, `nn.MaxPool2d` itself runs.
 
-The kernels are built once per machine with torch's `load_inline` (about 30 s, cached under
-~/.cache/torch_extensions, or $TORCH_EXTENSIONS_DIR); NAS_MNIST_NO_CPP=1 turns them off.
+The kernels are built once per machine and torch install with torch's `load_inline` (about
+30 s) into the project's own cache (engine.kernel_cache: ~/.cache/nas-mnist/kernels, or
+$NAS_MNIST_KERNEL_DIR); NAS_MNIST_NO_CPP=1 (or true/yes/on) turns them off.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nas_mnist.engine import kernel_cache
+
 _MASK32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
 
@@ -44,16 +47,6 @@ _KERNEL = (Path(__file__).parent / "kernels.cpp").read_text()  # the C++ source
 _NAME = "nas_mnist_kernels"
 _state: dict = {}
 _lock = threading.Lock()
-
-
-def _built() -> bool:
-    """Whether this source is already compiled in torch's extension cache."""
-    try:
-        from torch.utils.cpp_extension import _get_build_directory
-        main = Path(_get_build_directory(_NAME, False)) / "main.cpp"
-        return main.exists() and _KERNEL.strip() in main.read_text()
-    except Exception:  # a private helper of torch's: never let it stop training
-        return False
 
 
 def _ninja_on_path() -> None:
@@ -68,30 +61,38 @@ def _ninja_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
+_CFLAGS = ["-O3"]
+_OFF = {"1", "true", "yes", "on"}
+
+
+def _build_into(folder: Path):
+    """Compile the kernels into `folder` with torch's builder and return the loaded module."""
+    from torch.utils.cpp_extension import load_inline
+    _ninja_on_path()
+    return load_inline(_NAME, cpp_sources=_KERNEL,
+                       functions=["hash_dropout", "max_pool2x2", "max_pool2x2_backward"],
+                       extra_cflags=_CFLAGS, build_directory=str(folder), verbose=False)
+
+
 def _extension():
-    """The compiled kernel, or None where it cannot be built (said once, on stderr)."""
+    """The compiled kernel, or None where it cannot be built or loaded (said once, on
+    stderr). The cache is kernel_cache's: it never waits without bound and never maps a
+    damaged file."""
     if "ext" in _state:  # every forward asks: no lock once it is known
         return _state["ext"]
     with _lock:
         if "ext" not in _state:
             _state["ext"] = None
-            if os.environ.get("NAS_MNIST_NO_CPP") != "1":
+            if os.environ.get("NAS_MNIST_NO_CPP", "").strip().lower() not in _OFF:
+                def say(line: str) -> None:
+                    print(line, file=sys.stderr, flush=True)
                 try:
-                    from torch.utils.cpp_extension import load_inline
-                    _ninja_on_path()
-                    if not _built():
-                        print("nas-mnist: building the CPU kernels for this machine (once, about "
-                              "30 s)", file=sys.stderr, flush=True)
-                    _state["ext"] = load_inline(
-                        _NAME, cpp_sources=_KERNEL,
-                        functions=["hash_dropout", "max_pool2x2", "max_pool2x2_backward"],
-                        extra_cflags=["-O3"], verbose=False)
+                    _state["ext"] = kernel_cache.load_or_build(_NAME, _KERNEL, _CFLAGS,
+                                                               _build_into, say)
                 except Exception as err:  # no compiler, no ninja, a failed build
-                    reason = str(err).strip().splitlines()[0] if str(err).strip() else \
-                        type(err).__name__
-                    print(f"nas-mnist: the C++ kernels could not be built ({reason[:120]}); "
-                          "dropout and max-pool run in plain PyTorch: same numbers, slower",
-                          file=sys.stderr)
+                    print(f"nas-mnist: the C++ kernels could not be built "
+                          f"({kernel_cache.printable(err)}); dropout and max-pool run in "
+                          "plain PyTorch: same numbers, slower", file=sys.stderr)
         return _state["ext"]
 
 
