@@ -238,6 +238,11 @@ class StudyMeta:
                   "min_params",
                   "max_activations", "data_checksum")
 
+    # A stored None here is "no limit", a value like any other: a resume that adds the limit
+    # changes what the study is (its ranking, its winner) and is refused like one that
+    # changes it. An older study without the key had no such limit either.
+    NONE_IS_A_VALUE = ("max_macs", "max_ram")
+
     @classmethod
     def from_study(cls, study) -> "StudyMeta | None":
         """The stored meta, or None for a study nas-mnist did not make. Older studies lack
@@ -260,19 +265,21 @@ class StudyMeta:
     def differences(self, other: "StudyMeta") -> list[str]:
         """'key stored vs now' for each setting that differs (a key missing in an older
         study is filled in, not a difference)."""
-        differ = [f"{k} {getattr(self, k)!r} (stored) vs {getattr(other, k)!r} (now)"
+        differ = [f"{k} {_limit_text(getattr(self, k))} (stored) vs "
+                  f"{_limit_text(getattr(other, k))} (now)"
                   for k in self.MUST_MATCH
-                  if getattr(self, k) is not None and getattr(self, k) != getattr(other, k)]
+                  if (getattr(self, k) is not None or k in self.NONE_IS_A_VALUE)
+                  and getattr(self, k) != getattr(other, k)]
         if _arch_key(self.arch) != _arch_key(other.arch):  # an older study: sampled (None)
             differ.append(f"arch {_arch_text(self.arch)} (stored) vs {_arch_text(other.arch)} "
                           f"(now)")
         return differ
 
     def filled_from(self, other: "StudyMeta") -> "StudyMeta":
-        """This meta with the keys an older study lacks taken from `other`."""
+        """This meta with the keys an older study lacks taken from `other` (never a limit:
+        a study stored without one has none, and a resume cannot add one)."""
         return replace(self, **{k: getattr(other, k) for k in ("data_checksum", "data_mean",
-                                                                "data_std", "max_macs",
-                                                                "max_ram")
+                                                                "data_std")
                                 if getattr(self, k) is None})
 
     @property
@@ -283,6 +290,10 @@ class StudyMeta:
     def label(self) -> str:
         """Column label of the score, e.g. 'min-last-3 test %'."""
         return f"{self.objective}-last-{self.last_n} {self.eval_split} %"
+
+
+def _limit_text(value) -> str:
+    return "none" if value is None else repr(value)
 
 
 def _arch_key(arch: dict | None) -> str | None:

@@ -55,3 +55,22 @@ def test_the_score_is_defined_once():
     assert last_n_score([90.0, 99.0, 98.0, 99.5], 3, "min") == 98.0
     assert last_n_score([90.0, 99.0, 98.0, 99.5], 2, "mean") == pytest.approx(98.75)
     assert [default_last_n(e) for e in (1, 2, 5, 10, 15, 30)] == [1, 1, 1, 2, 3, 3]
+
+
+@pytest.mark.parametrize("limit", ["max_ram", "max_macs"])
+def test_a_resume_can_neither_add_nor_drop_a_limit(limit):
+    without = StudyMeta(budget=3_000, space_digest="d", data_checksum="c" * 64)
+    with_limit = StudyMeta(budget=3_000, space_digest="d", data_checksum="c" * 64,
+                           **{limit: 20_000})
+    assert without.differences(with_limit) == [f"{limit} none (stored) vs 20000 (now)"]
+    assert with_limit.differences(without) == [f"{limit} 20000 (stored) vs none (now)"]
+    assert without.filled_from(with_limit) == without  # never taken from the resume
+
+
+def test_an_older_study_without_a_limit_key_has_no_limit():
+    study = optuna.create_study()
+    study.set_user_attr(record.META_KEY, {"budget": 3_000, "space_digest": "d",
+                                          "data_checksum": "c" * 64})
+    meta = StudyMeta.from_study(study)
+    now = StudyMeta(budget=3_000, space_digest="d", data_checksum="c" * 64, max_ram=16_000)
+    assert meta.differences(now) == ["max_ram none (stored) vs 16000 (now)"]
