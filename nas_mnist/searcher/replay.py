@@ -7,7 +7,7 @@ from nas_mnist.errors import SpecError
 from nas_mnist.searcher.space import SearchSpace
 from nas_mnist.searcher.sampling import suggest_arch
 from nas_mnist.spec.arch import ArchConfig
-from nas_mnist.spec.recipe import Recipe
+from nas_mnist.spec.recipe import TRAINER_KEYS, Recipe
 
 
 def params_of(arch: ArchConfig, recipe: Recipe, space: SearchSpace) -> dict | None:
@@ -21,7 +21,10 @@ def params_of(arch: ArchConfig, recipe: Recipe, space: SearchSpace) -> dict | No
         rebuilt_recipe = space.recipe_for(replay)
     except (_Inexpressible, SpecError, KeyError, TypeError, ValueError):
         return None
-    same_recipe = rebuilt_recipe.replace(epochs=recipe.epochs, last_n=recipe.last_n) == recipe
+    # The run length and the trainer's settings are the study's, not the space's: a winner
+    # of this very space, stored with the trainer a new study records, is still its own.
+    study_owned = {k: getattr(recipe, k) for k in ("epochs", "last_n", *TRAINER_KEYS)}
+    same_recipe = rebuilt_recipe.replace(**study_owned) == recipe
     return replay.params if rebuilt.key() == arch.key() and same_recipe else None
 
 

@@ -13,6 +13,8 @@ ANNEALS = ("cos", "linear")  # how a one-cycle schedule ramps (torch's anneal_st
 PRECISIONS = ("fp32", "bf16", "auto")
 DROPOUT_RNGS = ("bernoulli", "hash")  # engine.dropout; a file without the key: bernoulli
 EVAL_PRECISIONS = ("fp32", "train")  # train: evaluate in the precision the recipe trains in  # auto: bf16 where the hardware runs it natively
+# How the trainer runs, not what it trains: set by the study (StudyMeta), not by a space.
+TRAINER_KEYS = ("dropout_rng", "eval_precision")
 MAX_EPOCHS = 1000
 MAX_BATCH = 65536
 

@@ -217,6 +217,27 @@ def test_params_of_rebuilds_the_configuration_or_says_it_cannot():
     assert params_of(arch, recipe.replace(lr=0.5), load_space("wide")) is None  # > high
 
 
+def test_a_configuration_of_the_space_stored_with_the_study_trainer_is_expressible():
+    """A winner of a study made today records the trainer a new study runs (hash dropout,
+    evaluation in the training precision): the space still expresses it."""
+    from tests.conftest import random_archs
+    arch = next(random_archs("quick", 50))
+    space = load_space("quick")
+    recipe = space.recipe_for(optuna.trial.FixedTrial(
+        {k: v for k, v in _sample_params(space).items() if k.startswith("recipe.")}))
+    stored = recipe.replace(dropout_rng="hash", eval_precision="train")
+    assert params_of(arch, stored, space) is not None
+    assert params_of(arch, stored.replace(dropout_rng="bernoulli"), space) is not None
+    assert params_of(arch, stored.replace(weight_decay=0.123), space) is None
+
+
+def _sample_params(space) -> dict:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    space.recipe_for(trial)
+    return trial.params
+
+
 @pytest.mark.parametrize("text,key", [
     ("pools: [1, 2]\n", "pools"),
     ("widht: 3\n", "widht"),
