@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # names for the annotations only: importing nas_mnist stays l
     from nas_mnist.spec.recipe import Recipe
     from nas_mnist.spec.seedrun import SeedRun
 
+import nas_mnist.api.checks as checks
 from nas_mnist.api.errors import ApiError
 
 def count(config) -> dict:
@@ -85,11 +86,15 @@ def bench(configs: Sequence[str] | None = None, *, steps: int = 20, rounds: int 
     from nas_mnist.engine.evaluate import describe_device
     from nas_mnist.spec.arch import load_arch
     from nas_mnist.spec.recipe import Recipe
+    from nas_mnist.engine.device import check_parallel
     for name, value in (("steps", steps), ("rounds", rounds), ("notebook_steps", notebook_steps)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ApiError(f"{name} must be an integer >= 1, got {value!r}")
-    if dropout_kind not in (None, "element", "channel"):
-        raise ApiError(f"dropout_kind must be element or channel, got {dropout_kind!r}")
+        checks.integer(name, value, 1)
+    checks.choice("dropout_kind", dropout_kind, ("element", "channel"), none_ok=True)
+    checks.integer("parallel", parallel, 0)
+    check_parallel(parallel + 1, "parallel")  # the workers and the process timing them
+    checks.integer("threads", threads, 1, none_ok=True)
+    data_dir = checks.path_or_none("data_dir", data_dir)
+    configs = None if configs is None else checks.paths("configs", configs)
     loaded = []
     for config in configs or BENCH_CONFIGS:
         arch, doc = load_arch(config_path(config))
@@ -137,6 +142,14 @@ def train(config, *, epochs: int | None = None, last_n: int | None = None,
     from nas_mnist.spec.recipe import Recipe
     from nas_mnist.spec.score import default_last_n
     from nas_mnist.spec.winner import WinnerFile
+    for name, value, low in (("epochs", epochs, 1), ("last_n", last_n, 1), ("seed", seed, 0),
+                             ("batch_size", batch_size, 1), ("seeds", seeds, 1),
+                             ("val_split", val_split, 0), ("split_seed", split_seed, 0),
+                             ("jobs", jobs, 1), ("threads", threads, 1)):
+        checks.integer(name, value, low, none_ok=name not in ("jobs", "val_split",
+                                                              "split_seed"))
+    weights = checks.path_or_none("weights", weights)
+    data_dir = checks.path_or_none("data_dir", data_dir)
     if isinstance(config, dict):
         arch, doc = _arch_of(config), config
         try:
@@ -210,6 +223,13 @@ def predict(model, images, labels=None) -> Prediction:
     import numpy as np
     from nas_mnist.engine.data import read_idx
     from nas_mnist.results.models import load_model, read_images
+    model = checks.path_or_none("model", model)
+    if model is None:
+        raise ApiError("model must be a path to an .onnx, .torchscript.pt or winner .json file")
+    if not isinstance(images, np.ndarray):
+        images = checks.paths("images", images)
+    if labels is not None and not isinstance(labels, np.ndarray):
+        labels = checks.path_or_none("labels", labels)
     loaded = load_model(Path(model))
     if isinstance(images, np.ndarray):
         names = [f"array[{i}]" for i in range(len(images))]

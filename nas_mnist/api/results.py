@@ -5,24 +5,39 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+import nas_mnist.api.checks as checks
 from nas_mnist.api.errors import ApiError
+
+CALIBRATION_IMAGES = 1024  # training images whose ranges calibrate an int8 export
 
 def export(*, study: str, storage: str | None = None, out: str | None = None,
            format: Sequence[str] = (), trial: int | None = None, pareto: bool = False,
            artifacts: str | None = None, data_dir: str | None = None, device: str = "auto",
-           threads: int | None = None, calibration_images: int = 1024,
+           threads: int | None = None, calibration_images: int | None = None,
            log: Callable[[str], None] | None = print) -> list[Path]:
     """Write winner files for the best trial (or `trial`, or the Pareto front), as
     `nas-mnist export`; returns the winner JSON paths. `format`: "onnx", "onnx-int8" (static
-    int8, ranges from `calibration_images` training images), "torchscript"."""
+    int8, ranges from `calibration_images` training images, default 1,024), "torchscript"."""
+    from nas_mnist.results.deploy import FORMATS
     from nas_mnist.results.export import export_trials
     from nas_mnist.results.view import StudyView
-    from nas_mnist.searcher.storage import default_artifacts, default_storage, load_study as ls
+    from nas_mnist.searcher.storage import (check_study_name, default_artifacts,
+                                            default_storage, load_study as ls)
+    check_study_name(study)
+    formats = checks.strings("format", format, tuple(FORMATS))
+    checks.integer("trial", trial, 0, none_ok=True)
+    checks.integer("calibration_images", calibration_images, 1, none_ok=True)
+    if calibration_images is not None and "onnx-int8" not in formats:
+        raise ApiError("calibration_images applies to format 'onnx-int8' only (given "
+                       f"formats: {', '.join(formats) or 'none'})")
+    checks.integer("threads", threads, 1, none_ok=True)
+    out, artifacts, data_dir = (checks.path_or_none(n, v) for n, v in
+                                (("out", out), ("artifacts", artifacts), ("data_dir", data_dir)))
     url = storage or default_storage(study)
-    return export_trials(StudyView.read(ls(study, url)), url=url, out=out, formats=list(format), trial=trial,
+    return export_trials(StudyView.read(ls(study, url)), url=url, out=out, formats=list(formats), trial=trial,
                          pareto=pareto, artifacts=artifacts or default_artifacts(url, study),
                          data_dir=data_dir, device=device, threads=threads,
-                         calibration_images=calibration_images,
+                         calibration_images=calibration_images or CALIBRATION_IMAGES,
                          log=log or (lambda line: None))
 
 
@@ -47,8 +62,17 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
     from nas_mnist.results.view import StudyView
     from nas_mnist.results.seeds import check_choice, earlier_seed_runs, report_seed_runs
     from nas_mnist.searcher.storage import default_storage, load_study as ls
+    from nas_mnist.searcher.storage import check_study_name
     say = log or (lambda line: None)
-    confirm, reuse = list(confirm), list(reuse)
+    check_study_name(study)
+    checks.integer("top", top, 1)
+    checks.integer("seeds", seeds, 1, none_ok=True)
+    checks.integer("confirm_top", confirm_top, 0)
+    checks.integer("jobs", jobs, 1)
+    checks.integer("threads", threads, 1, none_ok=True)
+    confirm = checks.integers("confirm", confirm, 0)
+    reuse = list(checks.paths("reuse", reuse))
+    out, data_dir = checks.path_or_none("out", out), checks.path_or_none("data_dir", data_dir)
     check_choice(seeds=seeds, confirm=confirm, confirm_top=confirm_top, winner=winner,
                  reuse=reuse, jobs=jobs)
     folder = Path(out) if out else Path("studies") / f"{study}-report"

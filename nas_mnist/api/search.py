@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+import nas_mnist.api.checks as checks
 from nas_mnist.api.errors import ApiError
 from nas_mnist.errors import NasMnistError
 from nas_mnist.api.study import Study
@@ -61,19 +62,21 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
     from nas_mnist.searcher.settings import RunSettings, SearchSettings, StudyValue
     from nas_mnist.searcher.storage import default_artifacts, default_storage
     from nas_mnist.searcher.study import load_search_data, preflight
+    from nas_mnist.searcher.storage import check_study_name
     say = log or (lambda line: None)
+    check_study_name(study)  # it becomes a file name: checked whatever the storage
+    if storage is not None and not isinstance(storage, str):
+        raise ApiError(f"storage must be a storage URL, got {storage!r}")
     url = storage or default_storage(study)
     dev = resolve_device(device)
     if jobs == "auto":
         jobs = auto_jobs(dev)
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ApiError(f"jobs must be 'auto' or an integer >= 1, got {jobs!r}")
-    from nas_mnist.engine.device import check_parallel
-    check_parallel(jobs, "jobs")
-    if threads is not None:
-        check_parallel(threads, "threads")
-    warm = (warm_start,) if isinstance(warm_start, (str, Path)) else tuple(warm_start)
-    warm = tuple(str(w) for w in warm)
+    data_dir = checks.path_or_none("data_dir", data_dir)
+    artifacts = checks.path_or_none("artifacts", artifacts)
+    warm = checks.paths("warm_start", warm_start)
+    enqueue = checks.paths("enqueue", enqueue, keep=(tuple,))
     if not warm or (len(warm) > 1 and ("none" in warm or "auto" in warm)):
         raise ApiError("warm_start takes 'auto', 'none', or prior files (not mixed)")
     fixed = _fixed_arch(arch)

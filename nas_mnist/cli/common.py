@@ -60,16 +60,13 @@ def seed(text):
     return int(text)
 
 
-STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-
 def study_name(text):
-    """A flag type: a study name that is also a safe file name (no folders, no '..')."""
-    if not STUDY_NAME.fullmatch(text) or ".." in text:
-        raise argparse.ArgumentTypeError(
-            f"use letters, digits, '.', '_' and '-' (starting with a letter or digit), "
-            f"got {text!r}")
-    return text
+    """A flag type: a study name that is also a safe file name (the library's rule)."""
+    from nas_mnist.searcher.storage import StorageError, check_study_name
+    try:
+        return check_study_name(text)
+    except StorageError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("study must be ")) from None
 
 
 def non_negative(text):

@@ -24,7 +24,7 @@ def add_parsers(sub) -> None:
                    help="also write a deployable model (normalisation folded in), verified "
                         "on the test set; may repeat (onnx and onnx-int8 need the onnx extra; "
                         "onnx-int8: static int8, calibrated on training images)")
-    p.add_argument("--calibration-images", type=positive(), default=1024, metavar="N",
+    p.add_argument("--calibration-images", type=positive(), default=None, metavar="N",
                    help="training images that set the int8 ranges (1024; at least 64)")
     add_data_flags(p, split=False)  # re-training uses the study's own split
     p.set_defaults(handler=cmd_export)

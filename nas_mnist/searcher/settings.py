@@ -28,11 +28,25 @@ def default_min_params(budget: int, objectives: str) -> int:
     return int(budget * MIN_PARAMS_FRACTION) if objectives == "score" else 0
 
 
-def _check_int(name: str, value, low: int, high: int | None = None) -> None:
+def _check_int(name: str, value, low: int, high: int | None = None, *,
+               none_ok: bool = False) -> None:
+    if none_ok and value is None:
+        return
     if (not isinstance(value, int) or isinstance(value, bool) or value < low
             or (high is not None and value > high)):
         wanted = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise SettingsError(f"{name} must be an integer {wanted}, got {value!r}")
+        raise SettingsError(f"{name} must be an integer {wanted}"
+                            + (" or None" if none_ok else "") + f", got {value!r}")
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(map(repr, choices))}, "
+                            f"got {value!r}")
+
+
+SAMPLERS = ("tpe", "random")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -56,8 +70,18 @@ class StudyValue:
 
     def __post_init__(self):
         from nas_mnist.spec.score import default_last_n
+        from nas_mnist.searcher.record import OBJECTIVES
+        from nas_mnist.spec.score import AGGREGATES
         for name in ("budget", "epochs"):
             _check_int(name, getattr(self, name), 1)
+        if not isinstance(self.space, str) or not self.space:
+            raise SettingsError(f"space must be a space name or file, got {self.space!r}")
+        _check_choice("objective", self.objective, AGGREGATES)
+        _check_choice("objectives", self.objectives, tuple(OBJECTIVES))
+        for name in ("max_macs", "max_ram"):
+            _check_int(name, getattr(self, name), 1, none_ok=True)
+        for name in ("min_params", "max_activations", "val_split"):
+            _check_int(name, getattr(self, name), 0, none_ok=name != "val_split")
         if self.last_n is None:
             object.__setattr__(self, "last_n", default_last_n(self.epochs))
         if (not isinstance(self.last_n, int) or isinstance(self.last_n, bool)
@@ -116,7 +140,26 @@ class RunSettings:
     confirm_margin: float | None = RUN["confirm_margin"]
 
     def __post_init__(self):
+        from nas_mnist.engine.device import check_parallel
         _check_int("trials", self.trials, 1)
+        if self.timeout is not None and (
+                isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
+                or not 0 < self.timeout < math.inf):
+            raise SettingsError(f"timeout must be a number of seconds > 0 or None, got "
+                                f"{self.timeout!r}")
+        for name in ("seed", "train_seed"):
+            _check_int(name, getattr(self, name), 0, 2**32 - 1)
+        _check_choice("sampler", self.sampler, SAMPLERS)
+        _check_choice("device", self.device, DEVICES)
+        _check_int("jobs", self.jobs, 1)
+        _check_int("threads", self.threads, 1, none_ok=True)
+        check_parallel(self.jobs, "jobs")
+        if self.threads is not None:
+            check_parallel(self.threads, "threads")
+        for name in ("data_dir", "artifacts"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise SettingsError(f"{name} must be a folder path, got {value!r}")
         _check_int("confirm_top", self.confirm_top, 0, 50)
         _check_int("confirm_seeds", self.confirm_seeds, 0, 10)
         if self.confirm_top and self.confirm_seeds < 2:

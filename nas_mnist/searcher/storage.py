@@ -38,8 +38,20 @@ class StorageError(NasMnistError, ValueError):
     """A storage URL cannot be opened or a study does not fit the request."""
 
 
+# A study name becomes a file name (studies/<name>.db, <name>.artifacts): no folders, no '..'.
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_study_name(study) -> str:
+    """`study` if it is a name that is also a safe file name, else StorageError naming it."""
+    if not isinstance(study, str) or not STUDY_NAME.fullmatch(study) or ".." in study:
+        raise StorageError(f"study must be a name of ASCII letters, digits, '.', '_' and '-' "
+                           f"(starting with a letter or digit, no '..'), got {study!r}")
+    return study
+
+
 def default_storage(study: str) -> str:
-    return f"sqlite:///{STUDIES_DIR / study}.db"
+    return f"sqlite:///{STUDIES_DIR / check_study_name(study)}.db"
 
 
 def default_artifacts(url: str, study: str) -> str:
@@ -47,7 +59,7 @@ def default_artifacts(url: str, study: str) -> str:
     path = sqlite_path(url)
     if path is not None:
         return str(path.with_suffix(".artifacts"))
-    return str(STUDIES_DIR / f"{study}.artifacts")
+    return str(STUDIES_DIR / f"{check_study_name(study)}.artifacts")
 
 
 def sqlite_path(url: str) -> Path | None:
