@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
@@ -20,6 +21,67 @@ class FileWriteError(NasMnistError, OSError):
 
 def _why(err: OSError) -> str:
     return err.strerror or str(err) or type(err).__name__
+
+
+class FileReadError(NasMnistError, ValueError):
+    """An input file that cannot be read as one: missing, a folder, not a regular file (a FIFO
+    or a device), or larger than its kind allows. The message names the file."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path: str | Path, what: str = "file"):
+    """A binary file object of `path` if it is a regular file (after symlinks), else
+    FileReadError naming what it is. Opened without blocking, so a FIFO is refused at once
+    instead of waiting for a writer; what is read is the file opened, not one checked
+    before (no stat-then-open race)."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise FileReadError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise FileReadError(f"{what} {path} is a folder") from None
+    except OSError as err:
+        if err.errno == 40:  # ELOOP
+            raise FileReadError(f"{what} {path} is a symbolic link loop") from None
+        raise FileReadError(f"cannot read {what} {path}: {_why(err)}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise FileReadError(f"{what} {path} is {_kind(mode)}, not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_bounded(path: str | Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, bounded by what is read (a size
+    from stat() says nothing about /dev/zero or a file that grows)."""
+    with open_regular(path, what) as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as err:
+            raise FileReadError(f"cannot read {what} {path}: {_why(err)}") from None
+    if len(data) > limit:
+        raise FileReadError(f"{what} {path} is larger than {limit:,} bytes")
+    return data
+
+
+def read_text_bounded(path: str | Path, limit: int, what: str = "file") -> str:
+    """As read_bounded, decoded as UTF-8 (FileReadError if it is not)."""
+    data = read_bounded(path, limit, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise FileReadError(f"{what} {path} is not UTF-8 text ({err.reason} at byte "
+                            f"{err.start})") from None
 
 
 def check_writable(path: str | Path, what: str = "") -> Path:

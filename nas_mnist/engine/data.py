@@ -10,6 +10,8 @@ vouched for label files replaced with their mtime kept, so there is none.
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import zlib
 import hashlib
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from nas_mnist.errors import NasMnistError, SpecError
+from nas_mnist.files import FileReadError, open_regular
 
 PACKAGED_DIR = Path(__file__).resolve().parent.parent / "mnist"
 SPLIT_FILES = {
@@ -69,9 +72,17 @@ def resolve_data_dir(data_dir: Path) -> Path:
 
 
 def _find(data_dir: Path, stem: str) -> Path:
+    """The file of `stem` (plain or .gz); a name that is there but is no regular file (a
+    folder, a FIFO, a symlink loop) is named as such, not as missing."""
     for name in (stem, stem + ".gz"):
         if (data_dir / name).is_file():
             return data_dir / name
+    for name in (stem, stem + ".gz"):
+        if os.path.lexists(data_dir / name):
+            try:
+                open_regular(data_dir / name, "data file").close()
+            except FileReadError as err:  # says what it is
+                raise DataError(str(err)) from None
     raise DataError(f"missing data file {data_dir / stem}[.gz]")
 
 
@@ -92,15 +103,18 @@ def read_idx(path: Path) -> tuple[np.ndarray, bytes]:
     The header is read and checked first, then exactly the bytes it announces (at most
     MAX_IDX_BYTES): a gzip that inflates to gigabytes is refused before it is inflated."""
     try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        raw_file = open_regular(path, "data file")
+        with raw_file, (gzip.open(raw_file, "rb") if path.suffix == ".gz" else raw_file) as f:
             head = f.read(4)
             if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in IDX_DTYPES:
                 raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+            if head[3] == 0:
+                raise DataError(f"{path}: the IDX header gives 0 dimensions (no array)")
             dims = f.read(4 * head[3])
-            shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], "big") for i in range(head[3]))
-            size = int(np.prod(shape, dtype=np.int64)) if shape else 0
             if len(dims) != 4 * head[3]:
                 raise DataError(f"{path}: the IDX header is truncated")
+            shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], "big") for i in range(head[3]))
+            size = math.prod(shape)  # Python ints: numpy's int64 product wrapped to 0
             if size > MAX_IDX_BYTES:
                 raise DataError(f"{path}: header says shape {shape}, {size:,} bytes once "
                                 f"decompressed; a data file may hold at most "
@@ -112,6 +126,8 @@ def read_idx(path: Path) -> tuple[np.ndarray, bytes]:
                                 f"decoded; {free / 1e6:,.0f} MB are available")
             body = f.read(size)
             extra = f.read(1)
+    except FileReadError as err:
+        raise DataError(str(err)) from None
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"cannot read {path}: {err}") from None
     if len(body) != size or extra:

@@ -117,16 +117,23 @@ class WeightsError(NasMnistError):
     """A weights file is missing, unreadable or does not fit the architecture."""
 
 
+MAX_WEIGHTS_BYTES = 256 << 20  # a 20,000-parameter network's state_dict is ~100 KB
+
+
 def load_state(model: nn.Module, weights_path) -> nn.Module:
     """Load a saved state_dict into `model`; a bad file is a WeightsError, not a traceback."""
+    import io
+    from nas_mnist.files import FileReadError, read_bounded
     try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"weights file {weights_path} does not exist") from None
+        data = read_bounded(weights_path, MAX_WEIGHTS_BYTES, "weights file")
+    except FileReadError as err:
+        raise WeightsError(str(err)) from None
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a corrupt or truncated file
-        raise WeightsError(f"cannot read weights {weights_path}: "
-                           f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
-                           ) from None
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise WeightsError(f"weights file {weights_path} ({len(data):,} bytes) is cut short "
+                           f"or not a state_dict saved by torch: {reason[:160]}") from None
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:

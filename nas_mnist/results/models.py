@@ -68,12 +68,15 @@ class LoadedModel:
 
 def load_model(path: Path) -> LoadedModel:
     """Open an ONNX file, a TorchScript file, or a winner JSON (with its weights beside)."""
+    from nas_mnist.files import FileReadError, open_regular
     path = Path(path)
     if path.is_dir():
         raise DeployError(f"model {path} is a folder: give an .onnx, .torchscript.pt or winner "
                           f".json file")
-    if not path.is_file():
-        raise DeployError(f"model file {path} does not exist")
+    try:
+        open_regular(path, "model file").close()
+    except FileReadError as err:
+        raise DeployError(str(err)) from None
     name = path.name
     try:
         if name.endswith(".onnx"):
@@ -152,15 +155,18 @@ def read_images(paths: list[str]) -> tuple[list[str], np.ndarray]:
         return ([f"{paths[0]}[{i}]" for i in range(len(array))],
                 (array[:, None] / 255.0).astype(np.float32))
     from PIL import Image, UnidentifiedImageError
+    from nas_mnist.files import FileReadError, open_regular
     images = []
     for path in paths:
         try:
-            with Image.open(path) as img:  # reads the header only: the size before the pixels
+            with open_regular(path, "image") as f, Image.open(f) as img:  # header first
                 if img.width * img.height > MAX_IMAGE_PIXELS:
                     raise DeployError(f"image {path} is {img.width}x{img.height} pixels; a "
                                       f"model here takes images of at most "
                                       f"{MAX_IMAGE_SIZE}x{MAX_IMAGE_SIZE}")
                 images.append(np.asarray(img.convert("L"), dtype=np.float32) / 255.0)
+        except FileReadError as err:
+            raise DeployError(str(err)) from None
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
             raise DeployError(f"cannot read image {path}: {err}") from None
     if len({im.shape for im in images}) > 1:

@@ -15,6 +15,9 @@ from nas_mnist.errors import NasMnistError, SpecError
 from nas_mnist.spec.seedrun import SeedRun
 
 
+MAX_SEED_RUNS_BYTES = 16 << 20  # a seeds.json of 50 trials x 10 seeds is ~0.5 MB
+
+
 class SeedRunsError(NasMnistError, ValueError):
     """A seed-runs file or a choice of trials to confirm that cannot be used."""
 
@@ -23,10 +26,11 @@ def read_seed_runs(path: Path) -> list[SeedRun]:
     """The runs in a report's seeds.json or a `train --seeds --json-out` file, each checked
     (`SeedRun.from_json`): a made-up run is refused, never shown."""
     what = "a seeds.json of a report, or `train --seeds --json-out` output"
+    from nas_mnist.files import FileReadError, read_text_bounded
     try:
-        runs = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise SeedRunsError(f"{path}: {exc.strerror}") from None
+        runs = json.loads(read_text_bounded(path, MAX_SEED_RUNS_BYTES, "seed runs file"))
+    except FileReadError as exc:
+        raise SeedRunsError(str(exc)) from None
     except (ValueError, RecursionError):
         raise SeedRunsError(f"{path} is not JSON ({what})") from None
     runs = [runs] if isinstance(runs, dict) else runs

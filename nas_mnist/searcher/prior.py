@@ -161,15 +161,14 @@ def parse_prior(doc, source: str) -> Prior:
 
 
 def load_prior(path: str | Path = PACKAGED_PRIOR) -> Prior:
+    from nas_mnist.files import FileReadError, read_text_bounded
     path = Path(path)
-    if path.is_dir():
-        raise PriorError(f"prior {path} is a folder, not a JSON file")
+    if str(path) in ("", "."):
+        raise PriorError("a prior file name is empty")
     try:
-        if path.stat().st_size > MAX_PRIOR_BYTES:
-            raise PriorError(f"prior {path} is larger than {MAX_PRIOR_BYTES:,} bytes")
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PriorError(f"prior {path} does not exist") from None
+        doc = json.loads(read_text_bounded(path, MAX_PRIOR_BYTES, "prior"))
+    except FileReadError as err:
+        raise PriorError(str(err)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise PriorError(f"prior {path} is not valid JSON: {err}") from None
     return parse_prior(doc, str(path))

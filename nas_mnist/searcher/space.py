@@ -131,12 +131,12 @@ class _SpaceLoader(yaml.SafeLoader):
 
 def load_space(name_or_path: str) -> SearchSpace:
     path = resolve_space_path(name_or_path)
+    from nas_mnist.files import FileReadError, read_text_bounded
     try:
-        size = path.stat().st_size
-        if size > MAX_SPACE_BYTES:
-            raise SpaceError(f"search space {path} is {size:,} bytes; a space file is at most "
-                             f"{MAX_SPACE_BYTES:,}")
-        doc = yaml.load(path.read_text(), Loader=_SpaceLoader)
+        doc = yaml.load(read_text_bounded(path, MAX_SPACE_BYTES, "search space"),
+                        Loader=_SpaceLoader)
+    except FileReadError as err:
+        raise SpaceError(str(err)) from None
     except SpaceError as err:
         raise SpaceError(str(err) if str(err).startswith("search space ")
                          else f"search space {path}: {err}") from None

@@ -209,15 +209,12 @@ def load_arch(path: str | Path) -> tuple[ArchConfig, dict]:
     Returns the config and the whole parsed document (which may hold a recipe and metrics).
     A winner's run fields (`seed`, `threads`, `params`) are checked here too.
     """
+    from nas_mnist.files import FileReadError, read_text_bounded
     path = Path(path)
     try:
-        if path.is_dir():
-            raise SpecError(f"config file {path} is a folder")
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise SpecError(f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes")
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"config file {path} does not exist") from None
+        doc = json.loads(read_text_bounded(path, MAX_CONFIG_BYTES, "config file"))
+    except FileReadError as err:
+        raise SpecError(str(err)) from None
     except RecursionError:
         raise SpecError(f"config file {path} is nested too deeply") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
