@@ -124,7 +124,7 @@ def atomic_write(dest: str | Path, write: Callable[[str], object]) -> Path:
 
 
 def write_text(dest: str | Path, text: str) -> Path:
-    return atomic_write(dest, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(dest, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def write_bytes(dest: str | Path, data: bytes) -> Path:

@@ -37,8 +37,21 @@ def build_parser() -> Parser:
     return parser
 
 
+_signalled: list[int] = []  # the signals received, so that an error they caused is theirs
+
+
 def _interrupt(signum, frame):
+    _signalled.append(signum)
     raise KeyboardInterrupt
+
+
+def _safe_streams() -> None:
+    """Under an ASCII locale without UTF-8 mode a '±' or '…' would end a command with a
+    UnicodeEncodeError: print what the terminal cannot show as escapes instead."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", "") or "").lower().replace("-", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     _show_library_notes()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*experimental feature.*")
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    _safe_streams()
+    _signalled.clear()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     try:
         return int(args.handler(args) or 0)
@@ -64,8 +79,19 @@ def main(argv: list[str] | None = None) -> int:
         print(getattr(args, "interrupt_note", "nas-mnist: interrupted"), file=sys.stderr)
         return 130
     except EXPECTED as err:
+        if _signalled:  # an error raised while unwinding from the signal
+            print(getattr(args, "interrupt_note", "nas-mnist: interrupted"), file=sys.stderr)
+            return 130
         from nas_mnist.searcher.study import SearchError
         return _fail(err, 1 if isinstance(err, SearchError) else 2)
+    except Exception:
+        # A library that catches the KeyboardInterrupt of a Ctrl-C and raises its own error
+        # (torch's exporter, interrupted while it imports dynamo, raised TorchExportError
+        # with a 118-line traceback): the user pressed Ctrl-C, so it is an interruption.
+        if _signalled:
+            print(getattr(args, "interrupt_note", "nas-mnist: interrupted"), file=sys.stderr)
+            return 130
+        raise
 
 
 def _show_library_notes() -> None:

@@ -42,7 +42,7 @@ from nas_mnist.engine import kernel_cache
 _MASK32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
 
-_KERNEL = (Path(__file__).parent / "kernels.cpp").read_text()  # the C++ source
+_KERNEL = (Path(__file__).parent / "kernels.cpp").read_text(encoding="utf-8")  # the C++ source
 
 _NAME = "nas_mnist_kernels"
 _state: dict = {}

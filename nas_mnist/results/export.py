@@ -203,7 +203,7 @@ def export_trials(study: StudyView | optuna.Study, *, url: str, out: str | Path 
             publish(stage, made, out)
         path = out / made[-1]
         paths.append(path)
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8"))
         log(f"trial {r.number}: {doc['params']:,} params, {doc['metrics']['score']:.2f} % "
             f"-> {path} ({doc['weights']['source']})")
         for fmt, check in doc.get("deployed", {}).items():

@@ -27,7 +27,7 @@ def write_pngs(figures: list[go.Figure], paths: list[Path],
     with tempfile.TemporaryDirectory() as tmp:
         jobs = Path(tmp) / "figures.json"
         jobs.write_text(json.dumps([[fig.to_json(), str(path)] for fig, path in
-                                    zip(figures, paths)]))
+                                    zip(figures, paths)]), encoding="utf-8")
         child = subprocess.Popen([sys.executable, "-m", "nas_mnist.results.png", str(jobs)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                  start_new_session=True)
@@ -49,7 +49,7 @@ def _render_pngs(jobs_path: str) -> None:
     """Child process of write_pngs: every figure in one kaleido session, each file atomic."""
     import json
     import plotly.io as pio
-    jobs = json.loads(Path(jobs_path).read_text())
+    jobs = json.loads(Path(jobs_path).read_text(encoding="utf-8"))
     paths = [Path(path) for _, path in jobs]
     out = paths[0].parent  # one report folder
     with staged(out, "png") as stage:  # one kaleido session renders them all
