@@ -111,8 +111,15 @@ def cmd_search(args) -> int:
             raise UsageError(f"--prune-opt takes KEY=VALUE, got {pair!r}")
     if args.artifacts and Path(args.artifacts).exists() and not Path(args.artifacts).is_dir():
         raise UsageError(f"--artifacts {args.artifacts} is a file, not a folder")
-    args.interrupt_note = ("nas-mnist: interrupted; the study is consistent and the "
-                           "interrupted trial runs first when you re-run the same command")
+
+    def log(line: str) -> None:
+        # The header comes once the study is open: only from then on is there a study whose
+        # consistency an interruption can speak of (before, a storage that never answered
+        # was "interrupted; the study is consistent" though none existed).
+        args.interrupt_note = ("nas-mnist: interrupted; the study is consistent and the "
+                               "interrupted trial runs first when you re-run the same command")
+        print(line)
+
     study = search(
         budget=args.budget, max_macs=args.max_macs, max_ram=args.max_ram,
         min_params=args.min_params,
@@ -125,7 +132,7 @@ def cmd_search(args) -> int:
         data_dir=args.data_dir, val_split=args.val_split, split_seed=args.split_seed,
         device=args.device, threads=args.threads, confirm_top=args.confirm_top,
         confirm_seeds=args.confirm_seeds, confirm_margin=args.confirm_margin, arch=args.arch,
-        progress="auto", log=print)
+        progress="auto", log=log)
     print_summary(study, study.storage)
     return 0
 

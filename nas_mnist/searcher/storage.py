@@ -235,9 +235,30 @@ def _rdb_storage(url: str, *, wal: bool, attempts: int = 3) -> RDBStorage:
     raise AssertionError("unreachable")
 
 
+# A database server that accepts a connection and never answers hung a search for good
+# (libpq's default connect timeout is infinite): every wait on a server is bounded.
+SERVER_CONNECT_TIMEOUT_S = 15
+SERVER_STATEMENT_TIMEOUT_S = 120  # Optuna's statements take milliseconds
+
+
 def _engine_kwargs(url: str) -> dict:
-    # Several workers write one SQLite file: wait for the lock (default 5 s) rather than fail.
-    return {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
+    if url.startswith("sqlite"):
+        # Several workers write one SQLite file: wait for the lock (default 5 s), not fail.
+        return {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    if url.startswith("postgresql"):
+        return {"connect_args": {
+            "connect_timeout": SERVER_CONNECT_TIMEOUT_S,
+            "options": f"-c statement_timeout={SERVER_STATEMENT_TIMEOUT_S * 1000}",
+            # a server gone silent mid-session: the kernel gives up on unacknowledged data
+            "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+            "keepalives_count": 3, "tcp_user_timeout": SERVER_STATEMENT_TIMEOUT_S * 1000},
+            "pool_timeout": SERVER_CONNECT_TIMEOUT_S}
+    if url.startswith("mysql"):
+        return {"connect_args": {"connect_timeout": SERVER_CONNECT_TIMEOUT_S,
+                                 "read_timeout": SERVER_STATEMENT_TIMEOUT_S,
+                                 "write_timeout": SERVER_STATEMENT_TIMEOUT_S},
+                "pool_timeout": SERVER_CONNECT_TIMEOUT_S}
+    return {}
 
 
 def _use_wal(url: str) -> None:

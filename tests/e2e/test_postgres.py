@@ -86,3 +86,47 @@ def test_two_workers_share_one_postgres_study(postgres_url, small_data_dir):
     # both worker processes trained trials (the worker id is host:pid:start)
     workers = {t.user_attrs["worker"] for t in study.trials if "acc" in t.user_attrs}
     assert len(workers) == 2
+
+
+def test_a_server_that_accepts_and_never_answers_is_one_line_within_the_timeout(
+        tmp_path, monkeypatch, capsys):
+    """A listener that takes the connection and says nothing (a hung server, a proxy with no
+    backend) hung the search for good; now the connect timeout ends it in one line, and the
+    line does not speak of a study that was never opened."""
+    pytest.importorskip("psycopg")
+    import threading
+    from nas_mnist.cli import main
+    from nas_mnist.searcher import storage
+    monkeypatch.setattr(storage, "SERVER_CONNECT_TIMEOUT_S", 2)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])  # accepted, never answered
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    url = f"postgresql://u:secretpw@127.0.0.1:{server.getsockname()[1]}/nas"
+    start = time.monotonic()
+    try:
+        code = main(["search", "--study", "s", "--storage", url, "--space", "quick",
+                     "--budget", "3000", "--trials", "1", "--epochs", "1", "--threads", "1",
+                     "--jobs", "1", "--warm-start", "none"])
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "cannot open storage" in err[0] and "secretpw" not in err[0]
+    assert time.monotonic() - start < 30
