@@ -105,6 +105,8 @@ def bench(configs: Sequence[str] | None = None, *, steps: int = 20, rounds: int 
     dev = resolve_device(device)
     set_threads(threads)
     data = load_dataset(data_dir).to(dev)
+    for config, arch, _ in loaded:  # before any timing: a label of 10 crashed mid-run
+        data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
     rows = []
     for config, arch, recipe in loaded:
         if on_network is not None:

@@ -108,8 +108,15 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
         if source not in ("auto", "none"):
             load_prior(source)  # a missing or malformed file stops here
     data = load_search_data(settings)
-    for arch, _ in enqueued:
-        data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
+    # The data against the networks, before any study exists: a label of 10 or 32x32 images
+    # used to create a study, refuse 200 samples one by one and blame the space.
+    from nas_mnist.searcher.study import least_network
+    least, what = least_network(settings, space_)
+    for arch, name in [(least, what)] + [(a, "an enqueued network") for a, _ in enqueued]:
+        try:
+            data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
+        except NasMnistError as err:
+            raise ApiError(f"data_dir: {err} ({name} of this search)") from None
     if Path(settings.run.artifacts).exists() and not Path(settings.run.artifacts).is_dir():
         raise ApiError(f"artifacts {settings.run.artifacts} is a file, not a folder")
     return _run(settings, space_, data, enqueued, say, progress)

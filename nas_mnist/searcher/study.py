@@ -59,7 +59,7 @@ def preflight(settings: SearchSettings) -> SearchSpace:
                           f"got {settings.value.objectives!r}")
     settings.rule()
     space = load_space(settings.value.space)
-    smallest, what = _least_network(settings, space)
+    smallest, what = least_network(settings, space)
     if smallest.n_params() > settings.value.budget:
         raise SettingsError(f"budget {settings.value.budget:,} is below {what} "
                             f"({smallest.n_params():,} parameters)")
@@ -103,7 +103,7 @@ def preflight(settings: SearchSettings) -> SearchSpace:
     return space
 
 
-def _least_network(settings: SearchSettings, space: SearchSpace) -> tuple[ArchConfig, str]:
+def least_network(settings: SearchSettings, space: SearchSpace) -> tuple[ArchConfig, str]:
     """The network every limit must admit, and its name: a recipe study's fixed architecture,
     else the space's smallest network."""
     if settings.value.arch is None:
