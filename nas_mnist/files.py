@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -136,11 +137,65 @@ def copy_file(src: str | Path, dest: str | Path) -> Path:
 
 
 @contextlib.contextmanager
+def made_folder(folder: Path) -> Iterator[Path]:
+    """Create `folder` (and its parents) for the block; if the block fails and the folder it
+    made is still empty, remove it: a refused or failed command leaves nothing behind."""
+    missing = []
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            break
+        missing.append(parent)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FileWriteError(f"cannot create folder {folder}: {_why(err)}") from err
+    try:
+        yield folder
+    except BaseException:
+        for made in missing:  # innermost first; stops at the first that is not empty
+            try:
+                made.rmdir()
+            except OSError:
+                break
+        raise
+
+
+_STAGE_MARK = "~stage~"  # .<label>~stage~<host>~<pid>~<random>: whose staging folder it is
+
+
+def _owner_gone(name: str) -> bool:
+    parts = name.split("~")
+    try:
+        host, pid = parts[-3], int(parts[-2])
+    except (IndexError, ValueError):
+        return False
+    if host != socket.gethostname():
+        return False  # another machine's: not ours to judge
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def remove_dead_stages(out: Path) -> None:
+    """Staging folders left in `out` by a process killed with SIGKILL (no `finally` ran)."""
+    for stage in out.glob(f".*{_STAGE_MARK}*"):
+        if stage.is_dir() and _owner_gone(stage.name):
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def staged(out: Path, label: str) -> Iterator[Path]:
     """A hidden folder inside `out` to write a set of files into; `publish(stage, names)` moves
-    them into `out` together. The folder is removed however the block ends."""
+    them into `out` together. The folder is removed however the block ends, and one a killed
+    process left is removed by the next call."""
+    remove_dead_stages(out)
     try:
-        stage = Path(tempfile.mkdtemp(dir=out, prefix=f".{label}-"))
+        stage = Path(tempfile.mkdtemp(
+            dir=out, prefix=f".{label}{_STAGE_MARK}{socket.gethostname()}~{os.getpid()}~"))
     except OSError as err:
         raise FileWriteError(f"cannot write into {out}: {_why(err)}") from err
     try:

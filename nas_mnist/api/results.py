@@ -56,7 +56,7 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
     files instead, and puts the seed table in the summary (seeds.json keeps the runs).
     Without `seeds` an earlier seed table of the folder is kept. `log` gets progress lines."""
     import json
-    from nas_mnist.files import write_text
+    from nas_mnist.files import made_folder, write_text
     from nas_mnist.results.export import ExportError
     from nas_mnist.results.report import write_report
     from nas_mnist.results.view import StudyView
@@ -83,19 +83,19 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
     if not opened.feasible:
         raise ExportError(f"study {study!r} has no complete feasible trial yet: nothing to "
                           f"report")
-    folder.mkdir(parents=True, exist_ok=True)
-    if seeds:
-        seed_runs, kept = report_seed_runs(
-            opened, seeds=seeds, confirm=confirm, confirm_top=confirm_top, winner=winner,
-            reuse=reuse, earlier=folder / "seeds.json", jobs=jobs, data_dir=data_dir,
-            device=device, threads=threads, log=say)
-    else:
-        seed_runs, kept = earlier_seed_runs(folder, say), []
-    written, png_note = write_report(opened, folder, top=top, png=not no_png,
-                                     seed_runs=seed_runs)
-    if seed_runs:
-        text = json.dumps([run.to_json() for run in seed_runs + kept], indent=2)
-        write_text(folder / "seeds.json", text)
-    if png_note:
-        say(png_note)
-    return written
+    with made_folder(folder):  # a report that fails leaves no empty folder behind
+        if seeds:
+            seed_runs, kept = report_seed_runs(
+                opened, seeds=seeds, confirm=confirm, confirm_top=confirm_top, winner=winner,
+                reuse=reuse, earlier=folder / "seeds.json", jobs=jobs, data_dir=data_dir,
+                device=device, threads=threads, log=say)
+        else:
+            seed_runs, kept = earlier_seed_runs(folder, say), []
+        written, png_note = write_report(opened, folder, top=top, png=not no_png,
+                                         seed_runs=seed_runs)
+        if seed_runs:
+            text = json.dumps([run.to_json() for run in seed_runs + kept], indent=2)
+            write_text(folder / "seeds.json", text)
+        if png_note:
+            say(png_note)
+        return written

@@ -18,7 +18,7 @@ from nas_mnist.engine.device import set_threads
 from nas_mnist.engine.evaluate import evaluate_candidate
 from nas_mnist.engine.train import WeightsError, load_state
 from nas_mnist.errors import NasMnistError
-from nas_mnist.files import (atomic_write, check_names_free, copy_file, publish, staged,
+from nas_mnist.files import (atomic_write, made_folder, check_names_free, copy_file, publish, staged,
                              write_text)
 from nas_mnist.results.ranking import pareto_front
 from nas_mnist.results.view import StudyView, view_of
@@ -171,15 +171,22 @@ def export_trials(study: StudyView | optuna.Study, *, url: str, out: str | Path 
     if "onnx-int8" in formats:
         check_calibration(calibration_images)
     view = view_of(study)
-    meta = view.meta
     chosen = pick_trials(view, trial=trial, pareto=pareto)
     out = Path(out) if out else Path("studies") / f"{view.name}-winners"
     if out.exists() and not out.is_dir():
         raise ExportError(f"out {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     for r in chosen:
         check_names_free(out, [f"trial{r.number}{suffix}" for suffix in
                                (".json", ".pt", *(FORMATS[f] for f in formats))])
+    with made_folder(out):  # a folder this export made and filled with nothing goes again
+        return _export_chosen(view, chosen, out=out, formats=formats, artifacts=artifacts,
+                              data_dir=data_dir, device=device, threads=threads,
+                              calibration_images=calibration_images, log=log)
+
+
+def _export_chosen(view: StudyView, chosen: list[TrialRecord], *, out: Path, formats, artifacts,
+                   data_dir, device, threads, calibration_images, log) -> list[Path]:
+    meta = view.meta
     log(f"study {view.name!r}: data sha256 {(meta.data_checksum or '?')[:12]} "
         f"(as searched)")
     paths: list[Path] = []
