@@ -6,12 +6,23 @@ Otherwise: one log line per new trained epoch and per finished trial.
 
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
 import time
 from typing import TextIO
 
 from nas_mnist.searcher import record
 from nas_mnist.searcher.record import StudyMeta, TrialRecord
+
+
+NARROW_COLUMNS = 60  # below this, the live block is the headline alone
+
+
+def _fit(line: str, width: int) -> str:
+    """`line` cut to `width` characters (an ellipsis marks the cut)."""
+    width = max(1, width)
+    return line if len(line) <= width else line[:width - 1] + "~"
 
 
 def _minutes(seconds: float) -> str:
@@ -113,7 +124,21 @@ class LiveProgress:
                                  f"mean of {len(r.scores)} seeds {r.mean_score:.2f} %)")
         return lines
 
+    def _columns(self) -> int:
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            return shutil.get_terminal_size().columns
+
     def _redraw(self, news: list[str], lines: list[str]) -> None:
+        # Moving up one row per line is right only for lines that do not wrap: the block is
+        # cut to the terminal's width (a 150-character line wrapped over 8 rows of a
+        # 20-column terminal and left fragments behind), and a narrow one gets the headline
+        # alone. Finished-trial lines scroll away above the block and may wrap.
+        columns = self._columns()
+        if columns < NARROW_COLUMNS:
+            lines = lines[:1]
+        lines = [_fit(line, columns - 1) for line in lines]
         out = "".join("\x1b[1F\x1b[2K" for _ in range(self.drawn))  # up one line, clear it
         self.stream.write(out + "".join(line + "\n" for line in news + lines))
         self.stream.flush()

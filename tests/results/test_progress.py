@@ -63,3 +63,21 @@ def test_summary_separates_what_the_stopping_rule_saved_from_refusals():
     text = summary_markdown(study)
     assert "saved by the stopping rule: 3 of the 8" in text and "1 stopped early" in text
     assert "would have cost 4 more" in text
+
+
+def test_a_narrow_terminal_gets_the_headline_alone_cut_to_its_width(monkeypatch):
+    """A wrapped line is more rows than the block moves up over: at 20 columns the block
+    left fragments all over the screen. Every redrawn row now fits."""
+    monkeypatch.setenv("COLUMNS", "20")
+    study, _ = _study()
+    screen = Terminal()
+    progress = LiveProgress(screen, StudyMeta(budget=5000, epochs=4), trials=3, jobs=1)
+    progress.update(study)
+    progress.update(study)
+    rows = screen.getvalue().split("\x1b[1F\x1b[2K")
+    assert len(rows) == 2  # one line drawn, moved over once
+    assert all(len(line) < 20 for row in rows for line in row.splitlines())
+    monkeypatch.setenv("COLUMNS", "100")
+    wide = Terminal()
+    LiveProgress(wide, StudyMeta(budget=5000, epochs=4), trials=3, jobs=1).update(study)
+    assert len(wide.getvalue().splitlines()) == 2 and "trial 1: epoch 1/4" in wide.getvalue()
