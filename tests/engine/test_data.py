@@ -121,3 +121,21 @@ def test_a_file_that_would_not_fit_in_memory_is_refused_before_it_is_inflated(tm
     with pytest.raises(DataError, match=r"would take 1 MB of memory once decoded; "
                                         r"1 MB are available"):
         data_mod.read_idx(path)
+
+
+def test_the_data_statistics_do_not_depend_on_the_thread_count(tmp_path):
+    """A search loaded its data with 2 threads and trained with 1; `train` loaded with 1:
+    the float32 mean differed in its last bits and a winner re-trained to another score."""
+    import torch
+    from nas_mnist.engine.data import load_dataset, write_subset
+    folder = write_subset(tmp_path / "small", 2000, 500)
+    before = torch.get_num_threads()
+    seen = set()
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            data = load_dataset(folder)
+            seen.add((data.mean, data.std))
+    finally:
+        torch.set_num_threads(before)
+    assert len(seen) == 1

@@ -350,3 +350,21 @@ def test_max_macs_below_the_smallest_network_is_refused_before_the_storage(tmp_p
     err = capsys.readouterr().err.strip()
     assert code == 2 and "smallest network" in err and "1,000" in err
     assert not (tmp_path / "never.db").exists()
+
+
+@pytest.mark.slow
+def test_the_search_records_the_score_train_gives_for_the_same_seed_and_threads(
+        tmp_path, small_data_dir):
+    """The search loads its data before it pins its threads; `train` after. A winner must
+    re-train to its recorded score (it differed by one test image on a subset)."""
+    import nas_mnist as nm
+    config = REPO / "nas_mnist/configs/trial81.json"
+    study = nm.search(study="same", space="quick", budget=4000, epochs=1, trials=1,
+                      threads=1, jobs=1, warm_start="none", enqueue=[str(config)],
+                      data_dir=str(small_data_dir), progress=False, log=None)
+    from nas_mnist.searcher.record import TrialRecord
+    searched = TrialRecord.from_trial(study.optuna.trials[0])
+    retrained = nm.train(str(config), epochs=1, threads=1, data_dir=str(small_data_dir),
+                         dropout_rng="hash", eval_precision="train")
+    assert retrained["test_acc"] == searched.accs
+    assert retrained["train_loss"] == pytest.approx(searched.train_losses, rel=1e-6)
