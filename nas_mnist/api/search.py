@@ -139,6 +139,11 @@ def _study_own(study: str, url: str, given: dict) -> dict:
         return out
     if out["arch"] is None:
         out["arch"] = stored.arch
+    elif _arch_key(out["arch"]) != _arch_key(stored.arch):  # before any budget is compared
+        raise ApiError(f"arch: study {study!r} is a "
+                       + (f"recipe study of {_arch_text(stored.arch)}" if stored.arch
+                          else "search of sampled architectures")
+                       + f", not of {_arch_text(out['arch'])}; pick another name with --study")
     for key in ("budget", "epochs", "objective", "objectives", "val_split", "last_n",
                 "max_macs", "max_ram"):
         if out[key] is None:
@@ -149,6 +154,17 @@ def _study_own(study: str, url: str, given: dict) -> dict:
         out["space"] = _space_of(stored)
     # min_params and max_activations left None are resolved against the stored study later
     return out
+
+
+def _arch_key(arch: dict | None) -> str | None:
+    from nas_mnist.spec.arch import ArchConfig
+    return None if arch is None else ArchConfig.from_dict(arch).key()
+
+
+def _arch_text(arch: dict) -> str:
+    from nas_mnist.spec.arch import ArchConfig
+    config = ArchConfig.from_dict(arch)
+    return f"'{config.describe()}' ({config.n_params():,} parameters)"
 
 
 def _space_of(stored) -> str:
@@ -193,9 +209,11 @@ def _prune_options(opts) -> tuple[tuple[str, str], ...]:
 
 
 def _load_enqueued(path):
+    """A config file or a packaged config's name (as --arch, train and count take)."""
+    from nas_mnist.api.network import config_path
     from nas_mnist.spec.arch import load_arch
     from nas_mnist.spec.recipe import Recipe
-    arch, doc = load_arch(path)
+    arch, doc = load_arch(config_path(str(path)))
     return arch, Recipe.from_dict(doc["recipe"]) if "recipe" in doc else None
 
 
@@ -269,6 +287,8 @@ def _run(settings, space, data, enqueued, say, progress) -> "Study":
     for note in notes:
         say(note)
     display = _progress(progress, meta, settings, cost)
+    if display is not None:
+        display.update(study)  # what is done already; every trial of this run gets its line
     try:
         run_search(settings, study, data=data,
                    on_progress=display.update if display is not None else None)

@@ -73,6 +73,20 @@ def sqlite_path(url: str) -> Path | None:
         raise StorageError(f"storage {url} is an in-memory database: a study there is lost "
                            f"when the command ends and workers cannot share it; give a file, "
                            f"e.g. sqlite:///studies/NAME.db")
+    if "?" in rest:  # the lock, the artifacts and the checks all need the file's own name
+        raise StorageError(f"storage {url}: SQLite URL options ('?...') are not supported; "
+                           f"give the file alone, e.g. sqlite:///{rest.partition('?')[0]}")
+    if rest.endswith("/") or Path(rest).is_dir():
+        raise StorageError(f"storage {url} names a folder; give a file, e.g. "
+                           f"sqlite:///{rest.rstrip('/')}/NAME.db")
+    return Path(rest)
+
+
+def journal_path(url: str) -> Path:
+    """The file of a `journal:PATH` storage."""
+    rest = url.removeprefix("journal:")
+    if not rest.strip() or rest.endswith("/") or Path(rest).is_dir():
+        raise StorageError(f"storage {url!r} needs a file, e.g. journal:studies/NAME.log")
     return Path(rest)
 
 
@@ -88,7 +102,7 @@ def study_lock(url: str):
     `PATH.nas-mnist.lock`, since `PATH.lock` is Optuna's own journal lock: a file of ours there
     made each of Optuna's writes wait out its 30 s grace period)."""
     if url.startswith("journal:"):
-        path: Path | None = Path(url.removeprefix("journal:"))
+        path: Path | None = journal_path(url)
         suffix = ".nas-mnist.lock"
     else:
         path, suffix = sqlite_path(url), ".lock"
@@ -122,8 +136,7 @@ def open_storage(url: str, *, create: bool, read_only: bool = False):
     """
     try:
         if url.startswith("journal:"):
-            return _journal_storage(Path(url.removeprefix("journal:")), create=create,
-                                    read_only=read_only)
+            return _journal_storage(journal_path(url), create=create, read_only=read_only)
         path = sqlite_path(url)
         if path is not None:
             if not create and not path.exists():

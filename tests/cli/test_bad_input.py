@@ -357,3 +357,31 @@ def test_report_jobs_are_bounded_before_any_file_is_touched(tmp_path, capsys):
                  "--seeds", "1", "--jobs", "1000", "--out", str(tmp_path / "r")])
     assert "jobs 1000 is more than 4 per CPU core" in _one_line(capsys, code)
     assert not (tmp_path / "r").exists() and not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("storage,needle", [
+    ("journal:", "needs a file"),
+    ("journal:{tmp}/", "needs a file"),
+    ("sqlite:///{tmp}/x.db?mode=ro", "URL options"),
+    ("sqlite:///{tmp}/sub/", "names a folder"),
+])
+def test_a_storage_url_that_names_no_file_is_one_line_and_creates_nothing(
+        storage, needle, tmp_path, capsys):
+    code = main(["search", "--study", "s", "--space", "quick", "--budget", "3000",
+                 "--trials", "1", "--warm-start", "none", "--storage",
+                 storage.format(tmp=tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_recipe_study_resumed_with_another_arch_names_both(tmp_path, small_data_dir, capsys):
+    base = ["search", "--study", "r", "--epochs", "1", "--threads", "1", "--jobs", "1",
+            "--data-dir", str(small_data_dir), "--trials", "1", "--arch", "trial81"]
+    assert main(base) == 0
+    capsys.readouterr()
+    code = main(base[:-1] + ["woolly3762"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "recipe study of '6v-14xv" in err[0] and "3,762 parameters" in err[0]
+    assert "budget" not in err[0]  # the stored budget is not what the user changed
