@@ -15,4 +15,5 @@ from nas_mnist.api.network import (BENCH_CONFIGS, Prediction, TrainPlan, bench, 
                                    load_winner, predict, train)
 from nas_mnist.api.results import export, report  # noqa: F401
 from nas_mnist.api.search import STUDY_DEFAULTS, search  # noqa: F401
+from nas_mnist.api.space import space_shares  # noqa: F401
 from nas_mnist.api.study import Leaderboard, Study, Winner, load_study  # noqa: F401

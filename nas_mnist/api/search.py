@@ -84,7 +84,7 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
                  objectives=objectives, val_split=val_split, split_seed=split_seed,
                  last_n=last_n, max_macs=max_macs, max_ram=max_ram, min_params=min_params,
                  max_activations=max_activations,
-                 arch=None if fixed is None else fixed[0].to_dict())
+                 arch=None if fixed is None else fixed[0].to_dict(), width_scale=None)
     own = _study_own(study, url, given)
     if fixed is not None and fixed[1] is not None:
         enqueue = [fixed, *enqueue]  # the file's own recipe runs first
@@ -150,6 +150,7 @@ def _study_own(study: str, url: str, given: dict) -> dict:
             out[key] = getattr(stored, key)
     if out["split_seed"] is None:
         out["split_seed"] = stored.split_seed or 0
+    out["width_scale"] = stored.width_scale  # the study's, whatever the budget now
     if out["space"] is None:
         out["space"] = _space_of(stored)
     # min_params and max_activations left None are resolved against the stored study later

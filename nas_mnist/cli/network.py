@@ -75,6 +75,11 @@ def add_parsers(sub) -> None:
     p.add_argument("space", nargs="?", default="default", help="space name or YAML path")
     p.add_argument("--budget", type=positive(), default=10_000, help="parameters (10000)")
     p.add_argument("--samples", type=positive(), default=2000, help="random samples (2000)")
+    p.add_argument("--min-params", type=non_negative, metavar="N",
+                   help="size floor (default: a new study's, 0.4 of the budget)")
+    p.add_argument("--max-activations", type=non_negative, metavar="A",
+                   help="activation limit (default: a new study's)")
+    p.add_argument("--max-ram", type=positive(), metavar="BYTES", help="peak RAM at int8")
     p.set_defaults(handler=cmd_space)
 
 
@@ -257,15 +262,27 @@ def cmd_bench(args) -> int:
 WIDTHS = (8, 6, 5, 4, 11, 9, 4, 9, 4, 15, 10, 7, 4, 11)
 
 
+_OUTCOMES = {"over_budget": "over budget", "under_floor": "under the size floor",
+             "over_activations": "over the activation limit", "over_ram": "over the RAM limit",
+             "invalid": "invalid"}
+
+
 def cmd_space(args) -> int:
-    from nas_mnist.searcher.space import load_space
-    from nas_mnist.searcher.sampling import sample_shares, smallest_arch
-    space = load_space(args.space)
-    smallest = smallest_arch(space)
-    print(f"space {space.name}: smallest network {smallest.n_params():,} parameters "
-          f"({smallest.describe()})")
-    shares = sample_shares(space, budget=args.budget, samples=args.samples)
-    print(f"{args.samples:,} random samples: {shares['under_budget']:.1%} valid and within "
-          f"{args.budget:,} parameters, {shares['over_budget']:.1%} over budget, "
-          f"{shares['invalid']:.1%} invalid")
+    from nas_mnist.api import space_shares
+    r = space_shares(args.space, budget=args.budget, min_params=args.min_params,
+                     max_activations=args.max_activations, max_ram=args.max_ram,
+                     samples=args.samples)
+    scale = (f"widths x{r['width_scale']:g} for this budget: " if r["width_scale"] != 1 else
+             "widths ") + ", ".join(map(str, r["widths"]))
+    print(f"space {r['space']} at budget {r['budget']:,}: {scale}; smallest network "
+          f"{r['smallest_params']:,} parameters ({r['smallest']})")
+    print("limits a new study applies: " + ", ".join(
+        [f"size floor {r['min_params']:,}" if r["min_params"] else "no size floor",
+         f"at most {r['max_activations']:,} activations" if r["max_activations"]
+         else "no activation limit"]
+        + ([f"peak RAM at most {r['max_ram']:,} B"] if r["max_ram"] else [])))
+    refused = ", ".join(f"{share:.1%} {_OUTCOMES.get(kind, kind)}"
+                        for kind, share in r["shares"].items() if kind != "trainable")
+    print(f"{r['samples']:,} uniform samples: {refused or 'none refused'}")
+    print(f"trainable: {100 * r['trainable']:.1f} %")
     return 0

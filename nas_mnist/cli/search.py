@@ -24,7 +24,7 @@ def add_parsers(sub) -> None:
                         "output of a layer, README); larger samples are never trained")
     p.add_argument("--min-params", type=non_negative, metavar="N",
                    help="size floor: smaller samples are refused before training like those "
-                        "over the budget (default: half the budget; 0: none; not with "
+                        "over the budget (default: 0.4 of the budget; 0: none; not with "
                         "--objectives score,params)")
     p.add_argument("--max-activations", type=non_negative, metavar="A",
                    help="cost limit: activation elements per image (training time follows "

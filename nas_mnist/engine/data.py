@@ -211,7 +211,13 @@ def _load_arrays(data_dir: str, stamp: tuple = ()) -> tuple[dict[str, np.ndarray
         _check_packaged(paths, digests)
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        if labels.ndim != 1:
+            raise DataError(f"{paths[split + '_labels']} holds an array of shape "
+                            f"{labels.shape}, not one label per image (an images file?)")
+        if images.ndim != 3:
+            raise DataError(f"{paths[split + '_images']} holds an array of shape "
+                            f"{images.shape}, not images (N, H, W) (a labels file?)")
+        if len(images) != len(labels):
             raise DataError(f"{split} images {images.shape} and labels {labels.shape} do not match")
         if len(images) == 0:
             raise DataError(f"the {split} files of {folder} hold no images")

@@ -185,19 +185,37 @@ class Limits:
     max_ram: int | None = None
 
     def refusal(self, arch: ArchConfig, macs: int | None = None) -> str | None:
+        """Why the search would refuse `arch` before training, in words (None: it trains)."""
+        kind, value, limit = self._first_breach(arch, macs)
+        if kind is None:
+            return None
+        words, unit = _WORDS[kind]
+        return f"{words} ({value:,} {'<' if kind == 'under_floor' else '>'} {limit:,}{unit})"
+
+    def refusal_kind(self, arch: ArchConfig, macs: int | None = None) -> str | None:
+        """The trial kind the search records for `arch` (over_budget, under_floor, ...)."""
+        return self._first_breach(arch, macs)[0]
+
+    def _first_breach(self, arch: ArchConfig, macs: int | None):
         n = arch.n_params()
         if n > self.budget:
-            return f"over the budget ({n:,} > {self.budget:,} parameters)"
+            return "over_budget", n, self.budget
         if n < self.min_params:
-            return f"under the size floor ({n:,} < {self.min_params:,} parameters)"
+            return "under_floor", n, self.min_params
         f = footprint(arch)
         if self.max_activations and f.activations > self.max_activations:
-            return f"over the activation limit ({f.activations:,} > {self.max_activations:,})"
+            return "over_activations", f.activations, self.max_activations
         if self.max_ram is not None and f.peak_int8_bytes > self.max_ram:
-            return f"over the RAM limit ({f.peak_int8_bytes:,} > {self.max_ram:,} B)"
+            return "over_ram", f.peak_int8_bytes, self.max_ram
         if self.max_macs is not None and macs is not None and macs > self.max_macs:
-            return f"over the MACs limit ({macs:,} > {self.max_macs:,})"
-        return None
+            return "over_macs", macs, self.max_macs
+        return None, None, None
+
+
+_WORDS = {"over_budget": ("over the budget", " parameters"),
+          "under_floor": ("under the size floor", " parameters"),
+          "over_activations": ("over the activation limit", ""),
+          "over_ram": ("over the RAM limit", " B"), "over_macs": ("over the MACs limit", "")}
 
 
 def pick_warm(configs: list[PriorConfig], limits: Limits, *, data_checksum: str | None,

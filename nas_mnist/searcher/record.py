@@ -35,7 +35,7 @@ _ATTR = {
     "interrupted": "interrupted", "retry_of": "retry_of", "fixed_arch": "fixed_arch",
     "fixed_recipe": "fixed_recipe", "fixed_key": "fixed_key", "enqueued": "enqueued",
     "activations": "activations", "peak": "peak_ram_int8", "warm": "warm_start",
-    "rungs": "rung_decisions", "precision": "precision",
+    "rungs": "rung_decisions", "precision": "precision", "startup": "startup_draw",
 }
 REFUSALS = ("over_budget", "under_floor", "over_macs", "over_activations", "over_ram",
             "invalid")
@@ -73,6 +73,7 @@ class TrialRecord:
     fixed_arch: dict | None = None  # an enqueued configuration
     fixed_recipe: dict | None = None
     fixed_key: str | None = None
+    startup: bool = False  # a start-up draw, uniform among the trainable (workers.py)
     enqueued: bool = False  # seeded with --enqueue or a warm start, not drawn by the sampler
     activations: int | None = None  # per image (spec.footprint)
     peak: int | None = None  # peak live activation elements = int8 bytes (spec.footprint)
@@ -230,11 +231,14 @@ class StudyMeta:
     dropout_rng: str = "bernoulli"
     eval_precision: str = "fp32"
     arch: dict | None = None  # a recipe study's fixed architecture (None: sampled)
+    # the factor the space's widths were scaled by for this budget (an older study: 1.0)
+    width_scale: float = 1.0
     version: str = __version__
 
     # the space is identified by its content (digest): a renamed file is the same space
     MUST_MATCH = ("budget", "space_digest", "objective", "objectives", "last_n",
                   "epochs", "eval_split", "val_split", "split_seed", "max_macs", "max_ram",
+                  "width_scale",
                   "min_params",
                   "max_activations", "data_checksum")
 

@@ -106,19 +106,41 @@ def _suggest_conv(trial, a: dict[str, Dim], i: int, j: int, pad: int) -> ConvSpe
     return ConvSpec(out, pad, kind=kind)
 
 
-def sample_shares(space: SearchSpace, *, budget: int, samples: int = 2000,
-                  seed: int = 0) -> dict:
-    """Draw random configurations; count valid-under-budget, over-budget and invalid ones."""
+def sample_shares(space: SearchSpace, *, judge, samples: int = 2000, seed: int = 0) -> dict:
+    """Draw `samples` uniform configurations and count what the search would do with each:
+    "trainable", "invalid", or the refusal kind `judge(arch)` returns (None: trainable)."""
     import optuna
+    from collections import Counter
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    counts = {"under_budget": 0, "over_budget": 0, "invalid": 0}
+    counts: Counter = Counter()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     for _ in range(samples):
         trial = study.ask()
         try:
-            n_params = suggest_arch(trial, space).n_params()
-            counts["under_budget" if n_params <= budget else "over_budget"] += 1
+            counts[judge(suggest_arch(trial, space)) or "trainable"] += 1
         except SpecError:
             counts["invalid"] += 1
         study.tell(trial, 0.0)
-    return {"samples": samples, **{k: v / samples for k, v in counts.items()}}
+    return {"samples": samples, **{k: n / samples for k, n in counts.most_common()}}
+
+
+def trainable_draw(space: SearchSpace, *, judge, seed: int, max_draws: int = 1000
+                   ) -> dict | None:
+    """The trial parameters (architecture and recipe) of a uniform draw of the space that
+    `judge` admits: rejection sampling, so the sampler's random start-up trials are all
+    trainable instead of spending themselves on refusals. None if `max_draws` found none."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for _ in range(max_draws):
+        trial = study.ask()
+        try:
+            arch = suggest_arch(trial, space)
+            space.recipe_for(trial)
+        except SpecError:
+            study.tell(trial, 0.0)
+            continue
+        study.tell(trial, 0.0)
+        if judge(arch) is None:
+            return dict(trial.params)
+    return None

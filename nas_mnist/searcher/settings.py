@@ -10,7 +10,7 @@ from nas_mnist.errors import NasMnistError
 from nas_mnist.searcher.defaults import (DEFAULT_MAX_ACTIVATIONS, MIN_PARAMS_FRACTION,
                                          RUN_DEFAULTS as RUN, STUDY_DEFAULTS as STUDY)
 from nas_mnist.searcher.record import StudyMeta
-from nas_mnist.searcher.space import SearchSpace
+from nas_mnist.searcher.space import SearchSpace, load_space
 from nas_mnist.searcher.stopping import StopRule, make_rule
 
 
@@ -23,7 +23,7 @@ class SettingsError(NasMnistError):
 
 
 def default_min_params(budget: int, objectives: str) -> int:
-    """The size floor: half the budget in a single-objective study; none in a two-objective
+    """The size floor: 0.4 of the budget in a single-objective study; none in a two-objective
     one (its front should reach the small end)."""
     return int(budget * MIN_PARAMS_FRACTION) if objectives == "score" else 0
 
@@ -67,6 +67,8 @@ class StudyValue:
     val_split: int = STUDY["val_split"]
     split_seed: int = STUDY["split_seed"]  # draws the validation split: the study's own seed
     arch: dict | None = None  # a recipe study: this architecture, only the recipe searched
+    # the space's widths times this (None: what the space gives the budget, dims.WidthScaling)
+    width_scale: float | None = None
 
     def __post_init__(self):
         from nas_mnist.spec.score import default_last_n
@@ -88,6 +90,13 @@ class StudyValue:
                 or not 1 <= self.last_n <= self.epochs):
             raise SettingsError(f"last_n must be an integer in [1, epochs {self.epochs}], got "
                                 f"{self.last_n!r}")
+        if self.width_scale is None:
+            object.__setattr__(self, "width_scale", 1.0 if self.arch is not None else
+                               load_space(self.space).scale_for(self.budget))
+        if (isinstance(self.width_scale, bool) or not isinstance(self.width_scale, (int, float))
+                or not 0 < self.width_scale <= 100):
+            raise SettingsError(f"width_scale must be a number in (0, 100], got "
+                                f"{self.width_scale!r}")
         if not isinstance(self.split_seed, int) or not 0 <= self.split_seed < 2**32:
             raise SettingsError(f"split_seed must be an integer in [0, 2**32), got "
                                 f"{self.split_seed!r}")
@@ -101,7 +110,15 @@ class StudyValue:
 
     @property
     def resolved_max_activations(self) -> int:
-        return DEFAULT_MAX_ACTIVATIONS if self.max_activations is None else self.max_activations
+        """The cost limit: activations grow with the widths, so the default grows with their
+        scale (never below the 10,000-parameter default)."""
+        if self.max_activations is not None:
+            return self.max_activations
+        return round(DEFAULT_MAX_ACTIVATIONS * max(1.0, self.width_scale))
+
+    def search_space(self) -> SearchSpace:
+        """The study's space: the file's, its widths scaled as the study stores."""
+        return load_space(self.space).scaled(self.width_scale)
 
     def meta(self, space: SearchSpace, data: Dataset, rule: StopRule) -> StudyMeta:
         """The stored form, with what only the run knows: the space's content, the data."""
@@ -114,7 +131,7 @@ class StudyValue:
                          max_activations=self.resolved_max_activations,
                          data_checksum=data.checksum, data_mean=data.mean, data_std=data.std,
                          rule=rule.describe(), dropout_rng="hash", eval_precision="train",
-                         arch=self.arch)
+                         arch=self.arch, width_scale=self.width_scale)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from pathlib import Path
 import yaml
 
 from nas_mnist.errors import NasMnistError
-from nas_mnist.searcher.dims import Dim, SearchSpace, SpaceError  # noqa: F401 (re-exported)
+from nas_mnist.searcher.dims import (Dim, SearchSpace, SpaceError,  # noqa: F401
+                                     WidthScaling)
 from nas_mnist.searcher.sampling import smallest_arch
 from nas_mnist.spec.blocks import (CONV_KINDS, DROPOUT_KINDS, HEAD_KINDS, MAX_WIDTH, POSITIONS,
                                    WHERE)
@@ -148,6 +149,8 @@ def load_space(name_or_path: str) -> SearchSpace:
         raise SpaceError(f"search space {path} is not valid YAML{where}") from None
     if not isinstance(doc, dict):
         raise SpaceError(f"search space {path}: expected a mapping of keys")
+    scaling = _parse_scaling(doc.pop("scale_widths", None))  # not in the digest: the study
+    # stores the factor it used, so a file that gains the key resumes its older studies
     recipe_doc = doc.pop("recipe", {}) or {}
     if not isinstance(recipe_doc, dict):
         raise SpaceError("search space key 'recipe': expected a mapping")
@@ -170,9 +173,26 @@ def load_space(name_or_path: str) -> SearchSpace:
     recipe = {k: _parse_dim(f"recipe.{k}", v) for k, v in recipe_doc.items()}
     digest = hashlib.sha256(json.dumps([doc, recipe_doc], sort_keys=True,
                                        default=str).encode()).hexdigest()[:16]
-    space = SearchSpace(path.stem, arch, recipe, digest)
+    space = SearchSpace(path.stem, arch, recipe, digest, scaling=scaling)
     _check_values(space)
     return space
+
+
+def _parse_scaling(spec) -> WidthScaling | None:
+    """`scale_widths: {reference: 10000, exponent: 0.6}` (see dims.WidthScaling)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) != {"reference", "exponent"}:
+        raise SpaceError("search space key 'scale_widths': expected {reference: PARAMS, "
+                         "exponent: X}")
+    ref, exp = spec["reference"], spec["exponent"]
+    if not isinstance(ref, int) or isinstance(ref, bool) or ref < 1:
+        raise SpaceError(f"search space key 'scale_widths.reference': {ref!r} is not a "
+                         f"positive integer")
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not 0 <= exp <= 2:
+        raise SpaceError(f"search space key 'scale_widths.exponent': {exp!r} is not a number "
+                         f"in [0, 2]")
+    return WidthScaling(ref, float(exp))
 
 
 def _count(low: int, high: int):

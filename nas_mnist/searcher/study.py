@@ -25,7 +25,7 @@ from nas_mnist.searcher.record import METRIC_NAMES, OBJECTIVES, StudyMeta
 from nas_mnist.searcher.recovery import requeue_interrupted
 from nas_mnist.searcher.settings import SearchError, SearchSettings, SettingsError  # noqa: F401
 from nas_mnist.searcher.replay import params_of
-from nas_mnist.searcher.space import SearchSpace, load_space
+from nas_mnist.searcher.space import SearchSpace
 from nas_mnist.searcher.sampling import smallest_arch
 from nas_mnist.searcher.storage import StorageError, open_storage
 from nas_mnist.searcher.workers import (load_search_data, n_trained, run_parallel,  # noqa: F401
@@ -58,7 +58,7 @@ def preflight(settings: SearchSettings) -> SearchSpace:
         raise SettingsError(f"objectives must be one of {', '.join(OBJECTIVES)}, "
                           f"got {settings.value.objectives!r}")
     settings.rule()
-    space = load_space(settings.value.space)
+    space = settings.value.search_space()
     smallest, what = least_network(settings, space)
     if smallest.n_params() > settings.value.budget:
         raise SettingsError(f"budget {settings.value.budget:,} is below {what} "
