@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nas_mnist.engine.device import cpu_model  # noqa: E402
-from nas_mnist.searcher.record import KIND_ORDER, StudyMeta, records  # noqa: E402
+from nas_mnist.searcher.record import (KIND_ORDER, StudyMeta, records,  # noqa: E402
+                                       seed_runs)
 
 POLL_S = 10
 
@@ -38,9 +39,12 @@ POLL_S = 10
 def first_hit(study, target: float, budget: int):
     """The first trial (by completion time) under the budget that reached the target."""
     meta = StudyMeta.from_study(study)
+    # a trial read between its state and its completion time being stored has no time yet:
+    # it is not a hit until it has one (comparing None with a datetime crashed a run)
     hits = [(t.datetime_complete, r) for t, r in zip(study.trials, records(study))
             if r.kind == "complete" and r.value is not None and r.value >= target
-            and (r.n_params or 0) <= budget and meta is not None]
+            and (r.n_params or 0) <= budget and meta is not None
+            and t.datetime_complete is not None]
     return min(hits, key=lambda h: h[0])[1] if hits else None
 
 
@@ -61,13 +65,46 @@ def best_by(study, start: float, minutes: float, budget: int) -> float | None:
     return max(scores, default=None)
 
 
+def _kind(r) -> str:
+    """The record's kind, with the benchmark's own interruption (at the hit or the cap) named
+    as such instead of as a failure."""
+    return "interrupted_by_benchmark" if r.kind == "failed" and r.interrupted else r.kind
+
+
+def _minutes_of(t) -> float:
+    """A trial's minutes, an interrupted one's up to its interruption."""
+    if t.datetime_start is None:
+        return 0.0
+    end = t.datetime_complete
+    return ((end.timestamp() if end else time.time()) - t.datetime_start.timestamp()) / 60
+
+
 def cpu_by_kind(study) -> dict:
-    """CPU minutes per kind of trial (trials run one per worker, one thread each by default)."""
+    """CPU minutes per kind of trial (trials run one per worker, one thread each by default),
+    and the search's confirmation runs (more seeds of its top trials) as their own kind."""
     out: dict[str, float] = {}
     for t, r in zip(study.trials, records(study)):
-        if t.duration is not None:
-            out[r.kind] = out.get(r.kind, 0.0) + t.duration.total_seconds() / 60
+        if t.datetime_start is not None:
+            out[_kind(r)] = out.get(_kind(r), 0.0) + _minutes_of(t)
+    confirm = sum(float(run.get("seconds") or 0.0) for held in seed_runs(study).values()
+                  for run in held.get("runs", {}).values() if isinstance(run, dict)) / 60
+    if confirm:
+        out["confirmation_runs"] = confirm
     return {k: round(v, 1) for k, v in out.items()}
+
+
+def cpu_share_sampled(study) -> float | None:
+    """The share of the search's CPU (trials and confirmation runs) spent on networks the
+    sampler drew (its start-up draws included; warm-started and enqueued ones not)."""
+    total = sum(cpu_by_kind(study).values())
+    recs = records(study)
+    drawn = {r.number for r in recs if r.origin is None}
+    sampled = sum(_minutes_of(t) for t, r in zip(study.trials, recs)
+                  if r.number in drawn and t.datetime_start is not None)
+    sampled += sum(float(run.get("seconds") or 0.0) for number, held in seed_runs(study).items()
+                   if number in drawn for run in held.get("runs", {}).values()
+                   if isinstance(run, dict)) / 60  # their confirmation runs
+    return round(sampled / total, 3) if total else None
 
 
 def first_sampled_beat(study, start: float, budget: int):
@@ -130,6 +167,7 @@ def run_one(seed: int, args) -> dict:
         "best_at_60": best_by(study, start, 60, args.budget) if args.cap_min >= 60 else None,
         "sampled_beat_warm_min": first_sampled_beat(study, start, args.budget),
         "cpu_min_by_kind": cpu_by_kind(study),
+        "cpu_share_sampled": cpu_share_sampled(study),
         "trial": hit.number if hit else None,
         "score": hit.value if hit else max((r.value for r in recs if r.kind == "complete"
                                             and (r.n_params or 0) <= args.budget), default=None),
