@@ -462,6 +462,7 @@ def test_time_to_target_labels_its_own_interruptions_and_counts_their_cpu():
         return made
 
     study = optuna.create_study(direction="maximize")
+    study.set_user_attr("nas_mnist", {"budget": 10_000})
     study.add_trial(trial(TrialState.COMPLETE, 0, 6, 99.3, warm="prior x#1", accs=[99.3]))
     study.add_trial(trial(TrialState.COMPLETE, 6, 3, 99.1, accs=[99.1]))  # sampled
     study.add_trial(trial(TrialState.FAIL, 9, 1, interrupted=True))  # stopped at the cap
