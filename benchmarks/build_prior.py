@@ -2,9 +2,13 @@
 
 The prior is data with its provenance, never hand-edited numbers:
 - configs: every completed trial of each study (its arch, recipe and seed-0 score), with the
-  multi-seed scores of `studies/<study>-report/seeds.json` where the report confirmed it;
+  multi-seed scores of `studies/<study>-report/seeds.json` where the report confirmed it, else
+  the search's own confirmation runs (--confirm-top);
 - curves: every trained trial's per-epoch accuracies (for the stopping rule's first rungs),
-  with the study's budget and run length and whether the trial evaluated an EMA of its weights.
+  with the study's budget, run length, space digest and trainer, and whether the trial
+  evaluated an EMA of its weights.
+Every study of nas-mnist that searched architectures is read (recipe studies, of one fixed
+network, are not: they have no architecture to offer); none is left out by name.
 
     python benchmarks/build_prior.py                 # all studies/*.db -> the packaged prior
     python benchmarks/build_prior.py --studies studies/mnist-10k-v3.db --out /tmp/p.json
@@ -24,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 import optuna  # noqa: E402
 
 from nas_mnist.searcher.prior import FORMAT, PACKAGED_PRIOR, parse_prior  # noqa: E402
-from nas_mnist.searcher.record import StudyMeta, records  # noqa: E402
+from nas_mnist.searcher.record import StudyMeta, records, trainer_key  # noqa: E402
 from nas_mnist.files import write_text  # noqa: E402
 
 
@@ -35,12 +39,6 @@ def _seed_runs(report: Path) -> dict[int, dict]:
         return {}
     return {r["trial"]: r for r in json.loads(path.read_text())
             if isinstance(r, dict) and isinstance(r.get("trial"), int)}
-
-
-# Studies ranked by the search's own confirmation runs (--confirm-top): this script reads seed
-# runs from `report --seeds` (seeds.json) only, so it would rank their trials on seed 0; and the
-# time-to-target figures in the README were measured without them. Left out until both change.
-LEFT_OUT = {"mnist-10k-v4", "mnist-4k-v4"}
 
 
 def study_entries(db: Path) -> tuple[list[dict], list[dict], list[dict]]:
@@ -57,8 +55,6 @@ def study_entries(db: Path) -> tuple[list[dict], list[dict], list[dict]]:
             # would become the warm start of every 10,000 search, and the time-to-target
             # figures in the README were measured without it.
             continue
-        if name in LEFT_OUT:
-            continue
         seeds = _seed_runs(db.parent / f"{name}-report")
         recs = records(study)
         sources.append({"study": name, "file": str(db.relative_to(ROOT)), "budget": meta.budget,
@@ -72,14 +68,16 @@ def study_entries(db: Path) -> tuple[list[dict], list[dict], list[dict]]:
             ema = bool((r.recipe or {}).get("ema"))
             curves.append({"study": name, "trial": r.number, "budget": meta.budget,
                            "epochs": meta.epochs, "ema": ema, "params": r.n_params,
-                           "accs": r.accs, "data_checksum": meta.data_checksum})
+                           "accs": r.accs, "data_checksum": meta.data_checksum,
+                           "space_digest": meta.space_digest, "trainer": trainer_key(meta)})
             if r.kind != "complete" or r.value is None or r.seed != 0:
                 continue
             run = seeds.get(r.number)
             if run and run.get("seeds") and len(run["seeds"]) == len(run.get("mins", [])):
                 seed_list, scores = list(run["seeds"]), list(run["mins"])
-            else:
-                seed_list, scores = [r.seed], [r.value]
+            else:  # the trial's own seed and the search's own confirmation runs
+                seed_list = [r.seed] + [int(k) for k in r.more_seeds]
+                scores = [r.value] + list(r.more_seeds.values())
             configs.append({"study": name, "trial": r.number, "arch": r.arch,
                             "recipe": r.recipe, "params": r.n_params, "seeds": seed_list,
                             "scores": scores, "data_checksum": meta.data_checksum})

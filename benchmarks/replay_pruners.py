@@ -11,7 +11,7 @@ recorded curve it is charged the full epochs (pessimistic for the rule being rep
 
     python benchmarks/replay_pruners.py                      # the shipped studies
     python benchmarks/replay_pruners.py --study sqlite:///studies/x.db:x --multi-objective
-    python benchmarks/replay_pruners.py --prior    # first rungs from earlier studies' curves
+    python benchmarks/replay_pruners.py --prior    # every shipped study, as a search runs now
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ from nas_mnist.searcher.stopping import Curve, make_rule, StopRule  # noqa: E402
 
 SHIPPED = ("sqlite:///studies/mnist-10k.db:mnist-10k", "sqlite:///studies/mnist-10k-v1.db:mnist-10k-v1")
 TOP = 5
-PRIOR_CHECK = tuple(f"sqlite:///studies/{n}.db:{n}" for n in
-                    ("mnist-10k-v3", "mnist-4k-default", "mnist-4k", "mnist-10k", "mnist-10k-v1",
-                     "mnist-10k-mcu"))
 
 
 @dataclass(frozen=True)
@@ -90,49 +87,68 @@ def replay(rule: StopRule, curves: list[Curve], epochs: int, last_n: int, *,
                   bool(top) and top[0].number in survivors)
 
 
-def replay_prior(spec: str, prior_file: str | None = None, good: float = 99.3) -> None:
-    """The default rule with and without earlier studies' curves at its first rungs, on one
-    study, with the prior built from the *other* studies (this one's curves left out): epochs
-    and CPU seconds trained, and every network that ended >= `good` that the rule stops."""
-    from nas_mnist.searcher.prior import PACKAGED_PRIOR, load_prior
+def replay_prior(spec: str, prior_file: str | None = None) -> dict:
+    """The default rule as a search runs it now (its own peers, the earlier studies' curves
+    that apply - same data, space, trainer, run length, recipe family, nearby budget, a size
+    within 2x, weighed down as the study's own grow - and the far-behind check), replayed on
+    one study in trial order with the prior built from the *other* studies. Prints and returns
+    the epochs and CPU minutes trained against training every network to the end, and every
+    network of the study's top quarter (by its final score) that the rule stops."""
+    from nas_mnist.searcher.prior import PACKAGED_PRIOR, Prior, load_prior
+    from nas_mnist.searcher.record import trainer_key
     url, name = spec.rsplit(":", 1)
     study = optuna.load_study(study_name=name, storage=url)
     meta = StudyMeta.from_study(study)
     recs = [r for r in records(study) if r.accs]
     prior = load_prior(prior_file or PACKAGED_PRIOR)
-    others = [c for c in prior.curves if c.study != name]
+    others = Prior(prior.source, (), tuple(c for c in prior.curves if c.study != name))
     rule = make_rule("asha").fit(meta.epochs)
     cost = {r.number: (sorted(r.epoch_seconds)[len(r.epoch_seconds) // 2] if r.epoch_seconds
                        else (r.seconds or 0) / len(r.accs)) for r in recs}
-    print(f"\n{name}: {len(recs)} trained trials, {rule.describe()}, prior curves from "
-          f"{sorted({c.study for c in others})} (this study's own left out)")
-    print(f"{'rungs':<34} {'epochs':>7} {'CPU min':>8} {'stopped':>8}  stopped >= {good} %")
-    for label, use_prior in (("own peers only (free pass)", False),
-                             ("own peers + prior curves", True)):
-        seen, epochs, seconds, stopped, lost = [], 0, 0.0, 0, []
-        for r in recs:
-            ema = bool((r.recipe or {}).get("ema"))
-            pool = [Curve(-1 - i, c.accs, c.params, True) for i, c in enumerate(others)
-                    if use_prior and c.data_checksum == meta.data_checksum
-                    and c.epochs == meta.epochs and c.ema == ema
-                    and meta.budget / 2 <= c.budget <= meta.budget * 2]
-            stop_at = None
-            for e in range(1, min(len(r.accs), meta.epochs - 1) + 1):
-                if rule.decides_at(e) and rule.should_stop(
-                        Curve(r.number, r.accs[:e], r.n_params or 0), seen,
-                        multi_objective=False, prior=pool):
-                    stop_at = e
-                    break
-            run = stop_at or (meta.epochs if r.kind == "complete" else len(r.accs))
-            epochs += run
-            seconds += run * cost[r.number]
-            seen.append(Curve(r.number, r.accs[:run], r.n_params or 0, run == meta.epochs))
-            if stop_at is not None:
-                stopped += 1
-                if r.kind == "complete" and (r.value or 0) >= good:
-                    lost.append(f"#{r.number} ({r.value:.2f})")
-        print(f"{label:<34} {epochs:>7} {seconds / 60:>8.1f} {stopped:>8}  "
-              f"{', '.join(lost) or 'none'}")
+    complete = sorted((r for r in recs if r.kind == "complete" and r.value is not None),
+                      key=lambda r: -r.value)
+    top = {r.number for r in complete[:max(1, len(complete) // 4)]}
+    seen, epochs, seconds, stopped, lost, own, full, curves = [], 0, 0.0, 0, [], [], 0, 0
+    for r in recs:
+        ema = bool((r.recipe or {}).get("ema"))
+        pool = [Curve(-1 - i, c.accs, c.params, True) for i, c in enumerate(others.curves_for(
+            data_checksum=meta.data_checksum, epochs=meta.epochs, budget=meta.budget, ema=ema,
+            space_digest=meta.space_digest, trainer=trainer_key(meta)))]
+        curves = max(curves, len(pool))
+        stop_at, source = None, None
+        for e in range(1, min(len(r.accs), meta.epochs - 1) + 1):
+            decision = rule.decide(Curve(r.number, r.accs[:e], r.n_params or 0), seen,
+                                   multi_objective=len(meta.directions) > 1, prior=pool) \
+                if rule.decides_at(e) else None
+            if decision is not None and decision.stop:
+                stop_at, source = e, decision.source
+                break
+        run = stop_at or (meta.epochs if r.kind == "complete" else len(r.accs))
+        full += meta.epochs if r.kind == "complete" else len(r.accs)
+        epochs += run
+        seconds += run * cost[r.number]
+        seen.append(Curve(r.number, r.accs[:run], r.n_params or 0, run == meta.epochs))
+        if stop_at is not None:
+            stopped += 1
+            if r.number in top:
+                (lost if source == "study+prior" else own).append(
+                    f"#{r.number} ({r.value:.2f}, {source})")
+    print(f"{name:<20} {len(recs):>7} {curves:>7} {full:>7} {epochs:>7} "
+          f"{seconds / 60:>8.1f} {stopped:>8}  {', '.join(lost) or 'none'}"
+          + (f"; by its own peers: {', '.join(own)}" if own else ""))
+    return {"study": name, "trained": len(recs), "epochs_full": full, "epochs": epochs,
+            "stopped": stopped, "top_quarter_stopped": lost, "top_quarter_own": own}
+
+
+def all_studies() -> list[str]:
+    """Every shipped study (studies/*.db), as URL:NAME."""
+    root = Path(__file__).resolve().parent.parent / "studies"
+    out = []
+    for db in sorted(root.glob("*.db")):
+        for summary in optuna.get_all_study_summaries(f"sqlite:///{db}",
+                                                      include_best_trial=False):
+            out.append(f"sqlite:///{db}:{summary.study_name}")
+    return out
 
 
 def rank_correlation(curves: list[Curve], epoch: int, last_n: int) -> float:
@@ -177,9 +193,17 @@ def main(argv: list[str] | None = None) -> int:
                              "at the first rungs (leave-one-study-out) on every shipped study")
     args = parser.parse_args(argv)
     if args.prior:
-        for spec in args.study or PRIOR_CHECK:
-            replay_prior(spec)
-        return 0
+        print(f"{'study':<20} {'trained':>7} {'curves':>7} {'full':>7} {'epochs':>7} "
+              f"{'CPU min':>8} {'stopped':>8}  top-quarter networks stopped with earlier curves")
+        results = [replay_prior(spec) for spec in args.study or all_studies()]
+        lost = sum(len(r["top_quarter_stopped"]) for r in results)
+        full = sum(r["epochs_full"] for r in results)
+        done = sum(r["epochs"] for r in results)
+        print(f"\n{len(results)} studies: {done:,} of {full:,} epochs trained "
+              f"({1 - done / full:.0%} saved); {lost} top-quarter networks stopped where "
+              f"earlier curves took part, "
+              f"{sum(len(r['top_quarter_own']) for r in results)} by the study's own peers")
+        return 1 if lost else 0
     for spec in args.study or SHIPPED:
         curves, epochs, last_n = load_curves(spec)
         print(f"\n{spec.rsplit(':', 1)[1]}: {len(curves)} trained trials of {epochs} epochs; "

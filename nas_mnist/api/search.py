@@ -282,9 +282,12 @@ def _run(settings, space, data, enqueued, say, progress) -> "Study":
         f"{n_trained(study)} of {settings.run.trials} networks trained so far")
     if meta.rule and meta.rule.startswith("asha") and meta.objectives == "score" \
             and "prior=0" not in meta.rule:
+        from nas_mnist.searcher.record import trainer_key
         say("rungs: " + describe_rung_prior(load_prior(PACKAGED_PRIOR),
                                             data_checksum=meta.data_checksum,
-                                            epochs=meta.epochs, budget=meta.budget))
+                                            epochs=meta.epochs, budget=meta.budget,
+                                            space_digest=meta.space_digest,
+                                            trainer=trainer_key(meta)))
     for note in notes:
         say(note)
     display = _progress(progress, meta, settings, cost)

@@ -24,7 +24,7 @@ from nas_mnist.engine.evaluate import evaluate_candidate
 from nas_mnist.errors import SpecError
 from nas_mnist.searcher import record
 from nas_mnist.searcher.prior import Prior
-from nas_mnist.searcher.record import StudyMeta, TrialRecord
+from nas_mnist.searcher.record import StudyMeta, TrialRecord, trainer_key
 from nas_mnist.searcher.recovery import worker_id
 from nas_mnist.searcher.space import SearchSpace
 from nas_mnist.searcher.sampling import suggest_arch
@@ -189,12 +189,15 @@ class Objective:
         return reason is not None
 
     def _prior_curves(self, ema: bool) -> list[Curve]:
-        """Earlier studies' curves of this data, run length, nearby budget and recipe family
-        (EMA or not), numbered below zero so that they never collide with a trial."""
+        """Earlier studies' curves of this data, space, trainer, run length, nearby budget and
+        recipe family (EMA or not), numbered below zero so that they never collide with a
+        trial (the rule keeps those of a size near the trial's, prior_weight)."""
         if self.prior is None:
             return []
         curves = self.prior.curves_for(data_checksum=self.meta.data_checksum,
-                                       epochs=self.meta.epochs, budget=self.meta.budget, ema=ema)
+                                       epochs=self.meta.epochs, budget=self.meta.budget, ema=ema,
+                                       space_digest=self.meta.space_digest,
+                                       trainer=trainer_key(self.meta))
         return [Curve(-1 - i, c.accs, c.params, len(c.accs) == c.epochs)
                 for i, c in enumerate(curves)]
 

@@ -72,6 +72,8 @@ class PriorCurve:
     params: int
     accs: tuple[float, ...]
     data_checksum: str
+    space_digest: str | None = None  # the space it was sampled from (older priors: unknown)
+    trainer: str | None = None  # "dropout_rng/eval_precision" it trained with (unknown: None)
 
 
 @dataclass(frozen=True)
@@ -82,11 +84,18 @@ class Prior:
     built_from: tuple[dict, ...] = field(default=())
 
     def curves_for(self, *, data_checksum: str | None, epochs: int, budget: int,
-                   ema: bool) -> list[PriorCurve]:
-        """Curves of the same data, run length and recipe family, at a nearby budget."""
+                   ema: bool, space_digest: str | None = None,
+                   trainer: str | None = None) -> list[PriorCurve]:
+        """Curves that apply: the same data, run length, recipe family (EMA or not), space
+        and trainer, at a nearby budget. A curve whose space or trainer is unknown (an older
+        prior) applies to no study that names its own: a focused space's curves set a bar
+        the wide space's networks could not pass (all 28 of a 20,000 study stopped at
+        epoch 2)."""
         return [c for c in self.curves
                 if c.data_checksum == data_checksum and c.epochs == epochs and c.ema == ema
-                and budget / BUDGET_FACTOR <= c.budget <= budget * BUDGET_FACTOR]
+                and budget / BUDGET_FACTOR <= c.budget <= budget * BUDGET_FACTOR
+                and (space_digest is None or c.space_digest == space_digest)
+                and (trainer is None or c.trainer == trainer)]
 
 
 def _fail(source, what: str):
@@ -109,6 +118,19 @@ def _accuracy(value, source, where: str) -> float:
 def _int(value, source, where: str, low: int = 0) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         _fail(source, f"{where} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def _optional_str(c: dict, key: str, source, where: str) -> str | None:
+    value = c.get(key)
+    if value is not None and not isinstance(value, str):
+        _fail(source, f"{where}.{key} must be a string, got {value!r}")
+    if key == "trainer" and value is not None:
+        rng, _, precision = value.partition("/")
+        from nas_mnist.spec.recipe import DROPOUT_RNGS, EVAL_PRECISIONS
+        if rng not in DROPOUT_RNGS or precision not in EVAL_PRECISIONS:
+            _fail(source, f"{where}.trainer names no trainer setting: {value!r} (expected "
+                          f"DROPOUT_RNG/EVAL_PRECISION, e.g. hash/train)")
     return value
 
 
@@ -156,8 +178,27 @@ def parse_prior(doc, source: str) -> Prior:
             _int(c.get("budget"), source, f"{where}.budget", 1), epochs, bool(c.get("ema")),
             _int(c.get("params"), source, f"{where}.params", 1),
             tuple(_accuracy(a, source, f"{where}.accs") for a in c["accs"]),
-            str(c.get("data_checksum"))))
+            str(c.get("data_checksum")), _optional_str(c, "space_digest", source, where),
+            _optional_str(c, "trainer", source, where)))
+    _check_runs_match_curves(configs, curves, source)
     return Prior(source, tuple(configs), tuple(curves), tuple(doc.get("built_from") or ()))
+
+
+def _check_runs_match_curves(configs: list[PriorConfig], curves: list[PriorCurve],
+                             source) -> None:
+    """A configuration's seed-0 score is the min or mean of the last epochs of its own curve
+    (same study and trial, trained to the end), so it lies within that curve's range: a
+    score outside it is a made-up or mismatched run, refused."""
+    full = {(c.study, c.trial): c.accs for c in curves if len(c.accs) == c.epochs}
+    for i, c in enumerate(configs):
+        accs = full.get((c.study, c.trial))
+        if accs is None or 0 not in c.seeds:
+            continue
+        score = c.scores[c.seeds.index(0)]
+        if not min(accs) - 0.005 <= score <= max(accs) + 0.005:
+            _fail(source, f"configs[{i}] ({c.study} trial {c.trial}): its seed-0 score "
+                          f"{score} is outside its own curve's range [{min(accs)}, "
+                          f"{max(accs)}]")
 
 
 def load_prior(path: str | Path = PACKAGED_PRIOR) -> Prior:
@@ -275,14 +316,17 @@ def local_configs(folder: str | Path, *, exclude: str | None = None) -> list[Pri
 
 
 def describe_rung_prior(prior: Prior, *, data_checksum: str | None, epochs: int,
-                        budget: int) -> str:
+                        budget: int, space_digest: str | None = None,
+                        trainer: str | None = None) -> str:
     """One line for the search header: which earlier curves set the first rungs."""
-    ema = prior.curves_for(data_checksum=data_checksum, epochs=epochs, budget=budget, ema=True)
-    plain = prior.curves_for(data_checksum=data_checksum, epochs=epochs, budget=budget,
-                             ema=False)
+    key = dict(data_checksum=data_checksum, epochs=epochs, budget=budget,
+               space_digest=space_digest, trainer=trainer)
+    ema, plain = prior.curves_for(**key, ema=True), prior.curves_for(**key, ema=False)
     if not ema and not plain:
-        return ("no earlier curves for this data, run length and budget: the rungs decide "
-                "once the study has 5 trials of its own at a rung")
+        return ("no earlier curves for this data, space, trainer, run length and budget: "
+                "the rungs rank among the study's own curves (from 2 at a rung, only a trial "
+                "with twice the best one's error stops until there are 5)")
     studies = sorted({c.study for c in ema + plain})
     return (f"rungs rank each trial among the study's own curves and {len(ema)} EMA / "
-            f"{len(plain)} plain curves of {', '.join(studies)} (the packaged prior)")
+            f"{len(plain)} plain curves of {', '.join(studies)} (the packaged prior; of a "
+            f"size within 2x of the trial's, weighed down as the study's own grow)")

@@ -296,6 +296,11 @@ class StudyMeta:
         return f"{self.objective}-last-{self.last_n} {self.eval_split} %"
 
 
+def trainer_key(meta: "StudyMeta") -> str:
+    """The trainer settings that change a curve's numbers, as prior curves record them."""
+    return f"{meta.dropout_rng}/{meta.eval_precision}"
+
+
 def _limit_text(value) -> str:
     return "none" if value is None else repr(value)
 

@@ -10,6 +10,7 @@ facts). Adding a rule is one class and `@register`: its dataclass fields are its
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
@@ -104,11 +105,12 @@ class Asha(StopRule):
     non-dominated sorting on (accuracy at the rung, parameters), whole fronts at a time, so a
     trial no other trial beats on both is never stopped (MO-ASHA). A rung decides only once
     `min_peers` other trials have reached it. In a single-objective study the curves of
-    earlier studies (`prior`: same data, run length, nearby budget and recipe family) are peers
-    too, at every rung: the first networks of a study get no free pass, and a rung late in a
-    study is not ranked among survivors only (benchmarks/replay_pruners.py --prior compares
-    this with the prior used only until the study has peers of its own, which stopped two
-    >= 99.4 % networks of mnist-10k-v3 at rung 6).
+    earlier studies (`prior`: same data, space, trainer, run length, nearby budget and recipe
+    family) of a size within SIZE_BAND of the trial's are peers too, weighed down as the
+    study's own peers at the rung grow (prior_weight): the first networks of a study get no
+    free pass, and the study's own networks take over the judging. Where too few peers exist,
+    only a trial with twice the error of the study's best at the rung stops (`_early`).
+    benchmarks/replay_pruners.py --prior replays the shipped studies through it.
     """
 
     name: ClassVar[str] = "asha"
@@ -143,24 +145,49 @@ class Asha(StopRule):
         if rung not in self.rungs:
             return None
         acc = me.accs[rung - 1]
-        at_rung = [p for p in peers if p.number != me.number and len(p.accs) >= rung]
-        source = "study"
-        if prior and self.prior and not multi_objective:
-            at_rung += [p for p in prior if len(p.accs) >= rung]
-            source = "study+prior"
-        if len(at_rung) < self.min_peers:
-            return Decision(rung, acc, False, len(at_rung), "none", None)
-        points = [(p.accs[rung - 1], p.n_params) for p in at_rung]
-        mine = (acc, me.n_params)
-        keep = max(1, (len(points) + 1) // self.eta)
+        own = [p for p in peers if p.number != me.number and len(p.accs) >= rung]
+        weight = prior_weight(len(own)) if self.prior and not multi_objective else 0.0
+        near = [p for p in prior if len(p.accs) >= rung and _near_in_size(p, me)] \
+            if weight else []
+        source = "study+prior" if near else "study"
         if multi_objective:
-            ahead, threshold = _ahead_by_fronts(mine, points), None
-        else:
-            ahead = sum(a > acc for a, _ in points)
-            threshold = sorted((a for a, _ in points), reverse=True)[keep - 1]
+            if len(own) < self.min_peers:
+                return Decision(rung, acc, False, len(own), "none", None)
+            points = [(p.accs[rung - 1], p.n_params) for p in own]
+            keep = max(1, (len(points) + 1) // self.eta)
+            stop = _ahead_by_fronts((acc, me.n_params), points) >= keep
+            return Decision(rung, acc, stop, len(own), source, None,
+                            f"asha rung {rung}" if stop else None)
+        # Each peer counts 1, an earlier study's curve `weight`: they judge the first networks
+        # of a study and give way as its own accumulate at this rung.
+        weighted = [(p.accs[rung - 1], 1.0) for p in own] + \
+                   [(p.accs[rung - 1], weight) for p in near]
+        total = sum(w for _, w in weighted)
+        if total < self.min_peers:
+            return self._early(rung, acc, own)
+        keep = max(1, math.floor((total + 1) / self.eta))
+        ahead = sum(w for a, w in weighted if a > acc)
+        threshold, seen = None, 0.0
+        for a, w in sorted(weighted, key=lambda aw: -aw[0]):
+            seen += w
+            if seen >= keep:
+                threshold = a
+                break
         stop = ahead >= keep
-        reason = f"asha rung {rung}" if stop else None
-        return Decision(rung, acc, stop, len(at_rung), source, threshold, reason)
+        return Decision(rung, acc, stop, len(own) + len(near), source, threshold,
+                        f"asha rung {rung}" if stop else None)
+
+    def _early(self, rung: int, acc: float, own: Sequence[Curve]) -> Decision:
+        """Too few peers to rank among: no free pass, but only a trial far behind the study's
+        own best at this rung stops (twice its error: scale-free, so it holds on harder data
+        as on MNIST), once the study has EARLY_PEERS of its own there."""
+        if len(own) < EARLY_PEERS:
+            return Decision(rung, acc, False, len(own), "none", None)
+        best = max(p.accs[rung - 1] for p in own)
+        threshold = 100.0 - EARLY_ERROR_RATIO * (100.0 - best)
+        stop = acc < threshold
+        return Decision(rung, acc, stop, len(own), "study-early", threshold,
+                        f"asha rung {rung} (behind the study's best)" if stop else None)
 
 
 @register
@@ -199,6 +226,25 @@ class Percentile(StopRule):
             return None
         threshold = done[int(self.quantile * (len(done) - 1))]
         return f"percentile epoch {epoch}" if me.accs[-1] < threshold else None
+
+
+# Earlier studies' curves weigh 1 each while the study has none of its own at a rung and
+# nothing once it has PRIOR_GIVES_WAY_AT: a study's own networks are the better judges of its
+# networks. A curve judges a trial only within a factor SIZE_BAND of its size.
+PRIOR_GIVES_WAY_AT = 20
+SIZE_BAND = 2.0
+EARLY_PEERS = 2  # own peers at a rung before the far-behind check can stop a trial
+EARLY_ERROR_RATIO = 2.0
+
+
+def prior_weight(own_peers: int) -> float:
+    return max(0.0, 1.0 - own_peers / PRIOR_GIVES_WAY_AT)
+
+
+def _near_in_size(curve: Curve, me: Curve) -> bool:
+    if curve.n_params <= 0 or me.n_params <= 0:
+        return True  # size unknown: the budget band already applies
+    return 1 / SIZE_BAND <= curve.n_params / me.n_params <= SIZE_BAND
 
 
 def _dominates(a: tuple[float, int], b: tuple[float, int]) -> bool:

@@ -41,7 +41,12 @@ def test_asha_decides_only_at_rungs_and_after_min_peers():
     rule = _asha(rungs="3", eta=2, min_peers=4)
     peers = [Curve(i, [99.0] * 5, 1000) for i in range(3)]
     bad = Curve(9, [10.0] * 3, 1000)
-    assert rule.should_stop(bad, peers, multi_objective=False) is None  # 3 peers < 4
+    fair = Curve(9, [98.5] * 3, 1000)  # 1.5 % error against the best's 1 %: not twice
+    # 3 peers < 4: no ranking yet, but no free pass either for one far behind the best
+    assert rule.should_stop(bad, peers, multi_objective=False) == \
+        "asha rung 3 (behind the study's best)"
+    assert rule.should_stop(fair, peers, multi_objective=False) is None
+    assert rule.should_stop(bad, peers[:1], multi_objective=False) is None  # 1 peer: too few
     peers.append(Curve(3, [99.0] * 5, 1000))
     assert rule.should_stop(bad, peers, multi_objective=False) == "asha rung 3"
     assert rule.should_stop(Curve(9, [10.0] * 4, 1000), peers, multi_objective=False) is None
@@ -191,3 +196,39 @@ def test_a_resume_with_another_rule_is_allowed_and_says_so(tmp_path, small_data_
     assert "stopping rule changed from asha" in out and "to none" in out
     study = optuna.load_study(study_name="r", storage=f"sqlite:///{tmp_path}/r.db")
     assert study.user_attrs["nas_mnist"]["rule"] == "none"
+
+
+# -- earlier studies' curves: only where they apply, giving way to the study's own ----------
+
+def test_a_curve_of_another_space_trainer_or_size_band_never_decides_a_rung():
+    from nas_mnist.searcher.prior import Prior, PriorCurve
+    def curve(**over):
+        base = dict(study="s", trial=1, budget=10_000, epochs=15, ema=True, params=8000,
+                    accs=(99.0,) * 6, data_checksum="c", space_digest="focused",
+                    trainer="hash/train")
+        return PriorCurve(**{**base, **over})
+    prior = Prior("p", (), (curve(), curve(space_digest="wide"), curve(trainer="bernoulli/fp32"),
+                            curve(space_digest=None), curve(budget=30_000)))
+    key = dict(data_checksum="c", epochs=15, budget=10_000, ema=True, trainer="hash/train")
+    assert len(prior.curves_for(**key, space_digest="focused")) == 1
+    assert prior.curves_for(**key, space_digest="other") == []
+    rule = _asha(rungs="2", eta=4, min_peers=5)
+    strong = [Curve(-1 - i, [99.0, 99.0], 8000, True) for i in range(12)]
+    weak_small = Curve(0, [95.0, 95.0], 2000)  # a quarter of their size: out of the band
+    decision = rule.decide(weak_small, [], multi_objective=False, prior=strong)
+    assert not decision.stop and decision.source == "none"
+    weak_near = Curve(0, [95.0, 95.0], 6000)
+    assert rule.decide(weak_near, [], multi_objective=False, prior=strong).stop
+
+
+def test_the_prior_weighs_less_as_the_study_gains_its_own_peers():
+    from nas_mnist.searcher.stopping import PRIOR_GIVES_WAY_AT, prior_weight
+    assert prior_weight(0) == 1.0 and prior_weight(PRIOR_GIVES_WAY_AT) == 0.0
+    assert prior_weight(5) > prior_weight(10) > prior_weight(15) > 0
+    rule = _asha(rungs="2", eta=4, min_peers=5)
+    prior = [Curve(-1 - i, [99.0, 99.0], 8000, True) for i in range(40)]  # a high bar
+    own = [Curve(i, [96.0 + i * 0.01, 97.0], 8000) for i in range(PRIOR_GIVES_WAY_AT)]
+    me = Curve(99, [97.0, 97.0], 8000)  # the study's best so far at the rung
+    assert rule.decide(me, own[:3], multi_objective=False, prior=prior).stop  # prior rules
+    late = rule.decide(me, own, multi_objective=False, prior=prior)
+    assert not late.stop and late.source == "study"  # the study's own judge it now
