@@ -78,9 +78,12 @@ def study_entries(db: Path) -> tuple[list[dict], list[dict], list[dict]]:
             else:  # the trial's own seed and the search's own confirmation runs
                 seed_list = [r.seed] + [int(k) for k in r.more_seeds]
                 scores = [r.value] + list(r.more_seeds.values())
+            done = study.trials[r.number].datetime_complete
             configs.append({"study": name, "trial": r.number, "arch": r.arch,
                             "recipe": r.recipe, "params": r.n_params, "seeds": seed_list,
-                            "scores": scores, "data_checksum": meta.data_checksum})
+                            "scores": scores, "data_checksum": meta.data_checksum,
+                            "measured": f"{r.device or 'an unrecorded device'}, "
+                                        f"{done:%Y-%m-%d}" if done else r.device})
     return configs, curves, sources
 
 

@@ -32,7 +32,7 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
            data_dir: str | None = None, val_split: int | None = None,
            split_seed: int | None = None, device: str = "auto", threads: int | None = None,
            confirm_top: int = RUN["confirm_top"], confirm_seeds: int = RUN["confirm_seeds"],
-           confirm_margin: float | None = RUN["confirm_margin"],
+           confirm_margin: float | None = RUN["confirm_margin"], retrain_known: bool = False,
            arch: str | Path | dict | ArchConfig | None = None, progress: bool | str = "auto",
            log: Callable[[str], None] | None = print) -> "Study":
     """Run or resume a study (`nas-mnist search`) and return it.
@@ -54,7 +54,9 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
     recipe study's budget defaults to the network's parameters and it has no size floor.
 
     `warm_start`: "auto" (the packaged prior and the studies in ./studies on the same data),
-    "none" (a cold search) or prior files. `progress`: "auto" (a live block on a terminal, one
+    "none" (a cold search) or prior files. A warm-started network whose stored seed runs were
+    measured as this study measures (data, split, epochs, last-N, trainer) enters the study
+    with them, not trained again; `retrain_known=True` trains it again. `progress`: "auto" (a live block on a terminal, one
     updating bar in a notebook, log lines otherwise), False for none. `log` receives the header
     lines (None: silent)."""
     from nas_mnist.engine.device import auto_jobs, resolve_device
@@ -93,7 +95,8 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
         jobs=jobs, threads=threads, device=device, data_dir=data_dir, prune=prune,
         prune_options=_prune_options(prune_opt), warm_start=warm,
         artifacts=artifacts or default_artifacts(url, study), confirm_top=confirm_top,
-        confirm_seeds=confirm_seeds, confirm_margin=confirm_margin))
+        confirm_seeds=confirm_seeds, confirm_margin=confirm_margin,
+        retrain_known=retrain_known))
     # Everything that can be checked without the storage is checked before touching it.
     space_ = preflight(settings)
     enqueued = [e if isinstance(e, tuple) else _load_enqueued(e) for e in enqueue]

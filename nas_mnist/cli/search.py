@@ -42,6 +42,10 @@ def add_parsers(sub) -> None:
                    help="enqueue the best few known configurations that fit first: auto (the "
                         "packaged prior and the studies in studies/ on the same data; default),"
                         " none (a cold search), or prior files from benchmarks/build_prior.py")
+    p.add_argument("--retrain-known", action="store_true",
+                   help="train warm-started networks again; by default one whose stored seed "
+                        "runs were measured as this study measures (data, epochs, last-N, "
+                        "trainer) enters the study with them")
     add_storage_flags(p, required_study=False)
     p.add_argument("--trials", type=positive(), default=RUN["trials"],
                    help="trained networks wanted in the study in total; refused samples "
@@ -132,6 +136,7 @@ def cmd_search(args) -> int:
         data_dir=args.data_dir, val_split=args.val_split, split_seed=args.split_seed,
         device=args.device, threads=args.threads, confirm_top=args.confirm_top,
         confirm_seeds=args.confirm_seeds, confirm_margin=args.confirm_margin, arch=args.arch,
+        retrain_known=args.retrain_known,
         progress="auto", log=log)
     print_summary(study, study.storage)
     return 0

@@ -43,6 +43,7 @@ class PriorConfig:
     scores: tuple[float, ...]  # min-last-N per training seed, seed order as `seeds`
     seeds: tuple[int, ...]
     data_checksum: str
+    measured: str | None = None  # where the seed-0 run was measured: device and date
 
     @property
     def mean(self) -> float:
@@ -165,7 +166,8 @@ def parse_prior(doc, source: str) -> Prior:
             str(c.get("study", "?")), _int(c.get("trial", -1), source, f"{where}.trial", -1),
             arch, recipe, params,
             tuple(_accuracy(s, source, f"{where}.scores") for s in scores),
-            tuple(_int(s, source, f"{where}.seeds") for s in seeds), checksum))
+            tuple(_int(s, source, f"{where}.seeds") for s in seeds), checksum,
+            _optional_str(c, "measured", source, where)))
     for i, c in enumerate(doc.get("curves") or []):
         where = f"curves[{i}]"
         if not isinstance(c, dict) or not isinstance(c.get("accs"), list) or not c["accs"]:
@@ -300,14 +302,19 @@ def local_configs(folder: str | Path, *, exclude: str | None = None) -> list[Pri
                 meta = StudyMeta.from_study(study)
                 if meta is None or meta.data_checksum is None:
                     continue
-                for r in records(study):
+                trials = study.get_trials(deepcopy=False)
+                for t, r in zip(trials, records(study)):
                     if r.kind != "complete" or not r.arch or r.value is None:
                         continue
-                    try:
+                    try:  # the trial's own seed and the search's confirmation runs
                         out.append(PriorConfig(
                             summary.study_name, r.number, ArchConfig.from_dict(r.arch),
                             Recipe.from_dict(r.recipe or {}), r.n_params or 0,
-                            (float(r.value),), (r.seed,), meta.data_checksum))
+                            tuple(float(v) for v in r.scores),
+                            (r.seed, *(int(k) for k in r.more_seeds)), meta.data_checksum,
+                            f"{r.device or 'an unrecorded device'}"
+                            + (f", {t.datetime_complete:%Y-%m-%d}" if t.datetime_complete
+                               else "")))
                     except (SpecError, ValueError, TypeError):
                         continue
         except Exception:  # a file that is not a study, locked or corrupt: not a source

@@ -36,6 +36,7 @@ _ATTR = {
     "fixed_recipe": "fixed_recipe", "fixed_key": "fixed_key", "enqueued": "enqueued",
     "activations": "activations", "peak": "peak_ram_int8", "warm": "warm_start",
     "rungs": "rung_decisions", "precision": "precision", "startup": "startup_draw",
+    "reused": "reused",
 }
 REFUSALS = ("over_budget", "under_floor", "over_macs", "over_activations", "over_ram",
             "invalid")
@@ -74,6 +75,7 @@ class TrialRecord:
     fixed_recipe: dict | None = None
     fixed_key: str | None = None
     startup: bool = False  # a start-up draw, uniform among the trainable (workers.py)
+    reused: bool = False  # entered with stored runs, not trained here (searcher/reuse.py)
     enqueued: bool = False  # seeded with --enqueue or a warm start, not drawn by the sampler
     activations: int | None = None  # per image (spec.footprint)
     peak: int | None = None  # peak live activation elements = int8 bytes (spec.footprint)
@@ -122,8 +124,9 @@ class TrialRecord:
 
     @property
     def trained(self) -> bool:
-        """A network that was trained (completed or stopped early): counts toward --trials."""
-        return self.kind in ("complete", "early_stopped")
+        """A network that was trained here (completed or stopped early): counts toward
+        --trials. A known network entered with its stored runs was not."""
+        return self.kind in ("complete", "early_stopped") and not self.reused
 
     def score(self, meta: "StudyMeta") -> float:
         return last_n_score(self.accs, meta.last_n, meta.objective)

@@ -155,10 +155,19 @@ class RunSettings:
     confirm_seeds: int = RUN["confirm_seeds"]  # seeds per confirmed trial, its own included
     # points below the leader's mean past which a top-K trial is not confirmed (None: any)
     confirm_margin: float | None = RUN["confirm_margin"]
+    # train warm-started networks again even where their stored runs measure what this study
+    # measures (searcher/reuse.py)
+    retrain_known: bool = False
 
     def __post_init__(self):
         from nas_mnist.engine.device import check_parallel
         _check_int("trials", self.trials, 1)
+        if not isinstance(self.retrain_known, bool):
+            raise SettingsError(f"retrain_known must be true or false, got "
+                                f"{self.retrain_known!r}")
+        if self.retrain_known and tuple(self.warm_start) == ("none",):
+            raise SettingsError("retrain_known re-measures warm-started networks, but "
+                                "warm_start is 'none': there are no stored runs to retrain")
         if self.timeout is not None and (
                 isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
                 or not 0 < self.timeout < math.inf):

@@ -180,6 +180,7 @@ def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace
     Returns one line per configuration or skipped source, for the user."""
     from nas_mnist.searcher.prior import (PACKAGED_PRIOR, Limits, load_prior, local_configs,
                                         pick_warm)
+    from nas_mnist.searcher.reuse import enter_known, why_not_reusable
     sources = settings.run.warm_start
     if not sources or tuple(sources) == ("none",):
         return []
@@ -209,14 +210,37 @@ def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace
         notes.append(f"warm start ({', '.join(sources)}): no known configuration fits this study "
                      f"(data sha256 {str(meta.data_checksum)[:12]}, budget {meta.budget:,}); "
                      f"a cold start")
+    curves = {(k.study, k.trial): k.accs for k in load_prior(PACKAGED_PRIOR).curves}
+    reused = set()
+    for c in picked:  # first the known results that need no training (nothing queued yet)
+        if (why_not_reusable(c, meta) is None and not settings.run.retrain_known
+                and not _has(study, c.arch)):
+            number = enter_known(study, c, space, meta,
+                                 accs=curves.get((c.study, c.trial), ()))
+            if number is not None:
+                reused.add(id(c))
+                notes.append(f"warm start: trial {number} is {c.provenance()}, "
+                             f"{c.params:,} parameters, reused: its stored runs (measured on "
+                             f"{c.measured or 'an unrecorded device'}) enter the study, not "
+                             f"trained again (--retrain-known trains them)")
     for c in picked:
+        if id(c) in reused:
+            continue
+        why = why_not_reusable(c, meta)
         how = enqueue_config(study, c.arch, c.recipe, space, warm=c.provenance())
         if how is None:
             continue  # already in the study (a resume)
         notes.append(f"warm start: enqueued {c.provenance()}, {c.params:,} parameters"
                      + ("" if how == "sampled" else
-                        f" (a fixed configuration: space {space.name} cannot express it)"))
+                        f" (a fixed configuration: space {space.name} cannot express it)")
+                     + (f"; trained again: {why}" if why and len(c.seeds) > 1 else ""))
     return notes
+
+
+def _has(study: optuna.Study, arch: ArchConfig) -> bool:
+    key = arch.key()
+    return any(r.fixed_key == key or (r.arch is not None and _key_of(r.arch) == key)
+               for r in record.records(study))
 
 
 def _macs_of(arch: ArchConfig) -> int:

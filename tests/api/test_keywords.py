@@ -41,6 +41,8 @@ CASES = [
     (nm.search, dict(enqueue=[5]), "enqueue"),
     (nm.search, dict(device="tpu"), "device"),
     (nm.search, dict(trials=0), "trials"),
+    (nm.search, dict(retrain_known="yes"), "retrain_known"),
+    (nm.search, dict(retrain_known=True, warm_start="none"), "retrain_known"),
     (nm.train, dict(config="trial81", seeds=0), "seeds"),
     (nm.train, dict(config="trial81", epochs="1"), "epochs"),
     (nm.train, dict(config="trial81", seed=-2), "seed"),

@@ -1,0 +1,86 @@
+"""Known results are reused, not re-measured: a warm-start configuration whose stored seed
+runs were measured as the study measures enters it as a complete trial without a training
+call, its other seeds as confirmation runs that --confirm-top skips."""
+
+import json
+
+import pytest
+
+import nas_mnist as nm
+from nas_mnist.engine.data import load_dataset
+from nas_mnist.errors import NasMnistError
+from nas_mnist.searcher import objective as objective_module
+from nas_mnist.searcher.confirmation import next_run
+from nas_mnist.searcher.record import records
+
+ARCH = {"stages": [[{"out": 8, "pad": 1}, {"out": 12, "pad": 1}], [{"out": 8, "pad": 0},
+                                                                    {"out": 12, "pad": 0}]],
+        "transitions": [{}], "head": {"kind": "gap_conv"}}
+
+
+def _prior(tmp_path, data_dir, **recipe) -> str:
+    from nas_mnist.spec.arch import ArchConfig
+    checksum = load_dataset(data_dir).checksum
+    recipe = {"epochs": 1, "last_n": 1, "dropout_rng": "hash", "eval_precision": "train",
+              **recipe}
+    doc = {"format": "nas-mnist prior 1", "configs": [{
+        "study": "known", "trial": 7, "arch": ARCH, "recipe": recipe,
+        "params": ArchConfig.from_dict(ARCH).n_params(), "seeds": [0, 1, 2],
+        "scores": [41.0, 43.0, 42.0], "data_checksum": checksum,
+        "measured": "cpu (a test machine), 2026-12-04"}], "curves": []}
+    path = tmp_path / "prior.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+@pytest.fixture
+def trainings(monkeypatch):
+    calls = []
+    real = objective_module.evaluate_candidate
+
+    def counting(arch, *args, **kwargs):
+        calls.append(arch.key())
+        return real(arch, *args, **kwargs)
+
+    monkeypatch.setattr(objective_module, "evaluate_candidate", counting)
+    return calls
+
+
+def _search(data_dir, prior, **kw):
+    return nm.search(study="s", space="quick", budget=3000, epochs=1, threads=1, jobs=1,
+                     trials=1, data_dir=str(data_dir), warm_start=[prior], progress=False,
+                     log=None, **kw)
+
+
+def test_a_stored_configuration_enters_without_a_training_call(tmp_path, small_data_dir,
+                                                               trainings):
+    from nas_mnist.spec.arch import ArchConfig
+    study = _search(small_data_dir, _prior(tmp_path, small_data_dir))
+    known = ArchConfig.from_dict(ARCH).key()
+    assert known not in trainings and len(trainings) == 1  # the one sampled network
+    reused = [r for r in records(study.optuna) if r.reused]
+    assert len(reused) == 1 and reused[0].value == 41.0
+    assert reused[0].mean_score == pytest.approx(42.0) and "test machine" in reused[0].warm
+    assert not reused[0].trained  # --trials counts networks trained here
+    # its seeds 1 and 2 are stored: confirming the top trial on 3 seeds has nothing to run
+    assert next_run(study.optuna, top=1, seeds=3) is None
+    assert next_run(study.optuna, top=1, seeds=4) == (reused[0].number, 3)
+
+
+def test_runs_of_another_trainer_or_retrain_known_are_trained_again(tmp_path, small_data_dir,
+                                                                    trainings):
+    from nas_mnist.spec.arch import ArchConfig
+    known = ArchConfig.from_dict(ARCH).key()
+    _search(small_data_dir, _prior(tmp_path, small_data_dir, dropout_rng="bernoulli"))
+    assert trainings == [known]  # measured with torch's dropout mask: the numbers differ
+    trainings.clear()
+    (tmp_path / "studies" / "s.db").unlink()
+    _search(small_data_dir, _prior(tmp_path, small_data_dir), retrain_known=True)
+    assert trainings == [known]
+
+
+def test_retrain_known_without_a_warm_start_is_refused_before_anything_exists(tmp_path):
+    with pytest.raises(NasMnistError, match="retrain_known"):
+        nm.search(study="s", space="quick", budget=3000, trials=1, warm_start="none",
+                  retrain_known=True, progress=False, log=None)
+    assert list(tmp_path.iterdir()) == []
