@@ -205,6 +205,7 @@ def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace
                     meta.max_ram)
     picked, skipped = pick_warm(configs, limits, data_checksum=meta.data_checksum,
                                 macs_of=_macs_of)
+    picked = [_reusable_twin(c, configs, meta) for c in picked]
     notes += [f"warm start: {line}" for line in skipped]
     if not picked:
         notes.append(f"warm start ({', '.join(sources)}): no known configuration fits this study "
@@ -235,6 +236,30 @@ def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace
                         f" (a fixed configuration: space {space.name} cannot express it)")
                      + (f"; trained again: {why}" if why and len(c.seeds) > 1 else ""))
     return notes
+
+
+def _reusable_twin(c, configs, meta: StudyMeta):
+    """`c`, or - when its runs must be measured again (another trainer) - the best-ranked run
+    of the same network (same recipe too) whose runs this study can reuse: mnist-10k-v3's
+    trial 33 (torch's dropout mask, 5 seeds) was re-run by mnist-10k-v4 as its trial 0 with
+    today's trainer (3 seeds), and taking those saves training it a third time."""
+    from nas_mnist.searcher.prior import PriorConfig
+    from nas_mnist.searcher.reuse import why_not_reusable
+    if why_not_reusable(c, meta) is None:
+        return c
+    key = c.arch.key()
+    twins = sorted((t for t in configs if t.arch.key() == key
+                    and t.data_checksum == c.data_checksum
+                    and _same_training(t.recipe, c.recipe)
+                    and why_not_reusable(t, meta) is None), key=PriorConfig.rank_key)
+    return twins[0] if twins else c
+
+
+def _same_training(a: Recipe, b: Recipe) -> bool:
+    """Recipes equal but for how the trainer runs (dropout mask, evaluation precision, and
+    the precision, which the space decides when a configuration is enqueued)."""
+    from nas_mnist.spec.recipe import TRAINER_KEYS
+    return a.replace(**{k: getattr(b, k) for k in (*TRAINER_KEYS, "precision")}) == b
 
 
 def _has(study: optuna.Study, arch: ArchConfig) -> bool:

@@ -84,3 +84,22 @@ def test_retrain_known_without_a_warm_start_is_refused_before_anything_exists(tm
         nm.search(study="s", space="quick", budget=3000, trials=1, warm_start="none",
                   retrain_known=True, progress=False, log=None)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("budget,floor", [(10_000, 4_000), (4_000, 1_600)])
+def test_a_warm_start_from_the_packaged_prior_trains_none_of_its_networks_again(budget, floor):
+    """Each network the warm start picks at 10,000 and 4,000 has runs with today's trainer in
+    the packaged prior (the v4 studies re-ran the v3 winners), so none is trained again."""
+    from nas_mnist.searcher.prior import Limits, load_prior, pick_warm
+    from nas_mnist.searcher.record import StudyMeta
+    from nas_mnist.searcher.reuse import why_not_reusable
+    from nas_mnist.searcher.study import _reusable_twin
+    prior = load_prior()
+    checksum = prior.configs[0].data_checksum
+    meta = StudyMeta(budget=budget, data_checksum=checksum, dropout_rng="hash",
+                     eval_precision="train")
+    picked, _ = pick_warm(list(prior.configs), Limits(budget, floor, None, 210_000),
+                          data_checksum=checksum)
+    twins = [_reusable_twin(c, list(prior.configs), meta) for c in picked]
+    assert len(twins) == 3 and all(why_not_reusable(t, meta) is None for t in twins)
+    assert [t.arch.key() for t in twins] == [c.arch.key() for c in picked]
