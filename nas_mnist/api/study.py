@@ -179,7 +179,7 @@ class Study:
     def export(self, out: str | None = None, *, formats: Sequence[str] = (),
                trial: int | None = None, pareto: bool = False, artifacts: str | None = None,
                data_dir: str | None = None, device: str = "auto", threads: int | None = None,
-               calibration_images: int = 1024,
+               calibration_images: int | None = None,
                log: Callable[[str], None] | None = print) -> list[Path]:
         """Winner files (JSON, weights, optional ONNX / int8 ONNX / TorchScript), as
         `nas-mnist export`."""
