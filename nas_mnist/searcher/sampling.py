@@ -144,3 +144,23 @@ def trainable_draw(space: SearchSpace, *, judge, seed: int, max_draws: int = 100
         if judge(arch) is None:
             return dict(trial.params)
     return None
+
+
+def sample_sizes(space: SearchSpace, *, judge, samples: int, seed: int = 0
+                 ) -> tuple[list[int], int]:
+    """The parameter counts of `samples` valid uniform draws and how many `judge` admits."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    sizes, trainable = [], 0
+    for _ in range(samples):
+        trial = study.ask()
+        try:
+            arch = suggest_arch(trial, space)
+        except SpecError:
+            arch = None
+        study.tell(trial, 0.0)
+        if arch is not None:
+            sizes.append(arch.n_params())
+            trainable += judge(arch) is None
+    return sizes, trainable

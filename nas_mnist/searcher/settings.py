@@ -94,8 +94,8 @@ class StudyValue:
             object.__setattr__(self, "width_scale", 1.0 if self.arch is not None else
                                load_space(self.space).scale_for(self.budget))
         if (isinstance(self.width_scale, bool) or not isinstance(self.width_scale, (int, float))
-                or not 0 < self.width_scale <= 100):
-            raise SettingsError(f"width_scale must be a number in (0, 100], got "
+                or not 0 < self.width_scale < math.inf):
+            raise SettingsError(f"width_scale must be a finite number > 0, got "
                                 f"{self.width_scale!r}")
         if not isinstance(self.split_seed, int) or not 0 <= self.split_seed < 2**32:
             raise SettingsError(f"split_seed must be an integer in [0, 2**32), got "

@@ -100,7 +100,31 @@ def preflight(settings: SearchSettings) -> SearchSpace:
         if macs > settings.value.max_macs:
             raise SettingsError(f"--max-macs {settings.value.max_macs:,} is below the MACs of "
                                 f"{what} ({macs:,})")
+    if settings.value.arch is None:
+        _check_reachable(settings, space)
     return space
+
+
+REACH_DRAWS = 300  # uniform draws that must hold one trainable network
+
+
+def _check_reachable(settings: SearchSettings, space: SearchSpace) -> None:
+    """Refuse, before a study exists, a budget the space cannot fill: no uniform draw is
+    trainable under the limits (a budget far above the widths' reach leaves every network
+    under the size floor). The message names the range of sizes the space draws."""
+    from nas_mnist.searcher.prior import Limits
+    from nas_mnist.searcher.sampling import sample_sizes
+    value = settings.value
+    limits = Limits(value.budget, value.resolved_min_params, None,
+                    value.resolved_max_activations, value.max_ram)
+    sizes, trainable = sample_sizes(space, judge=limits.refusal_kind, samples=REACH_DRAWS)
+    if trainable or not sizes:
+        return
+    raise SettingsError(
+        f"budget {value.budget:,}: none of {REACH_DRAWS} uniform draws of space {space.name!r} "
+        f"(widths x{space.width_scale:g}) is trainable under the limits (size floor "
+        f"{limits.min_params:,}); its networks range from {min(sizes):,} to {max(sizes):,} "
+        f"parameters here")
 
 
 def least_network(settings: SearchSettings, space: SearchSpace) -> tuple[ArchConfig, str]:

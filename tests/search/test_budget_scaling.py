@@ -84,3 +84,13 @@ def _data():
 def _rule():
     from nas_mnist.searcher.stopping import make_rule
     return make_rule("asha", {}).fit(15)
+
+
+def test_a_budget_the_space_cannot_fill_is_refused_naming_its_range(tmp_path, capsys):
+    from nas_mnist.cli import main
+    assert main(["search", "--study", "x", "--budget", "2000000000", "--trials", "1",
+                 "--warm-start", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none of 300 uniform draws" in err[0]
+    assert "its networks range from" in err[0]
+    assert not (tmp_path / "studies").exists()

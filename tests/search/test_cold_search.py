@@ -385,7 +385,8 @@ def test_bad_max_ram_is_one_line(tmp_path, capsys, value, message):
 
 @pytest.mark.slow  # trains networks end to end
 def test_a_hopeless_search_names_the_limit_that_refuses(tmp_path, small_data_dir, capsys):
-    """200 refusals in a row end the search with the limits that refused, by parameter name."""
+    """200 refusals in a row end the search with the limits that refused, by parameter name
+    (limits some uniform draws meet: those no draw meets are refused before the study)."""
     code, url = _search(tmp_path, small_data_dir, "--budget", "3000", "--min-params", "2990",
                         "--sampler", "random", "--trials", "1")
     err = capsys.readouterr().err
