@@ -19,7 +19,7 @@ class StudyFull(Exception):
     """Every trial the study needs is trained or being trained by some worker."""
 
 
-def claim_trials(study: optuna.Study, url: str, trials: int) -> None:
+def claim_trials(study: optuna.Study, url: str, trials: int, before_ask=None) -> None:
     """Make taking a trial atomic for every process on this machine, and stop at `trials`.
 
     Optuna's `ask` takes a WAITING trial (reads it, then sets it RUNNING) or creates a new one;
@@ -27,7 +27,8 @@ def claim_trials(study: optuna.Study, url: str, trials: int) -> None:
     tell a COMPLETE trial") and two searches on one study could both start the last of its
     `trials`. Under `study_lock`, `ask` first counts the networks trained and the trials
     running (each will train or be refused, and its worker goes on until its share is done),
-    and raises StudyFull when they reach `trials`."""
+    and raises StudyFull when they reach `trials`. `before_ask()` runs under the lock just
+    before a trial is taken, so that what it queues is taken by this ask, never left over."""
     ask = study.ask  # Optuna 5 (pinned < 6): `_run_trial` takes every trial through it
 
     def claimed_ask(*args, **kwargs):
@@ -35,6 +36,8 @@ def claim_trials(study: optuna.Study, url: str, trials: int) -> None:
             running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
             if n_trained(study) + running >= trials:
                 raise StudyFull
+            if before_ask is not None:  # queue what this ask should take (a start-up draw)
+                before_ask()
             trial = ask(*args, **kwargs)
         study._nas_mnist_asked = trial._trial_id
         return trial

@@ -75,10 +75,14 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
     data = data if data is not None else load_search_data(settings)
     study = optuna.load_study(study_name=settings.study,
                               storage=open_storage(settings.storage, create=False))
-    claim_trials(study, settings.storage, settings.run.trials)
+    meta = StudyMeta.from_study(study)
+    startup = None
+    if settings.run.sampler == "tpe" and meta.arch is None and not queued_only:
+        def startup():
+            enqueue_startup_draw(study, space, meta, seed=settings.run.seed + worker)
+    claim_trials(study, settings.storage, settings.run.trials, before_ask=startup)
     study.sampler = make_sampler(settings, study, worker,
                                  start=sampler_start(study, settings.storage))
-    meta = StudyMeta.from_study(study)
     objective = Objective(meta, space, data, settings.rule(), train_seed=settings.run.train_seed,
                           artifacts=settings.run.artifacts, on_epoch=on_epoch,
                           prior=load_prior(PACKAGED_PRIOR))
@@ -104,8 +108,6 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
            and (not queued_only or waiting(study))):
         if confirm():
             continue  # a confirmation run of a top trial, before a new network
-        if settings.run.sampler == "tpe" and meta.arch is None and not queued_only:
-            enqueue_startup_draw(study, space, meta, seed=settings.run.seed + worker)
         last: list[TrialRecord] = []
         try:
             study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,),
