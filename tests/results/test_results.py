@@ -336,6 +336,9 @@ def test_int8_export_keeps_accuracy_and_predict_reads_it(study_dir, small_data_d
     import nas_mnist.results.deploy as deploy
     root, url = study_dir
     out = root / "int8"
+    # The fixture's networks are 2-epoch ones near 50 %, where one test image is 0.1 points:
+    # the product's 0.3-point bound is for trained networks (its refusal is checked below)
+    monkeypatch.setattr(deploy, "MAX_INT8_DROP", 2.0)
     assert _export(root, url, small_data_dir, "--out", str(out), "--format", "onnx-int8",
                    "--calibration-images", "256") == 0
     line = capsys.readouterr().out
@@ -358,7 +361,8 @@ def test_int8_export_keeps_accuracy_and_predict_reads_it(study_dir, small_data_d
                    "onnx-int8", "--calibration-images", "256") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "more than the -100.0 allowed" in err
-    assert not list((root / "int8-bad").iterdir())  # nor weights without their JSON
+    # nor weights without their JSON; the folder the export made goes with them
+    assert not (root / "int8-bad").exists() or not list((root / "int8-bad").iterdir())
 
 
 @pytest.mark.slow  # trains networks end to end
@@ -600,7 +604,7 @@ def test_export_onto_a_full_disk_names_the_file_and_leaves_whole_sets(study_dir,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.fullmatch(
         rf"nas-mnist: error: cannot write {out}/trial\d+\.[a-z.]+: No space left on device", err[0])
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir()) if out.exists() else []  # empty: removed
     assert not [n for n in names if n.startswith(".")]  # no temporary file or folder
     trials = {n.split(".")[0] for n in names}
     assert names == sorted(f"{t}{s}" for t in trials  # every trial exported has its whole set
@@ -616,7 +620,7 @@ def test_report_onto_a_full_disk_names_the_file_and_leaves_no_temporary_file(
     assert main(["report", "--study", "r", "--storage", url, "--no-png", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"nas-mnist: error: cannot write {out}/pareto.html: No space left on device"
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # the folder the report made, empty, went with the failure
 
 
 @pytest.mark.slow  # trains networks end to end
