@@ -112,7 +112,7 @@ def test_a_recipe_study_trains_one_network_with_several_recipes(tmp_path, small_
                       jobs=1, threads=2, progress=False, log=None)
     assert again.meta.arch == _arch() and len(again.optuna.trials) == 3
     # ... and another architecture is refused by name, the study untouched
-    with pytest.raises(nm.NasMnistError, match="arch '6v-14xv"):
+    with pytest.raises(nm.NasMnistError, match="recipe study of '6v-14xv"):
         nm.search(arch={**_arch(), "dropout": 0.0}, study="r", storage=url, trials=4,
                   data_dir=str(small_data_dir), jobs=1, threads=2, progress=False, log=None)
     assert len(optuna.load_study(study_name="r", storage=url).trials) == 3
