@@ -130,10 +130,10 @@ def test_a_build_killed_with_sigkill_leaves_nothing_that_stops_the_next(tmp_path
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert list((tmp_path / "cache").glob("*.lock"))  # the lock the kill left behind
-    start = time.monotonic()
-    done = _run(env, timeout=60)
+    # the next run builds and trains (about 30-40 s alone on 2 cores; the old cache waited
+    # on the dead process's lock forever): bounded by the timeout, not timed
+    done = _run(env, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "cpp", done.stderr
-    assert time.monotonic() - start < 60
     assert not list((tmp_path / "cache").glob(".build-*"))
 
 
