@@ -106,21 +106,30 @@ def _suggest_conv(trial, a: dict[str, Dim], i: int, j: int, pad: int) -> ConvSpe
     return ConvSpec(out, pad, kind=kind)
 
 
-def sample_shares(space: SearchSpace, *, judge, samples: int = 2000, seed: int = 0) -> dict:
-    """Draw `samples` uniform configurations and count what the search would do with each:
-    "trainable", "invalid", or the refusal kind `judge(arch)` returns (None: trainable)."""
+def uniform_draws(space: SearchSpace, samples: int, seed: int = 0, *, recipe: bool = False):
+    """`samples` uniform draws of the space: (trial parameters, the architecture or None when
+    the draw is no valid network). With `recipe`, the recipe is drawn too."""
     import optuna
-    from collections import Counter
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    counts: Counter = Counter()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     for _ in range(samples):
         trial = study.ask()
         try:
-            counts[judge(suggest_arch(trial, space)) or "trainable"] += 1
+            arch = suggest_arch(trial, space)
+            if recipe:
+                space.recipe_for(trial)
         except SpecError:
-            counts["invalid"] += 1
+            arch = None
         study.tell(trial, 0.0)
+        yield dict(trial.params), arch
+
+
+def sample_shares(space: SearchSpace, *, judge, samples: int = 2000, seed: int = 0) -> dict:
+    """Draw `samples` uniform configurations and count what the search would do with each:
+    "trainable", "invalid", or the refusal kind `judge(arch)` returns (None: trainable)."""
+    from collections import Counter
+    counts = Counter("invalid" if arch is None else judge(arch) or "trainable"
+                     for _, arch in uniform_draws(space, samples, seed))
     return {"samples": samples, **{k: n / samples for k, n in counts.most_common()}}
 
 
@@ -129,38 +138,12 @@ def trainable_draw(space: SearchSpace, *, judge, seed: int, max_draws: int = 100
     """The trial parameters (architecture and recipe) of a uniform draw of the space that
     `judge` admits: rejection sampling, so the sampler's random start-up trials are all
     trainable instead of spending themselves on refusals. None if `max_draws` found none."""
-    import optuna
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    for _ in range(max_draws):
-        trial = study.ask()
-        try:
-            arch = suggest_arch(trial, space)
-            space.recipe_for(trial)
-        except SpecError:
-            study.tell(trial, 0.0)
-            continue
-        study.tell(trial, 0.0)
-        if judge(arch) is None:
-            return dict(trial.params)
-    return None
+    return next((params for params, arch in uniform_draws(space, max_draws, seed, recipe=True)
+                 if arch is not None and judge(arch) is None), None)
 
 
 def sample_sizes(space: SearchSpace, *, judge, samples: int, seed: int = 0
                  ) -> tuple[list[int], int]:
     """The parameter counts of `samples` valid uniform draws and how many `judge` admits."""
-    import optuna
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    sizes, trainable = [], 0
-    for _ in range(samples):
-        trial = study.ask()
-        try:
-            arch = suggest_arch(trial, space)
-        except SpecError:
-            arch = None
-        study.tell(trial, 0.0)
-        if arch is not None:
-            sizes.append(arch.n_params())
-            trainable += judge(arch) is None
-    return sizes, trainable
+    valid = [arch for _, arch in uniform_draws(space, samples, seed) if arch is not None]
+    return [a.n_params() for a in valid], sum(judge(a) is None for a in valid)
