@@ -142,7 +142,7 @@ def _study_own(study: str, url: str, given: dict) -> dict:
         return out
     if out["arch"] is None:
         out["arch"] = stored.arch
-    elif _arch_key(out["arch"]) != _arch_key(stored.arch):  # before any budget is compared
+    elif _same_arch(out["arch"], stored.arch) is False:  # before any budget is compared
         raise ApiError(f"arch: study {study!r} is a "
                        + (f"recipe study of {_arch_text(stored.arch)}" if stored.arch
                           else "search of sampled architectures")
@@ -160,9 +160,9 @@ def _study_own(study: str, url: str, given: dict) -> dict:
     return out
 
 
-def _arch_key(arch: dict | None) -> str | None:
-    from nas_mnist.spec.arch import ArchConfig
-    return None if arch is None else ArchConfig.from_dict(arch).key()
+def _same_arch(a: dict | None, b: dict | None) -> bool:
+    from nas_mnist.searcher.record import _arch_key  # the one canonical key of a stored arch
+    return _arch_key(a) == _arch_key(b)
 
 
 def _arch_text(arch: dict) -> str:
