@@ -1,4 +1,4 @@
-"""The README's study table, from the stored studies: time in trials and in the search's
+"""The study table of studies/README.md, from the stored studies: time in trials and in the search's
 confirmation runs, what was trained, refused and stopped, the epochs the stopping rule saved,
 and the best network by its mean over the seeds run (the sampler's own and, if better, a
 warm-started or enqueued one, labelled).

@@ -21,7 +21,7 @@ def add_parsers(sub) -> None:
                         "larger samples are never trained (default: none)")
     p.add_argument("--max-ram", type=positive(), metavar="BYTES",
                    help="hard limit on peak activation memory at int8 (the largest input + "
-                        "output of a layer, README); larger samples are never trained")
+                        "output of a layer, docs/how-it-works.md); larger samples are never trained")
     p.add_argument("--min-params", type=non_negative, metavar="N",
                    help="size floor: smaller samples are refused before training like those "
                         "over the budget (default: 0.4 of the budget; 0: none; not with "

@@ -114,7 +114,7 @@ class Asha(StopRule):
     """
 
     name: ClassVar[str] = "asha"
-    # Defaults chosen by benchmarks/replay_pruners.py on the shipped studies (README).
+    # Defaults chosen by benchmarks/replay_pruners.py on the shipped studies (studies/README.md).
     rungs: tuple[int, ...] = ()  # empty: 2/15 and 6/15 of the epochs (2 and 6 of 15)
     eta: int = 4
     min_peers: int = 5

@@ -50,7 +50,7 @@ class Recipe:
     last_n: int = 3  # epochs in the "last N" score
     # How the trainer runs, kept with the recipe so that a trial re-trains as it was scored.
     # The defaults are what older files were made with; new studies record "hash" and "train"
-    # (3.8x cheaper dropout masks, 1.7-2.6x cheaper bf16 evaluations: README, "Speed").
+    # (3.8x cheaper dropout masks, 1.7-2.6x cheaper bf16 evaluations: docs/speed.md).
     dropout_rng: str = "bernoulli"  # element dropout's mask: torch's bernoulli_ or the hash
     eval_precision: str = "fp32"  # fp32, or "train": bf16 evaluation when training in bf16
 

@@ -12,7 +12,7 @@ import tempfile
 import optuna
 import pytest
 
-from nas_mnist.searcher.record import count_kinds
+from nas_mnist.searcher.record import TrialRecord, count_kinds
 from nas_mnist.searcher.study import n_trained as finished
 
 pytestmark = pytest.mark.postgres
@@ -130,3 +130,23 @@ def test_a_server_that_accepts_and_never_answers_is_one_line_within_the_timeout(
     assert code == 2 and len(err) == 1, err
     assert "cannot open storage" in err[0] and "secretpw" not in err[0]
     assert time.monotonic() - start < 30
+
+
+@pytest.mark.slow  # over 20 s: end-to-end
+def test_two_workers_started_together_on_a_new_postgres_study_enqueue_once(
+        postgres_url, small_data_dir):
+    """Workers started at the same moment (a compose file's replicas) on a new study: one
+    creates it with its warm start, the other joins; without a lock on the server both enqueued
+    the configurations given and each ran twice."""
+    cmd = [sys.executable, "-m", "nas_mnist", "search", "--study", "pg-together", "--storage",
+           postgres_url, "--space", "quick", "--budget", "5000", "--epochs", "1", "--last-n",
+           "1", "--trials", "3", "--threads", "1", "--jobs", "1", "--data-dir",
+           str(small_data_dir), "--enqueue", "trial81", "--enqueue", "woolly3762"]
+    workers = [subprocess.Popen([*cmd, "--seed", str(seed)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for seed in (0, 1)]
+    for w in workers:
+        _, err = w.communicate(timeout=600)
+        assert w.returncode == 0, err
+    study = optuna.load_study(study_name="pg-together", storage=postgres_url)
+    queued = [t.number for t in study.trials if TrialRecord.from_trial(t).was_enqueued]
+    assert len(queued) == 2, queued
