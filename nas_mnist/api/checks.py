@@ -83,3 +83,10 @@ def integers(name: str, value, low: int) -> list[int]:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
         raise ApiError(f"{name} must be a list of integers, got {value!r}")
     return [integer(name, item, low) for item in value]
+
+
+def check_parallel(n: int, what: str) -> None:
+    """Refuse `n` threads or processes that would swamp the cores; `what` names the flag or
+    keyword in the message."""
+    from nas_mnist.engine.device import check_parallel as check
+    check(n, what)

@@ -52,6 +52,37 @@ class TrainPlan:
     data: object  # engine.data.Dataset
     device: object  # torch.device
 
+    @property
+    def device_text(self) -> str:
+        """Where it trains, e.g. 'cpu (AMD EPYC, x86_64, 1 threads)'."""
+        from nas_mnist.engine.evaluate import describe_device
+        return describe_device(self.device)
+
+    @property
+    def trainer_text(self) -> str:
+        """How it trains: the dropout mask and the evaluation precision (recipe keys)."""
+        from nas_mnist.engine.train import eval_precision
+        return (f"{self.recipe.dropout_rng} dropout mask, evaluated in "
+                f"{eval_precision(self.recipe, self.device)}")
+
+
+def describe_data(data) -> str:
+    """A data set in one phrase: its name or folder and its checksum."""
+    from nas_mnist.engine.data import describe_data as describe
+    return describe(data)
+
+
+def count_table(counted: dict) -> str:
+    """The per-layer table of a `count` result."""
+    from nas_mnist.engine.counting import LayerRow, format_table
+    return format_table([LayerRow(**row) for row in counted["layers"]])
+
+
+def seed_stats(mins: list[float]) -> dict:
+    """seeds, mean, std, min and max of per-seed scores."""
+    from nas_mnist.results.summary import seed_stats as stats
+    return stats(mins)
+
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # nas_mnist/configs
 
@@ -174,12 +205,12 @@ def train(config, *, epochs: int | None = None, last_n: int | None = None,
     if seeds:
         if seed is not None or weights:
             raise ApiError("seeds trains new networks on seeds 0..K-1: leave out seed and "
-                           "weights")
+                           "weights", params=("seed", "weights"))
         return _train_seeds(arch, recipe, seeds, jobs=jobs, data_dir=data_dir,
                             val_split=val_split, split_seed=split_seed, device=device,
                             threads=threads, on_start=on_start, on_seed=on_seed)
     if jobs != 1:
-        raise ApiError("jobs needs seeds")
+        raise ApiError("jobs needs seeds", params=("seeds",))
     dev = resolve_device(device)
     set_threads(threads or threads_of)  # a winner's threads: its CPU numerics
     data = load_dataset(data_dir, val_split=val_split, seed=split_seed).to(dev)

@@ -203,7 +203,13 @@ def _fixed_arch(arch):
 
 
 def _prune_options(opts) -> tuple[tuple[str, str], ...]:
-    pairs = opts.items() if isinstance(opts, dict) else [str(o).partition("=")[::2] for o in opts]
+    if isinstance(opts, dict):
+        pairs = list(opts.items())
+    else:
+        for text in map(str, opts):
+            if "=" not in text:
+                raise ApiError(f"prune_opt takes KEY=VALUE, got {text!r}")
+        pairs = [str(o).partition("=")[::2] for o in opts]
     out = []
     for key, value in pairs:
         if not key:

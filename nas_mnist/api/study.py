@@ -127,6 +127,13 @@ class Study:
             raise ApiError(f"study {self.name!r} has no complete feasible trial yet")
         return _winner(self.optuna, self.meta, ranked[0], self.storage)
 
+    def counts(self) -> dict[str, int]:
+        """Trials per kind (complete, early_stopped, over_budget, under_floor, ...), in the
+        order the leaderboard's header shows them, kinds with none left out."""
+        from nas_mnist.searcher.record import KIND_ORDER, count_kinds
+        kinds = count_kinds(self.optuna)
+        return {kind: kinds[kind] for kind in KIND_ORDER if kinds.get(kind)}
+
     def leaderboard(self, k: int = 10) -> Leaderboard:
         from nas_mnist.results.ranking import leaderboard
         rows = Leaderboard(leaderboard(self.view(), k))

@@ -8,9 +8,11 @@ end with exit code 130 after the storage has been left consistent.
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import logging
 import os
+import re
 import signal
 import sys
 import warnings
@@ -19,7 +21,7 @@ import zlib
 from nas_mnist._version import __version__
 from nas_mnist.cli import network, results, search
 from nas_mnist.cli.common import Parser, UsageError
-from nas_mnist.errors import NasMnistError
+from nas_mnist.errors import NasMnistError, SearchError
 
 EXPECTED = (NasMnistError, OSError, zlib.error, gzip.BadGzipFile, EOFError, RecursionError)
 
@@ -82,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         if _signalled:  # an error raised while unwinding from the signal
             print(getattr(args, "interrupt_note", "nas-mnist: interrupted"), file=sys.stderr)
             return 130
-        from nas_mnist.searcher.study import SearchError
-        return _fail(err, 1 if isinstance(err, SearchError) else 2)
+        code = 1 if isinstance(err, SearchError) else 2
+        if isinstance(err, NasMnistError) and (err.names_keywords or err.params):
+            err = NasMnistError(as_flags(str(err), _flags(parser, args.command), err.params))
+        return _fail(err, code)
     except Exception:
         # A library that catches the KeyboardInterrupt of a Ctrl-C and raises its own error
         # (torch's exporter, interrupted while it imports dynamo, raised TorchExportError
@@ -92,6 +96,36 @@ def main(argv: list[str] | None = None) -> int:
             print(getattr(args, "interrupt_note", "nas-mnist: interrupted"), file=sys.stderr)
             return 130
         raise
+
+
+def _flags(parser, command: str) -> dict[str, str]:
+    """keyword -> flag of one command (`last_n` -> `--last-n`); a flag that sets a keyword to
+    False is keyed `keyword=False` (`winner=False` -> `--no-winner`)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {}
+    for action in sub.choices[command]._actions:
+        if action.option_strings and action.dest != "help":
+            negative = [s for s in action.option_strings if s.startswith("--no-")]
+            if negative or isinstance(action, argparse._StoreFalseAction):
+                flags[f"{action.dest}=False"] = (negative or action.option_strings)[0]
+            flags.setdefault(action.dest, max((s for s in action.option_strings
+                                               if not s.startswith("--no-")), key=len,
+                                              default=action.option_strings[0]))
+    return flags
+
+
+def as_flags(message: str, flags: dict[str, str], params: tuple[str, ...] = ()) -> str:
+    """A library message in the command's terms (the one place the CLI translates): the
+    keyword it starts with, every snake_case keyword and every keyword the error names as a
+    parameter, as the flag that sets it."""
+    def swap(match):
+        return flags.get(match.group(0), match.group(0))
+    message = re.sub(r"\b[a-z][a-z0-9_]*=False\b", swap, message)
+    head = re.match(r"[a-z][a-z0-9_]*", message)
+    if head and head.group(0) in flags:
+        message = flags[head.group(0)] + message[head.end():]
+    words = [re.escape(p) for p in params if p in flags] + [r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+"]
+    return re.sub(rf"(?<![\w./-])(?:{'|'.join(words)})(?![\w/.=-])", swap, message)
 
 
 def _show_library_notes() -> None:

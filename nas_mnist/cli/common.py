@@ -10,7 +10,7 @@ import argparse
 import math
 import re
 
-from nas_mnist.errors import NasMnistError
+from nas_mnist.errors import NasMnistError, StorageError
 
 
 class UsageError(NasMnistError):
@@ -62,7 +62,7 @@ def seed(text):
 
 def study_name(text):
     """A flag type: a study name that is also a safe file name (the library's rule)."""
-    from nas_mnist.searcher.storage import StorageError, check_study_name
+    from nas_mnist.api.storage import check_study_name
     try:
         return check_study_name(text)
     except StorageError as err:
@@ -106,20 +106,10 @@ def add_storage_flags(p: argparse.ArgumentParser, *, required_study: bool) -> No
 
 
 def storage_url(args) -> str:
-    from nas_mnist.searcher.storage import default_storage
+    from nas_mnist.api.storage import default_storage
     return args.storage or default_storage(args.study)
 
 
-def load_context(args):
-    """Device, threads and dataset for a command that trains or evaluates."""
-    from nas_mnist.engine.data import load_dataset
-    from nas_mnist.engine.device import resolve_device, set_threads
-    device = resolve_device(args.device)
-    set_threads(args.threads)
-    data = load_dataset(args.data_dir, val_split=args.val_split, seed=args.split_seed)
-    return device, data.to(device)
-
-
 def describe_data(data) -> str:
-    from nas_mnist.engine.data import describe_data as describe
+    from nas_mnist.api.network import describe_data as describe
     return describe(data)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nas_mnist.cli.common import (UsageError, add_data_flags, describe_data, finite_float,
                                   non_negative, positive, seed)
-from nas_mnist.files import check_writable, write_text
+from nas_mnist.api.files import check_writable, write_text
 
 REFERENCE_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "ref8k.json")
 
@@ -85,12 +85,12 @@ def add_parsers(sub) -> None:
 
 def cmd_count(args) -> int:
     from nas_mnist.api import count
-    from nas_mnist.engine.counting import LayerRow, format_table
+    from nas_mnist.api.network import count_table
     c = count(args.config)
     if args.json:
         print(json.dumps(c, indent=2))
     else:
-        print(format_table([LayerRow(**row) for row in c["layers"]]))
+        print(count_table(c))
         print(f"params {c['params']:,}   MACs {c['macs']:,}   activations {c['activations']:,} "
               f"per image   peak RAM {c['peak_ram_int8']:,} B at int8 "
               f"({c['peak_ram_fp32']:,} B at fp32)   ({c['arch']})")
@@ -100,13 +100,6 @@ def cmd_count(args) -> int:
 def cmd_train(args) -> int:
     """Parse, one library call, print."""
     from nas_mnist.api import train
-    if args.last_n is not None and args.epochs is not None and args.last_n > args.epochs:
-        raise UsageError(f"--last-n {args.last_n} exceeds the {args.epochs} training epochs")
-    if args.seeds and (args.seed is not None or args.weights):
-        raise UsageError("--seeds trains new networks on seeds 0..K-1: leave out --seed and "
-                         "--weights")
-    if args.jobs != 1 and not args.seeds:
-        raise UsageError("--jobs needs --seeds")
     if args.json_out:
         check_writable(args.json_out)  # a bad path fails now, not after training
     show = _SeedsDisplay(args.seeds, args.jobs) if args.seeds else _EpochTable()
@@ -144,13 +137,12 @@ class _EpochTable:
 
     def start(self, plan) -> None:
         from tqdm import tqdm
-        from nas_mnist.engine.evaluate import describe_device
         data, recipe = plan.data, plan.recipe
         self.split, self.recipe = data.eval_split, recipe
         print(f"{plan.arch.describe()}\ntraining {recipe.epochs} epochs, seed {plan.seed}, "
-              f"{describe_device(plan.device)}, {describe_data(data)}, "
+              f"{plan.device_text}, {describe_data(data)}, "
               f"accuracy on the {self.split} split ({len(data.eval_x):,} images), "
-              f"{_trainer(plan)}")
+              f"{plan.trainer_text}")
         print(f"{'epoch':>5} {self.split + ' acc %':>11} {self.split + ' loss':>10} "
               f"{'train loss':>10} {'lr':>8} {'seconds':>8}")
         steps = max(1, len(data.train_x) // recipe.batch_size)
@@ -196,7 +188,7 @@ class _SeedsDisplay:
         print(f"{plan.arch.describe()}\ntraining {recipe.epochs} epochs on seeds "
               f"0-{self.seeds - 1}, {self.jobs} run(s) at a time, {describe_data(data)}, "
               f"min of the last {recipe.last_n} epoch(s) on the {data.eval_split} split "
-              f"({len(data.eval_x):,} images), {_trainer(plan)}")
+              f"({len(data.eval_x):,} images), {plan.trainer_text}")
 
     def seed(self, r) -> None:
         test = (f", test after the last epoch {r['test_acc_final']:.2f} %"
@@ -205,7 +197,7 @@ class _SeedsDisplay:
               f"{test}  ({r['seconds']:.0f} s on {r['device']})", flush=True)
 
     def finish(self, run) -> tuple[float, str]:
-        from nas_mnist.results.summary import seed_stats
+        from nas_mnist.api.network import seed_stats
         stats = seed_stats(run.mins)
         worst = run.seeds[run.mins.index(stats["min"])]
         last_n, split = self.plan.recipe.last_n, self.plan.data.eval_split
@@ -213,13 +205,6 @@ class _SeedsDisplay:
               f"+- {stats['std']:.2f} %, worst {stats['min']:.2f} % (seed {worst}), "
               f"{run.seconds:.0f} s per run, {run.threads} thread(s) each")
         return stats["min"], f"seed {worst} reached"
-
-
-def _trainer(plan) -> str:
-    """How the run trains: the dropout mask and the evaluation precision (recipe keys)."""
-    from nas_mnist.engine.train import eval_precision
-    return (f"{plan.recipe.dropout_rng} dropout mask, evaluated in "
-            f"{eval_precision(plan.recipe, plan.device)}")
 
 
 def cmd_bench(args) -> int:

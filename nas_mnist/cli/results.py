@@ -65,17 +65,9 @@ def add_parsers(sub) -> None:
 
 
 def _open(args):
-    from nas_mnist.searcher.storage import load_study
+    from nas_mnist.api.storage import open_stored_study
     url = storage_url(args)
-    return load_study(args.study, url), url
-
-
-def _out_dir(path: str | None, default: Path) -> Path:
-    out = Path(path) if path else default
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return open_stored_study(args.study, url), url
 
 
 def cmd_export(args) -> int:
@@ -99,24 +91,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_report(args) -> int:
-    # flag combinations are refused here, in flag names; the library checks them again
-    if not args.winner and not args.confirm:
-        raise UsageError("--no-winner needs at least one --confirm TRIAL")
-    if not args.winner and args.confirm_top > 1:
-        raise UsageError("--no-winner and --confirm-top exclude each other")
-    for flag, given in (("--reuse", args.reuse), ("--confirm", args.confirm),
-                        ("--confirm-top", args.confirm_top > 1)):
-        if given and not args.seeds:
-            raise UsageError(f"{flag} needs --seeds")
     from nas_mnist.api import report
-    from nas_mnist.engine.device import check_parallel
-    from nas_mnist.searcher.record import StudyMeta
-    check_parallel(args.jobs, "--jobs")  # before the storage is opened
-    study, url = _open(args)
-    meta = StudyMeta.from_study(study)
-    print(f"study {study.study_name!r}: data sha256 "
-          f"{((meta.data_checksum if meta else None) or '?')[:12]} (as searched)")
-    written = report(study=args.study, storage=url, out=args.out, top=args.top,
+    written = report(study=args.study, storage=storage_url(args), out=args.out, top=args.top,
                      no_png=args.no_png, seeds=args.seeds, confirm=args.confirm,
                      confirm_top=args.confirm_top, winner=args.winner, reuse=args.reuse,
                      jobs=args.jobs, data_dir=args.data_dir, device=args.device,
@@ -128,7 +104,7 @@ def cmd_report(args) -> int:
 
 def cmd_dashboard(args) -> int:
     import shutil
-    from nas_mnist.searcher.storage import mask_url
+    from nas_mnist.api.storage import mask_url
     study, url = _open(args)
     exe = shutil.which("optuna-dashboard") or str(Path(sys.executable).parent / "optuna-dashboard")
     if not Path(exe).exists():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nas_mnist.cli.common import (UsageError, add_data_flags, add_storage_flags, finite_float,
                                   non_negative, positive, seed, storage_url)
-from nas_mnist.searcher.defaults import DEFAULT_MAX_ACTIVATIONS, RUN_DEFAULTS as RUN
+from nas_mnist.api.defaults import DEFAULT_MAX_ACTIVATIONS, RULES, RUN_DEFAULTS as RUN
 
 
 
@@ -71,7 +71,6 @@ def add_parsers(sub) -> None:
                    help="score: maximise it under the budget (default); score,params: also "
                         "minimise parameters; score,ram: also minimise peak RAM at int8 "
                         "(two-objective studies)")
-    from nas_mnist.searcher.stopping import RULES  # the registry (a light module)
     p.add_argument("--prune", choices=list(RULES), default=RUN["prune"],
                    help="stopping rule for trailing trials (asha, default)")
     p.add_argument("--prune-opt", action="append", default=[], metavar="KEY=VALUE",
@@ -105,16 +104,7 @@ def _jobs(text: str) -> int | str:
 def cmd_search(args) -> int:
     """Parse, one library call, print."""
     from nas_mnist.api import search
-    if args.last_n is not None and args.epochs is not None and args.last_n > args.epochs:
-        raise UsageError(f"--last-n {args.last_n} exceeds --epochs {args.epochs}")
     warm = tuple(args.warm_start)
-    if len(warm) > 1 and ("none" in warm or "auto" in warm):
-        raise UsageError("--warm-start takes auto, none, or prior files (not mixed)")
-    for pair in args.prune_opt:
-        if "=" not in pair or not pair.partition("=")[0]:
-            raise UsageError(f"--prune-opt takes KEY=VALUE, got {pair!r}")
-    if args.artifacts and Path(args.artifacts).exists() and not Path(args.artifacts).is_dir():
-        raise UsageError(f"--artifacts {args.artifacts} is a file, not a folder")
 
     def log(line: str) -> None:
         # The header comes once the study is open: only from then on is there a study whose
@@ -143,11 +133,9 @@ def cmd_search(args) -> int:
 
 
 def print_summary(study, url: str, k: int = 10) -> None:
-    from nas_mnist.searcher.record import KIND_ORDER, count_kinds
-    from nas_mnist.searcher.storage import mask_url
-    kinds = count_kinds(study.optuna)
-    print("trials: " + ", ".join(f"{kinds[k]} {k.replace('_', ' ')}" for k in KIND_ORDER
-                                 if kinds.get(k)))
+    from nas_mnist.api.storage import mask_url
+    print("trials: " + ", ".join(f"{n} {kind.replace('_', ' ')}"
+                                 for kind, n in study.counts().items()))
     rows = study.leaderboard(k)
     print(rows if rows else "no feasible trial has completed yet")
     print(f"storage: {mask_url(url)}")

@@ -59,7 +59,7 @@ TORCHVISION_SUBDIRS = ("MNIST/raw", "FashionMNIST/raw", "KMNIST/raw", "EMNIST/ra
 def resolve_data_dir(data_dir: Path) -> Path:
     """The folder holding the IDX files: `data_dir` itself or its torchvision subfolder."""
     if data_dir.exists() and not data_dir.is_dir():
-        raise DataError(f"--data-dir {data_dir} is a file, not a folder")
+        raise DataError(f"data_dir {data_dir} is a file, not a folder", params=("data_dir",))
     if not data_dir.is_dir():
         raise DataError(f"data folder {data_dir} does not exist")
     stem = SPLIT_FILES["train_images"]
@@ -241,8 +241,8 @@ def load_dataset(data_dir: str | Path | None = None, *, val_split: int = 0, seed
     test_x = torch.from_numpy(arrays["test_images"].copy()).unsqueeze(1).float().div_(255)
     test_y = torch.from_numpy(arrays["test_labels"].astype(np.int64))
     if not 0 <= val_split < len(train_x):
-        raise DataError(f"--val-split {val_split} leaves no training images "
-                        f"(the data set has {len(train_x):,})")
+        raise DataError(f"val_split {val_split} leaves no training images "
+                        f"(the data set has {len(train_x):,})", params=("val_split",))
     eval_split = "test"
     eval_x, eval_y = test_x, test_y
     if val_split:

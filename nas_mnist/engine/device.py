@@ -17,9 +17,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("--device cuda requested but no CUDA device is available")
+        raise DeviceError("device cuda requested but no CUDA GPU is available",
+                          params=("device",))
     if name not in ("cpu", "cuda"):
-        raise DeviceError(f"--device must be auto, cpu or cuda, got {name!r}")
+        raise DeviceError(f"device must be auto, cpu or cuda, got {name!r}", params=("device",))
     return torch.device(name)
 
 

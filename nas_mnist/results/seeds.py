@@ -64,12 +64,14 @@ def check_choice(*, seeds: int | None, confirm: list[int], confirm_top: int, win
     from nas_mnist.engine.device import check_parallel
     check_parallel(jobs, "jobs")  # before any file is touched
     if not winner and not confirm:
-        raise SeedRunsError("winner=False needs at least one trial in confirm")
+        raise SeedRunsError("winner=False needs at least one trial in confirm",
+                            params=("confirm",))
     if not winner and confirm_top > 1:
-        raise SeedRunsError("winner=False and confirm_top > 1 exclude each other")
+        raise SeedRunsError("winner=False and confirm_top > 1 exclude each other",
+                            params=("confirm_top",))
     for name, given in (("reuse", reuse), ("confirm", confirm), ("confirm_top", confirm_top > 1)):
         if given and not seeds:
-            raise SeedRunsError(f"{name} needs seeds")
+            raise SeedRunsError(f"{name} needs seeds", params=(name, "seeds"))
 
 
 def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int, winner: bool,

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, fields, replace
 
 from nas_mnist.engine.data import Dataset
-from nas_mnist.errors import NasMnistError
+from nas_mnist.errors import NasMnistError, SearchError  # noqa: F401 (SearchError: its home before)
 from nas_mnist.searcher.defaults import (DEFAULT_MAX_ACTIVATIONS, MIN_PARAMS_FRACTION,
                                          RUN_DEFAULTS as RUN, STUDY_DEFAULTS as STUDY)
 from nas_mnist.searcher.record import StudyMeta
@@ -14,12 +14,10 @@ from nas_mnist.searcher.space import SearchSpace, load_space
 from nas_mnist.searcher.stopping import StopRule, make_rule
 
 
-class SearchError(NasMnistError):
-    """The search could not go on (workers died, every trial failing, nothing trainable)."""
-
-
 class SettingsError(NasMnistError):
     """Search settings that cannot work (caught before the storage is touched)."""
+
+    names_keywords = True
 
 
 def default_min_params(budget: int, objectives: str) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-from nas_mnist.errors import NasMnistError
+from nas_mnist.errors import NasMnistError, StorageError  # noqa: F401 (StorageError: its home before)
 
 log = logging.getLogger(__name__)
 STUDIES_DIR = Path("studies")
@@ -32,10 +32,6 @@ def heartbeat_seconds() -> int:
         raise StorageError(f"NAS_MNIST_HEARTBEAT_S must be an integer in [1, 3600] seconds, "
                            f"got {text!r}")
     return int(text)
-
-
-class StorageError(NasMnistError, ValueError):
-    """A storage URL cannot be opened or a study does not fit the request."""
 
 
 # A study name becomes a file name (studies/<name>.db, <name>.artifacts): no folders, no '..'.

@@ -98,7 +98,7 @@ def preflight(settings: SearchSettings) -> SearchSpace:
         from nas_mnist.engine.evaluate import in_shape
         macs = count_macs(build_model(smallest), in_shape(smallest))
         if macs > settings.value.max_macs:
-            raise SettingsError(f"--max-macs {settings.value.max_macs:,} is below the MACs of "
+            raise SettingsError(f"max_macs {settings.value.max_macs:,} is below the MACs of "
                                 f"{what} ({macs:,})")
     if settings.value.arch is None:
         _check_reachable(settings, space)

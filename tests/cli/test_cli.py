@@ -129,3 +129,23 @@ def test_data_dir_takes_a_torchvision_download_folder(tmp_path, capsys):
     assert main(["train", REFERENCE_CONFIG, "--epochs", "1", "--data-dir",
                  str(tmp_path / "root")]) == 0
     assert f"data {tmp_path / 'root' / 'FashionMNIST' / 'raw'} (sha256" in capsys.readouterr().out
+
+
+def test_library_keywords_are_shown_as_the_commands_flags(capsys):
+    """The library names its keywords; the CLI says them as flags at one place (the checks
+    are not repeated in the CLI)."""
+    from nas_mnist.cli import main
+    assert main(["train", "trial52", "--jobs", "2"]) == 2
+    assert capsys.readouterr().err.strip() == "nas-mnist: error: --jobs needs --seeds"
+    assert main(["report", "--study", "x", "--no-winner"]) == 2
+    assert "--no-winner needs at least one trial in --confirm" in capsys.readouterr().err
+    assert main(["search", "--study", "x", "--prune-opt", "eta"]) == 2
+    assert "--prune-opt takes KEY=VALUE" in capsys.readouterr().err
+
+
+def test_a_file_key_in_a_message_stays_a_key():
+    from nas_mnist.cli import as_flags
+    flags = {"batch_size": "--batch-size", "last_n": "--last-n", "seeds": "--seeds"}
+    assert as_flags("c.json: recipe: batch_size must be", {}) == "c.json: recipe: batch_size must be"
+    assert as_flags("last_n must be in [1, epochs 2]", flags) == "--last-n must be in [1, epochs 2]"
+    assert as_flags("on seeds 0..4", flags) == "on seeds 0..4"  # prose, not a named parameter

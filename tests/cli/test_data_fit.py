@@ -33,7 +33,7 @@ def test_search_refuses_data_the_space_cannot_fit_before_a_study_exists(
                  "--trials", "1", "--epochs", "1", "--threads", "1", "--jobs", "1",
                  "--warm-start", "none", "--data-dir", str(data)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and needle in err[0] and "data_dir" in err[0], err
+    assert code == 2 and len(err) == 1 and needle in err[0] and "--data-dir" in err[0], err
     assert not (tmp_path / "studies").exists()
 
 

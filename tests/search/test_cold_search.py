@@ -221,13 +221,13 @@ def test_resumed_older_study_keeps_its_own_limits(tmp_path, small_data_dir, caps
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--min-params", "5000"], "min_params must be an integer in [0, budget 3,000]"),
+    (["--min-params", "5000"], "--min-params must be an integer in [0, budget 3,000]"),
     (["--min-params", "-1"], "--min-params: must be an integer >= 0"),
     (["--min-params", "nan"], "--min-params: must be an integer >= 0"),
     (["--min-params", "10", "--objectives", "score,params"], "needs objectives='score'"),
     (["--max-activations", "100"], "below the activations of the smallest network"),
     (["--warm-start", "missing.json"], "prior missing.json does not exist"),
-    (["--warm-start", "none", "auto"], "--warm-start takes auto, none, or prior files"),
+    (["--warm-start", "none", "auto"], "--warm-start takes 'auto', 'none', or prior files"),
 ])
 def test_bad_limits_and_warm_start_give_one_line_and_create_nothing(tmp_path, capsys, flags,
                                                                    message):

@@ -102,7 +102,7 @@ def test_a_bad_confirmation_flag_is_one_line_before_any_storage(tmp_path, capsys
     code = main(["search", "--study", "s", "--storage", f"sqlite:///{tmp_path}/s.db",
                  "--confirm-top", "2", "--confirm-seeds", "1"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err == ("nas-mnist: error: confirm_top 2 needs confirm_seeds >= 2 (the "
+    assert code == 2 and err == ("nas-mnist: error: --confirm-top 2 needs --confirm-seeds >= 2 (the "
                                  "trial's own seed and at least one more), got 1")
     assert not (tmp_path / "s.db").exists()
 

@@ -143,7 +143,7 @@ def _untouched(path):
     (["--budget", "0"], "must be >= 1"),
     (["--budget", "ten"], "expected an integer"),
     (["--epochs", "0"], "must be >= 1"),
-    (["--epochs", "2", "--last-n", "3"], "exceeds"),
+    (["--epochs", "2", "--last-n", "3"], "--last-n must be an integer in [1, epochs 2]"),
     (["--jobs", "0"], "integer >= 1"),
     (["--space", "nonexistent"], "not found"),
     (["--budget", "100"], "below the smallest network"),
