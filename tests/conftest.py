@@ -8,17 +8,25 @@ from nas_mnist.engine.data import write_subset
 
 torch.set_num_threads(2)
 
-# Build the CPU kernels (engine.kernels) once, before any test captures output: on a fresh
-# machine the build takes about 30 s and says so in a line no test expects.
-from nas_mnist.engine import kernels  # noqa: E402
-
-kernels.backend()
 make_subset = write_subset  # the tests' name for it
+NO_NETWORKS = {"spec", "project"}  # test folders whose tests never run a network
+
+
+@pytest.fixture(scope="session")
+def cpu_kernels():
+    """The CPU kernels (engine.kernels), built once per session where a test may train: on a
+    fresh machine the build takes about 30 s and says so in a line, which lands in the set-up
+    output of the first such test, not in what a test reads (capsys starts after this)."""
+    from nas_mnist.engine import kernels
+    kernels.backend()
 
 
 @pytest.fixture(autouse=True)
-def _run_in_tmp(tmp_path, monkeypatch):
-    """Commands default to ./studies: keep every test's files out of the repository."""
+def _run_in_tmp(request, tmp_path, monkeypatch):
+    """Commands default to ./studies: keep every test's files out of the repository; and
+    build the kernels before a test that may train (not for `pytest tests/spec`)."""
+    if Path(str(request.node.fspath)).parent.name not in NO_NETWORKS:
+        request.getfixturevalue("cpu_kernels")
     monkeypatch.chdir(tmp_path)
 
 
