@@ -1,0 +1,151 @@
+"""The frontier as data: studies/frontier.json (and studies/frontier.html, the figure) from what
+is stored - the packaged prior's networks measured on 5 or more seeds, their validation-split
+runs and study CPU time, and the public designs re-trained here (studies/confirmations,
+benchmarks/results). Nothing is trained; a budget with no measured network is listed as missing.
+Each point is written as a packaged config (nas_mnist/configs/frontNNNN.json) unless one exists.
+
+    python benchmarks/frontier.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nas_mnist.api.network import count  # noqa: E402
+from nas_mnist.files import write_text  # noqa: E402
+from nas_mnist.results.frontier import (BUDGETS, Point, best_per_budget, check_budgets,  # noqa: E402
+                                        front, frontier_figure)
+from nas_mnist.results.view import StudyView  # noqa: E402
+
+CONFIGS = ROOT / "nas_mnist" / "configs"
+CONFIRMATIONS = ROOT / "studies" / "confirmations"
+MIN_SEEDS = 5
+# Public designs re-trained here: (name, source, file, recipe).
+PUBLIC = [
+    ("woolly3762", "adilsammar/woolly-of-cv", CONFIRMATIONS / "woolly3762-own-recipe-test-epyc.json", "own"),
+    ("woolly3762 (linear)", "adilsammar/woolly-of-cv", CONFIRMATIONS / "woolly3762-linear-test-epyc.json", "own"),
+    ("woolly3762", "adilsammar/woolly-of-cv",
+     ROOT / "benchmarks" / "results" / "woolly3762-default-recipe-test-epyc.json", "tool"),
+    ("ref8k", "the typical 8,172-parameter answer (99.49 % logged)", CONFIRMATIONS / "ref8k-test.json", "tool"),
+]
+NOT_RUN = ["ruslangrimov/mnist-minimal-model 1,936 / 2,180 / 4,142", "woolly-of-cv 4,838",
+           "TSAI 6,260"]
+
+
+def _candidates() -> list[Point]:
+    prior = json.loads((ROOT / "nas_mnist" / "priors" / "mnist.json").read_text())
+    return [Point(f"{c['study']}#{c['trial']}", c["params"], tuple(c["scores"]), extra=c)
+            for c in prior["configs"] if len(c["scores"]) >= MIN_SEEDS]
+
+
+def _val_mean(arch: dict) -> float | None:
+    for path in sorted(CONFIRMATIONS.glob("*val*.json")):
+        doc = json.loads(path.read_text())
+        if doc.get("arch") == arch and doc.get("eval_split") == "val":
+            return round(sum(doc["mins"]) / len(doc["mins"]), 2)
+    return None
+
+
+def _study_cpu_hours(study: str) -> float:
+    """The whole study's time in trials (one thread each) and its confirmation runs."""
+    url = f"sqlite:///{ROOT}/studies/{study}.db"
+    view = StudyView.read(optuna.load_study(study_name=study, storage=url))
+    seconds = sum(end - start for start, end in view.times.values())
+    return round((seconds + sum(view.confirm_seconds)) / 3600, 2)
+
+
+def _packaged_name(c: dict) -> str:
+    for path in sorted(CONFIGS.glob("*.json")):
+        doc = json.loads(path.read_text())
+        if doc.get("arch") == c["arch"] and doc.get("recipe") == c["recipe"]:
+            return path.stem
+    name = f"front{c['params']}"
+    write_text(CONFIGS / f"{name}.json", json.dumps({
+        "about": f"Trial {c['trial']} of {c['study']} ({c['params']:,} parameters): on the "
+                 f"frontier, mean {sum(c['scores']) / len(c['scores']):.2f} % over "
+                 f"{len(c['scores'])} seeds, measured on {c.get('measured')} "
+                 f"(studies/frontier.json).",
+        "arch": c["arch"], "recipe": c["recipe"]}, indent=1) + "\n")
+    return name
+
+
+def _point(p: Point, budget: int) -> dict:
+    c = p.extra
+    counted = count({"arch": c["arch"]})
+    return {"budget": budget, "name": _packaged_name(c), "study": c["study"], "trial": c["trial"],
+            "params": p.params, "ram_int8": counted["peak_ram_int8"], "macs": counted["macs"],
+            "seed_scores": list(p.seed_scores), "mean": round(p.mean, 3),
+            "worst": p.worst, "std": round(p.std, 3), "val_mean": _val_mean(c["arch"]),
+            "cpu_hours": _study_cpu_hours(c["study"]), "measured": c.get("measured")}
+
+
+def _public() -> list[dict]:
+    rows = []
+    for name, source, path, recipe in PUBLIC:
+        doc = json.loads(path.read_text())
+        params = doc.get("params") or count(name.split()[0])["params"]
+        rows.append({"name": name, "source": source, "params": params, "recipe": recipe,
+                     "seed_scores": doc["mins"], "mean": round(sum(doc["mins"]) / len(doc["mins"]), 3),
+                     "file": str(path.relative_to(ROOT))})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    budgets = check_budgets(args.budgets)
+    candidates = _candidates()
+    per_budget = best_per_budget(candidates, budgets)
+    points, seen = [], set()
+    for budget, p in per_budget.items():
+        if p is not None and p.name not in seen:
+            seen.add(p.name)
+            points.append(_point(p, budget))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    doc = {
+        "about": "Best network per parameter budget, on >= 5 training seeds (min of the last 3 "
+                 "of 15 epochs on test: the test set chose these networks), kept only where its "
+                 "mean beats every smaller point's by more than one standard error "
+                 "(nas_mnist/results/frontier.py). Built by benchmarks/frontier.py from stored "
+                 "runs; cpu_hours is the whole study the point came from (trials, one thread "
+                 "each, and its confirmation runs).",
+        "commit": commit,
+        "points": points,
+        "budgets": {str(b): (next(q["name"] for q in points if q["study"] == p.extra["study"]
+                                  and q["trial"] == p.extra["trial"]) if p else None)
+                    for b, p in per_budget.items()},
+        "missing": [f"budget {b:,}: no network of at most that size measured on "
+                    f"{MIN_SEEDS} seeds" for b, p in per_budget.items() if p is None]
+                   + ["max_ram 2,048 B: not searched"],
+        "dropped": [{"name": p.name, "params": p.params, "mean": round(p.mean, 3)}
+                    for p in candidates if p not in front(candidates)],
+        "public": _public(),
+        "public_not_run": NOT_RUN,
+    }
+    write_text(ROOT / "studies" / "frontier.json", json.dumps(doc, indent=1) + "\n")
+    figure = frontier_figure(doc)
+    figure.write_html(ROOT / "studies" / "frontier.html", include_plotlyjs="cdn")
+    try:  # the png extra (kaleido) and a Chromium
+        figure.write_image(ROOT / "studies" / "frontier.png", width=900, height=520)
+    except Exception as err:  # noqa: BLE001 - the figure is optional, the data is not
+        print(f"no PNG: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+    for q in points:
+        print(f"{q['budget']:>6,}  {q['name']:<12} {q['params']:>6,} p  mean {q['mean']:.2f}  "
+              f"worst {q['worst']:.2f}  val {q['val_mean']}  {q['cpu_hours']} CPU h")
+    print("\n".join(doc["missing"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The frontier: the best network at each size, each on several training seeds, and the rule
+that keeps a point on it only where it is better than every smaller point by more than the
+seed noise (one standard error of the difference of the two means).
+
+`studies/frontier.json` (written by `benchmarks/frontier.py`) holds the points and the public
+designs re-trained beside them; `frontier_figure` draws it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from nas_mnist.errors import NasMnistError
+
+BUDGETS = (1_000, 2_000, 3_000, 4_000, 6_000, 8_000, 10_000, 20_000)
+
+
+class FrontierError(NasMnistError, ValueError):
+    """A frontier request that cannot be met (budgets out of order, repeated, unreachable)."""
+
+    names_keywords = True
+
+
+@dataclass(frozen=True)
+class Point:
+    """One network measured on several seeds."""
+
+    name: str
+    params: int
+    seed_scores: tuple[float, ...]
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.seed_scores) / len(self.seed_scores)
+
+    @property
+    def worst(self) -> float:
+        return min(self.seed_scores)
+
+    @property
+    def std(self) -> float:
+        n = len(self.seed_scores)
+        if n < 2:
+            return 0.0
+        return math.sqrt(sum((s - self.mean) ** 2 for s in self.seed_scores) / (n - 1))
+
+    @property
+    def standard_error(self) -> float:
+        return self.std / math.sqrt(len(self.seed_scores))
+
+
+def check_budgets(budgets, smallest: int | None = None) -> tuple[int, ...]:
+    """Budgets in increasing order, each once, each at least the smallest network's size."""
+    budgets = tuple(budgets)
+    if not budgets or any(not isinstance(b, int) or isinstance(b, bool) or b < 1
+                          for b in budgets):
+        raise FrontierError(f"budgets must be positive integers, got {budgets!r}")
+    if len(set(budgets)) != len(budgets):
+        raise FrontierError(f"budgets must not repeat, got {budgets!r}")
+    if list(budgets) != sorted(budgets):
+        raise FrontierError(f"budgets must be in increasing order, got {budgets!r}")
+    if smallest is not None and budgets[0] < smallest:
+        raise FrontierError(f"budgets start at {budgets[0]:,}, below the smallest network of "
+                            f"the space ({smallest:,} parameters)")
+    return budgets
+
+
+def beats(point: Point, smaller: Point) -> bool:
+    """`point`'s mean is above `smaller`'s by more than one standard error of the difference."""
+    error = math.hypot(point.standard_error, smaller.standard_error)
+    return point.mean - smaller.mean > error
+
+
+def front(points: list[Point]) -> list[Point]:
+    """The points, smallest first, each kept only where it beats every smaller kept point."""
+    kept: list[Point] = []
+    for point in sorted(points, key=lambda p: (p.params, -p.mean)):
+        if all(beats(point, smaller) for smaller in kept):
+            kept.append(point)
+    return kept
+
+
+def best_per_budget(points: list[Point], budgets) -> dict[int, Point | None]:
+    """For each budget, the front's largest point that fits it (None: nothing measured fits)."""
+    on_front = front(points)
+    return {b: next((p for p in reversed(on_front) if p.params <= b), None) for b in budgets}
+
+
+def frontier_figure(doc: dict):
+    """Mean test score against parameters: the front (the worst seed as the lower error bar)
+    and the public designs re-trained here as markers of their own."""
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    points = sorted(doc["points"], key=lambda p: p["params"])
+    fig.add_trace(go.Scatter(
+        x=[p["params"] for p in points], y=[p["mean"] for p in points], mode="lines+markers",
+        name="nas-mnist front (mean of seeds; bar: worst seed)",
+        text=[p["name"] for p in points],
+        error_y=dict(type="data", symmetric=False, array=[0] * len(points),
+                     arrayminus=[p["mean"] - p["worst"] for p in points])))
+    for recipe, symbol in (("own", "diamond"), ("tool", "x")):
+        public = [p for p in doc.get("public", []) if p["recipe"] == recipe]
+        if public:
+            fig.add_trace(go.Scatter(
+                x=[p["params"] for p in public], y=[p["mean"] for p in public],
+                mode="markers+text", marker=dict(symbol=symbol, size=11),
+                text=[p["name"] for p in public], textposition="bottom center",
+                name="public design, " + ("its own recipe" if recipe == "own"
+                                          else "the tool's default recipe")))
+    fig.update_layout(title="Best network per size (MNIST, 15 epochs, min of the last 3)",
+                      xaxis_title="parameters", yaxis_title="test accuracy % (mean of seeds)",
+                      template="plotly_white")
+    return fig

@@ -1,0 +1,60 @@
+import pytest
+
+from nas_mnist.results.frontier import (FrontierError, Point, beats, best_per_budget,
+                                        check_budgets, front, frontier_figure)
+
+
+def test_a_point_within_one_standard_error_of_a_smaller_one_is_dropped():
+    small = Point("a", 3_000, (99.10, 99.20, 99.15, 99.12, 99.18))
+    close = Point("b", 6_000, (99.05, 99.30, 99.10, 99.28, 99.17))  # +0.03: within the noise
+    clear = Point("c", 9_000, (99.40, 99.45, 99.42, 99.44, 99.41))  # +0.27
+    assert not beats(close, small) and beats(clear, small)
+    assert [p.name for p in front([clear, close, small])] == ["a", "c"]
+
+
+def test_a_bigger_network_that_scores_lower_is_never_on_the_front():
+    assert [p.name for p in front([Point("big", 9_000, (99.0, 99.1)),
+                                   Point("small", 3_000, (99.3, 99.3))])] == ["small"]
+
+
+def test_each_budget_gets_the_largest_front_point_that_fits():
+    small = Point("a", 2_500, (99.0, 99.1, 99.05))
+    big = Point("b", 7_000, (99.4, 99.5, 99.45))
+    assert best_per_budget([big, small], (2_000, 3_000, 8_000)) == {
+        2_000: None, 3_000: small, 8_000: big}
+
+
+@pytest.mark.parametrize("budgets,message", [
+    ((2_000, 1_000), "increasing order"),
+    ((1_000, 1_000), "must not repeat"),
+    ((500, 1_000), "below the smallest network"),
+    ((), "positive integers"),
+])
+def test_bad_budgets_are_named(budgets, message):
+    with pytest.raises(FrontierError, match=message):
+        check_budgets(budgets, smallest=800)
+
+
+def test_the_figure_has_the_front_and_the_public_designs_as_their_own_markers():
+    doc = {"points": [{"name": "a", "params": 3_000, "mean": 99.2, "worst": 99.1},
+                      {"name": "b", "params": 9_000, "mean": 99.5, "worst": 99.4}],
+           "public": [{"name": "p", "params": 3_762, "mean": 99.23, "recipe": "own"},
+                      {"name": "p", "params": 3_762, "mean": 99.07, "recipe": "tool"}]}
+    fig = frontier_figure(doc)
+    front_trace, own, tool = fig.data
+    assert list(front_trace.x) == [3_000, 9_000]
+    assert [round(v, 2) for v in front_trace.error_y.arrayminus] == [0.1, 0.1]
+    assert own.marker.symbol == "diamond" and tool.marker.symbol == "x"
+
+
+def test_every_shipped_frontier_point_is_a_packaged_config_that_loads_by_name():
+    import json
+    from pathlib import Path
+    import nas_mnist as nm
+    doc = json.loads((Path(__file__).resolve().parents[2] / "studies" / "frontier.json")
+                     .read_text())
+    assert doc["points"]
+    for point in doc["points"]:
+        counted = nm.count(point["name"])
+        assert counted["params"] == point["params"] and counted["macs"] == point["macs"]
+        assert len(point["seed_scores"]) >= 5 and min(point["seed_scores"]) == point["worst"]
