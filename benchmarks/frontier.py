@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 from nas_mnist.api.network import count  # noqa: E402
 from nas_mnist.files import write_text  # noqa: E402
 from nas_mnist.results.frontier import (BUDGETS, Point, best_per_budget, check_budgets,  # noqa: E402
-                                        front, frontier_figure)
+                                        front)
+from nas_mnist.results.report import frontier_figure  # noqa: E402
 from nas_mnist.results.view import StudyView  # noqa: E402
 
 CONFIGS = ROOT / "nas_mnist" / "configs"

@@ -243,7 +243,8 @@ def _study_exists(url: str, name: str) -> bool:
 
 def _run(settings, space, data, enqueued, say, progress) -> "Study":
     from nas_mnist.engine.data import describe_data
-    from nas_mnist.searcher.prior import (PACKAGED_PRIOR, Limits, describe_rung_prior,
+    from nas_mnist.spec.limits import Limits
+    from nas_mnist.searcher.prior import (PACKAGED_PRIOR, describe_rung_prior,
                                         load_prior)
     from nas_mnist.searcher.record import StudyMeta
     from nas_mnist.searcher.storage import mask_url, study_lock
@@ -256,8 +257,7 @@ def _run(settings, space, data, enqueued, say, progress) -> "Study":
         study, notes = create_or_resume(settings, space, data)
         meta = StudyMeta.from_study(study)
         notes += warm_start(study, settings, space, meta)
-        limits = Limits(meta.budget, meta.min_params, meta.max_macs, meta.max_activations,
-                        meta.max_ram)
+        limits = Limits.of(meta)
         for arch, recipe in enqueued:
             how = enqueue_config(study, arch, recipe, space)
             notes.append({None: f"already in the study, not enqueued again: {arch.describe()}",
@@ -266,7 +266,7 @@ def _run(settings, space, data, enqueued, say, progress) -> "Study":
                           "fixed": f"enqueued {arch.describe()} as a fixed configuration: "
                                    f"space {space.name} cannot express it, so the sampler "
                                    f"learns nothing from it"}[how])
-            refusal = limits.refusal(arch)
+            refusal = limits.refusal_of(arch)
             if refusal and how:
                 notes.append(f"{arch.describe()} is {refusal}: it will be refused, not trained")
     kind = "score" if meta.objectives == "score" else "score and parameters"

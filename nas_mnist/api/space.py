@@ -14,7 +14,7 @@ def space_shares(space: str = "default", *, budget: int = 10_000,
     given) and count each outcome the search counts: trainable, over the budget, under the
     floor, over the activation or RAM limit, invalid. Returns a dict; `trainable` is the
     share that would be trained."""
-    from nas_mnist.searcher.prior import Limits
+    from nas_mnist.spec.limits import Limits
     from nas_mnist.searcher.sampling import sample_shares, smallest_arch
     from nas_mnist.searcher.settings import StudyValue
     checks.integer("budget", budget, 1)
@@ -26,7 +26,7 @@ def space_shares(space: str = "default", *, budget: int = 10_000,
     limits = Limits(budget, value.resolved_min_params, None, value.resolved_max_activations,
                     max_ram)
     smallest = smallest_arch(sampled)
-    shares = sample_shares(sampled, judge=limits.refusal_kind, samples=samples, seed=seed)
+    shares = sample_shares(sampled, judge=limits.kind_of, samples=samples, seed=seed)
     widths = sampled.arch["width"]
     return {"space": sampled.name, "budget": budget, "width_scale": sampled.width_scale,
             "widths": list(widths.choices) if widths.choices else [widths.fixed],

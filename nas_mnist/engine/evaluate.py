@@ -20,6 +20,7 @@ from nas_mnist.engine.train import (EpochStats, TrainResult, eval_precision, eva
                                      load_state, train)
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.footprint import footprint
+from nas_mnist.spec.limits import Counts, Limits
 from nas_mnist.spec.recipe import Recipe
 
 
@@ -64,15 +65,12 @@ class Evaluation:
 
 
 def evaluate_candidate(arch: ArchConfig, recipe: Recipe, data: Dataset, *, seed: int = 0,
-                       budget: int | None = None, max_macs: int | None = None,
-                       min_params: int = 0, max_activations: int = 0,
-                       max_ram: int | None = None,
+                       limits: Limits | None = None,
                        on_counted: Callable[["Evaluation"], None] | None = None,
                        on_epoch: Callable[[EpochStats], bool | None] | None = None,
                        on_step: Callable[[], None] | None = None) -> Evaluation:
-    """Build `arch` (initialised from `seed`), count it, and train it unless it is over
-    `budget` parameters, under `min_params`, over `max_macs` MACs or over `max_activations`
-    (0: no such limit). `on_counted(run)` runs before any training, with the counts filled in
+    """Build `arch` (initialised from `seed`), count it, and train it unless it breaches one
+    of the study's `limits` (spec.limits; None: train whatever it is). `on_counted(run)` runs before any training, with the counts filled in
     (a search records them there); `on_epoch` may return True to stop."""
     device = data.train_x.device
     torch.manual_seed(seed)  # the initial weights: the same seed re-trains to the same numbers
@@ -81,16 +79,9 @@ def evaluate_candidate(arch: ArchConfig, recipe: Recipe, data: Dataset, *, seed:
     cost = footprint(arch)
     run = Evaluation(arch, recipe, seed, n_params, count_macs(model, in_shape(arch)),
                      cost.activations, cost.peak, device=describe_device(device))
-    if budget is not None and n_params > budget:
-        run.refused = "over_budget"
-    elif n_params < min_params:
-        run.refused = "under_floor"
-    elif max_macs is not None and run.macs > max_macs:
-        run.refused = "over_macs"
-    elif max_activations and cost.activations > max_activations:
-        run.refused = "over_activations"
-    elif max_ram is not None and cost.peak_int8_bytes > max_ram:
-        run.refused = "over_ram"
+    if limits is not None:
+        run.refused = limits.refusal_kind(
+            Counts(n_params, cost.activations, cost.peak_int8_bytes, run.macs))
     if on_counted is not None:
         on_counted(run)
     if run.refused:

@@ -3,7 +3,7 @@ that keeps a point on it only where it is better than every smaller point by mor
 seed noise (one standard error of the difference of the two means).
 
 `studies/frontier.json` (written by `benchmarks/frontier.py`) holds the points and the public
-designs re-trained beside them; `frontier_figure` draws it.
+designs re-trained beside them; `results.report.frontier_figure` draws it.
 """
 
 from __future__ import annotations
@@ -86,30 +86,3 @@ def best_per_budget(points: list[Point], budgets) -> dict[int, Point | None]:
     """For each budget, the front's largest point that fits it (None: nothing measured fits)."""
     on_front = front(points)
     return {b: next((p for p in reversed(on_front) if p.params <= b), None) for b in budgets}
-
-
-def frontier_figure(doc: dict):
-    """Mean test score against parameters: the front (the worst seed as the lower error bar)
-    and the public designs re-trained here as markers of their own."""
-    import plotly.graph_objects as go
-    fig = go.Figure()
-    points = sorted(doc["points"], key=lambda p: p["params"])
-    fig.add_trace(go.Scatter(
-        x=[p["params"] for p in points], y=[p["mean"] for p in points], mode="lines+markers",
-        name="nas-mnist front (mean of seeds; bar: worst seed)",
-        text=[p["name"] for p in points],
-        error_y=dict(type="data", symmetric=False, array=[0] * len(points),
-                     arrayminus=[p["mean"] - p["worst"] for p in points])))
-    for recipe, symbol in (("own", "diamond"), ("tool", "x")):
-        public = [p for p in doc.get("public", []) if p["recipe"] == recipe]
-        if public:
-            fig.add_trace(go.Scatter(
-                x=[p["params"] for p in public], y=[p["mean"] for p in public],
-                mode="markers+text", marker=dict(symbol=symbol, size=11),
-                text=[p["name"] for p in public], textposition="bottom center",
-                name="public design, " + ("its own recipe" if recipe == "own"
-                                          else "the tool's default recipe")))
-    fig.update_layout(title="Best network per size (MNIST, 15 epochs, min of the last 3)",
-                      xaxis_title="parameters", yaxis_title="test accuracy % (mean of seeds)",
-                      template="plotly_white")
-    return fig

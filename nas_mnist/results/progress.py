@@ -58,9 +58,8 @@ class LiveProgress:
         trained = sum(r.trained for r in recs)
         refused = sum(r.kind in record.REFUSALS for r in recs)
         stopped = sum(r.kind == "early_stopped" for r in recs)
-        best = max((r for r in recs if r.kind == "complete" and record.is_finite(r.value)
-                    and (r.n_params or 0) <= self.meta.budget),
-                   key=lambda r: (r.mean_score, -(r.n_params or 0)), default=None)
+        ranked = record.rank_feasible(recs, self.meta)  # the study's own "best", every limit
+        best = ranked[0] if ranked else None
         text = (f"trained {trained}/{self.trials} ({stopped} stopped early), "
                 f"{refused} refused")
         if best is not None:
@@ -176,8 +175,8 @@ class NotebookProgress:
     def update(self, study) -> None:
         recs = record.records(study)
         self.bar.n = sum(r.trained for r in recs)
-        best = max((r.value for r in recs if r.kind == "complete" and record.is_finite(r.value)
-                    and (r.n_params or 0) <= self.meta.budget), default=None)
+        ranked = record.rank_feasible(recs, self.meta)
+        best = ranked[0].mean_score if ranked else None
         running = [r for r in recs if r.kind == "running" and r.accs]
         post = {"refused": sum(r.kind in record.REFUSALS for r in recs)}
         if best is not None:

@@ -261,3 +261,29 @@ def write_report(study: StudyView | optuna.Study, out: Path, *, top: int = 10,
     text = summary_markdown(view, top_k=top, seed_runs=seed_runs)
     write_text(md, text)
     return [*written, md], png_note
+
+
+def frontier_figure(doc: dict):
+    """Mean test score against parameters: the front (the worst seed as the lower error bar)
+    and the public designs re-trained here as markers of their own."""
+    fig = go.Figure()
+    points = sorted(doc["points"], key=lambda p: p["params"])
+    fig.add_trace(go.Scatter(
+        x=[p["params"] for p in points], y=[p["mean"] for p in points], mode="lines+markers",
+        name="nas-mnist front (mean of seeds; bar: worst seed)",
+        text=[p["name"] for p in points],
+        error_y=dict(type="data", symmetric=False, array=[0] * len(points),
+                     arrayminus=[p["mean"] - p["worst"] for p in points])))
+    for recipe, symbol in (("own", "diamond"), ("tool", "x")):
+        public = [p for p in doc.get("public", []) if p["recipe"] == recipe]
+        if public:
+            fig.add_trace(go.Scatter(
+                x=[p["params"] for p in public], y=[p["mean"] for p in public],
+                mode="markers+text", marker=dict(symbol=symbol, size=11),
+                text=[p["name"] for p in public], textposition="bottom center",
+                name="public design, " + ("its own recipe" if recipe == "own"
+                                          else "the tool's default recipe")))
+    fig.update_layout(title="Best network per size (MNIST, 15 epochs, min of the last 3)",
+                      xaxis_title="parameters", yaxis_title="test accuracy % (mean of seeds)",
+                      template="plotly_white")
+    return fig

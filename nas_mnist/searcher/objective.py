@@ -30,6 +30,7 @@ from nas_mnist.searcher.space import SearchSpace
 from nas_mnist.searcher.sampling import suggest_arch
 from nas_mnist.searcher.stopping import Curve, StopRule
 from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.limits import Counts, Limits
 from nas_mnist.spec.recipe import Recipe
 from nas_mnist.spec.score import last_n_score
 
@@ -39,21 +40,14 @@ INVALID_CONSTRAINT = 1e9  # constraint value of a sample that is not a valid net
 def constraint_names(meta: StudyMeta) -> list[str]:
     """The hard limits of this study, as Optuna constraint names (the same set on every trial
     of a study, so the sampler compares like with like)."""
-    return (["param_budget"] + ["param_floor"] * bool(meta.min_params)
-            + ["max_macs"] * (meta.max_macs is not None)
-            + ["max_ram"] * (meta.max_ram is not None)
-            + ["max_activations"] * bool(meta.max_activations))
+    return Limits.of(meta).constraint_names()
 
 
 def constraint_values(meta: StudyMeta, run) -> dict[str, float]:
     """How far a counted network is over each limit (<= 0: within it). The sampler learns
     where every limit lies from these, also from the refused samples."""
-    values = {"param_budget": run.n_params - meta.budget,
-              "param_floor": meta.min_params - run.n_params,
-              "max_macs": (run.macs or 0) - (meta.max_macs or 0),
-              "max_ram": (run.peak or 0) - (meta.max_ram or 0),
-              "max_activations": (run.activations or 0) - meta.max_activations}
-    return {name: values[name] for name in constraint_names(meta)}
+    return Limits.of(meta).constraint_values(
+        Counts(run.n_params, run.activations or 0, run.peak or 0, run.macs or 0))
 
 
 @dataclass(frozen=True)
@@ -145,10 +139,8 @@ class Objective:
                      seed=self.train_seed, eval_split=data.eval_split,
                      threads=torch.get_num_threads(), data_checksum=data.checksum,
                      data_mean=data.mean, data_std=data.std)
-        run = evaluate_candidate(arch, recipe, data, seed=self.train_seed, budget=meta.budget,
-                                 max_macs=meta.max_macs, min_params=meta.min_params,
-                                 max_ram=meta.max_ram,
-                                 max_activations=meta.max_activations, on_counted=on_counted,
+        run = evaluate_candidate(arch, recipe, data, seed=self.train_seed,
+                                 limits=Limits.of(meta), on_counted=on_counted,
                                  on_epoch=on_epoch)
         record.write(trial, device=run.device)
         if run.refused:

@@ -17,6 +17,7 @@ from pathlib import Path
 from nas_mnist.errors import NasMnistError, SpecError
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.footprint import footprint
+from nas_mnist.spec.limits import Limits  # noqa: F401 (its home before: searcher.prior)
 from nas_mnist.spec.recipe import Recipe
 
 PRIOR_DIR = Path(__file__).resolve().parent.parent / "priors"
@@ -217,50 +218,6 @@ def load_prior(path: str | Path = PACKAGED_PRIOR) -> Prior:
     return parse_prior(doc, str(path))
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What a configuration must satisfy to be worth enqueueing in a study."""
-
-    budget: int
-    min_params: int = 0
-    max_macs: int | None = None
-    max_activations: int = 0
-    max_ram: int | None = None
-
-    def refusal(self, arch: ArchConfig, macs: int | None = None) -> str | None:
-        """Why the search would refuse `arch` before training, in words (None: it trains)."""
-        kind, value, limit = self._first_breach(arch, macs)
-        if kind is None:
-            return None
-        words, unit = _WORDS[kind]
-        return f"{words} ({value:,} {'<' if kind == 'under_floor' else '>'} {limit:,}{unit})"
-
-    def refusal_kind(self, arch: ArchConfig, macs: int | None = None) -> str | None:
-        """The trial kind the search records for `arch` (over_budget, under_floor, ...)."""
-        return self._first_breach(arch, macs)[0]
-
-    def _first_breach(self, arch: ArchConfig, macs: int | None):
-        n = arch.n_params()
-        if n > self.budget:
-            return "over_budget", n, self.budget
-        if n < self.min_params:
-            return "under_floor", n, self.min_params
-        f = footprint(arch)
-        if self.max_activations and f.activations > self.max_activations:
-            return "over_activations", f.activations, self.max_activations
-        if self.max_ram is not None and f.peak_int8_bytes > self.max_ram:
-            return "over_ram", f.peak_int8_bytes, self.max_ram
-        if self.max_macs is not None and macs is not None and macs > self.max_macs:
-            return "over_macs", macs, self.max_macs
-        return None, None, None
-
-
-_WORDS = {"over_budget": ("over the budget", " parameters"),
-          "under_floor": ("under the size floor", " parameters"),
-          "over_activations": ("over the activation limit", ""),
-          "over_ram": ("over the RAM limit", " B"), "over_macs": ("over the MACs limit", "")}
-
-
 def pick_warm(configs: list[PriorConfig], limits: Limits, *, data_checksum: str | None,
               macs_of=None, k: int = WARM_START_K) -> tuple[list[PriorConfig], list[str]]:
     """The best `k` distinct architectures that fit the limits and were made on this data,
@@ -276,7 +233,7 @@ def pick_warm(configs: list[PriorConfig], limits: Limits, *, data_checksum: str 
         if key in seen:
             continue
         macs = macs_of(c.arch) if (macs_of and limits.max_macs is not None) else None
-        if limits.refusal(c.arch, macs) is None:
+        if limits.refusal_of(c.arch, macs) is None:
             seen.add(key)
             picked.append(c)
         if len(picked) == k:

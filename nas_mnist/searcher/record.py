@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from nas_mnist._version import __version__
+from nas_mnist.spec.limits import Limits, counts_of_record
 from nas_mnist.spec.score import last_n_score
 
 META_KEY = "nas_mnist"  # study user attribute holding the StudyMeta
@@ -189,13 +190,10 @@ def rank_feasible(recs, meta: "StudyMeta") -> list[TrialRecord]:
     """The COMPLETE records within every limit of the study with a finite score, best first:
     by the mean over the training seeds run (the trial's own score unless the search confirmed
     it on more seeds); ties: fewer parameters, then the earlier trial."""
+    limits = Limits.of(meta)
     ok = [r for r in recs
           if r.state == "COMPLETE" and is_finite(r.value) and r.n_params is not None
-          and r.n_params <= meta.budget
-          and (meta.max_macs is None or (r.macs or 0) <= meta.max_macs)
-          and r.n_params >= meta.min_params
-          and (meta.max_ram is None or (r.peak or 0) <= meta.max_ram)
-          and (not meta.max_activations or (r.activations or 0) <= meta.max_activations)]
+          and limits.admits(counts_of_record(r))]
     return sorted(ok, key=lambda r: (-r.mean_score, r.n_params, r.number))
 
 

@@ -31,6 +31,7 @@ from nas_mnist.searcher.storage import StorageError, open_storage
 from nas_mnist.searcher.workers import (load_search_data, n_trained, run_parallel,  # noqa: F401
                                       run_worker, waiting)
 from nas_mnist.spec.arch import ArchConfig
+from nas_mnist.spec.limits import Limits
 from nas_mnist.spec.recipe import Recipe
 
 
@@ -112,12 +113,11 @@ def _check_reachable(settings: SearchSettings, space: SearchSpace) -> None:
     """Refuse, before a study exists, a budget the space cannot fill: no uniform draw is
     trainable under the limits (a budget far above the widths' reach leaves every network
     under the size floor). The message names the range of sizes the space draws."""
-    from nas_mnist.searcher.prior import Limits
     from nas_mnist.searcher.sampling import sample_sizes
     value = settings.value
     limits = Limits(value.budget, value.resolved_min_params, None,
                     value.resolved_max_activations, value.max_ram)
-    sizes, trainable = sample_sizes(space, judge=limits.refusal_kind, samples=REACH_DRAWS)
+    sizes, trainable = sample_sizes(space, judge=limits.kind_of, samples=REACH_DRAWS)
     if trainable or not sizes:
         return
     raise SettingsError(
@@ -202,7 +202,7 @@ def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace
     """Enqueue the best few known configurations that fit this study (`settings.run.warm_start`:
     "auto" = the packaged prior plus the local studies/ folder, "none", or prior files).
     Returns one line per configuration or skipped source, for the user."""
-    from nas_mnist.searcher.prior import (PACKAGED_PRIOR, Limits, load_prior, local_configs,
+    from nas_mnist.searcher.prior import (PACKAGED_PRIOR, load_prior, local_configs,
                                         pick_warm)
     from nas_mnist.searcher.reuse import enter_known, why_not_reusable
     sources = settings.run.warm_start
@@ -225,9 +225,7 @@ def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace
                 configs += local_configs(STUDIES_DIR, exclude=settings.study)
         else:
             configs += load_prior(source).configs
-    limits = Limits(meta.budget, meta.min_params, meta.max_macs, meta.max_activations,
-                    meta.max_ram)
-    picked, skipped = pick_warm(configs, limits, data_checksum=meta.data_checksum,
+    picked, skipped = pick_warm(configs, Limits.of(meta), data_checksum=meta.data_checksum,
                                 macs_of=_macs_of)
     picked = [_reusable_twin(c, configs, meta) for c in picked]
     notes += [f"warm start: {line}" for line in skipped]

@@ -31,6 +31,7 @@ from nas_mnist.searcher.prior import PACKAGED_PRIOR, load_prior
 from nas_mnist.searcher.claims import (StudyFull, claim_trials, fail_unstarted, n_trained,
                                        sampler_start)
 from nas_mnist.searcher.record import StudyMeta, TrialRecord
+from nas_mnist.spec.limits import Limits
 from nas_mnist.searcher.settings import SearchError, SearchSettings
 from nas_mnist.searcher.storage import mask_url, open_storage
 
@@ -139,22 +140,11 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
     return trained
 
 
-_LIMIT = {"over_budget": ("over the budget", "budget", ""),
-          "under_floor": ("under the size floor", "min_params", ""),
-          "over_macs": ("over the MACs limit", "max_macs", ""),
-          "over_activations": ("over the activation limit", "max_activations", ""),
-          "over_ram": ("over the RAM limit", "max_ram", " B")}
-
-
 def _refusals(counts: Counter, meta: StudyMeta) -> str:
     """'183 over the RAM limit max_ram=4,096 B, 17 invalid': what refused the samples, most
     first, each limit named by its parameter."""
-    parts = []
-    for kind, n in counts.most_common():
-        words, key, unit = _LIMIT.get(kind, (kind.replace("_", " "), None, ""))
-        value = getattr(meta, key, None) if key else None
-        parts.append(f"{n} {words}" + (f" {key}={value:,}{unit}" if value is not None else ""))
-    return ", ".join(parts)
+    limits = Limits.of(meta)
+    return ", ".join(f"{n} {limits.describe(kind)}" for kind, n in counts.most_common())
 
 
 def _root_cause(err: BaseException) -> str:
@@ -216,15 +206,12 @@ def enqueue_startup_draw(study: optuna.Study, space, meta: StudyMeta, *, seed: i
     queue a uniform draw of the space among those the limits admit. TPE counts a refused
     sample as one of its random start-up trials: at 10,000 parameters 3 of 4 uniform draws
     were refused, so most of its start-up taught it the limits and trained nothing."""
-    from nas_mnist.searcher.prior import Limits
     from nas_mnist.searcher.sampling import trainable_draw
     begun = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
                                                      TrialState.RUNNING, TrialState.WAITING))
     if len(begun) >= TPE_STARTUP_TRIALS or waiting(study):
         return False
-    limits = Limits(meta.budget, meta.min_params, meta.max_macs, meta.max_activations,
-                    meta.max_ram)
-    params = trainable_draw(space, judge=limits.refusal_kind,
+    params = trainable_draw(space, judge=Limits.of(meta).kind_of,
                             seed=(seed + SEED_STRIDE_TRIALS * len(study.trials)) % 2**32)
     if params is None:
         return False  # the sampler's own draws find out, and the refusals say why

@@ -1,7 +1,8 @@
 import pytest
 
 from nas_mnist.results.frontier import (FrontierError, Point, beats, best_per_budget,
-                                        check_budgets, front, frontier_figure)
+                                        check_budgets, front)
+from nas_mnist.results.report import frontier_figure
 
 
 def test_a_point_within_one_standard_error_of_a_smaller_one_is_dropped():

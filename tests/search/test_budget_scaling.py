@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from nas_mnist.api import space_shares
-from nas_mnist.searcher.prior import Limits
+from nas_mnist.spec.limits import Limits
 from nas_mnist.searcher.record import StudyMeta, TrialRecord
 from nas_mnist.searcher.sampling import suggest_arch
 from nas_mnist.searcher.settings import StudyValue
@@ -53,7 +53,7 @@ def test_the_startup_draws_are_all_trainable(budget):
     while enqueue_startup_draw(study, space, meta, seed=3):
         trial = study.ask()  # takes the queued draw
         assert TrialRecord.from_trial(trial).startup
-        assert limits.refusal_kind(suggest_arch(trial, space)) is None
+        assert limits.kind_of(suggest_arch(trial, space)) is None
         space.recipe_for(trial)
         study.tell(trial, 0.0)
         drawn += 1

@@ -14,7 +14,8 @@ from nas_mnist.cli import main
 from nas_mnist.engine.builder import build_model
 from nas_mnist.engine.costmodel import CostModel, calibrate
 from nas_mnist.engine.counting import measure_footprint
-from nas_mnist.searcher.prior import (PACKAGED_PRIOR, FORMAT, Limits, PriorError, load_prior,
+from nas_mnist.spec.limits import Limits
+from nas_mnist.searcher.prior import (PACKAGED_PRIOR, FORMAT, PriorError, load_prior,
                                     parse_prior, pick_warm)
 from nas_mnist.searcher.record import records
 from nas_mnist.searcher.space import SPACE_DIR

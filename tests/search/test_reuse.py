@@ -90,7 +90,8 @@ def test_retrain_known_without_a_warm_start_is_refused_before_anything_exists(tm
 def test_a_warm_start_from_the_packaged_prior_trains_none_of_its_networks_again(budget, floor):
     """Each network the warm start picks at 10,000 and 4,000 has runs with today's trainer in
     the packaged prior (the v4 studies re-ran the v3 winners), so none is trained again."""
-    from nas_mnist.searcher.prior import Limits, load_prior, pick_warm
+    from nas_mnist.searcher.prior import load_prior, pick_warm
+    from nas_mnist.spec.limits import Limits
     from nas_mnist.searcher.record import StudyMeta
     from nas_mnist.searcher.reuse import why_not_reusable
     from nas_mnist.searcher.study import _reusable_twin
