@@ -64,34 +64,46 @@ class Evaluation:
         return out
 
 
-def evaluate_candidate(arch: ArchConfig, recipe: Recipe, data: Dataset, *, seed: int = 0,
-                       limits: Limits | None = None,
-                       on_counted: Callable[["Evaluation"], None] | None = None,
-                       on_epoch: Callable[[EpochStats], bool | None] | None = None,
-                       on_step: Callable[[], None] | None = None) -> Evaluation:
-    """Build `arch` (initialised from `seed`), count it, and train it unless it breaches one
-    of the study's `limits` (spec.limits; None: train whatever it is). `on_counted(run)` runs before any training, with the counts filled in
-    (a search records them there); `on_epoch` may return True to stop."""
-    device = data.train_x.device
+def prepare_candidate(arch: ArchConfig, recipe: Recipe, data: Dataset, *, seed: int = 0,
+                      limits: Limits | None = None) -> Evaluation:
+    """Build `arch` (its initial weights drawn from `seed`), count it, and judge it against
+    the study's `limits` (spec.limits; None: none): `refused` names the limit it breaches.
+    Nothing is trained; `train_candidate` does that next."""
     torch.manual_seed(seed)  # the initial weights: the same seed re-trains to the same numbers
     model = build_model(arch)
     n_params = count_params(model)
     cost = footprint(arch)
     run = Evaluation(arch, recipe, seed, n_params, count_macs(model, in_shape(arch)),
-                     cost.activations, cost.peak, device=describe_device(device))
+                     cost.activations, cost.peak, model=model,
+                     device=describe_device(data.train_x.device))
     if limits is not None:
         run.refused = limits.refusal_kind(
             Counts(n_params, cost.activations, cost.peak_int8_bytes, run.macs))
-    if on_counted is not None:
-        on_counted(run)
-    if run.refused:
-        return run
-    run.model = model.to(device)
-    run.result = train(run.model, data, recipe, seed=seed, on_epoch=on_epoch, on_step=on_step)
+    return run
+
+
+def train_candidate(run: Evaluation, data: Dataset, *,
+                    on_epoch: Callable[[EpochStats], bool | None] | None = None,
+                    on_step: Callable[[], None] | None = None) -> Evaluation:
+    """Train a prepared candidate; `on_epoch` sees each epoch and may return True to stop."""
+    run.model = run.model.to(data.train_x.device)
+    run.result = train(run.model, data, run.recipe, seed=run.seed, on_epoch=on_epoch,
+                       on_step=on_step)
     if data.eval_split == "val":
         run.result.test_acc_final, _ = evaluate(run.model, data.test_x, data.test_y, data,
                                                 precision=run.result.eval_precision)
     return run
+
+
+def evaluate_candidate(arch: ArchConfig, recipe: Recipe, data: Dataset, *, seed: int = 0,
+                       limits: Limits | None = None,
+                       on_epoch: Callable[[EpochStats], bool | None] | None = None,
+                       on_step: Callable[[], None] | None = None) -> Evaluation:
+    """Prepare `arch` and train it unless the limits refuse it."""
+    run = prepare_candidate(arch, recipe, data, seed=seed, limits=limits)
+    if run.refused:
+        return run
+    return train_candidate(run, data, on_epoch=on_epoch, on_step=on_step)
 
 
 def evaluate_weights(arch: ArchConfig, data: Dataset, weights_path: str,

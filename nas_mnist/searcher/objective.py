@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import optuna
@@ -20,7 +19,7 @@ import torch
 from nas_mnist._version import __version__
 from nas_mnist.engine.data import Dataset
 from nas_mnist.engine.device import resolve_precision
-from nas_mnist.engine.evaluate import evaluate_candidate
+from nas_mnist.engine.evaluate import prepare_candidate, train_candidate
 from nas_mnist.errors import SpecError
 from nas_mnist.searcher import record
 from nas_mnist.searcher.prior import Prior
@@ -50,22 +49,10 @@ def constraint_values(meta: StudyMeta, run) -> dict[str, float]:
         Counts(run.n_params, run.activations or 0, run.peak or 0, run.macs or 0))
 
 
-@dataclass(frozen=True)
-class EpochEvent:
-    """What a live progress display needs after each trained epoch."""
-
-    trial: int
-    epoch: int
-    epochs: int
-    acc: float
-    n_params: int
-    epoch_seconds: float
-
-
 class Objective:
     def __init__(self, meta: StudyMeta, space: SearchSpace, data: Dataset, rule: StopRule, *,
                  train_seed: int = 0, artifacts: str | None = None,
-                 on_epoch: Callable[[EpochEvent], None] | None = None,
+                 on_epoch: Callable[[], None] | None = None,
                  prior: Prior | None = None):
         self.meta, self.space, self.data, self.rule = meta, space, data, rule
         self.train_seed, self.artifacts, self.on_epoch = train_seed, artifacts, on_epoch
@@ -101,25 +88,31 @@ class Objective:
                                     eval_precision=self.meta.eval_precision)
 
     def _evaluate(self, trial: optuna.Trial, arch: ArchConfig, recipe: Recipe):
+        """Prepare (build, count, refuse), then train with a report and a stopping decision
+        after every epoch."""
         meta, data = self.meta, self.data
         self.decisions: list[dict] = []
         record.write(trial, arch=arch.to_dict(), recipe=recipe.to_dict())
+        record.write(trial, precision=resolve_precision(recipe.precision, data.train_x.device),
+                     seed=self.train_seed, eval_split=data.eval_split,
+                     threads=torch.get_num_threads(), data_checksum=data.checksum,
+                     data_mean=data.mean, data_std=data.std)
+        run = prepare_candidate(arch, recipe, data, seed=self.train_seed, limits=Limits.of(meta))
+        record.write(trial, n_params=run.n_params, macs=run.macs, activations=run.activations,
+                     peak=run.peak, device=run.device)
+        for name, value in constraint_values(meta, run).items():
+            trial.set_constraint(name, value)
+        if run.refused:
+            record.write(trial, reason=run.refused)
+            raise optuna.TrialPruned(f"{run.refused}: {run.n_params:,} parameters, "
+                                     f"{run.macs:,} MACs, {run.activations:,} activations")
+        # what MO-ASHA ranks on beside accuracy: parameters, or peak RAM in a score,ram study
+        cost = run.peak if record.COST.get(meta.objectives) == "peak" else run.n_params
         curve: list[float] = []
         losses: list[float] = []
         eval_losses: list[float] = []
         epoch_seconds: list[float] = []
-        n_params_box: list[int] = []
-        cost_box: list[int] = []  # what MO-ASHA ranks on beside accuracy
         start = time.perf_counter()
-
-        def on_counted(run) -> None:
-            n_params_box.append(run.n_params)
-            cost_box.append(run.peak if record.COST.get(meta.objectives) == "peak"
-                            else run.n_params)
-            record.write(trial, n_params=run.n_params, macs=run.macs,
-                         activations=run.activations, peak=run.peak)
-            for name, value in constraint_values(meta, run).items():
-                trial.set_constraint(name, value)
 
         def on_epoch(e) -> bool:
             curve.append(e.eval_acc)
@@ -131,22 +124,10 @@ class Objective:
             if len(meta.directions) == 1:
                 trial.report(e.eval_acc, e.epoch)
             if self.on_epoch is not None:
-                self.on_epoch(EpochEvent(trial.number, e.epoch, meta.epochs, e.eval_acc,
-                                         n_params_box[0], e.seconds))
-            return self._should_stop(trial, curve, cost_box[0], e.epoch, recipe)
+                self.on_epoch()
+            return self._should_stop(trial, curve, cost, e.epoch, recipe)
 
-        record.write(trial, precision=resolve_precision(recipe.precision, data.train_x.device),
-                     seed=self.train_seed, eval_split=data.eval_split,
-                     threads=torch.get_num_threads(), data_checksum=data.checksum,
-                     data_mean=data.mean, data_std=data.std)
-        run = evaluate_candidate(arch, recipe, data, seed=self.train_seed,
-                                 limits=Limits.of(meta), on_counted=on_counted,
-                                 on_epoch=on_epoch)
-        record.write(trial, device=run.device)
-        if run.refused:
-            record.write(trial, reason=run.refused)
-            raise optuna.TrialPruned(f"{run.refused}: {run.n_params:,} parameters, "
-                                     f"{run.macs:,} MACs, {run.activations:,} activations")
+        train_candidate(run, data, on_epoch=on_epoch)
         if self.artifacts:
             self._save_weights(trial, run.model)
         if run.result.stopped_early:
@@ -155,7 +136,7 @@ class Objective:
         score = last_n_score(curve, meta.last_n, meta.objective)
         if len(meta.directions) == 1:
             return score
-        return score, cost_box[0]
+        return score, cost
 
     def _should_stop(self, trial: optuna.Trial, curve: list[float], cost: int,
                      epoch: int, recipe: Recipe) -> bool:

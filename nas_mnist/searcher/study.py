@@ -340,7 +340,7 @@ def run_search(settings: SearchSettings, study: optuna.Study, *, data: Dataset |
     remaining = max(0, settings.run.trials - before)
     if remaining == 0 and not settings.run.confirm_top:
         return 0  # (with confirm_top the workers still confirm the top K)
-    on_epoch = (lambda event: on_progress(study)) if on_progress else None
+    on_epoch = (lambda: on_progress(study)) if on_progress else None
     on_trial = (lambda rec: on_progress(study)) if on_progress else None
     if settings.run.jobs == 1:
         data = data if data is not None else load_search_data(settings)

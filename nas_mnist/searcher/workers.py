@@ -26,7 +26,7 @@ from nas_mnist.engine.train import NonFiniteLoss
 from nas_mnist.errors import NasMnistError
 from nas_mnist.searcher import record
 from nas_mnist.searcher.confirmation import confirm_one
-from nas_mnist.searcher.objective import EpochEvent, Objective
+from nas_mnist.searcher.objective import Objective
 from nas_mnist.searcher.prior import PACKAGED_PRIOR, load_prior
 from nas_mnist.searcher.claims import (StudyFull, claim_trials, fail_unstarted, n_trained,
                                        sampler_start)
@@ -65,7 +65,7 @@ def load_search_data(settings: SearchSettings) -> Dataset:
 
 def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
                data: Dataset | None = None, deadline: float | None = None,
-               on_epoch: Callable[[EpochEvent], None] | None = None,
+               on_epoch: Callable[[], None] | None = None,
                on_trial: Callable[[TrialRecord], None] | None = None,
                queued_only: bool = False) -> int:
     """Train networks until `share` of them were trained here, or the study has

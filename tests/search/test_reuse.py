@@ -36,13 +36,13 @@ def _prior(tmp_path, data_dir, **recipe) -> str:
 @pytest.fixture
 def trainings(monkeypatch):
     calls = []
-    real = objective_module.evaluate_candidate
+    real = objective_module.train_candidate
 
-    def counting(arch, *args, **kwargs):
-        calls.append(arch.key())
-        return real(arch, *args, **kwargs)
+    def counting(run, *args, **kwargs):
+        calls.append(run.arch.key())
+        return real(run, *args, **kwargs)
 
-    monkeypatch.setattr(objective_module, "evaluate_candidate", counting)
+    monkeypatch.setattr(objective_module, "train_candidate", counting)
     return calls
 
 
