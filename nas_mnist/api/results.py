@@ -80,7 +80,6 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
         raise ApiError(f"out {folder} is a file, not a folder")
     url = storage or default_storage(study)
     opened = StudyView.read(ls(study, url))  # one snapshot for every page and table
-    say(f"study {study!r}: data sha256 {(opened.meta.data_checksum or '?')[:12]} (as searched)")
     if not opened.feasible:
         raise ExportError(f"study {study!r} has no complete feasible trial yet: nothing to "
                           f"report")

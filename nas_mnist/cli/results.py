@@ -91,12 +91,15 @@ def cmd_predict(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from nas_mnist.api import report
-    written = report(study=args.study, storage=storage_url(args), out=args.out, top=args.top,
+    from nas_mnist.api import load_study, report
+    url = storage_url(args)
+    written = report(study=args.study, storage=url, out=args.out, top=args.top,
                      no_png=args.no_png, seeds=args.seeds, confirm=args.confirm,
                      confirm_top=args.confirm_top, winner=args.winner, reuse=args.reuse,
                      jobs=args.jobs, data_dir=args.data_dir, device=args.device,
                      threads=args.threads, log=lambda line: print(line, file=sys.stderr))
+    checksum = load_study(args.study, url).meta.data_checksum
+    print(f"study {args.study!r}: data sha256 {(checksum or '?')[:12]} (as searched)")
     for path in written:
         print(path)
     return 0

@@ -60,7 +60,7 @@ def check_parallel(n: int, what: str) -> None:
     limit = OVERSUBSCRIBE * cpu_cores()
     if n > limit:
         raise DeviceError(f"{what} {n} is more than {OVERSUBSCRIBE} per CPU core "
-                          f"({cpu_cores()} cores here: at most {limit})")
+                          f"({cpu_cores()} cores here: at most {limit})", params=(what,))
 
 
 def set_threads(n: int | None) -> int:
