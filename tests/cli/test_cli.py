@@ -53,7 +53,9 @@ def test_train_seeds_reports_spread_on_a_validation_split(small_data_dir, tmp_pa
     # each seed is its own run: its score is its last validation epoch, and test comes too
     assert runs["mins"] == [accs[-1] for accs in runs["val_acc"]]
     assert runs["val_acc"][0] != runs["val_acc"][1]
-    assert all(0 < t <= 100 for t in runs["test_acc_final"])
+    # the test figure after the last epoch: above chance, measured apart from the val score
+    assert all(t > 25.0 for t in runs["test_acc_final"])
+    assert runs["test_acc_final"] != runs["mins"]
     # two runs side by side give the same numbers; --require holds for every seed
     again = tmp_path / "again.json"
     assert main(["train", REFERENCE_CONFIG, "--epochs", "1", "--seeds", "2", "--val-split",
