@@ -266,10 +266,11 @@ def predict(model, images, labels=None) -> Prediction:
     loaded = load_model(Path(model))
     if isinstance(images, np.ndarray):
         names = [f"array[{i}]" for i in range(len(images))]
-        predicted = loaded.predict(images.astype(np.float32))
+        logits = loaded.logits(images.astype(np.float32))
     else:
         names, array = read_images([str(p) for p in images])
-        predicted = loaded.predict(array)
+        logits = loaded.logits(array)
+    predicted = logits.argmax(1)
     accuracy = None
     if labels is not None:
         truth = labels if isinstance(labels, np.ndarray) else read_idx(Path(labels))[0]
@@ -279,6 +280,12 @@ def predict(model, images, labels=None) -> Prediction:
                            f"shape {np.shape(truth)} (an images file?)")
         if len(truth) != len(predicted):
             raise ApiError(f"labels holds {len(truth):,} labels for {len(predicted):,} images")
+        classes = logits.shape[1]
+        outside = [int(v) for v in np.asarray(truth).ravel()
+                   if not float(v).is_integer() or not 0 <= v < classes][:1]
+        if outside:  # a label the model cannot predict: an accuracy would miscount silently
+            raise ApiError(f"labels must be classes 0-{classes - 1} (the model's outputs); "
+                           f"found {outside[0]}", params=("labels",))
         accuracy = 100.0 * int((np.asarray(truth) == predicted).sum()) / len(predicted)
     return Prediction(names, predicted, accuracy)
 

@@ -385,3 +385,17 @@ def test_a_recipe_study_resumed_with_another_arch_names_both(tmp_path, small_dat
     assert code == 2 and len(err) == 1
     assert "recipe study of '6v-14xv" in err[0] and "3,762 parameters" in err[0]
     assert "budget" not in err[0]  # the stored budget is not what the user changed
+
+
+def test_predict_refuses_labels_the_model_cannot_predict(tmp_path, small_data_dir, capsys):
+    """A label of 10 on a 10-class model was counted as a miss: a silent wrong accuracy."""
+    import numpy as np
+    from nas_mnist.engine.data import read_idx, write_idx
+    winner = Path(__file__).resolve().parents[2] / "studies/mnist-10k-winners/trial52.json"
+    images = small_data_dir / "t10k-images-idx3-ubyte"
+    labels = read_idx(small_data_dir / "t10k-labels-idx1-ubyte")[0].copy()
+    labels[3] = 10
+    bad = write_idx(tmp_path / "bad-labels-idx1-ubyte", labels.astype(np.uint8))
+    code = main(["predict", str(winner), str(images), "--labels", str(bad)])
+    assert "--labels must be classes 0-9 (the model's outputs); found 10" in \
+        _one_line(capsys, code)
