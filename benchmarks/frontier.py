@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from nas_mnist.api.network import count  # noqa: E402
 from nas_mnist.files import write_text  # noqa: E402
-from nas_mnist.results.frontier import (BUDGETS, Point, best_per_budget, check_budgets,  # noqa: E402
-                                        front)
+from nas_mnist.results.frontier import (BUDGETS, FrontierError, Point,  # noqa: E402
+                                        best_per_budget, check_budgets, front)
 from nas_mnist.results.report import frontier_figure  # noqa: E402
 from nas_mnist.results.view import StudyView  # noqa: E402
 
@@ -105,7 +105,10 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    budgets = check_budgets(args.budgets)
+    try:
+        budgets = check_budgets(args.budgets)
+    except FrontierError as err:  # one line, nothing written
+        parser.exit(2, f"frontier.py: error: {err}\n")
     candidates = _candidates()
     per_budget = best_per_budget(candidates, budgets)
     points, seen = [], set()

@@ -59,3 +59,17 @@ def test_every_shipped_frontier_point_is_a_packaged_config_that_loads_by_name():
         counted = nm.count(point["name"])
         assert counted["params"] == point["params"] and counted["macs"] == point["macs"]
         assert len(point["seed_scores"]) >= 5 and min(point["seed_scores"]) == point["worst"]
+
+
+@pytest.mark.parametrize("budgets,message", [(["2000", "1000"], "increasing order"),
+                                             (["1000", "1000"], "must not repeat")])
+def test_the_frontier_script_refuses_bad_budgets_in_one_line_writing_nothing(budgets, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    shipped = (root / "studies" / "frontier.json").read_bytes()
+    done = subprocess.run([sys.executable, "benchmarks/frontier.py", "--budgets", *budgets],
+                          cwd=root, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr
+    assert (root / "studies" / "frontier.json").read_bytes() == shipped
