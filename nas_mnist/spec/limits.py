@@ -2,7 +2,9 @@
 network breaches it, the constraint the sampler learns it from, whether a stored record is
 admitted, and how a refusal reads. Every site that checks a limit asks this module (the trainer
 before training, the sampler's constraints, the ranking, the warm start, the progress line, the
-reach check); adding a limit is one `LIMITS` row, one `Limits` field and one flag.
+reach check). Adding a limit is one `LIMITS` row and one `Limits` field here; the setting
+itself is still written in the study record (`StudyMeta`, `StudyValue`), the `search()` keyword
+and the flag, until a study's settings are one record.
 
 Pure arithmetic on counts: the parameters, MACs (when counted), activations and peak int8
 bytes of a network (`spec.footprint`).
