@@ -20,10 +20,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", help="output folder (default: studies/<study>-winners)")
     p.add_argument("--artifacts", help="weights folder (default: as for search)")
     p.add_argument("--format", action="append", default=[],
-                   choices=["onnx", "onnx-int8", "torchscript"],
+                   choices=["onnx", "onnx-int8", "torchscript", "tflite-int8", "c"],
                    help="also write a deployable model (normalisation folded in), verified "
-                        "on the test set; may repeat (onnx and onnx-int8 need the onnx extra; "
-                        "onnx-int8: static int8, calibrated on training images)")
+                        "on the test set; may repeat (onnx and onnx-int8 need the onnx extra, "
+                        "tflite-int8 the tflite extra, c a C compiler; the int8 formats are "
+                        "calibrated on training images)")
     p.add_argument("--calibration-images", type=positive(), default=None, metavar="N",
                    help="training images that set the int8 ranges (1024; at least 64)")
     add_data_flags(p, split=False)  # re-training uses the study's own split

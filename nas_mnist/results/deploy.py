@@ -24,7 +24,10 @@ from nas_mnist.engine.train import EVAL_BATCH
 from nas_mnist.files import atomic_write
 from nas_mnist.results.models import DeployError, Normalised, load_model, need
 
-FORMATS = {"onnx": ".onnx", "onnx-int8": ".int8.onnx", "torchscript": ".torchscript.pt"}
+FORMATS = {"onnx": ".onnx", "onnx-int8": ".int8.onnx", "torchscript": ".torchscript.pt",
+           "tflite-int8": ".int8.tflite", "c": ".c"}
+SIDE_FILES = {"c": (".h",)}  # written beside the format's file
+INT8_FORMATS = {"onnx-int8", "tflite-int8", "c"}  # calibrated on training images
 # int8: ONNX Runtime static quantization (QDQ, int8 weights per output channel, int8
 # activations, min-max ranges) calibrated on training images, never test images. Measured on
 # the shipped winners (packaged MNIST, 1,024 calibration images): trial 52 99.46 -> 99.46 %,
@@ -42,6 +45,12 @@ def check_format(fmt: str) -> None:
         raise DeployError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     if fmt.startswith("onnx"):
         need("onnx", fmt), need("onnxruntime", fmt), need("onnxscript", fmt)
+    if fmt == "tflite-int8":
+        for module in ("flatbuffers", "tflite", "ai_edge_litert", "tflite_micro"):
+            need(module, fmt)
+    if fmt == "c":
+        from nas_mnist.results.csource import compiler
+        compiler()
 
 
 def check_calibration(images: int) -> None:
@@ -56,9 +65,17 @@ def export_model(model: Normalised, fmt: str, dest: Path, data: Dataset, *,
     written file predicts every test image as PyTorch does (int8: within MAX_INT8_DROP points
     of its accuracy). Returns the accuracies, the file size and the latency."""
     check_format(fmt)
-    if fmt == "onnx-int8":
+    if fmt in INT8_FORMATS:
         check_calibration(calibration_images)
+        if len(data.train_x) < calibration_images:
+            raise DeployError(f"calibration_images {calibration_images:,} is more than the "
+                              f"{len(data.train_x):,} training images")
+    if fmt == "onnx-int8":
         return _export_int8(model, dest, data, calibration_images)
+    if fmt == "tflite-int8":
+        return _export_tflite(model, dest, data, calibration_images)
+    if fmt == "c":
+        return _export_c(model, dest, data, calibration_images)
     shape = tuple(data.test_x.shape[1:])
     ours = predict_torch(model, data.test_x)
     theirs = None
@@ -101,12 +118,9 @@ def _export_int8(model: Normalised, dest: Path, data: Dataset, images: int) -> d
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
     import onnxruntime as ort
-    if len(data.train_x) < images:
-        raise DeployError(f"calibration_images {images:,} is more than the "
-                          f"{len(data.train_x):,} training images")
+    from nas_mnist.results.int8 import calibration_images
     shape = tuple(data.test_x.shape[1:])
-    pick = np.random.default_rng(0).choice(len(data.train_x), images, replace=False)
-    calibration = data.train_x[torch.from_numpy(np.sort(pick))].cpu().numpy()
+    calibration = calibration_images(data.train_x, images).numpy()
 
     class Batches(CalibrationDataReader):
         def __init__(self, name: str):
@@ -156,6 +170,93 @@ def _export_int8(model: Normalised, dest: Path, data: Dataset, images: int) -> d
             **latency(dest)}
 
 
+def _int8_graph(model: Normalised, data: Dataset, images: int):
+    """The full-int8 graph (`int8.py`), the test images as its int8 input, their labels, and
+    PyTorch's predictions."""
+    from nas_mnist.results.int8 import calibration_images, quantize
+    graph = quantize(model, calibration_images(data.train_x, images))
+    x = data.test_x.cpu().numpy()
+    return graph, graph.quantize_images(x), data.test_y.cpu().numpy(), predict_torch(model,
+                                                                                   data.test_x)
+
+
+def _check_drop(fmt: str, fp32_acc: float, acc: float, dest: Path) -> None:
+    if fp32_acc - acc > MAX_INT8_DROP:
+        raise DeployError(f"{fmt} test accuracy {acc:.2f} % is {fp32_acc - acc:.2f} points "
+                          f"under fp32 ({fp32_acc:.2f} %), more than the {MAX_INT8_DROP} "
+                          f"allowed: {dest} not written")
+
+
+def _calibration(images: int) -> dict:
+    return {"images": images, "from": "training set", "seed": 0, "method": "minmax",
+            "weights": "int8 per channel, symmetric", "activations": "int8 per tensor"}
+
+
+def _export_tflite(model: Normalised, dest: Path, data: Dataset, images: int) -> dict:
+    """A full-int8 .tflite (`tflite.py`), kept only if LiteRT's predictions stay within
+    MAX_INT8_DROP points of PyTorch's accuracy and TFLite Micro computes the integer
+    reference's logits on every test image; records the arena TFLite Micro needs."""
+    from nas_mnist.results.tflite import LiteRT, TFLM, tflite_bytes, tflm_arena
+    graph, q, labels, ours = _int8_graph(model, data, images)
+    blob = tflite_bytes(graph)
+    reference = graph.run(q)
+    lite = LiteRT(blob)
+    lite_logits = lite.run(q)
+    arena = tflm_arena(blob, q[:1])
+    micro = TFLM(blob, arena)
+    micro_logits = micro.run(q)
+    head, tail = micro.allocations()
+    fp32_acc = _percent(ours == labels)
+    acc = _percent(lite_logits.argmax(1) == labels)
+    _check_drop("tflite-int8", fp32_acc, acc, dest)
+    differ = int((micro_logits != reference).any(1).sum())
+    if differ:
+        raise DeployError(f"TFLite Micro computes other logits than the integer reference on "
+                          f"{differ:,} test images: {dest} not written")
+    atomic_write(dest, lambda tmp: Path(tmp).write_bytes(blob))
+    return {"format": "tflite-int8", "file": dest.name, "images": len(labels),
+            "torch_acc": fp32_acc, "tflite-int8_acc": acc,
+            "drop": round(fp32_acc - acc, 4),
+            "agreement": _percent(lite_logits.argmax(1) == ours),
+            "litert_logits_equal_reference": _percent((lite_logits == reference).all(1)),
+            "tflm_acc": _percent(micro_logits.argmax(1) == labels),
+            "tflm_predictions_equal_litert": _percent(micro_logits.argmax(1)
+                                                      == lite_logits.argmax(1)),
+            "tflm_logits_equal_reference": 100.0,
+            "tflm_arena_bytes": arena, "tflm_arena_head": head, "tflm_arena_tail": tail,
+            "peak_ram_int8": max(a + b for a, b in zip(graph.tensor_bytes(),
+                                                       graph.tensor_bytes()[1:])),
+            "file_bytes": len(blob), "weight_bytes": graph.weight_bytes(),
+            "calibration": _calibration(images),
+            **_latency(lambda: lite.run(q[:1]), f"LiteRT {lite.version}")}
+
+
+def _export_c(model: Normalised, dest: Path, data: Dataset, images: int) -> dict:
+    """A C source and header (`csource.py`), kept only if the compiled code returns the
+    integer reference's logits on every test image."""
+    from nas_mnist.results.csource import arena_bytes, c_name, c_source, check_c
+    graph, q, labels, ours = _int8_graph(model, data, images)
+    name = c_name(dest.name[:-len(FORMATS["c"])])
+    header, source = c_source(graph, name)
+    built = check_c(header, source, name, q)
+    logits = built.pop("logits")
+    differ = int((logits != graph.run(q)).any(1).sum())
+    if differ:
+        raise DeployError(f"the compiled C computes other logits than the integer reference on "
+                          f"{differ:,} test images: {dest} not written")
+    fp32_acc, acc = _percent(ours == labels), _percent(logits.argmax(1) == labels)
+    _check_drop("c", fp32_acc, acc, dest)
+    header_path = dest.with_name(f"{name}.h")
+    atomic_write(header_path, lambda tmp: Path(tmp).write_text(header, encoding="utf-8"))
+    atomic_write(dest, lambda tmp: Path(tmp).write_text(source, encoding="utf-8"))
+    return {"format": "c", "file": dest.name, "header": header_path.name,
+            "images": len(labels), "torch_acc": fp32_acc, "c_acc": acc,
+            "drop": round(fp32_acc - acc, 4), "agreement": _percent(logits.argmax(1) == ours),
+            "logits_equal_reference": 100.0, "arena_bytes": arena_bytes(graph),
+            "weight_bytes": graph.weight_bytes(), "calibration": _calibration(images),
+            **built}
+
+
 def weight_bytes(path: Path) -> int:
     """Bytes of the stored tensors of an ONNX file (weights, biases, scales, zero points):
     what a microcontroller keeps in flash besides its code."""
@@ -168,23 +269,29 @@ def weight_bytes(path: Path) -> int:
 def latency(path: Path, runs: int = LATENCY_RUNS, warmup: int = LATENCY_WARMUP) -> dict:
     """Median wall time of one image (batch 1) through ONNX Runtime on one CPU thread, after
     a warm-up: this CPU's figure, not a microcontroller's (there MACs are the proxy)."""
-    import time
     import onnxruntime as ort
-    from nas_mnist.engine.device import cpu_model
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     inp = session.get_inputs()[0]
     image = {inp.name: np.zeros((1, *inp.shape[1:]), dtype=np.float32)}
+    return _latency(lambda: session.run(None, image), f"onnxruntime {ort.__version__}",
+                    runs, warmup)
+
+
+def _latency(run_one, runtime: str, runs: int = LATENCY_RUNS,
+             warmup: int = LATENCY_WARMUP) -> dict:
+    import time
+    from nas_mnist.engine.device import cpu_model
     times = []
     for i in range(warmup + runs):
         start = time.perf_counter()
-        session.run(None, image)
+        run_one()
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return {"latency_ms": round(1e3 * float(np.median(times)), 4),
             "latency": {"runs": runs, "warmup": warmup, "batch": 1, "threads": 1,
-                        "runtime": f"onnxruntime {ort.__version__}", "cpu": cpu_model()}}
+                        "runtime": runtime, "cpu": cpu_model()}}
 
 
 def _write_onnx(model: nn.Module, shape: tuple, path: Path) -> None:

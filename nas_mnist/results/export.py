@@ -165,10 +165,11 @@ def export_trials(study: StudyView | optuna.Study, *, url: str, out: str | Path 
                   calibration_images: int = 1024, log=print) -> list[Path]:
     """Write the winner files of the chosen trials (their stored weights, or re-trained when
     the search kept none) and any deployable formats; returns the winner JSON paths."""
-    from nas_mnist.results.deploy import FORMATS, check_calibration, check_format
+    from nas_mnist.results.deploy import (FORMATS, INT8_FORMATS, SIDE_FILES, check_calibration,
+                                          check_format)
     for fmt in formats:
-        check_format(fmt)  # a missing extra fails now, not after re-training
-    if "onnx-int8" in formats:
+        check_format(fmt)  # a missing extra or compiler fails now, not after re-training
+    if set(formats) & INT8_FORMATS:
         check_calibration(calibration_images)
     view = view_of(study)
     chosen = pick_trials(view, trial=trial, pareto=pareto)
@@ -177,7 +178,8 @@ def export_trials(study: StudyView | optuna.Study, *, url: str, out: str | Path 
         raise ExportError(f"out {out} is a file, not a folder")
     for r in chosen:
         check_names_free(out, [f"trial{r.number}{suffix}" for suffix in
-                               (".json", ".pt", *(FORMATS[f] for f in formats))])
+                               (".json", ".pt", *(FORMATS[f] for f in formats),
+                                *(side for f in formats for side in SIDE_FILES.get(f, ())))])
     with made_folder(out):  # a folder this export made and filled with nothing goes again
         return _export_chosen(view, chosen, out=out, formats=formats, artifacts=artifacts,
                               data_dir=data_dir, device=device, threads=threads,
@@ -249,6 +251,17 @@ def deploy_line(fmt: str, check: dict) -> str:
     if fmt == "onnx-int8":
         line += (f"(fp32 {check['onnx_acc']:.2f} %, {check['agreement']:.2f} % of predictions "
                  f"unchanged), {check['weight_bytes']:,} B of weights")
+    elif fmt == "tflite-int8":
+        line += (f"in LiteRT (fp32 {check['torch_acc']:.2f} %, {check['agreement']:.2f} % of "
+                 f"predictions unchanged); TFLite Micro: the same logits as the integer "
+                 f"reference, arena {check['tflm_arena_bytes']:,} B "
+                 f"({check['tflm_arena_head']:,} activations + {check['tflm_arena_tail']:,} "
+                 f"interpreter, 64-bit host)")
+    elif fmt == "c":
+        line += (f"compiled with {check['compiler']} (fp32 {check['torch_acc']:.2f} %, the "
+                 f"integer reference's logits on every image), "
+                 + (f"{check['flash_bytes']:,} B flash, " if "flash_bytes" in check else "")
+                 + f"{check['arena_bytes']:,} B static arena; header {check['header']}")
     else:
         line += f"(PyTorch {check['torch_acc']:.2f} %, every prediction equal)"
     if "latency_ms" in check:
@@ -270,3 +283,5 @@ def _deploy(doc: dict, weights: Path, formats: list[str], data, out: Path,
         doc["deployed"][fmt] = export_model(model, fmt, dest, data,
                                             calibration_images=calibration_images)
         doc["files"][fmt] = dest.name
+        if "header" in doc["deployed"][fmt]:
+            doc["files"][f"{fmt}_header"] = doc["deployed"][fmt]["header"]

@@ -17,7 +17,7 @@ from nas_mnist.errors import NasMnistError, SpecError
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.blocks import MAX_IMAGE_SIZE
 
-EXTRAS = {"onnx": "onnx", "onnx-int8": "onnx"}  # format -> the pip extra it needs
+EXTRAS = {"onnx": "onnx", "onnx-int8": "onnx", "tflite-int8": "tflite"}  # format -> pip extra
 
 
 class DeployError(NasMnistError):
@@ -100,13 +100,37 @@ def load_model(path: Path) -> LoadedModel:
                                tuple(json.loads(extra["input_shape.json"])))
         if name.endswith(".json"):
             return _load_winner(path)
+        if name.endswith(".tflite"):
+            return _load_tflite(path)
     except (DeployError, SpecError):  # their messages name the file already
         raise
     except Exception as err:  # each runtime raises its own kinds for a corrupt file
         raise DeployError(f"cannot load model {path}: "
                           f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
                           ) from None
-    raise DeployError(f"{path}: not a model file (.onnx, .torchscript.pt or a winner .json)")
+    raise DeployError(f"{path}: not a model file (.onnx, .tflite, .torchscript.pt or a "
+                      f"winner .json)")
+
+
+def _load_tflite(path: Path) -> LoadedModel:
+    """A .tflite file written by `export --format tflite-int8`: [0, 1] images in, quantized
+    to its int8 input (each pixel x 255 minus 128), dequantized logits out."""
+    from nas_mnist.results.tflite import LiteRT
+    blob = path.read_bytes()
+    if blob[4:8] != b"TFL3":
+        raise DeployError(f"{path} is not a TFLite model (no TFL3 identifier)")
+    lite = LiteRT(blob)
+    scale, zero = lite.output["quantization"]
+    shape = tuple(int(v) for v in lite.input["shape"][1:])  # NHWC
+    if lite.input["dtype"] != np.int8 or lite.input_params.scale == 0:
+        raise DeployError(f"{path} has no int8 input: give a file written by nas-mnist export "
+                          f"--format tflite-int8")
+
+    def run(x: np.ndarray) -> np.ndarray:
+        q = (np.clip(np.rint(x.astype(np.float64) * 255.0), 0, 255) - 128).astype(np.int8)
+        return (lite.run(q.transpose(0, 2, 3, 1)).astype(np.float32) - zero) * np.float32(scale)
+
+    return LoadedModel(run, (shape[2], shape[0], shape[1]))
 
 
 def _no_grad(module, x: np.ndarray) -> np.ndarray:
