@@ -116,7 +116,7 @@ def replay_prior(spec: str, prior_file: str | None = None) -> dict:
             space_digest=meta.space_digest, trainer=trainer_key(meta)))]
         curves = max(curves, len(pool))
         stop_at, source = None, None
-        for e in range(1, min(len(r.accs), meta.epochs - 1) + 1):
+        for e in range(1, min(len(r.accs), meta.epochs - 1) + 1) if r.judged else ():
             decision = rule.decide(Curve(r.number, r.accs[:e], r.n_params or 0), seen,
                                    multi_objective=len(meta.directions) > 1, prior=pool) \
                 if rule.decides_at(e) else None

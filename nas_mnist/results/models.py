@@ -4,7 +4,11 @@ and the images to give them (one IDX file or PNG files). Writing exports: `deplo
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +51,47 @@ def need(module: str, fmt: str):
     except ImportError:
         raise DeployError(f"--format {fmt} needs the {EXTRAS.get(fmt, fmt)} extra: "
                           f"pip install -e '.[{EXTRAS.get(fmt, fmt)}]'") from None
+
+
+@contextlib.contextmanager
+def native_stderr(lines: list[str]):
+    """What native code writes to file descriptor 2 inside the block goes into `lines`, not to
+    the terminal (LiteRT's delegate notice, TFLite Micro's allocation failures while the arena
+    is bisected)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read().decode(errors="replace").splitlines())
+
+
+class LiteRT:
+    """A .tflite model in LiteRT's interpreter on one thread: int8 NHWC in, int8 logits out."""
+
+    def __init__(self, model: bytes):
+        need("ai_edge_litert", "tflite-int8")
+        import ai_edge_litert
+        from ai_edge_litert.interpreter import Interpreter
+        self.version = getattr(ai_edge_litert, "__version__", "")
+        with native_stderr([]):
+            self.interpreter = Interpreter(model_content=model, num_threads=1)
+            self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def run(self, q: np.ndarray) -> np.ndarray:
+        out = np.empty((len(q), self.output["shape"][-1]), np.int8)
+        for i, image in enumerate(q):
+            self.interpreter.set_tensor(self.input["index"], image[None])
+            self.interpreter.invoke()
+            out[i] = self.interpreter.get_tensor(self.output["index"])[0]
+        return out
 
 
 class LoadedModel:
@@ -115,14 +160,13 @@ def load_model(path: Path) -> LoadedModel:
 def _load_tflite(path: Path) -> LoadedModel:
     """A .tflite file written by `export --format tflite-int8`: [0, 1] images in, quantized
     to its int8 input (each pixel x 255 minus 128), dequantized logits out."""
-    from nas_mnist.results.tflite import LiteRT
     blob = path.read_bytes()
     if blob[4:8] != b"TFL3":
         raise DeployError(f"{path} is not a TFLite model (no TFL3 identifier)")
     lite = LiteRT(blob)
     scale, zero = lite.output["quantization"]
     shape = tuple(int(v) for v in lite.input["shape"][1:])  # NHWC
-    if lite.input["dtype"] != np.int8 or lite.input_params.scale == 0:
+    if lite.input["dtype"] != np.int8 or lite.input["quantization"][0] == 0:
         raise DeployError(f"{path} has no int8 input: give a file written by nas-mnist export "
                           f"--format tflite-int8")
 

@@ -13,17 +13,14 @@ for the arena a microcontroller must reserve.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import re
-import sys
-import tempfile
 
 import numpy as np
 
 from nas_mnist.results.int8 import Int8Graph, Op, QParams
-from nas_mnist.results.models import DeployError, need
+# LiteRT reads .tflite files for `predict` too: it lives with the other model readers
+from nas_mnist.results.models import DeployError, LiteRT, native_stderr, need  # noqa: F401
 
 # builtin operator codes and the op versions that cover int8 with per-channel weights
 _CODES = {"conv": (3, 3), "grouped": (3, 6), "depthwise": (4, 3), "maxpool": (17, 2),
@@ -203,59 +200,13 @@ def tflite_bytes(graph: Int8Graph) -> bytes:
     return bytes(b.Output())
 
 
-@contextlib.contextmanager
-def _native_stderr(lines: list[str]):
-    """What native code writes to file descriptor 2 inside the block goes into `lines`, not to
-    the terminal (LiteRT's delegate notice, TFLite Micro's allocation failures while the arena
-    is bisected)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(sink.read().decode(errors="replace").splitlines())
-
-
-class LiteRT:
-    """A .tflite model in LiteRT's interpreter on one thread: int8 NHWC in, int8 logits out."""
-
-    def __init__(self, model: bytes):
-        need("ai_edge_litert", "tflite-int8")
-        import ai_edge_litert
-        from ai_edge_litert.interpreter import Interpreter
-        self.version = getattr(ai_edge_litert, "__version__", "")
-        with _native_stderr([]):
-            self.interpreter = Interpreter(model_content=model, num_threads=1)
-            self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-
-    @property
-    def input_params(self) -> QParams:
-        scale, zero = self.input["quantization"]
-        return QParams(scale, zero)
-
-    def run(self, q: np.ndarray) -> np.ndarray:
-        out = np.empty((len(q), self.output["shape"][-1]), np.int8)
-        for i, image in enumerate(q):
-            self.interpreter.set_tensor(self.input["index"], image[None])
-            self.interpreter.invoke()
-            out[i] = self.interpreter.get_tensor(self.output["index"])[0]
-        return out
-
-
 class TFLM:
     """A .tflite model in TensorFlow Lite Micro's interpreter (the host build of the runtime)."""
 
     def __init__(self, model: bytes, arena: int):
         need("tflite_micro", "tflite-int8")
         from tflite_micro.python.tflite_micro import runtime
-        with _native_stderr([]):
+        with native_stderr([]):
             self.interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena)
 
     def allocations(self) -> tuple[int, int]:
@@ -263,7 +214,7 @@ class TFLM:
         interpreter keeps for good (tensor and node structs, per-channel op data). Sizes of
         this 64-bit host build; a 32-bit part's structs are smaller."""
         lines: list[str] = []
-        with _native_stderr(lines):
+        with native_stderr(lines):
             self.interpreter.print_allocations()
         found = dict(re.findall(r"Arena allocation (head|tail) (\d+) bytes", "\n".join(lines)))
         return int(found.get("head", 0)), int(found.get("tail", 0))
@@ -282,7 +233,7 @@ def tflm_arena(model: bytes, probe: np.ndarray) -> int:
     the model: found by bisection, each size tried by building an interpreter and invoking it."""
     def fits(size: int) -> bool:
         try:
-            with _native_stderr([]):
+            with native_stderr([]):
                 TFLM(model, size).run(probe)
             return True
         except (RuntimeError, ValueError):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nas_mnist.errors import NasMnistError, SpecError
+from nas_mnist.searcher.record import CONFIRMED_SEEDS  # noqa: F401 (its home: the record)
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.footprint import footprint
 from nas_mnist.spec.limits import Limits  # noqa: F401 (its home before: searcher.prior)
@@ -25,7 +26,6 @@ PACKAGED_PRIOR = PRIOR_DIR / "mnist.json"
 FORMAT = "nas-mnist prior 1"
 WARM_START_K = 3  # configurations a warm start enqueues
 MAX_PRIOR_BYTES = 20_000_000
-CONFIRMED_SEEDS = 3  # a configuration with this many seeds ranks by its mean over them
 # Rung peers come from prior studies whose budget is within this factor of the study's.
 BUDGET_FACTOR = 2.0
 

@@ -37,8 +37,9 @@ _ATTR = {
     "fixed_recipe": "fixed_recipe", "fixed_key": "fixed_key", "enqueued": "enqueued",
     "activations": "activations", "peak": "peak_ram_int8", "warm": "warm_start",
     "rungs": "rung_decisions", "precision": "precision", "startup": "startup_draw",
-    "reused": "reused",
+    "reused": "reused", "warm_seeds": "warm_seeds",
 }
+CONFIRMED_SEEDS = 3  # a configuration with this many training seeds ranks by its mean
 REFUSALS = ("over_budget", "under_floor", "over_macs", "over_activations", "over_ram",
             "invalid")
 
@@ -81,11 +82,23 @@ class TrialRecord:
     activations: int | None = None  # per image (spec.footprint)
     peak: int | None = None  # peak live activation elements = int8 bytes (spec.footprint)
     warm: str | None = None  # a warm start's provenance, e.g. "prior mnist-10k-v3#33"
+    warm_seeds: int | None = None  # the seeds that provenance measured (None: not recorded)
     rungs: list[dict] = field(default_factory=list)  # the stopping rule's decisions
     precision: str | None = None  # what training ran in (a recipe's "auto" resolved)
     # the score on more training seeds, from the search's own confirmation (seed -> score);
     # kept in the study's attributes, since a finished trial cannot be changed
     more_seeds: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def judged(self) -> bool:
+        """Whether the stopping rule may stop this trial: not for stored runs entered as they
+        are, nor for a warm start confirmed on several seeds (measured to the end for what it
+        scored); a warm start known from one seed is judged like any network. (Warm starts
+        recorded before their seeds were: never judged, as then.)"""
+        if self.reused:
+            return False
+        return self.warm is None or (self.warm_seeds is not None
+                                     and self.warm_seeds < CONFIRMED_SEEDS)
 
     @property
     def scores(self) -> list[float]:

@@ -145,19 +145,27 @@ class Asha(StopRule):
         if rung not in self.rungs:
             return None
         acc = me.accs[rung - 1]
-        own = [p for p in peers if p.number != me.number and len(p.accs) >= rung]
-        weight = prior_weight(len(own)) if self.prior and not multi_objective else 0.0
-        near = [p for p in prior if len(p.accs) >= rung and _near_in_size(p, me)] \
-            if weight else []
+        own = everyone = [p for p in peers if p.number != me.number and len(p.accs) >= rung]
+        if not multi_objective:  # a bigger network's curve is no bar for a smaller one...
+            own = [p for p in own if _no_larger(p, me)]
+            decision = self._single(rung, acc, me, own, prior)
+            # ... unless the trial is hopelessly behind it (FAR_BEHIND_RATIO times the error)
+            return decision if decision.stop else (self._far_behind(rung, acc, everyone)
+                                                   or decision)
+        if len(own) < self.min_peers:
+            return Decision(rung, acc, False, len(own), "none", None)
+        points = [(p.accs[rung - 1], p.n_params) for p in own]
+        keep = max(1, (len(points) + 1) // self.eta)
+        stop = _ahead_by_fronts((acc, me.n_params), points) >= keep
+        return Decision(rung, acc, stop, len(own), "study", None,
+                        f"asha rung {rung}" if stop else None)
+
+    def _single(self, rung: int, acc: float, me: Curve, own: Sequence[Curve],
+                prior: Sequence[Curve]) -> Decision:
+        weight = prior_weight(len(own)) if self.prior else 0.0
+        near = [p for p in prior if len(p.accs) >= rung and _near_in_size(p, me)
+                and _no_larger(p, me)] if weight else []
         source = "study+prior" if near else "study"
-        if multi_objective:
-            if len(own) < self.min_peers:
-                return Decision(rung, acc, False, len(own), "none", None)
-            points = [(p.accs[rung - 1], p.n_params) for p in own]
-            keep = max(1, (len(points) + 1) // self.eta)
-            stop = _ahead_by_fronts((acc, me.n_params), points) >= keep
-            return Decision(rung, acc, stop, len(own), source, None,
-                            f"asha rung {rung}" if stop else None)
         # Each peer counts 1, an earlier study's curve `weight`: they judge the first networks
         # of a study and give way as its own accumulate at this rung.
         weighted = [(p.accs[rung - 1], 1.0) for p in own] + \
@@ -176,6 +184,18 @@ class Asha(StopRule):
         stop = ahead >= keep
         return Decision(rung, acc, stop, len(own) + len(near), source, threshold,
                         f"asha rung {rung}" if stop else None)
+
+    def _far_behind(self, rung: int, acc: float, everyone: Sequence[Curve]) -> Decision | None:
+        """A trial with FAR_BEHIND_RATIO times the error of the study's best at this rung, of
+        any size, stops (a 600-parameter network at 80 % beside 99 % ones)."""
+        if len(everyone) < EARLY_PEERS:
+            return None
+        best = max(p.accs[rung - 1] for p in everyone)
+        threshold = 100.0 - FAR_BEHIND_RATIO * (100.0 - best)
+        if acc >= threshold:
+            return None
+        return Decision(rung, acc, True, len(everyone), "study-far-behind", threshold,
+                        f"asha rung {rung} (far behind the study's best)")
 
     def _early(self, rung: int, acc: float, own: Sequence[Curve]) -> Decision:
         """Too few peers to rank among: no free pass, but only a trial far behind the study's
@@ -233,12 +253,20 @@ class Percentile(StopRule):
 # networks. A curve judges a trial only within a factor SIZE_BAND of its size.
 PRIOR_GIVES_WAY_AT = 20
 SIZE_BAND = 2.0
+LARGER_SLACK = 1.1  # a peer up to 10 % larger still judges (sizes near the budget bunch up)
 EARLY_PEERS = 2  # own peers at a rung before the far-behind check can stop a trial
 EARLY_ERROR_RATIO = 2.0
+FAR_BEHIND_RATIO = 3.0  # a bigger network's error times this: behind it by any measure
 
 
 def prior_weight(own_peers: int) -> float:
     return max(0.0, 1.0 - own_peers / PRIOR_GIVES_WAY_AT)
+
+
+def _no_larger(curve: Curve, me: Curve) -> bool:
+    if curve.n_params <= 0 or me.n_params <= 0:
+        return True  # size unknown: the budget band already applies
+    return curve.n_params <= me.n_params * LARGER_SLACK
 
 
 def _near_in_size(curve: Curve, me: Curve) -> bool:

@@ -250,7 +250,8 @@ def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace
         if id(c) in reused:
             continue
         why = why_not_reusable(c, meta)
-        how = enqueue_config(study, c.arch, c.recipe, space, warm=c.provenance())
+        how = enqueue_config(study, c.arch, c.recipe, space, warm=c.provenance(),
+                             warm_seeds=len(c.seeds))
         if how is None:
             continue  # already in the study (a resume)
         notes.append(f"warm start: enqueued {c.provenance()}, {c.params:,} parameters"
@@ -305,7 +306,8 @@ def _key_of(arch: dict) -> str | None:
 
 
 def enqueue_config(study: optuna.Study, arch: ArchConfig, recipe: Recipe | None,
-                   space: SearchSpace, *, warm: str | None = None) -> str | None:
+                   space: SearchSpace, *, warm: str | None = None,
+                   warm_seeds: int | None = None) -> str | None:
     """Queue a known configuration once, labelled `enqueued`. Returns None if the study already
     has it; "sampled" if it is queued as the space's own trial parameters (the sampler learns
     from its result, as from any sample); "fixed" if the space cannot express it (it runs,
@@ -321,7 +323,7 @@ def enqueue_config(study: optuna.Study, arch: ArchConfig, recipe: Recipe | None,
         # hardware computes it natively), so a known recipe stays expressible
         recipe = recipe.replace(precision=precision.fixed)
     params = params_of(arch, recipe, space)
-    label = {"warm": warm} if warm else {}
+    label = {"warm": warm, "warm_seeds": warm_seeds} if warm else {}
     if params is not None:
         study.enqueue_trial(params, user_attrs=record.attrs_of(enqueued=True, fixed_key=key,
                                                                **label))

@@ -80,7 +80,7 @@ def test_two_objective_asha_never_stops_a_non_dominated_trial():
     big_and_good = [Curve(i, [99.0 - 0.1 * i] * 2, 9000 + i) for i in range(12)]
     tiny = Curve(50, [80.0, 80.0], 600)  # far behind in accuracy, but nothing is smaller
     assert rule.should_stop(tiny, big_and_good, multi_objective=True) is None
-    assert rule.should_stop(tiny, big_and_good, multi_objective=False) == "asha rung 2"
+    assert rule.should_stop(tiny, big_and_good, multi_objective=False).startswith("asha rung 2")
     dominated = Curve(51, [80.0, 80.0], 9500)  # bigger and worse than most: stopped
     assert rule.should_stop(dominated, big_and_good, multi_objective=True) == "asha rung 2"
 
@@ -217,8 +217,31 @@ def test_a_curve_of_another_space_trainer_or_size_band_never_decides_a_rung():
     weak_small = Curve(0, [95.0, 95.0], 2000)  # a quarter of their size: out of the band
     decision = rule.decide(weak_small, [], multi_objective=False, prior=strong)
     assert not decision.stop and decision.source == "none"
-    weak_near = Curve(0, [95.0, 95.0], 6000)
+    weak_near = Curve(0, [95.0, 95.0], 7500)  # within 10 % of their size
     assert rule.decide(weak_near, [], multi_objective=False, prior=strong).stop
+
+
+def test_only_networks_no_larger_set_the_bar_in_a_single_objective_study():
+    """At a 2,000 budget the bars of 1,900-parameter networks stopped every sampled network
+    of 800-1,600 at epoch 2: a bigger network learns faster early. Only peers (own or
+    earlier) up to 10 % larger judge a trial; smaller ones still do."""
+    rule = _asha(rungs="2", eta=4, min_peers=5)
+    big = [Curve(i, [98.0, 98.0], 1900, True) for i in range(8)]
+    small = Curve(99, [96.0, 96.0], 1200)
+    assert not rule.decide(small, big, multi_objective=False).stop
+    assert not rule.decide(small, [], multi_objective=False, prior=[
+        Curve(-1 - c.number, c.accs, c.n_params, True) for c in big]).stop
+    smaller = [Curve(i, [97.0, 97.0], 1000 + i, True) for i in range(8)]
+    assert rule.decide(small, big + smaller, multi_objective=False).stop  # judged by these
+    assert rule.decide(Curve(99, [96.0, 96.0], 1800), big, multi_objective=False).stop
+
+
+def test_a_warm_start_known_from_one_seed_is_judged_a_confirmed_one_is_not():
+    from nas_mnist.searcher.record import TrialRecord
+    assert TrialRecord(warm="s#1 (seed 0, 97.98 %)", warm_seeds=1).judged
+    assert not TrialRecord(warm="s#2 (5 seeds, mean 99.50 %)", warm_seeds=5).judged
+    assert not TrialRecord(warm="recorded before the seeds were").judged  # as it was then
+    assert not TrialRecord(reused=True).judged and TrialRecord().judged
 
 
 def test_the_prior_weighs_less_as_the_study_gains_its_own_peers():
