@@ -14,11 +14,15 @@ def export(*, study: str, storage: str | None = None, out: str | None = None,
            format: Sequence[str] = (), trial: int | None = None, pareto: bool = False,
            artifacts: str | None = None, data_dir: str | None = None, device: str = "auto",
            threads: int | None = None, calibration_images: int | None = None,
+           device_ram: int | None = None,
            log: Callable[[str], None] | None = print) -> list[Path]:
     """Write winner files for the best trial (or `trial`, or the Pareto front), as
     `nas-mnist export`; returns the winner JSON paths. `format`: "onnx", "onnx-int8" (static
-    int8, ranges from `calibration_images` training images, default 1,024), "torchscript"."""
-    from nas_mnist.results.deploy import FORMATS
+    int8, ranges from `calibration_images` training images, default 1,024), "torchscript",
+    "tflite-int8" (full int8, checked in LiteRT and TFLite Micro), "c" (C source and header,
+    compiled and checked). `device_ram`: bytes of RAM of the target part; a tflite-int8 or c
+    export whose arena does not fit is refused."""
+    from nas_mnist.results.deploy import FORMATS, INT8_FORMATS
     from nas_mnist.results.export import export_trials
     from nas_mnist.results.view import StudyView
     from nas_mnist.searcher.storage import (check_study_name, default_artifacts,
@@ -27,9 +31,14 @@ def export(*, study: str, storage: str | None = None, out: str | None = None,
     formats = checks.strings("format", format, tuple(FORMATS))
     checks.integer("trial", trial, 0, none_ok=True)
     checks.integer("calibration_images", calibration_images, 1, none_ok=True)
-    if calibration_images is not None and "onnx-int8" not in formats:
-        raise ApiError("calibration_images applies to format 'onnx-int8' only (given "
-                       f"formats: {', '.join(formats) or 'none'})")
+    if calibration_images is not None and not set(formats) & INT8_FORMATS:
+        raise ApiError("calibration_images applies to the int8 formats only (onnx-int8, "
+                       f"tflite-int8, c; given formats: {', '.join(formats) or 'none'})",
+                       params=("calibration_images",))
+    checks.integer("device_ram", device_ram, 1, none_ok=True)
+    if device_ram is not None and not set(formats) & {"tflite-int8", "c"}:
+        raise ApiError("device_ram applies to formats tflite-int8 and c only (given formats: "
+                       f"{', '.join(formats) or 'none'})", params=("device_ram",))
     checks.integer("threads", threads, 1, none_ok=True)
     out, artifacts, data_dir = (checks.path_or_none(n, v) for n, v in
                                 (("out", out), ("artifacts", artifacts), ("data_dir", data_dir)))
@@ -38,7 +47,7 @@ def export(*, study: str, storage: str | None = None, out: str | None = None,
                          pareto=pareto, artifacts=artifacts or default_artifacts(url, study),
                          data_dir=data_dir, device=device, threads=threads,
                          calibration_images=calibration_images or CALIBRATION_IMAGES,
-                         log=log or (lambda line: None))
+                         device_ram=device_ram, log=log or (lambda line: None))
 
 
 def report(*, study: str, storage: str | None = None, out: str | None = None,

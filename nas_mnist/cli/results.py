@@ -27,6 +27,9 @@ def add_parsers(sub) -> None:
                         "calibrated on training images)")
     p.add_argument("--calibration-images", type=positive(), default=None, metavar="N",
                    help="training images that set the int8 ranges (1024; at least 64)")
+    p.add_argument("--device-ram", type=positive(), default=None, metavar="BYTES",
+                   help="RAM of the target part: a tflite-int8 or c export whose arena does "
+                        "not fit is refused")
     add_data_flags(p, split=False)  # re-training uses the study's own split
     p.set_defaults(handler=cmd_export)
 
@@ -76,7 +79,7 @@ def cmd_export(args) -> int:
     export(study=args.study, storage=storage_url(args), out=args.out, format=args.format,
            trial=args.trial, pareto=args.pareto, artifacts=args.artifacts,
            data_dir=args.data_dir, device=args.device, threads=args.threads,
-           calibration_images=args.calibration_images, log=print)
+           calibration_images=args.calibration_images, device_ram=args.device_ram, log=print)
     return 0
 
 

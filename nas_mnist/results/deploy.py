@@ -60,10 +60,12 @@ def check_calibration(images: int) -> None:
 
 
 def export_model(model: Normalised, fmt: str, dest: Path, data: Dataset, *,
-                 calibration_images: int = CALIBRATION_IMAGES) -> dict:
+                 calibration_images: int = CALIBRATION_IMAGES,
+                 device_ram: int | None = None) -> dict:
     """Write `model` as `fmt` to `dest` (through a temporary file) after checking that the
     written file predicts every test image as PyTorch does (int8: within MAX_INT8_DROP points
-    of its accuracy). Returns the accuracies, the file size and the latency."""
+    of its accuracy; tflite-int8 and c: an arena within `device_ram` bytes, when given).
+    Returns the accuracies, the file size and the latency."""
     check_format(fmt)
     if fmt in INT8_FORMATS:
         check_calibration(calibration_images)
@@ -73,9 +75,9 @@ def export_model(model: Normalised, fmt: str, dest: Path, data: Dataset, *,
     if fmt == "onnx-int8":
         return _export_int8(model, dest, data, calibration_images)
     if fmt == "tflite-int8":
-        return _export_tflite(model, dest, data, calibration_images)
+        return _export_tflite(model, dest, data, calibration_images, device_ram)
     if fmt == "c":
-        return _export_c(model, dest, data, calibration_images)
+        return _export_c(model, dest, data, calibration_images, device_ram)
     shape = tuple(data.test_x.shape[1:])
     ours = predict_torch(model, data.test_x)
     theirs = None
@@ -192,7 +194,14 @@ def _calibration(images: int) -> dict:
             "weights": "int8 per channel, symmetric", "activations": "int8 per tensor"}
 
 
-def _export_tflite(model: Normalised, dest: Path, data: Dataset, images: int) -> dict:
+def _check_ram(what: str, arena: int, device_ram: int | None, dest: Path) -> None:
+    if device_ram is not None and arena > device_ram:
+        raise DeployError(f"{what} needs {arena:,} B of RAM, more than device_ram "
+                          f"{device_ram:,} B: {dest.name} not written", params=("device_ram",))
+
+
+def _export_tflite(model: Normalised, dest: Path, data: Dataset, images: int,
+                   device_ram: int | None = None) -> dict:
     """A full-int8 .tflite (`tflite.py`), kept only if LiteRT's predictions stay within
     MAX_INT8_DROP points of PyTorch's accuracy and TFLite Micro computes the integer
     reference's logits on every test image; records the arena TFLite Micro needs."""
@@ -203,6 +212,7 @@ def _export_tflite(model: Normalised, dest: Path, data: Dataset, images: int) ->
     lite = LiteRT(blob)
     lite_logits = lite.run(q)
     arena = tflm_arena(blob, q[:1])
+    _check_ram("the TFLite Micro arena (64-bit host build)", arena, device_ram, dest)
     micro = TFLM(blob, arena)
     micro_logits = micro.run(q)
     head, tail = micro.allocations()
@@ -231,11 +241,13 @@ def _export_tflite(model: Normalised, dest: Path, data: Dataset, images: int) ->
             **_latency(lambda: lite.run(q[:1]), f"LiteRT {lite.version}")}
 
 
-def _export_c(model: Normalised, dest: Path, data: Dataset, images: int) -> dict:
+def _export_c(model: Normalised, dest: Path, data: Dataset, images: int,
+              device_ram: int | None = None) -> dict:
     """A C source and header (`csource.py`), kept only if the compiled code returns the
     integer reference's logits on every test image."""
     from nas_mnist.results.csource import arena_bytes, c_name, c_source, check_c
     graph, q, labels, ours = _int8_graph(model, data, images)
+    _check_ram("the C code's static arena", arena_bytes(graph), device_ram, dest)
     name = c_name(dest.name[:-len(FORMATS["c"])])
     header, source = c_source(graph, name)
     built = check_c(header, source, name, q)

@@ -162,7 +162,8 @@ def write_winner(doc: dict, out_dir: Path) -> Path:
 def export_trials(study: StudyView | optuna.Study, *, url: str, out: str | Path | None, formats: list[str],
                   trial: int | None, pareto: bool, artifacts: str | None,
                   data_dir: str | None = None, device: str = "auto", threads: int | None = None,
-                  calibration_images: int = 1024, log=print) -> list[Path]:
+                  calibration_images: int = 1024, device_ram: int | None = None,
+                  log=print) -> list[Path]:
     """Write the winner files of the chosen trials (their stored weights, or re-trained when
     the search kept none) and any deployable formats; returns the winner JSON paths."""
     from nas_mnist.results.deploy import (FORMATS, INT8_FORMATS, SIDE_FILES, check_calibration,
@@ -183,11 +184,12 @@ def export_trials(study: StudyView | optuna.Study, *, url: str, out: str | Path 
     with made_folder(out):  # a folder this export made and filled with nothing goes again
         return _export_chosen(view, chosen, out=out, formats=formats, artifacts=artifacts,
                               data_dir=data_dir, device=device, threads=threads,
-                              calibration_images=calibration_images, log=log)
+                              calibration_images=calibration_images, device_ram=device_ram,
+                              log=log)
 
 
 def _export_chosen(view: StudyView, chosen: list[TrialRecord], *, out: Path, formats, artifacts,
-                   data_dir, device, threads, calibration_images, log) -> list[Path]:
+                   data_dir, device, threads, calibration_images, device_ram, log) -> list[Path]:
     meta = view.meta
     log(f"study {view.name!r}: data sha256 {(meta.data_checksum or '?')[:12]} "
         f"(as searched)")
@@ -208,7 +210,7 @@ def _export_chosen(view: StudyView, chosen: list[TrialRecord], *, out: Path, for
         # moved in only when every one of them is written and verified.
         with staged(out, f"export-trial{r.number}") as stage:
             made = _export_one(view, r, stage, formats, artifacts, calibration_images, data,
-                               log, threads)
+                               log, threads, device_ram)
             publish(stage, made, out)
         path = out / made[-1]
         paths.append(path)
@@ -222,7 +224,7 @@ def _export_chosen(view: StudyView, chosen: list[TrialRecord], *, out: Path, for
 
 def _export_one(view: StudyView, r: TrialRecord, out: Path, formats: list[str],
                 artifacts: str | None, calibration_images: int, data, log,
-                threads: int | None = None) -> list[str]:
+                threads: int | None = None, device_ram: int | None = None) -> list[str]:
     """Write the weights, formats and winner file of one trial into `out`; return their
     names, the winner file last."""
     doc = winner_doc(view, r)
@@ -241,7 +243,7 @@ def _export_one(view: StudyView, r: TrialRecord, out: Path, formats: list[str],
                           "retrained_last_n_min": summary["last_n_min"]}
     doc["files"] = {"weights": weights.name}
     if formats:
-        _deploy(doc, weights, formats, data(), out, calibration_images)
+        _deploy(doc, weights, formats, data(), out, calibration_images, device_ram)
     return [*doc["files"].values(), write_winner(doc, out).name]
 
 
@@ -270,7 +272,7 @@ def deploy_line(fmt: str, check: dict) -> str:
 
 
 def _deploy(doc: dict, weights: Path, formats: list[str], data, out: Path,
-            calibration_images: int) -> None:
+            calibration_images: int, device_ram: int | None = None) -> None:
     from nas_mnist.results.deploy import FORMATS, export_model
     from nas_mnist.results.models import deployable
     norm = doc["normalisation"]
@@ -281,7 +283,8 @@ def _deploy(doc: dict, weights: Path, formats: list[str], data, out: Path,
     for fmt in dict.fromkeys(formats):
         dest = out / f"trial{doc['trial']}{FORMATS[fmt]}"
         doc["deployed"][fmt] = export_model(model, fmt, dest, data,
-                                            calibration_images=calibration_images)
+                                            calibration_images=calibration_images,
+                                            device_ram=device_ram)
         doc["files"][fmt] = dest.name
         if "header" in doc["deployed"][fmt]:
             doc["files"][f"{fmt}_header"] = doc["deployed"][fmt]["header"]

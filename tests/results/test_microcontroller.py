@@ -209,3 +209,23 @@ def test_export_tflite_and_c_and_predict_reads_the_tflite(tmp_path, small_data_d
                  "--labels", str(small_data_dir / "t10k-labels-idx1-ubyte")]) == 0
     printed = capsys.readouterr()
     assert f"accuracy {lite['tflite-int8_acc']:.2f} %" in printed.out + printed.err
+
+
+def test_an_arena_over_the_parts_ram_is_refused_and_nothing_is_written(images, tmp_path):
+    from types import SimpleNamespace
+    from nas_mnist.results.deploy import export_model
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler (cc or gcc) on this machine")
+    test, calibration = images
+    data = SimpleNamespace(train_x=calibration, test_x=test[:64],
+                           test_y=torch.zeros(64, dtype=torch.long))
+    model = _model("conv_gap")
+    with pytest.raises(DeployError, match=r"needs [\d,]+ B of RAM, more than device_ram 512 B"
+                       ) as caught:
+        export_model(model, "c", tmp_path / "net.c", data, calibration_images=64,
+                     device_ram=512)
+    assert caught.value.params == ("device_ram",) and not list(tmp_path.iterdir())
+    check = export_model(model, "c", tmp_path / "net.c", data, calibration_images=64,
+                         device_ram=100_000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.c", "net.h"]
+    assert check["logits_equal_reference"] == 100.0
