@@ -58,6 +58,8 @@ def build_model(arch: ArchConfig) -> nn.Sequential:
     Module names follow the config: s1c2 is stage 1 conv 2, t1 transition 1, head.* the head.
     """
     layers: OrderedDict[str, nn.Module] = OrderedDict()
+    if arch.input_pool > 1:
+        layers["input_pool"] = nn.AvgPool2d(arch.input_pool)
     c = arch.in_channels
     for i, stage in enumerate(arch.stages, start=1):
         rate = arch.stage_rate(i - 1)

@@ -80,7 +80,8 @@ def format_table(rows: list[LayerRow]) -> str:
     return "\n".join(lines)
 
 
-_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.Linear)  # the layers with their own output buffer
+# the layers with their own output buffer
+_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.Linear)
 
 
 def measure_footprint(model: nn.Module, in_shape: tuple[int, int, int] = (1, 28, 28)):

@@ -1,7 +1,8 @@
 """A dependency-free C source and header from an `Int8Graph`, and the check that compiles it.
 
 The source holds the int8 weights, int32 biases and per-channel multipliers as const arrays,
-a handful of loops (conv, depthwise conv, 2x2 max pool, global average pool) and one entry
+a handful of loops (conv, depthwise conv, 2x2 max and average pools, global average
+pool) and one entry
 point, `<name>_predict(input, logits)`. No malloc, no library beyond <stdint.h>: activations
 live in one static arena of `<NAME>_ARENA_BYTES`, each op reading one end and writing the
 other, so the arena is exactly the tool's int8 peak-RAM figure (the largest input + output of
@@ -111,6 +112,20 @@ static void maxpool2(const int8_t *in, int w, int c, int8_t *out, int oh, int ow
             }
 }
 
+static void avgpool2(const int8_t *in, int w, int c, int8_t *out, int oh, int ow)
+{
+    for (int y = 0; y < oh; y++)
+        for (int x = 0; x < ow; x++)
+            for (int ch = 0; ch < c; ch++) {
+                int32_t acc = 0;
+                for (int dy = 0; dy < 2; dy++)
+                    for (int dx = 0; dx < 2; dx++)
+                        acc += in[((2 * y + dy) * w + 2 * x + dx) * c + ch];
+                acc = acc > 0 ? (acc + 2) / 4 : (acc - 2) / 4;
+                out[(y * ow + x) * c + ch] = clamp8(acc, -128);
+            }
+}
+
 static void global_avgpool(const int8_t *in, int h, int w, int c, int8_t *out)
 {
     int32_t n = h * w;
@@ -184,8 +199,9 @@ def c_source(graph: Int8Graph, name: str) -> tuple[str, str]:
             else:
                 calls.append(f"depthwise({src}, {ih}, {iw}, {ic}, {zero}, w{i}, b{i}, m{i}, "
                              f"s{i}, {dst}, {oh}, {ow}, {op.k}, {op.pad}, {op.out.zero}, {lo});")
-        elif op.kind == "maxpool":
-            calls.append(f"maxpool2({src}, {iw}, {ic}, {dst}, {oh}, {ow});")
+        elif op.kind in ("maxpool", "avgpool2"):
+            kernel = "maxpool2" if op.kind == "maxpool" else "avgpool2"
+            calls.append(f"{kernel}({src}, {iw}, {ic}, {dst}, {oh}, {ow});")
         else:
             calls.append(f"global_avgpool({src}, {ih}, {iw}, {ic}, {dst});")
         used.add(calls[-1].split("(")[0])

@@ -20,7 +20,7 @@ summed in float64, exact for these sizes (every partial sum is an integer far be
 
 The ops are the few the builder makes: conv (full or grouped, fused ReLU), depthwise conv
 (a separable conv's first half, and a batch norm after a ReLU as a 1x1 per-channel scale),
-2x2 max pool, global average pool, and a reshape to (1, classes) at the end.
+2x2 max pool, 2x2 average pool (a downsampled input), global average pool, and a reshape to (1, classes) at the end.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def _f32(x):
 
 @dataclass
 class Op:
-    """One integer op. `kind`: conv, depthwise, maxpool, avgpool. Conv-like ops hold int8
+    """One integer op. `kind`: conv, depthwise, maxpool, avgpool (global), avgpool2 (2x2,
+    stride 2: an image's downsampling). Conv-like ops hold int8
     weights (conv: out, k, k, in/groups; depthwise: 1, k, k, channels: TFLite's layouts),
     int32 biases and per-channel multipliers; pools keep their input's quantization."""
     kind: str
@@ -137,9 +138,11 @@ def _run_op(op: Op, x: torch.Tensor, zero: int) -> torch.Tensor:
         return y.clamp(lo, hi)
     if op.kind == "maxpool":
         return F.max_pool2d(x.double(), 2).long()
-    if op.kind == "avgpool":  # the sum, then division rounded half away from zero
-        n = x.shape[2] * x.shape[3]
-        acc = x.sum(dim=(2, 3), keepdim=True)
+    if op.kind in ("avgpool", "avgpool2"):  # the sum, then division rounded half away from 0
+        if op.kind == "avgpool":
+            n, acc = x.shape[2] * x.shape[3], x.sum(dim=(2, 3), keepdim=True)
+        else:  # 2x2, stride 2 (an odd last row or column is dropped, as in PyTorch)
+            n, acc = 4, (F.avg_pool2d(x.double(), 2) * 4).round().long()
         half = n // 2
         y = torch.where(acc > 0, (acc + half) // n, -((half - acc) // n))
         return y.clamp(INT8_MIN, INT8_MAX)
@@ -238,6 +241,11 @@ def fold(model: Normalised) -> list[_FloatOp]:
             ops.append(_FloatOp("maxpool"))
         elif isinstance(layer, GlobalAvgPool):
             ops.append(_FloatOp("avgpool"))
+        elif isinstance(layer, nn.AvgPool2d):
+            if layer.kernel_size not in (2, (2, 2)) or layer.stride not in (2, (2, 2)) or \
+                    layer.padding not in (0, (0, 0)) or layer.ceil_mode:
+                raise DeployError("int8: only a 2x2 average pool of stride 2 can be exported")
+            ops.append(_FloatOp("avgpool2"))
         elif isinstance(layer, (nn.Dropout, nn.Dropout2d, nn.Flatten, nn.Identity)):
             continue  # nothing at inference; the graph ends with a reshape to (1, classes)
         else:
@@ -253,6 +261,8 @@ def _run_float(op: _FloatOp, x: torch.Tensor) -> torch.Tensor:
         return F.relu(y) if op.relu else y
     if op.kind == "maxpool":
         return F.max_pool2d(x, 2)
+    if op.kind == "avgpool2":
+        return F.avg_pool2d(x, 2)
     return x.mean(dim=(2, 3), keepdim=True)
 
 
@@ -269,7 +279,7 @@ def quantize(model: Normalised, calibration: torch.Tensor) -> Int8Graph:
     for fop in float_ops:
         x = _run_float(fop, x)
         shape = (x.shape[2], x.shape[3], x.shape[1])
-        if fop.kind in ("maxpool", "avgpool"):  # TFLite's int8 pools keep the input's scale
+        if fop.kind in ("maxpool", "avgpool", "avgpool2"):  # int8 pools keep the input's scale
             graph.ops.append(Op(fop.kind, shape, params))
             continue
         out = QParams.of_range(float(x.min()), float(x.max()))

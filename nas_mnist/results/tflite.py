@@ -24,7 +24,7 @@ from nas_mnist.results.models import DeployError, LiteRT, native_stderr, need  #
 
 # builtin operator codes and the op versions that cover int8 with per-channel weights
 _CODES = {"conv": (3, 3), "grouped": (3, 6), "depthwise": (4, 3), "maxpool": (17, 2),
-          "avgpool": (1, 2), "reshape": (22, 1)}
+          "avgpool": (1, 2), "avgpool2": (1, 2), "reshape": (22, 1)}
 _INT8, _INT32 = 9, 2
 _SAME, _VALID = 0, 1
 MAX_ARENA = 1 << 22  # 4 MiB: beyond any microcontroller's RAM
@@ -124,8 +124,8 @@ def tflite_bytes(graph: Int8Graph) -> bytes:
             DepthwiseConv2DOptions.AddDilationHFactor(b, 1)
             DepthwiseConv2DOptions.AddFusedActivationFunction(b, 1 if op.relu else 0)
             return 2, DepthwiseConv2DOptions.End(b)
-        if code in ("maxpool", "avgpool"):
-            size = 2 if code == "maxpool" else spatial
+        if code in ("maxpool", "avgpool", "avgpool2"):
+            size = spatial if code == "avgpool" else 2
             Pool2DOptions.Start(b)
             Pool2DOptions.AddPadding(b, _VALID)
             Pool2DOptions.AddStrideW(b, size), Pool2DOptions.AddStrideH(b, size)

@@ -79,6 +79,7 @@ def suggest_arch(trial, space: SearchSpace) -> ArchConfig:
         batch_norm=a["batch_norm"].suggest(trial), dropout=dropout,
         dropout_kind=a["dropout_kind"].suggest(trial) if dropout else "element",
         dropout_position=a["dropout_position"].suggest(trial) if dropout else "after_relu",
+        input_pool=a["input_pool"].suggest(trial),
     )
 
 

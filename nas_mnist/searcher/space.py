@@ -18,8 +18,8 @@ from nas_mnist.errors import NasMnistError
 from nas_mnist.searcher.dims import (Dim, SearchSpace, SpaceError,  # noqa: F401
                                      WidthScaling)
 from nas_mnist.searcher.sampling import smallest_arch
-from nas_mnist.spec.blocks import (CONV_KINDS, DROPOUT_KINDS, HEAD_KINDS, MAX_WIDTH, POSITIONS,
-                                   WHERE)
+from nas_mnist.spec.blocks import (CONV_KINDS, DROPOUT_KINDS, HEAD_KINDS, INPUT_POOLS, MAX_WIDTH,
+                                   POSITIONS, WHERE)
 from nas_mnist.spec.recipe import Recipe
 
 ARCH_KEYS = {
@@ -47,6 +47,7 @@ OPTIONAL_ARCH_KEYS = {
     # the peak RAM: a RAM-bounded space narrows them without narrowing the rest.
     "first_width": None,  # output channels of the network's first conv
     "first_stage_convs": None,  # 3x3 convs in stage 1
+    "input_pool": 1,  # 2: a 2x2 average pool of the image first (the 2 KB RAM class)
 }
 RECIPE_KEYS = set(Recipe.__dataclass_fields__) - {"epochs", "last_n"}
 # The spaces ship inside the package (a non-editable install finds them); the repository's
@@ -222,6 +223,8 @@ ARCH_VALUES = {
     "pre_gap": ((lambda v: v is None or _count(0, MAX_WIDTH)[0](v)),
                 f"0 or none, or an integer in [1, {MAX_WIDTH}]"),
     "first_stage_pad": _count(0, 1),
+    "input_pool": ((lambda v: isinstance(v, int) and not isinstance(v, bool) and v in INPUT_POOLS),
+                   "one of " + ", ".join(map(str, INPUT_POOLS))),
     "later_stage_pad": _count(0, 1),
     "transition_conv": _FLAG,
     "batch_norm": _FLAG,

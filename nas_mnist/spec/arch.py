@@ -16,7 +16,7 @@ from pathlib import Path
 from nas_mnist.errors import SpecError
 
 from nas_mnist.spec.blocks import (  # noqa: F401 (re-exported: the config's vocabulary)
-    CONV_KINDS, DROPOUT_KINDS, HEAD_KINDS, MAX_CHANNELS, MAX_CLASSES, MAX_CONFIG_BYTES, MAX_CONVS,
+    CONV_KINDS, DROPOUT_KINDS, HEAD_KINDS, INPUT_POOLS, MAX_CHANNELS, MAX_CLASSES, MAX_CONFIG_BYTES, MAX_CONVS,
     MAX_IMAGE_SIZE, MAX_PARAMS, MAX_STAGES, MAX_WIDTH, POSITIONS, WHERE, ConvSpec, Head,
     Transition, check_flag, check_keys, one_of, positive_int)
 
@@ -36,6 +36,9 @@ class ArchConfig:
     in_channels: int = 1
     image_size: int = 28
     num_classes: int = 10
+    # 2: the network starts with a 2x2 average pool of the image (28 px -> 14 px), so that the
+    # same downsampling runs in training, export and predict; for microcontroller RAM classes
+    input_pool: int = 1
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -57,6 +60,7 @@ class ArchConfig:
         for name, allowed in (("bn_position", POSITIONS), ("dropout_position", POSITIONS),
                               ("dropout_kind", DROPOUT_KINDS)):
             one_of(getattr(self, name), allowed, name)
+        one_of(self.input_pool, INPUT_POOLS, "input_pool")
         check_flag(self.batch_norm, "batch_norm")
         check_flag(self.conv_bias, "conv_bias")
         rates = (self.dropout,) if self.stage_dropout is None else tuple(self.stage_dropout)
@@ -90,7 +94,7 @@ class ArchConfig:
 
     def feature_sizes(self) -> list[int]:
         """Side length of the feature map after every conv and pool; raises if it vanishes."""
-        size, sizes = self.image_size, []
+        size, sizes = self.image_size // self.input_pool, []
         for i, stage in enumerate(self.stages):
             for j, conv in enumerate(stage):
                 size = size - conv.k + 1 + 2 * conv.pad
@@ -135,7 +139,8 @@ class ArchConfig:
                 tag = f"t{t.conv1x1}" if t.conv1x1 else ""
                 parts.append(f"{tag}M" if t.where == "before" else f"M{tag}")
         head = self.head.kind + (f"+{self.head.pre_gap}" if self.head.pre_gap else "")
-        return " | ".join(parts + [head])
+        pool = [f"/{self.input_pool}"] if self.input_pool > 1 else []
+        return " | ".join(pool + parts + [head])
 
     # -- serialisation -------------------------------------------------------------------------
 
@@ -148,6 +153,8 @@ class ArchConfig:
                            for c in stage] for stage in self.stages]
         data["transitions"] = [asdict(t) for t in self.transitions]
         data["stage_dropout"] = list(self.stage_dropout) if self.stage_dropout else None
+        if self.input_pool == 1:  # as every config before it: their keys stay as they were
+            del data["input_pool"]
         return data
 
     @classmethod

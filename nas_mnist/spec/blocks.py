@@ -22,6 +22,7 @@ POSITIONS = ("after_relu", "before_relu")
 DROPOUT_KINDS = ("element", "channel")
 HEAD_KINDS = ("gap_conv", "gap_linear", "conv_gap")
 WHERE = ("before", "after")
+INPUT_POOLS = (1, 2)  # the image's downsampling before the first conv (2: a 2x2 average pool)
 
 
 def check_keys(cls, data: dict, where: str) -> None:

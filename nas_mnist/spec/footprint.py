@@ -66,6 +66,8 @@ class _Walk:
 def footprint(arch: ArchConfig) -> Footprint:
     """Activations and peak live elements of `arch` for one image (see the module doc)."""
     w = _Walk(arch)
+    if arch.input_pool > 1:
+        w.layer(w.c, w.s // arch.input_pool)  # the image's 2x2 average pool
     for i, stage in enumerate(arch.stages):
         rate = arch.stage_rate(i)
         for conv in stage:

@@ -34,6 +34,9 @@ ARCHS = {
     "conv_gap": {"stages": [[{"out": 4, "pad": 0}, {"out": 8, "pad": 0}]],
                  "transitions": [{"conv1x1": 8, "where": "after", "act": True}],
                  "head": {"kind": "conv_gap", "pre_gap": None, "bias": False}},
+    "input_pool": {"stages": [[{"out": 6, "pad": 1}], [{"out": 8, "pad": 0}]],
+                   "transitions": [{"conv1x1": None, "where": "before", "act": False}],
+                   "head": {"kind": "gap_conv", "pre_gap": 8, "bias": False}, "input_pool": 2},
 }
 
 

@@ -498,3 +498,23 @@ def test_a_prior_whose_runs_disagree_with_its_curves_or_trainer_is_refused(chang
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "studies").exists()
+
+
+def test_an_input_pool_is_part_of_the_network_and_leaves_older_keys_alone():
+    """input_pool 2 (the 2 KB class): a 2x2 average pool of the image is the network's first
+    layer, so training, export and predict downsample alike; configs without it keep their
+    dict and key, so prior and warm-start matches stay."""
+    plain = ArchConfig(stages=((ConvSpec(4, pad=0),),))
+    pooled = ArchConfig(stages=((ConvSpec(4, pad=0),),), input_pool=2)
+    assert "input_pool" not in plain.to_dict() and pooled.to_dict()["input_pool"] == 2
+    assert ArchConfig.from_dict(pooled.to_dict()) == pooled and plain.key() != pooled.key()
+    assert pooled.feature_sizes() == [12] and pooled.describe().startswith("/2 | ")
+    model = build_model(pooled)
+    assert isinstance(model[0], torch.nn.AvgPool2d)
+    x = torch.rand(2, 1, 28, 28)
+    inner = torch.nn.Sequential(*list(model)[1:])
+    assert torch.equal(model(x), inner(torch.nn.functional.avg_pool2d(x, 2)))
+    # 784 in + 196 pooled; conv 196 + 4x12x12 = 772
+    assert footprint(pooled).peak == 784 + 196
+    with pytest.raises(Exception, match="input_pool"):
+        ArchConfig(stages=((ConvSpec(4),),), input_pool=3)
