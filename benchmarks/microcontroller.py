@@ -7,7 +7,7 @@
 2. `--sample N` networks drawn uniformly from a space (random weights: the arena depends on
    the structure only) give the relation between the tool's peak-RAM figure and the arena:
    head (the planned activations) against the peak, and the tail (the interpreter's own
-   structs) fitted as bytes per op, per tensor and per output channel.
+   structs) fitted as bytes per op, per conv op and per output channel.
 
 Writes one JSON (default studies/microcontroller.json) and prints a table.
 
@@ -82,19 +82,19 @@ def arena_sample(space_name: str, samples: int, calibration: torch.Tensor) -> di
         rows.append({"params": arch.n_params(), "peak": max(a + b for a, b in
                                                             zip(sizes, sizes[1:])),
                      "arena": arena, "head": head, "tail": tail, "ops": len(graph.ops) + 1,
-                     "tensors": 2 * len(graph.ops) + 2 + 2 * len(convs),
+                     "conv_ops": len(convs),
                      "channels": int(sum(op.bias.size for op in convs)),
                      "c_arena": max(a + b for a, b in zip(sizes, sizes[1:])),
                      "c_source_bytes": len(c_source(graph, "net")[1])})
-    # tail = a + b * ops + c * tensors + d * channels, least squares; its worst residual
-    x = np.array([[1, r["ops"], r["tensors"], r["channels"]] for r in rows], float)
+    # tail = a + b * ops + c * conv ops + d * channels, least squares; its worst residual
+    x = np.array([[1, r["ops"], r["conv_ops"], r["channels"]] for r in rows], float)
     y = np.array([r["tail"] for r in rows], float)
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     residual = y - x @ coef
     head_over_peak = [r["head"] - r["peak"] for r in rows]
     return {"space": space_name, "networks": len(rows), "rows": rows,
             "tail_fit": {"intercept": round(coef[0], 1), "per_op": round(coef[1], 1),
-                         "per_tensor": round(coef[2], 1), "per_channel": round(coef[3], 2),
+                         "per_conv_op": round(coef[2], 1), "per_channel": round(coef[3], 2),
                          "worst_residual_bytes": round(float(np.abs(residual).max()), 1)},
             "head_minus_peak": {"min": min(head_over_peak), "max": max(head_over_peak)}}
 
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
         fit = report["arena_sample"]["tail_fit"]
         print(f"arena of {args.sample} {args.space} networks: head - peak "
               f"{report['arena_sample']['head_minus_peak']}; tail = {fit['intercept']} + "
-              f"{fit['per_op']} x ops + {fit['per_tensor']} x tensors + {fit['per_channel']} x "
+              f"{fit['per_op']} x ops + {fit['per_conv_op']} x conv ops + {fit['per_channel']} x "
               f"channels (worst residual {fit['worst_residual_bytes']} B)")
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return 0

@@ -29,8 +29,19 @@ def count(config) -> dict:
     f = footprint(arch)
     return {"params": count_params(model), "macs": count_macs(model, in_shape(arch)),
             "activations": f.activations, "peak_ram_int8": f.peak_int8_bytes,
-            "peak_ram_fp32": f.peak_fp32_bytes, "arch": arch.describe(),
+            "peak_ram_fp32": f.peak_fp32_bytes, **_tflm_arena(model, in_shape(arch)),
+            "arch": arch.describe(),
             "layers": [r.__dict__ for r in layer_table(model, in_shape(arch))]}
+
+
+def _tflm_arena(model, shape) -> dict:
+    """TFLite Micro's arena, measured where the tflite extra is installed (else nothing)."""
+    from nas_mnist.results.models import DeployError, Normalised
+    from nas_mnist.results.tflite import arena_of
+    try:
+        return arena_of(Normalised(model, 0.0, 1.0).eval(), shape)
+    except DeployError:  # the extra is not installed, or a layer int8 cannot express
+        return {}
 
 
 def _arch_of(config):

@@ -94,6 +94,11 @@ def cmd_count(args) -> int:
         print(f"params {c['params']:,}   MACs {c['macs']:,}   activations {c['activations']:,} "
               f"per image   peak RAM {c['peak_ram_int8']:,} B at int8 "
               f"({c['peak_ram_fp32']:,} B at fp32)   ({c['arch']})")
+        if "tflm_arena_bytes" in c:
+            print(f"TFLite Micro arena {c['tflm_arena_bytes']:,} B on this 64-bit host "
+                  f"({c['tflm_arena_head']:,} B of activations as its planner lays them out + "
+                  f"{c['tflm_arena_tail']:,} B of interpreter structs; a 32-bit part's are "
+                  f"smaller)")
     return 0
 
 

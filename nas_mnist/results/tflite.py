@@ -18,9 +18,9 @@ import re
 
 import numpy as np
 
-from nas_mnist.results.int8 import Int8Graph, Op, QParams
+from nas_mnist.results.int8 import Int8Graph, Op, QParams, quantize
 # LiteRT reads .tflite files for `predict` too: it lives with the other model readers
-from nas_mnist.results.models import DeployError, LiteRT, native_stderr, need  # noqa: F401
+from nas_mnist.results.models import DeployError, LiteRT, Normalised, native_stderr, need  # noqa: F401
 
 # builtin operator codes and the op versions that cover int8 with per-channel weights
 _CODES = {"conv": (3, 3), "grouped": (3, 6), "depthwise": (4, 3), "maxpool": (17, 2),
@@ -248,3 +248,20 @@ def tflm_arena(model: bytes, probe: np.ndarray) -> int:
         mid = (lo + hi) // 32 * 16
         lo, hi = (lo, mid) if fits(mid) else (mid, hi)
     return hi
+
+
+
+def arena_of(model: Normalised, in_shape: tuple[int, int, int]) -> dict:
+    """TFLite Micro's arena for a network's structure (its weights and ranges change no
+    buffer): the int8 graph of `model` on 16 random images, bisected. `head` is the planned
+    activations (the greedy planner: at least the largest input + output of one op, sometimes
+    more), `tail` the interpreter's own structs in this 64-bit host build."""
+    import torch
+    generator = torch.Generator().manual_seed(0)
+    c, h, w = in_shape
+    images = torch.rand(16, c, h, w, generator=generator)
+    graph = quantize(model, images)
+    blob = tflite_bytes(graph)
+    arena = tflm_arena(blob, graph.quantize_images(images[:1].numpy()))
+    head, tail = TFLM(blob, arena).allocations()
+    return {"tflm_arena_bytes": arena, "tflm_arena_head": head, "tflm_arena_tail": tail}

@@ -232,3 +232,11 @@ def test_an_arena_over_the_parts_ram_is_refused_and_nothing_is_written(images, t
                          device_ram=100_000)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.c", "net.h"]
     assert check["logits_equal_reference"] == 100.0
+
+
+def test_count_measures_the_tflite_micro_arena_beside_the_peak():
+    pytest.importorskip("tflite_micro", reason="the tflite extra is not installed")
+    from nas_mnist.api import count
+    c = count(ArchConfig.from_dict(ARCHS["input_pool"]))
+    assert c["tflm_arena_bytes"] >= c["tflm_arena_head"] + c["tflm_arena_tail"]
+    assert c["peak_ram_int8"] <= c["tflm_arena_head"] < c["tflm_arena_bytes"]
