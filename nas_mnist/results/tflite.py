@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from importlib import import_module
 
 import numpy as np
 
@@ -42,162 +43,189 @@ def _padding(op: Op) -> int:
 def tflite_bytes(graph: Int8Graph) -> bytes:
     """The graph as a .tflite FlatBuffer."""
     need("flatbuffers", "tflite-int8"), need("tflite", "tflite-int8")
-    import flatbuffers
-    from importlib import import_module
-    (Buffer, Conv2DOptions, DepthwiseConv2DOptions, Model, Operator, OperatorCode, Pool2DOptions,
-     QuantizationParameters, ReshapeOptions, SubGraph, Tensor) = (  # the schema's modules
-        import_module(f"tflite.{name}") for name in (
-            "Buffer", "Conv2DOptions", "DepthwiseConv2DOptions", "Model", "Operator",
-            "OperatorCode", "Pool2DOptions", "QuantizationParameters", "ReshapeOptions",
-            "SubGraph", "Tensor"))
-    b = flatbuffers.Builder(1024)
-    buffers: list[bytes] = [b""]  # buffer 0: the empty one every non-constant tensor points to
-    tensors: list[int] = []
+    return _Writer(graph).write()
 
-    def quant(scales, zeros, dim: int = 0) -> int:
+
+_SCHEMA = ("Buffer", "Conv2DOptions", "DepthwiseConv2DOptions", "Model", "Operator",
+           "OperatorCode", "Pool2DOptions", "QuantizationParameters", "ReshapeOptions",
+           "SubGraph", "Tensor")
+
+
+class _Writer:
+    """One FlatBuffer being built: tables are made inside out (a table's vectors and strings
+    before the table), so tensors and options are written first, the model last."""
+
+    def __init__(self, graph: Int8Graph):
+        import flatbuffers
+        self.graph = graph
+        self.b = flatbuffers.Builder(1024)
+        self.fb = {name: import_module(f"tflite.{name}") for name in _SCHEMA}
+        self.buffers: list[bytes] = [b""]  # buffer 0: the empty one of non-constant tensors
+        self.tensors: list[int] = []
+        self.codes: list[str] = []
+        self.operators: list[int] = []
+
+    def write(self) -> bytes:
+        graph = self.graph
+        current = self.activation("input", graph.input_shape, graph.input)
+        params, spatial = graph.input, graph.input_shape[0]
+        for i, op in enumerate(graph.ops):
+            out = self.activation(f"op{i}_{op.kind}", op.shape, op.out)
+            inputs = [current]
+            if op.kind in ("conv", "depthwise"):
+                inputs += self.weights(i, op, params)
+            code = "grouped" if op.kind == "conv" and op.groups > 1 else op.kind
+            self.operator(code, inputs, [out], self.options(code, op, spatial))
+            current, params, spatial = out, op.out, op.shape[0]
+        flat = math.prod(graph.ops[-1].shape)  # (1, 1, classes) for a whole network
+        shape = self.tensor("logits_shape", (2,), _INT32, None,
+                            np.array([1, flat], "<i4").tobytes())
+        logits = self.tensor("logits", (1, flat), _INT8, self.quant([params.scale],
+                                                                    [params.zero]))
+        self.operator("reshape", [current, shape], [logits], self.reshape_options(flat))
+        return self.model(self.subgraph(logits))
+
+    # -- tensors ---------------------------------------------------------------------------
+
+    def quant(self, scales, zeros, dim: int = 0) -> int:
+        b, q = self.b, self.fb["QuantizationParameters"]
         scale_vec = b.CreateNumpyVector(np.asarray(scales, np.float32))
         zero_vec = b.CreateNumpyVector(np.asarray(zeros, np.int64))
-        QuantizationParameters.Start(b)
-        QuantizationParameters.AddScale(b, scale_vec)
-        QuantizationParameters.AddZeroPoint(b, zero_vec)
-        QuantizationParameters.AddQuantizedDimension(b, dim)
-        return QuantizationParameters.End(b)
+        q.Start(b)
+        q.AddScale(b, scale_vec)
+        q.AddZeroPoint(b, zero_vec)
+        q.AddQuantizedDimension(b, dim)
+        return q.End(b)
 
-    def tensor(name: str, shape, kind: int, q: int | None, data: bytes | None = None) -> int:
+    def tensor(self, name: str, shape, kind: int, quant: int | None,
+               data: bytes | None = None) -> int:
+        b, t = self.b, self.fb["Tensor"]
         if data is not None:
-            buffers.append(data)
+            self.buffers.append(data)
         name_off = b.CreateString(name)
         shape_vec = b.CreateNumpyVector(np.asarray(shape, np.int32))
-        Tensor.Start(b)
-        Tensor.AddShape(b, shape_vec)
-        Tensor.AddType(b, kind)
-        Tensor.AddBuffer(b, len(buffers) - 1 if data is not None else 0)
-        Tensor.AddName(b, name_off)
-        if q is not None:
-            Tensor.AddQuantization(b, q)
-        tensors.append(Tensor.End(b))
-        return len(tensors) - 1
+        t.Start(b)
+        t.AddShape(b, shape_vec)
+        t.AddType(b, kind)
+        t.AddBuffer(b, len(self.buffers) - 1 if data is not None else 0)
+        t.AddName(b, name_off)
+        if quant is not None:
+            t.AddQuantization(b, quant)
+        self.tensors.append(t.End(b))
+        return len(self.tensors) - 1
 
-    def activation(name: str, shape, p: QParams) -> int:
-        return tensor(name, (1, *shape), _INT8, quant([p.scale], [p.zero]))
+    def activation(self, name: str, shape, p: QParams) -> int:
+        return self.tensor(name, (1, *shape), _INT8, self.quant([p.scale], [p.zero]))
 
-    codes: list[str] = []
-    operators: list[tuple] = []  # (code, inputs, outputs, options type, options builder)
+    def weights(self, i: int, op: Op, inp: QParams) -> list[int]:
+        """The weight and bias tensors of a conv-like op, one scale per output channel."""
+        dim = 3 if op.kind == "depthwise" else 0
+        zeros = np.zeros(op.weight.shape[dim])
+        w = self.tensor(f"op{i}_weight", op.weight.shape, _INT8,
+                        self.quant(op.w_scale, zeros, dim), op.weight.tobytes())
+        bias = self.tensor(f"op{i}_bias", op.bias.shape, _INT32,
+                           self.quant(inp.scale * op.w_scale, zeros),
+                           op.bias.astype("<i4").tobytes())
+        return [w, bias]
 
-    current = activation("input", graph.input_shape, graph.input)
-    params = graph.input
-    for i, op in enumerate(graph.ops):
-        out = activation(f"op{i}_{op.kind}", op.shape, op.out)
-        if op.kind in ("conv", "depthwise"):
-            dim = 3 if op.kind == "depthwise" else 0
-            channels = op.weight.shape[dim]
-            w = tensor(f"op{i}_weight", op.weight.shape, _INT8,
-                       quant(op.w_scale, np.zeros(channels), dim), op.weight.tobytes())
-            bias_scales = params.scale * op.w_scale
-            bias = tensor(f"op{i}_bias", op.bias.shape, _INT32,
-                          quant(bias_scales, np.zeros(channels)), op.bias.astype("<i4").tobytes())
-            code = "grouped" if op.kind == "conv" and op.groups > 1 else op.kind
-            operators.append((code, [current, w, bias], [out], op))
-        else:
-            operators.append((op.kind, [current], [out], op))
-        current, params = out, op.out
-    classes = math.prod(graph.ops[-1].shape)  # (1, 1, classes) for a whole network
-    shape_const = tensor("logits_shape", (2,), _INT32, None,
-                         np.array([1, classes], "<i4").tobytes())
-    logits = tensor("logits", (1, classes), _INT8, quant([params.scale], [params.zero]))
-    operators.append(("reshape", [current, shape_const], [logits], None))
+    # -- operators -------------------------------------------------------------------------
 
-    def options(code: str, op: Op | None, spatial: tuple) -> tuple[int, int]:
-        if code in ("conv", "grouped"):
-            Conv2DOptions.Start(b)
-            Conv2DOptions.AddPadding(b, _padding(op))
-            Conv2DOptions.AddStrideW(b, 1), Conv2DOptions.AddStrideH(b, 1)
-            Conv2DOptions.AddDilationWFactor(b, 1), Conv2DOptions.AddDilationHFactor(b, 1)
-            Conv2DOptions.AddFusedActivationFunction(b, 1 if op.relu else 0)
-            return 1, Conv2DOptions.End(b)
-        if code == "depthwise":
-            DepthwiseConv2DOptions.Start(b)
-            DepthwiseConv2DOptions.AddPadding(b, _padding(op))
-            DepthwiseConv2DOptions.AddStrideW(b, 1), DepthwiseConv2DOptions.AddStrideH(b, 1)
-            DepthwiseConv2DOptions.AddDepthMultiplier(b, 1)
-            DepthwiseConv2DOptions.AddDilationWFactor(b, 1)
-            DepthwiseConv2DOptions.AddDilationHFactor(b, 1)
-            DepthwiseConv2DOptions.AddFusedActivationFunction(b, 1 if op.relu else 0)
-            return 2, DepthwiseConv2DOptions.End(b)
-        if code in ("maxpool", "avgpool", "avgpool2"):
-            size = spatial if code == "avgpool" else 2
-            Pool2DOptions.Start(b)
-            Pool2DOptions.AddPadding(b, _VALID)
-            Pool2DOptions.AddStrideW(b, size), Pool2DOptions.AddStrideH(b, size)
-            Pool2DOptions.AddFilterWidth(b, size), Pool2DOptions.AddFilterHeight(b, size)
-            return 5, Pool2DOptions.End(b)
-        shape_vec = b.CreateNumpyVector(np.array([1, classes], np.int32))
-        ReshapeOptions.Start(b)
-        ReshapeOptions.AddNewShape(b, shape_vec)
-        return 17, ReshapeOptions.End(b)
+    def options(self, code: str, op: Op, spatial: int) -> tuple[int, int]:
+        """(BuiltinOptions type, offset) of a conv, depthwise conv or pool."""
+        b = self.b
+        if code in ("conv", "grouped", "depthwise"):
+            o = self.fb["Conv2DOptions" if code != "depthwise" else "DepthwiseConv2DOptions"]
+            o.Start(b)
+            o.AddPadding(b, _padding(op))
+            o.AddStrideW(b, 1), o.AddStrideH(b, 1)
+            o.AddDilationWFactor(b, 1), o.AddDilationHFactor(b, 1)
+            o.AddFusedActivationFunction(b, 1 if op.relu else 0)
+            if code == "depthwise":
+                o.AddDepthMultiplier(b, 1)
+            return (2 if code == "depthwise" else 1), o.End(b)
+        size = spatial if code == "avgpool" else 2  # global, or a 2x2 pool of stride 2
+        o = self.fb["Pool2DOptions"]
+        o.Start(b)
+        o.AddPadding(b, _VALID)
+        o.AddStrideW(b, size), o.AddStrideH(b, size)
+        o.AddFilterWidth(b, size), o.AddFilterHeight(b, size)
+        return 5, o.End(b)
 
-    spatial_in = [graph.input_shape[0]] + [op.shape[0] for op in graph.ops]
-    op_offsets = []
-    for j, (code, inputs, outputs, op) in enumerate(operators):
-        if code not in codes:
-            codes.append(code)
-        kind, opts = options(code, op, spatial_in[j] if j < len(spatial_in) else 1)
+    def reshape_options(self, flat: int) -> tuple[int, int]:
+        b, o = self.b, self.fb["ReshapeOptions"]
+        shape_vec = b.CreateNumpyVector(np.array([1, flat], np.int32))
+        o.Start(b)
+        o.AddNewShape(b, shape_vec)
+        return 17, o.End(b)
+
+    def operator(self, code: str, inputs: list[int], outputs: list[int],
+                 options: tuple[int, int]) -> None:
+        b, o = self.b, self.fb["Operator"]
+        if code not in self.codes:
+            self.codes.append(code)
         in_vec = b.CreateNumpyVector(np.asarray(inputs, np.int32))
         out_vec = b.CreateNumpyVector(np.asarray(outputs, np.int32))
-        Operator.Start(b)
-        Operator.AddOpcodeIndex(b, codes.index(code))
-        Operator.AddInputs(b, in_vec)
-        Operator.AddOutputs(b, out_vec)
-        Operator.AddBuiltinOptionsType(b, kind)
-        Operator.AddBuiltinOptions(b, opts)
-        op_offsets.append(Operator.End(b))
+        o.Start(b)
+        o.AddOpcodeIndex(b, self.codes.index(code))
+        o.AddInputs(b, in_vec)
+        o.AddOutputs(b, out_vec)
+        o.AddBuiltinOptionsType(b, options[0])
+        o.AddBuiltinOptions(b, options[1])
+        self.operators.append(o.End(b))
 
-    def vector(start, items: list[int]) -> int:
-        start(b, len(items))
+    # -- the model -------------------------------------------------------------------------
+
+    def vector(self, table: str, field: str, items: list[int]) -> int:
+        getattr(self.fb[table], f"Start{field}Vector")(self.b, len(items))
         for item in reversed(items):
-            b.PrependUOffsetTRelative(item)
-        return b.EndVector()
+            self.b.PrependUOffsetTRelative(item)
+        return self.b.EndVector()
 
-    tensor_vec = vector(SubGraph.StartTensorsVector, tensors)
-    op_vec = vector(SubGraph.StartOperatorsVector, op_offsets)
-    inputs_vec = b.CreateNumpyVector(np.array([0], np.int32))
-    outputs_vec = b.CreateNumpyVector(np.array([logits], np.int32))
-    name = b.CreateString("main")
-    SubGraph.Start(b)
-    SubGraph.AddTensors(b, tensor_vec)
-    SubGraph.AddInputs(b, inputs_vec)
-    SubGraph.AddOutputs(b, outputs_vec)
-    SubGraph.AddOperators(b, op_vec)
-    SubGraph.AddName(b, name)
-    subgraph = SubGraph.End(b)
+    def subgraph(self, output: int) -> int:
+        b, g = self.b, self.fb["SubGraph"]
+        tensor_vec = self.vector("SubGraph", "Tensors", self.tensors)
+        op_vec = self.vector("SubGraph", "Operators", self.operators)
+        inputs_vec = b.CreateNumpyVector(np.array([0], np.int32))
+        outputs_vec = b.CreateNumpyVector(np.array([output], np.int32))
+        name = b.CreateString("main")
+        g.Start(b)
+        g.AddTensors(b, tensor_vec)
+        g.AddInputs(b, inputs_vec)
+        g.AddOutputs(b, outputs_vec)
+        g.AddOperators(b, op_vec)
+        g.AddName(b, name)
+        return g.End(b)
 
-    code_offsets = []
-    for code in codes:
-        builtin, version = _CODES[code]
-        OperatorCode.Start(b)
-        OperatorCode.AddDeprecatedBuiltinCode(b, builtin)
-        OperatorCode.AddBuiltinCode(b, builtin)
-        OperatorCode.AddVersion(b, version)
-        code_offsets.append(OperatorCode.End(b))
-    buffer_offsets = []
-    for data in buffers:
-        data_vec = b.CreateByteVector(data) if data else None
-        Buffer.Start(b)
-        if data_vec is not None:
-            Buffer.AddData(b, data_vec)
-        buffer_offsets.append(Buffer.End(b))
-    codes_vec = vector(Model.StartOperatorCodesVector, code_offsets)
-    subgraphs_vec = vector(Model.StartSubgraphsVector, [subgraph])
-    buffers_vec = vector(Model.StartBuffersVector, buffer_offsets)
-    description = b.CreateString("nas-mnist full-int8")
-    Model.Start(b)
-    Model.AddVersion(b, 3)
-    Model.AddOperatorCodes(b, codes_vec)
-    Model.AddSubgraphs(b, subgraphs_vec)
-    Model.AddDescription(b, description)
-    Model.AddBuffers(b, buffers_vec)
-    b.Finish(Model.End(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    def model(self, subgraph: int) -> bytes:
+        b, fb = self.b, self.fb
+        codes = []
+        for code in self.codes:
+            builtin, version = _CODES[code]
+            fb["OperatorCode"].Start(b)
+            fb["OperatorCode"].AddDeprecatedBuiltinCode(b, builtin)
+            fb["OperatorCode"].AddBuiltinCode(b, builtin)
+            fb["OperatorCode"].AddVersion(b, version)
+            codes.append(fb["OperatorCode"].End(b))
+        buffers = []
+        for data in self.buffers:
+            data_vec = b.CreateByteVector(data) if data else None
+            fb["Buffer"].Start(b)
+            if data_vec is not None:
+                fb["Buffer"].AddData(b, data_vec)
+            buffers.append(fb["Buffer"].End(b))
+        codes_vec = self.vector("Model", "OperatorCodes", codes)
+        subgraphs_vec = self.vector("Model", "Subgraphs", [subgraph])
+        buffers_vec = self.vector("Model", "Buffers", buffers)
+        description = b.CreateString("nas-mnist full-int8")
+        m = fb["Model"]
+        m.Start(b)
+        m.AddVersion(b, 3)
+        m.AddOperatorCodes(b, codes_vec)
+        m.AddSubgraphs(b, subgraphs_vec)
+        m.AddDescription(b, description)
+        m.AddBuffers(b, buffers_vec)
+        b.Finish(m.End(b), file_identifier=b"TFL3")
+        return bytes(b.Output())
 
 
 class TFLM:
