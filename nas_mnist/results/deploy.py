@@ -205,7 +205,8 @@ def _export_tflite(model: Normalised, dest: Path, data: Dataset, images: int,
     """A full-int8 .tflite (`tflite.py`), kept only if LiteRT's predictions stay within
     MAX_INT8_DROP points of PyTorch's accuracy and TFLite Micro computes the integer
     reference's logits on every test image; records the arena TFLite Micro needs."""
-    from nas_mnist.results.tflite import LiteRT, TFLM, tflite_bytes, tflm_arena
+    from nas_mnist.results.models import LiteRT
+    from nas_mnist.results.tflite import TFLM, tflite_bytes, tflm_arena
     graph, q, labels, ours = _int8_graph(model, data, images)
     blob = tflite_bytes(graph)
     reference = graph.run(q)

@@ -6,7 +6,7 @@ DEPTHWISE_CONV_2D, MAX_POOL_2D, AVERAGE_POOL_2D and RESHAPE with per-channel wei
 what TensorFlow Lite Micro runs. No TensorFlow, no converter: the integer graph is ours, and
 `Int8Graph.run` says what every byte must compute.
 
-Read back by LiteRT (`ai-edge-litert`, TFLite's interpreter) for predictions, and by
+Read back by LiteRT (`ai-edge-litert`, TFLite's interpreter: `models.LiteRT`, which `predict` uses too), and by
 TensorFlow Lite Micro's own interpreter (`tflite-micro`, the runtime compiled for the host)
 for the arena a microcontroller must reserve.
 """
@@ -20,8 +20,7 @@ from importlib import import_module
 import numpy as np
 
 from nas_mnist.results.int8 import Int8Graph, Op, QParams, quantize
-# LiteRT reads .tflite files for `predict` too: it lives with the other model readers
-from nas_mnist.results.models import DeployError, LiteRT, Normalised, native_stderr, need  # noqa: F401
+from nas_mnist.results.models import DeployError, Normalised, native_stderr, need
 
 # builtin operator codes and the op versions that cover int8 with per-channel weights
 _CODES = {"conv": (3, 3), "grouped": (3, 6), "depthwise": (4, 3), "maxpool": (17, 2),

@@ -47,7 +47,6 @@ def _model(name: str) -> Normalised:
     model = build_model(ArchConfig.from_dict(ARCHS[name]))
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
             module.running_mean.uniform_(-0.5, 0.5), module.running_var.uniform_(0.5, 2.0)
             module.weight.data.uniform_(0.5, 1.5), module.bias.data.uniform_(-0.3, 0.3)
     return Normalised(model, 0.1307, 0.3081).eval()
@@ -133,7 +132,8 @@ def test_a_layer_the_graph_cannot_express_is_named():
 def test_tflite_file_runs_in_litert_and_tflite_micro_as_the_reference(graph):
     pytest.importorskip("ai_edge_litert", reason="the tflite extra is not installed")
     pytest.importorskip("tflite_micro", reason="the tflite extra is not installed")
-    from nas_mnist.results.tflite import TFLM, LiteRT, tflite_bytes, tflm_arena
+    from nas_mnist.results.models import LiteRT
+    from nas_mnist.results.tflite import TFLM, tflite_bytes, tflm_arena
     _, g, test = graph
     blob = tflite_bytes(g)
     q = g.quantize_images(test.numpy())
