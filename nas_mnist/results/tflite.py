@@ -6,7 +6,8 @@ DEPTHWISE_CONV_2D, MAX_POOL_2D, AVERAGE_POOL_2D and RESHAPE with per-channel wei
 what TensorFlow Lite Micro runs. No TensorFlow, no converter: the integer graph is ours, and
 `Int8Graph.run` says what every byte must compute.
 
-Read back by LiteRT (`ai-edge-litert`, TFLite's interpreter: `models.LiteRT`, which `predict` uses too), and by
+Read back by LiteRT (`ai-edge-litert`, TFLite's interpreter: `models.LiteRT`, which `predict`
+uses too), and by
 TensorFlow Lite Micro's own interpreter (`tflite-micro`, the runtime compiled for the host)
 for the arena a microcontroller must reserve.
 """
