@@ -100,26 +100,12 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
     # Everything that can be checked without the storage is checked before touching it.
     space_ = preflight(settings)
     enqueued = [e if isinstance(e, tuple) else _load_enqueued(e) for e in enqueue]
-    if settings.value.arch is not None:
-        from nas_mnist.spec.arch import ArchConfig
-        key = ArchConfig.from_dict(settings.value.arch).key()
-        for path, (other, _) in zip(enqueue, enqueued):
-            if other.key() != key:
-                raise ApiError(f"enqueue: {path} has another architecture than the recipe "
-                               f"study's ({other.describe()})")
+    _check_recipe_enqueued(settings, enqueue, enqueued)
     for source in warm:
         if source not in ("auto", "none"):
             load_prior(source)  # a missing or malformed file stops here
     data = load_search_data(settings)
-    # The data against the networks, before any study exists: a label of 10 or 32x32 images
-    # used to create a study, refuse 200 samples one by one and blame the space.
-    from nas_mnist.searcher.study import least_network
-    least, what = least_network(settings, space_)
-    for arch, name in [(least, what)] + [(a, "an enqueued network") for a, _ in enqueued]:
-        try:
-            data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
-        except NasMnistError as err:
-            raise ApiError(f"data_dir: {err} ({name} of this search)") from None
+    _check_data_fits(settings, space_, data, enqueued)
     if Path(settings.run.artifacts).exists() and not Path(settings.run.artifacts).is_dir():
         raise ApiError(f"artifacts {settings.run.artifacts} is a file, not a folder")
     return _run(settings, space_, data, enqueued, say, progress)
@@ -239,6 +225,30 @@ def _study_exists(url: str, name: str) -> bool:
         return name in optuna.get_all_study_names(storage)
     except NasMnistError:
         return False  # create_or_resume says in one line what is wrong with the storage
+
+
+def _check_recipe_enqueued(settings, paths, enqueued) -> None:
+    """A recipe study trains one architecture: every enqueued file must hold it."""
+    if settings.value.arch is None:
+        return
+    from nas_mnist.spec.arch import ArchConfig
+    key = ArchConfig.from_dict(settings.value.arch).key()
+    for path, (other, _) in zip(paths, enqueued):
+        if other.key() != key:
+            raise ApiError(f"enqueue: {path} has another architecture than the recipe "
+                           f"study's ({other.describe()})")
+
+
+def _check_data_fits(settings, space, data, enqueued) -> None:
+    """The data against the networks, before any study exists: a label of 10 or 32x32
+    images used to create a study, refuse 200 samples one by one and blame the space."""
+    from nas_mnist.searcher.study import least_network
+    least, what = least_network(settings, space)
+    for arch, name in [(least, what)] + [(a, "an enqueued network") for a, _ in enqueued]:
+        try:
+            data.check_fits(arch.in_channels, arch.image_size, arch.num_classes)
+        except NasMnistError as err:
+            raise ApiError(f"data_dir: {err} ({name} of this search)") from None
 
 
 def _run(settings, space, data, enqueued, say, progress) -> "Study":
