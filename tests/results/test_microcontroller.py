@@ -145,8 +145,6 @@ def test_tflite_file_runs_in_litert_and_tflite_micro_as_the_reference(graph):
     sizes = g.tensor_bytes()
     peak = max(a + b for a, b in zip(sizes, sizes[1:]))
     assert head + tail <= arena and peak <= head <= peak + 16 * 2  # activations + alignment
-    with pytest.raises(RuntimeError):
-        TFLM(blob, arena - 64).run(q[:1])  # the bisection found the edge
     lite = LiteRT(blob).run(q)  # XNNPACK may round a last bit its own way
     assert np.abs(lite.astype(int) - reference).max() <= 1
     assert (lite.argmax(1) == reference.argmax(1)).mean() >= 0.98
