@@ -197,13 +197,28 @@ def _space_hint(stored: StudyMeta, meta: StudyMeta) -> str:
             if name else "")
 
 
+def _known_configs(sources, study_name: str) -> list:
+    """The configurations of every warm-start source: "auto" is the packaged prior plus the
+    local studies/ folder (this study left out), anything else a prior file."""
+    from nas_mnist.searcher.prior import PACKAGED_PRIOR, load_prior, local_configs
+    from nas_mnist.searcher.storage import STUDIES_DIR
+    configs = []
+    for source in sources:
+        if source != "auto":
+            configs += load_prior(source).configs
+            continue
+        configs += load_prior(PACKAGED_PRIOR).configs
+        if STUDIES_DIR.is_dir():
+            configs += local_configs(STUDIES_DIR, exclude=study_name)
+    return configs
+
+
 def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace,
                meta: StudyMeta) -> list[str]:
     """Enqueue the best few known configurations that fit this study (`settings.run.warm_start`:
     "auto" = the packaged prior plus the local studies/ folder, "none", or prior files).
     Returns one line per configuration or skipped source, for the user."""
-    from nas_mnist.searcher.prior import (PACKAGED_PRIOR, load_prior, local_configs,
-                                        pick_warm)
+    from nas_mnist.searcher.prior import PACKAGED_PRIOR, load_prior, pick_warm
     from nas_mnist.searcher.reuse import enter_known, why_not_reusable
     sources = settings.run.warm_start
     if not sources or tuple(sources) == ("none",):
@@ -211,20 +226,11 @@ def warm_start(study: optuna.Study, settings: SearchSettings, space: SearchSpace
     if meta.arch is not None:
         return ["warm start: none (a recipe study: the architecture is fixed; its file's own "
                 "recipe, if it has one, runs first)"]
-    configs, notes = [], []
     trained = sum(r.trained for r in record.records(study))
-    for source in sources:
-        if source == "auto" and trained:
-            notes.append(f"warm start: none (auto warm-starts a new study; this one has "
-                         f"{trained} trained networks)")
-            return notes
-        if source == "auto":
-            configs += load_prior(PACKAGED_PRIOR).configs
-            from nas_mnist.searcher.storage import STUDIES_DIR
-            if STUDIES_DIR.is_dir():
-                configs += local_configs(STUDIES_DIR, exclude=settings.study)
-        else:
-            configs += load_prior(source).configs
+    if "auto" in sources and trained:
+        return [f"warm start: none (auto warm-starts a new study; this one has {trained} "
+                f"trained networks)"]
+    configs, notes = _known_configs(sources, settings.study), []
     picked, skipped = pick_warm(configs, Limits.of(meta), data_checksum=meta.data_checksum,
                                 macs_of=_macs_of)
     picked = [_reusable_twin(c, configs, meta) for c in picked]
