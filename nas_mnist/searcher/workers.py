@@ -63,6 +63,31 @@ def load_search_data(settings: SearchSettings) -> Dataset:
     return data.to(device)
 
 
+def _one_trial(study: optuna.Study, objective, settings: SearchSettings) -> TrialRecord | None:
+    """Ask, train and tell one trial; its record (None if Optuna reported none)."""
+    last: list[TrialRecord] = []
+    try:
+        study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,),
+                       callbacks=[lambda st, ft: last.append(TrialRecord.from_trial(ft))])
+    except KeyboardInterrupt:
+        fail_unstarted(study)
+        raise
+    except (AssertionError, optuna.exceptions.StorageInternalError, OSError) as err:
+        raise SearchError(f"cannot write the study to {mask_url(settings.storage)} or its "
+                          f"weights to {settings.run.artifacts}: {_root_cause(err)}") from None
+    return last[-1] if last else None
+
+
+def _check_streaks(fails: int, refused: Counter, meta: StudyMeta, space) -> None:
+    """Stop a search that only fails, or whose space yields nothing trainable."""
+    if fails >= MAX_FAILS_IN_A_ROW:
+        raise SearchError(f"{MAX_FAILS_IN_A_ROW} trials failed in a row; see the study")
+    if refused.total() >= MAX_REFUSED_IN_A_ROW:
+        raise SearchError(f"{MAX_REFUSED_IN_A_ROW} samples in a row were refused "
+                          f"({_refusals(refused, meta)}): space {space.name} yields almost "
+                          f"nothing trainable under these limits")
+
+
 def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
                data: Dataset | None = None, deadline: float | None = None,
                on_epoch: Callable[[], None] | None = None,
@@ -109,30 +134,17 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
            and (not queued_only or waiting(study))):
         if confirm():
             continue  # a confirmation run of a top trial, before a new network
-        last: list[TrialRecord] = []
         try:
-            study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,),
-                           callbacks=[lambda st, ft: last.append(TrialRecord.from_trial(ft))])
+            last = _one_trial(study, objective, settings)
         except StudyFull:
             break  # the other workers' running trials complete the count
-        except KeyboardInterrupt:
-            fail_unstarted(study)
-            raise
-        except (AssertionError, optuna.exceptions.StorageInternalError, OSError) as err:
-            raise SearchError(f"cannot write the study to {mask_url(settings.storage)} or its "
-                              f"weights to {settings.run.artifacts}: {_root_cause(err)}") from None
-        kind = last[-1].kind if last else "failed"
+        kind = last.kind if last else "failed"
         if on_trial is not None and last:
-            on_trial(last[-1])
+            on_trial(last)
         trained += kind in ("complete", "early_stopped")
         fails = fails + 1 if kind == "failed" else 0
         refused = refused + Counter([kind]) if kind in record.REFUSALS else Counter()
-        if fails >= MAX_FAILS_IN_A_ROW:
-            raise SearchError(f"{MAX_FAILS_IN_A_ROW} trials failed in a row; see the study")
-        if refused.total() >= MAX_REFUSED_IN_A_ROW:
-            raise SearchError(f"{MAX_REFUSED_IN_A_ROW} samples in a row were refused "
-                              f"({_refusals(refused, meta)}): space {space.name} yields almost "
-                              f"nothing trainable under these limits")
+        _check_streaks(fails, refused, meta, space)
     # the study has its networks: confirm the final top K before leaving
     while (not queued_only and (deadline is None or time.time() < deadline)
            and confirm()):
