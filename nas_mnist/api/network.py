@@ -182,10 +182,7 @@ def train(config, *, epochs: int | None = None, last_n: int | None = None,
     from nas_mnist.engine.data import load_dataset
     from nas_mnist.engine.device import resolve_device, set_threads
     from nas_mnist.engine.evaluate import evaluate_candidate, evaluate_weights
-    from nas_mnist.errors import SpecError
-    from nas_mnist.spec.recipe import Recipe
     from nas_mnist.spec.score import default_last_n
-    from nas_mnist.spec.winner import WinnerFile
     for name, value, low in (("epochs", epochs, 1), ("last_n", last_n, 1), ("seed", seed, 0),
                              ("batch_size", batch_size, 1), ("seeds", seeds, 1),
                              ("val_split", val_split, 0), ("split_seed", split_seed, 0),
@@ -194,17 +191,7 @@ def train(config, *, epochs: int | None = None, last_n: int | None = None,
                                                               "split_seed"))
     weights = checks.path_or_none("weights", weights)
     data_dir = checks.path_or_none("data_dir", data_dir)
-    if isinstance(config, dict):
-        arch, doc = _arch_of(config), config
-        try:
-            stored = Recipe.from_dict(doc.get("recipe", {}))
-        except SpecError as err:
-            raise SpecError(f"config: {err}") from None
-        seed_of, threads_of, norm = int(doc.get("seed", 0)), doc.get("threads"), None
-    else:
-        winner = WinnerFile.read(config_path(str(config)))
-        arch, stored, norm = winner.arch, winner.recipe, winner.normalisation
-        seed_of, threads_of = winner.seed, winner.threads
+    arch, stored, norm, seed_of, threads_of = _config_of(config)
     epochs = epochs or stored.epochs
     # the file's last-N for the file's epochs; other epochs get the default for their length
     last_n = last_n or (stored.last_n if epochs == stored.epochs else default_last_n(epochs))
@@ -235,6 +222,21 @@ def train(config, *, epochs: int | None = None, last_n: int | None = None,
         on_start(TrainPlan(arch, recipe, seed, data, dev))
     run = evaluate_candidate(arch, recipe, data, seed=seed, on_epoch=on_epoch, on_step=on_step)
     return run.summary(data)
+
+
+def _config_of(config):
+    """(arch, stored recipe, normalisation, seed, threads) of a config dict or a file."""
+    from nas_mnist.errors import SpecError
+    from nas_mnist.spec.recipe import Recipe
+    from nas_mnist.spec.winner import WinnerFile
+    if isinstance(config, dict):
+        try:
+            stored = Recipe.from_dict(config.get("recipe", {}))
+        except SpecError as err:
+            raise SpecError(f"config: {err}") from None
+        return _arch_of(config), stored, None, int(config.get("seed", 0)), config.get("threads")
+    winner = WinnerFile.read(config_path(str(config)))
+    return winner.arch, winner.recipe, winner.normalisation, winner.seed, winner.threads
 
 
 def _train_seeds(arch, recipe, seeds: int, *, jobs, data_dir, val_split, split_seed, device,
