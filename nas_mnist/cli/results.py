@@ -34,7 +34,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("predict", help="classify images with an exported model")
-    p.add_argument("model", help="an exported .onnx, .torchscript.pt or winner .json")
+    p.add_argument("model", help="an exported .onnx, .int8.tflite, .torchscript.pt or winner .json")
     p.add_argument("images", nargs="+", help="an IDX images file (gzipped or not) or PNG files")
     p.add_argument("--labels", help="an IDX labels file: also print the accuracy")
     p.set_defaults(handler=cmd_predict)
