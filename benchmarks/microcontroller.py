@@ -77,14 +77,12 @@ def arena_sample(space_name: str, samples: int, calibration: torch.Tensor) -> di
         q = graph.quantize_images(calibration[:1].numpy())
         arena = tflm_arena(blob, q)
         head, tail = TFLM(blob, arena).allocations()
-        sizes = graph.tensor_bytes()
         convs = [op for op in graph.ops if op.weight is not None]
-        rows.append({"params": arch.n_params(), "peak": max(a + b for a, b in
-                                                            zip(sizes, sizes[1:])),
+        rows.append({"params": arch.n_params(), "peak": graph.peak_bytes(),
                      "arena": arena, "head": head, "tail": tail, "ops": len(graph.ops) + 1,
                      "conv_ops": len(convs),
                      "channels": int(sum(op.bias.size for op in convs)),
-                     "c_arena": max(a + b for a, b in zip(sizes, sizes[1:])),
+                     "c_arena": graph.peak_bytes(),
                      "c_source_bytes": len(c_source(graph, "net")[1])})
     # tail = a + b * ops + c * conv ops + d * channels, least squares; its worst residual
     x = np.array([[1, r["ops"], r["conv_ops"], r["channels"]] for r in rows], float)

@@ -1,8 +1,8 @@
 """A dependency-free C source and header from an `Int8Graph`, and the check that compiles it.
 
 The source holds the int8 weights, int32 biases and per-channel multipliers as const arrays,
-a handful of loops (conv, depthwise conv, 2x2 max and average pools, global average
-pool) and one entry
+a handful of loops (conv, grouped or depthwise; 2x2 max and average pools; global
+average pool) and one entry
 point, `<name>_predict(input, logits)`. No malloc, no library beyond <stdint.h>: activations
 live in one static arena of `<NAME>_ARENA_BYTES`, each op reading one end and writing the
 other, so the arena is exactly the tool's int8 peak-RAM figure (the largest input + output of
@@ -72,31 +72,6 @@ static void conv(const int8_t *in, int h, int w, int c, int32_t in_zero,
             }
 }
 
-static void depthwise(const int8_t *in, int h, int w, int c, int32_t in_zero,
-                      const int8_t *wt, const int32_t *bias, const int32_t *mult,
-                      const int8_t *shift, int8_t *out, int oh, int ow, int k, int pad,
-                      int32_t out_zero, int32_t act_min)
-{
-    /* weights (1, k, k, c): one filter per channel */
-    for (int y = 0; y < oh; y++)
-        for (int x = 0; x < ow; x++)
-            for (int ch = 0; ch < c; ch++) {
-                int32_t acc = bias[ch];
-                for (int ky = 0; ky < k; ky++) {
-                    int iy = y + ky - pad;
-                    if (iy < 0 || iy >= h) continue;
-                    for (int kx = 0; kx < k; kx++) {
-                        int ix = x + kx - pad;
-                        if (ix < 0 || ix >= w) continue;
-                        acc += ((int32_t)in[(iy * w + ix) * c + ch] - in_zero)
-                               * wt[(ky * k + kx) * c + ch];
-                    }
-                }
-                out[(y * ow + x) * c + ch] =
-                    clamp8(requantize(acc, mult[ch], shift[ch]) + out_zero, act_min);
-            }
-}
-
 static void maxpool2(const int8_t *in, int w, int c, int8_t *out, int oh, int ow)
 {
     for (int y = 0; y < oh; y++)
@@ -143,7 +118,7 @@ def _kernels(used: set[str]) -> str:
     """The kernels the graph calls (an unused static function fails -Werror), with the
     helpers they need."""
     chunks = ["static " + chunk for chunk in _KERNEL_TEXT.split("\nstatic ") if chunk.strip()]
-    need = set(used) | {"clamp8"} | ({"requantize"} if used & {"conv", "depthwise"} else set())
+    need = set(used) | {"clamp8"} | ({"requantize"} if "conv" in used else set())
     keep = [c for c in chunks if re.match(r"static \w+ (\w+)\(", c).group(1) in need]
     return "\n" + "\n".join(chunk.strip("\n") + "\n" for chunk in keep)
 
@@ -160,16 +135,11 @@ def _array(ctype: str, name: str, values: np.ndarray) -> str:
     return f"static const {ctype} {name}[{len(flat)}] = {{\n    " + ",\n    ".join(rows) + "\n};\n"
 
 
-def arena_bytes(graph: Int8Graph) -> int:
-    sizes = graph.tensor_bytes()
-    return max(a + b for a, b in zip(sizes, sizes[1:]))
-
-
 def c_source(graph: Int8Graph, name: str) -> tuple[str, str]:
     """(header, source) of `graph` as C; `name` prefixes every exported symbol."""
     upper = name.upper()
     sizes = graph.tensor_bytes()
-    arena = arena_bytes(graph)
+    arena = graph.peak_bytes()
     h, w, c = graph.input_shape
     header = (f"/* {name}: a full-int8 network written by nas-mnist export --format c. */\n"
               f"#ifndef {upper}_H\n#define {upper}_H\n\n#include <stdint.h>\n\n"
@@ -188,17 +158,16 @@ def c_source(graph: Int8Graph, name: str) -> tuple[str, str]:
         dst = ends[(i + 1) % 2].format(size=sizes[i + 1])
         (ih, iw, ic), (oh, ow, oc) = shape, op.shape
         if op.kind in ("conv", "depthwise"):
-            consts += [_array("int8_t", f"w{i}", op.weight), _array("int32_t", f"b{i}", op.bias),
+            # a depthwise conv is the conv with one group per channel: its (1, k, k, C)
+            # weights laid out as (C, k, k, 1)
+            weight = op.weight.transpose(3, 1, 2, 0) if op.kind == "depthwise" else op.weight
+            groups = ic if op.kind == "depthwise" else op.groups
+            consts += [_array("int8_t", f"w{i}", weight), _array("int32_t", f"b{i}", op.bias),
                        _array("int32_t", f"m{i}", op.multiplier),
                        _array("int8_t", f"s{i}", op.shift)]
-            lo = op.act_range[0]
-            if op.kind == "conv":
-                calls.append(f"conv({src}, {ih}, {iw}, {ic}, {zero}, w{i}, b{i}, m{i}, s{i}, "
-                             f"{dst}, {oh}, {ow}, {oc}, {op.k}, {op.pad}, {op.groups}, "
-                             f"{op.out.zero}, {lo});")
-            else:
-                calls.append(f"depthwise({src}, {ih}, {iw}, {ic}, {zero}, w{i}, b{i}, m{i}, "
-                             f"s{i}, {dst}, {oh}, {ow}, {op.k}, {op.pad}, {op.out.zero}, {lo});")
+            calls.append(f"conv({src}, {ih}, {iw}, {ic}, {zero}, w{i}, b{i}, m{i}, s{i}, "
+                         f"{dst}, {oh}, {ow}, {oc}, {op.k}, {op.pad}, {groups}, "
+                         f"{op.out.zero}, {op.act_range[0]});")
         elif op.kind in ("maxpool", "avgpool2"):
             kernel = "maxpool2" if op.kind == "maxpool" else "avgpool2"
             calls.append(f"{kernel}({src}, {iw}, {ic}, {dst}, {oh}, {ow});")

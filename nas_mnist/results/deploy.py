@@ -235,8 +235,7 @@ def _export_tflite(model: Normalised, dest: Path, data: Dataset, images: int,
                                                       == lite_logits.argmax(1)),
             "tflm_logits_equal_reference": 100.0,
             "tflm_arena_bytes": arena, "tflm_arena_head": head, "tflm_arena_tail": tail,
-            "peak_ram_int8": max(a + b for a, b in zip(graph.tensor_bytes(),
-                                                       graph.tensor_bytes()[1:])),
+            "peak_ram_int8": graph.peak_bytes(),
             "file_bytes": len(blob), "weight_bytes": graph.weight_bytes(),
             "calibration": _calibration(images),
             **_latency(lambda: lite.run(q[:1]), f"LiteRT {lite.version}")}
@@ -246,9 +245,9 @@ def _export_c(model: Normalised, dest: Path, data: Dataset, images: int,
               device_ram: int | None = None) -> dict:
     """A C source and header (`csource.py`), kept only if the compiled code returns the
     integer reference's logits on every test image."""
-    from nas_mnist.results.csource import arena_bytes, c_name, c_source, check_c
+    from nas_mnist.results.csource import c_name, c_source, check_c
     graph, q, labels, ours = _int8_graph(model, data, images)
-    _check_ram("the C code's static arena", arena_bytes(graph), device_ram, dest)
+    _check_ram("the C code's static arena", graph.peak_bytes(), device_ram, dest)
     name = c_name(dest.name[:-len(FORMATS["c"])])
     header, source = c_source(graph, name)
     built = check_c(header, source, name, q)
@@ -265,7 +264,7 @@ def _export_c(model: Normalised, dest: Path, data: Dataset, images: int,
     return {"format": "c", "file": dest.name, "header": header_path.name,
             "images": len(labels), "torch_acc": fp32_acc, "c_acc": acc,
             "drop": round(fp32_acc - acc, 4), "agreement": _percent(logits.argmax(1) == ours),
-            "logits_equal_reference": 100.0, "arena_bytes": arena_bytes(graph),
+            "logits_equal_reference": 100.0, "arena_bytes": graph.peak_bytes(),
             "weight_bytes": graph.weight_bytes(), "calibration": _calibration(images),
             **built}
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas_mnist.results.models import DeployError, Normalised
+from nas_mnist.results.models import DeployError, Normalised, int8_pixels
 
 INT8_MIN, INT8_MAX = -128, 127
 
@@ -92,9 +92,7 @@ class Int8Graph:
         return self.ops[-1].shape[-1]
 
     def quantize_images(self, images: np.ndarray) -> np.ndarray:
-        """float [0, 1] images (N, C, H, W) -> int8 pixels minus 128, NHWC."""
-        q = np.clip(np.rint(np.asarray(images, np.float64) * 255.0), 0, 255) - 128
-        return q.astype(np.int8).transpose(0, 2, 3, 1)
+        return int8_pixels(images)
 
     @torch.no_grad()
     def run(self, q: np.ndarray) -> np.ndarray:
@@ -116,6 +114,11 @@ class Int8Graph:
     def tensor_bytes(self) -> list[int]:
         """int8 bytes of the input and of each op's output, in order."""
         return [math.prod(self.input_shape)] + [math.prod(op.shape) for op in self.ops]
+
+    def peak_bytes(self) -> int:
+        """The largest input + output of one op: `spec.footprint`'s peak, and the C arena."""
+        sizes = self.tensor_bytes()
+        return max(a + b for a, b in zip(sizes, sizes[1:]))
 
     def weight_bytes(self) -> int:
         """Constant bytes: int8 weights, int32 biases, int32 multipliers and shifts."""

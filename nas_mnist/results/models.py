@@ -24,6 +24,9 @@ from nas_mnist.spec.blocks import MAX_IMAGE_SIZE
 EXTRAS = {"onnx": "onnx", "onnx-int8": "onnx", "tflite-int8": "tflite"}  # format -> pip extra
 
 
+MAX_TFLITE_BYTES = 64 << 20  # a network here is tens of KB; read no more than this
+
+
 class DeployError(NasMnistError):
     """An export format cannot be written or read, or a model file is unusable."""
 
@@ -69,6 +72,13 @@ def native_stderr(lines: list[str]):
             os.close(saved)
             sink.seek(0)
             lines.extend(sink.read().decode(errors="replace").splitlines())
+
+
+def int8_pixels(images: np.ndarray) -> np.ndarray:
+    """float [0, 1] images (N, C, H, W) -> each pixel (0-255) minus 128 as int8, NHWC: the
+    input of every full-int8 export."""
+    q = np.clip(np.rint(np.asarray(images, np.float64) * 255.0), 0, 255) - 128
+    return q.astype(np.int8).transpose(0, 2, 3, 1)
 
 
 class LiteRT:
@@ -160,7 +170,8 @@ def load_model(path: Path) -> LoadedModel:
 def _load_tflite(path: Path) -> LoadedModel:
     """A .tflite file written by `export --format tflite-int8`: [0, 1] images in, quantized
     to its int8 input (each pixel x 255 minus 128), dequantized logits out."""
-    blob = path.read_bytes()
+    from nas_mnist.files import read_bounded
+    blob = read_bounded(path, MAX_TFLITE_BYTES, "model file")
     if blob[4:8] != b"TFL3":
         raise DeployError(f"{path} is not a TFLite model (no TFL3 identifier)")
     lite = LiteRT(blob)
@@ -171,8 +182,7 @@ def _load_tflite(path: Path) -> LoadedModel:
                           f"--format tflite-int8")
 
     def run(x: np.ndarray) -> np.ndarray:
-        q = (np.clip(np.rint(x.astype(np.float64) * 255.0), 0, 255) - 128).astype(np.int8)
-        return (lite.run(q.transpose(0, 2, 3, 1)).astype(np.float32) - zero) * np.float32(scale)
+        return (lite.run(int8_pixels(x)).astype(np.float32) - zero) * np.float32(scale)
 
     return LoadedModel(run, (shape[2], shape[0], shape[1]))
 
