@@ -514,7 +514,7 @@ def fifth_round(i: Path, d: Path, url: str) -> list[tuple]:
                                "trial81", "--enqueue", "trial52"], 2, "another architecture"),
         ("X_calib_noint8!", ["export", "--study", "t", "--storage", base_copy("calib"),
                              "--data-dir", str(d), "--out", "w", "--calibration-images", "100"],
-         2, "applies to format 'onnx-int8' only"),
+         2, "applies to the int8 formats only"),
         ("X_calib_huge!", ["export", "--study", "t", "--storage", url, "--data-dir", str(d),
                            "--artifacts", str(i / "art"), "--out", "w", "--format",
                            "onnx-int8", "--calibration-images", "100000"], 2, "more than the"),
