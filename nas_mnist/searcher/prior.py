@@ -288,9 +288,11 @@ def describe_rung_prior(prior: Prior, *, data_checksum: str | None, epochs: int,
     ema, plain = prior.curves_for(**key, ema=True), prior.curves_for(**key, ema=False)
     if not ema and not plain:
         return ("no earlier curves for this data, space, trainer, run length and budget: "
-                "the rungs rank among the study's own curves (from 2 at a rung, only a trial "
-                "with twice the best one's error stops until there are 5)")
+                "the rungs rank each trial among the study's own curves of networks no larger "
+                "(from 2 at a rung, only a trial with twice the best one's error stops until "
+                "there are 5; at 3x the best error of any size a trial stops)")
     studies = sorted({c.study for c in ema + plain})
     return (f"rungs rank each trial among the study's own curves and {len(ema)} EMA / "
-            f"{len(plain)} plain curves of {', '.join(studies)} (the packaged prior; of a "
-            f"size within 2x of the trial's, weighed down as the study's own grow)")
+            f"{len(plain)} plain curves of {', '.join(studies)} (the packaged prior; only "
+            f"networks no larger than the trial and at least half its size judge it, earlier "
+            f"curves weighed down as the study's own grow)")
