@@ -14,6 +14,7 @@ from nas_mnist.api.errors import ApiError  # noqa: F401
 from nas_mnist.api.network import (BENCH_CONFIGS, Prediction, TrainPlan, bench, count,  # noqa: F401
                                    load_winner, predict, train)
 from nas_mnist.api.results import export, report  # noqa: F401
-from nas_mnist.api.search import STUDY_DEFAULTS, search  # noqa: F401
+from nas_mnist.api.search import search  # noqa: F401
+from nas_mnist.searcher.defaults import STUDY_DEFAULTS  # noqa: F401
 from nas_mnist.api.space import space_shares  # noqa: F401
 from nas_mnist.api.study import Leaderboard, Study, Winner, load_study  # noqa: F401

@@ -12,7 +12,7 @@ from nas_mnist.api.errors import ApiError
 from nas_mnist.errors import NasMnistError
 from nas_mnist.api.study import Study
 
-from nas_mnist.searcher.defaults import RUN_DEFAULTS as RUN, STUDY_DEFAULTS
+from nas_mnist.searcher.defaults import RUN_DEFAULTS as RUN
 
 if TYPE_CHECKING:
     from nas_mnist.spec.arch import ArchConfig
@@ -63,7 +63,7 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
     from nas_mnist.searcher.prior import load_prior
     from nas_mnist.searcher.settings import RunSettings, SearchSettings, StudyValue
     from nas_mnist.searcher.storage import default_artifacts, default_storage
-    from nas_mnist.searcher.study import load_search_data, preflight
+    from nas_mnist.searcher.study import load_search_data, preflight, stored_meta
     from nas_mnist.searcher.storage import check_study_name
     say = log or (lambda line: None)
     check_study_name(study)  # it becomes a file name: checked whatever the storage
@@ -86,11 +86,11 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
                  objectives=objectives, val_split=val_split, split_seed=split_seed,
                  last_n=last_n, max_macs=max_macs, max_ram=max_ram, min_params=min_params,
                  max_activations=max_activations,
-                 arch=None if fixed is None else fixed[0].to_dict(), width_scale=None)
-    own = _study_own(study, url, given)
+                 arch=None if fixed is None else fixed[0].to_dict())
+    value = StudyValue.resolve(given, stored_meta(study, url))
     if fixed is not None and fixed[1] is not None:
         enqueue = [fixed, *enqueue]  # the file's own recipe runs first
-    settings = SearchSettings(study, url, StudyValue(**own), RunSettings(
+    settings = SearchSettings(study, url, value, RunSettings(
         trials=trials, timeout=timeout, seed=seed, sampler=sampler, train_seed=train_seed,
         jobs=jobs, threads=threads, device=device, data_dir=data_dir, prune=prune,
         prune_options=_prune_options(prune_opt), warm_start=warm,
@@ -109,63 +109,6 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
     if Path(settings.run.artifacts).exists() and not Path(settings.run.artifacts).is_dir():
         raise ApiError(f"artifacts {settings.run.artifacts} is a file, not a folder")
     return _run(settings, space_, data, enqueued, say, progress)
-
-
-def _study_own(study: str, url: str, given: dict) -> dict:
-    """The study-defining values: those given, else the stored study's, else the defaults."""
-    from nas_mnist.searcher.study import stored_meta
-    stored = stored_meta(study, url)
-    out = dict(given)
-    if stored is None:
-        if out["arch"] is not None:  # a recipe study: of this one network
-            from nas_mnist.spec.arch import ArchConfig
-            out["space"] = out["space"] or "recipe"
-            if out["budget"] is None:
-                out["budget"] = ArchConfig.from_dict(out["arch"]).n_params()
-        for key, value in STUDY_DEFAULTS.items():
-            if out[key] is None:
-                out[key] = value
-        return out
-    if out["arch"] is None:
-        out["arch"] = stored.arch
-    elif _same_arch(out["arch"], stored.arch) is False:  # before any budget is compared
-        raise ApiError(f"arch: study {study!r} is a "
-                       + (f"recipe study of {_arch_text(stored.arch)}" if stored.arch
-                          else "search of sampled architectures")
-                       + f", not of {_arch_text(out['arch'])}; pick another name with --study")
-    for key in ("budget", "epochs", "objective", "objectives", "val_split", "last_n",
-                "max_macs", "max_ram"):
-        if out[key] is None:
-            out[key] = getattr(stored, key)
-    if out["split_seed"] is None:
-        out["split_seed"] = stored.split_seed or 0
-    out["width_scale"] = stored.width_scale  # the study's, whatever the budget now
-    if out["space"] is None:
-        out["space"] = _space_of(stored)
-    # min_params and max_activations left None are resolved against the stored study later
-    return out
-
-
-def _same_arch(a: dict | None, b: dict | None) -> bool:
-    from nas_mnist.searcher.record import _arch_key  # the one canonical key of a stored arch
-    return _arch_key(a) == _arch_key(b)
-
-
-def _arch_text(arch: dict) -> str:
-    from nas_mnist.spec.arch import ArchConfig
-    config = ArchConfig.from_dict(arch)
-    return f"'{config.describe()}' ({config.n_params():,} parameters)"
-
-
-def _space_of(stored) -> str:
-    """The packaged space file with the stored study's content (digest)."""
-    from nas_mnist.searcher.space import packaged_space_with
-    name = packaged_space_with(stored.space_digest)
-    if name is not None:
-        return name
-    raise ApiError(f"the study was made with space {stored.space!r} (digest "
-                   f"{stored.space_digest}), which is not a packaged space: pass its file as "
-                   f"space (--space PATH)")
 
 
 def _fixed_arch(arch):

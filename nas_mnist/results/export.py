@@ -201,7 +201,7 @@ def _export_chosen(view: StudyView, chosen: list[TrialRecord], *, out: Path, for
         from nas_mnist.engine.device import resolve_device, set_threads
         set_threads(threads)
         loaded = load_dataset(data_dir, val_split=meta.val_split,
-                              seed=meta.split_seed or 0).to(resolve_device(device))
+                              seed=meta.split_seed).to(resolve_device(device))
         check_data(meta, loaded)
         return loaded
 

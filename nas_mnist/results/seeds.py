@@ -101,7 +101,7 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
             sources.insert(0, (earlier, folder_runs))
         except SeedRunsError as err:  # it is about to be replaced: say so, do not stop
             log(f"not reusing runs: {err}")
-    split_seed = meta.split_seed or 0  # the study's own split (older studies: seed 0)
+    split_seed = meta.split_seed  # the study's own split
     data = load_dataset(data_dir, val_split=meta.val_split, seed=split_seed)
     check_data(meta, data)
     ranked = view.feasible

@@ -231,7 +231,7 @@ class StudyMeta:
     epochs: int = 15
     eval_split: str = "test"
     val_split: int = 0
-    split_seed: int | None = None  # seed of the validation split (None: an older study)
+    split_seed: int = 0  # seed of the validation split (an older study: 0, as it drew)
     max_macs: int | None = None
     min_params: int = 0  # size floor of a single-objective study (0: none, as older studies)
     max_activations: int = 0  # cost limit, activations per image (0: none, as older studies)
@@ -288,7 +288,7 @@ class StudyMeta:
                   for k in self.MUST_MATCH
                   if (getattr(self, k) is not None or k in self.NONE_IS_A_VALUE)
                   and getattr(self, k) != getattr(other, k)]
-        if _arch_key(self.arch) != _arch_key(other.arch):  # an older study: sampled (None)
+        if arch_key(self.arch) != arch_key(other.arch):  # an older study: sampled (None)
             differ.append(f"arch {_arch_text(self.arch)} (stored) vs {_arch_text(other.arch)} "
                           f"(now)")
         return differ
@@ -319,7 +319,7 @@ def _limit_text(value) -> str:
     return "none" if value is None else repr(value)
 
 
-def _arch_key(arch: dict | None) -> str | None:
+def arch_key(arch: dict | None) -> str | None:
     from nas_mnist.spec.arch import ArchConfig
     return None if arch is None else ArchConfig.from_dict(arch).key()
 

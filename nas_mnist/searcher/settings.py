@@ -9,7 +9,7 @@ from nas_mnist.engine.data import Dataset
 from nas_mnist.errors import NasMnistError, SearchError  # noqa: F401 (SearchError: its home before)
 from nas_mnist.searcher.defaults import (DEFAULT_MAX_ACTIVATIONS, MIN_PARAMS_FRACTION,
                                          RUN_DEFAULTS as RUN, STUDY_DEFAULTS as STUDY)
-from nas_mnist.searcher.record import StudyMeta
+from nas_mnist.searcher.record import StudyMeta, arch_key
 from nas_mnist.searcher.space import SearchSpace, load_space
 from nas_mnist.searcher.stopping import StopRule, make_rule
 
@@ -99,6 +99,37 @@ class StudyValue:
             raise SettingsError(f"split_seed must be an integer in [0, 2**32), got "
                                 f"{self.split_seed!r}")
 
+    @classmethod
+    def resolve(cls, given: dict, stored: StudyMeta | None) -> "StudyValue":
+        """What the study is, resolved once: each value given (None: not given), else the
+        stored study's, else the default. A given value that differs from the stored one
+        stays given, so `StudyMeta.differences` names it; what an older study did not store
+        reads as what it did (`StudyMeta.from_study`)."""
+        out = {k: v for k, v in given.items() if k != "width_scale"}
+        if stored is None:
+            if out.get("arch") is not None:  # a recipe study: of this one network
+                from nas_mnist.spec.arch import ArchConfig
+                out["space"] = out.get("space") or "recipe"
+                if out.get("budget") is None:
+                    out["budget"] = ArchConfig.from_dict(out["arch"]).n_params()
+            out.update({k: v for k, v in STUDY.items() if out.get(k) is None})
+            return cls(**out)
+        if out.get("arch") is None:
+            out["arch"] = stored.arch
+        elif arch_key(out["arch"]) != arch_key(stored.arch):  # before any budget is compared
+            raise SettingsError(
+                "arch: the stored study is a "
+                + (f"recipe study of {_arch_text(stored.arch)}" if stored.arch
+                   else "search of sampled architectures")
+                + f", not of {_arch_text(out['arch'])}; pick another name with --study")
+        for key in ("budget", "epochs", "objective", "objectives", "val_split", "last_n",
+                    "max_macs", "max_ram", "split_seed", "min_params", "max_activations"):
+            if out.get(key) is None:
+                out[key] = getattr(stored, key)
+        if out.get("space") is None:
+            out["space"] = _packaged_space(stored)
+        return cls(**out, width_scale=stored.width_scale)  # the study's, whatever the budget
+
     @property
     def resolved_min_params(self) -> int:
         if self.min_params is None and self.arch is not None:
@@ -130,6 +161,23 @@ class StudyValue:
                          data_checksum=data.checksum, data_mean=data.mean, data_std=data.std,
                          rule=rule.describe(), dropout_rng="hash", eval_precision="train",
                          arch=self.arch, width_scale=self.width_scale)
+
+
+def _arch_text(arch: dict) -> str:
+    from nas_mnist.spec.arch import ArchConfig
+    config = ArchConfig.from_dict(arch)
+    return f"'{config.describe()}' ({config.n_params():,} parameters)"
+
+
+def _packaged_space(stored: StudyMeta) -> str:
+    """The packaged space file with the stored study's content (digest)."""
+    from nas_mnist.searcher.space import packaged_space_with
+    name = packaged_space_with(stored.space_digest)
+    if name is None:
+        raise SettingsError(f"space: the study was made with space {stored.space!r} (digest "
+                            f"{stored.space_digest}), which is not a packaged space: give its "
+                            f"file")
+    return name
 
 
 @dataclass(frozen=True)

@@ -158,11 +158,6 @@ def create_or_resume(settings: SearchSettings, space: SearchSpace,
         study = optuna.create_study(study_name=settings.study, storage=storage,
                                     directions=list(meta.directions))
     stored = StudyMeta.from_study(study)
-    if stored is not None:  # limits left on their defaults are the study's own
-        if settings.value.min_params is None:
-            meta = replace(meta, min_params=stored.min_params)
-        if settings.value.max_activations is None:
-            meta = replace(meta, max_activations=stored.max_activations)
     if stored is None:
         if study.trials:
             raise StorageError(f"study {settings.study!r} was not made by nas-mnist")

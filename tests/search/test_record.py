@@ -74,3 +74,16 @@ def test_an_older_study_without_a_limit_key_has_no_limit():
     meta = StudyMeta.from_study(study)
     now = StudyMeta(budget=3_000, space_digest="d", data_checksum="c" * 64, max_ram=16_000)
     assert meta.differences(now) == ["max_ram none (stored) vs 16000 (now)"]
+
+
+def test_an_older_study_without_a_split_seed_was_split_with_seed_0():
+    """Studies made before the split seed was stored drew their split with seed 0: read as
+    such, a resume with another split seed is refused like any other change."""
+    study = optuna.create_study()
+    study.set_user_attr(record.META_KEY, {"budget": 3_000, "space_digest": "d",
+                                          "val_split": 5_000, "data_checksum": "c" * 64})
+    meta = StudyMeta.from_study(study)
+    assert meta.split_seed == 0
+    now = StudyMeta(budget=3_000, space_digest="d", val_split=5_000, split_seed=7,
+                    data_checksum="c" * 64)
+    assert meta.differences(now) == ["split_seed 0 (stored) vs 7 (now)"]
