@@ -51,12 +51,10 @@ class Winner:
 
 
 def _winner(study, meta, r, url: str) -> Winner:
-    from nas_mnist.spec.arch import ArchConfig
     from nas_mnist.spec.footprint import footprint
-    from nas_mnist.spec.recipe import Recipe
-    arch = ArchConfig.from_dict(r.arch)
+    arch = r.arch_config
     f = footprint(arch)
-    return Winner(study.study_name, r.number, arch, Recipe.from_dict(r.recipe or {}),
+    return Winner(study.study_name, r.number, arch, r.recipe_config,
                   r.mean_score,
                   r.n_params, r.macs or 0, f.activations, f.peak, r.origin, url, r.weights,
                   (r.data_mean or meta.data_mean, r.data_std or meta.data_std))
@@ -158,14 +156,13 @@ class Study:
             import pandas as pd
         except ImportError:
             raise ApiError("trials_dataframe needs pandas: pip install pandas") from None
-        from nas_mnist.spec.arch import ArchConfig
         rows = []
         for r in self.view().records:
             rows.append({"trial": r.number, "kind": r.kind, "score": r.value,
                          "params": r.n_params, "macs": r.macs, "activations": r.activations,
                          "peak_ram_int8": r.peak, "epochs": len(r.accs), "seconds": r.seconds,
                          "origin": r.origin,
-                         "architecture": ArchConfig.from_dict(r.arch).describe() if r.arch
+                         "architecture": r.arch_config.describe() if r.arch
                          else None,
                          **{f"recipe.{k}": v for k, v in (r.recipe or {}).items()}})
         return pd.DataFrame(rows).set_index("trial")

@@ -25,7 +25,6 @@ from nas_mnist.results.view import StudyView, view_of
 from nas_mnist.searcher.record import StudyMeta, TrialRecord
 from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.footprint import footprint
-from nas_mnist.spec.recipe import Recipe
 from nas_mnist.spec.winner import WinnerFile
 from nas_mnist.spec.score import last_n_score
 
@@ -72,8 +71,8 @@ def winner_doc(study: StudyView | optuna.Study, r: TrialRecord) -> dict:
         "threads": _threads(r),
         "params": r.n_params,
         "macs": r.macs,
-        "activations": footprint(ArchConfig.from_dict(r.arch)).activations,
-        "peak_ram_int8": footprint(ArchConfig.from_dict(r.arch)).peak,
+        "activations": footprint(r.arch_config).activations,
+        "peak_ram_int8": footprint(r.arch_config).peak,
         "precision": r.precision,
         "metrics": {
             "eval_split": r.eval_split,
@@ -105,7 +104,7 @@ def winner_doc(study: StudyView | optuna.Study, r: TrialRecord) -> dict:
         "exported_by": __version__,
         "data_checksum": r.data_checksum,
         "normalisation": {"mean": r.data_mean or meta.data_mean, "std": r.data_std or meta.data_std},
-        "describe": ArchConfig.from_dict(r.arch).describe(),
+        "describe": r.arch_config.describe(),
     }
 
 
@@ -134,29 +133,30 @@ def check_data(meta: StudyMeta, data: Dataset) -> None:
                           f"study's (data_dir, --data-dir)")
 
 
-def retrain_weights(doc: dict, data: Dataset, dest: Path, log=print) -> dict:
+def retrain_weights(winner: WinnerFile, data: Dataset, dest: Path, log=print) -> dict:
     """Re-train the winner with its recipe and seed, one line per epoch; save weights; return
     the new metrics."""
-    recipe = Recipe.from_dict(doc["recipe"])
-
     def epoch_line(e) -> None:
-        log(f"  epoch {e.epoch:2d}/{recipe.epochs}: {e.eval_acc:.2f} % ({e.seconds:.0f} s)")
+        log(f"  epoch {e.epoch:2d}/{winner.recipe.epochs}: {e.eval_acc:.2f} % "
+            f"({e.seconds:.0f} s)")
 
-    run = evaluate_candidate(ArchConfig.from_dict(doc["arch"]), recipe, data, seed=doc["seed"],
+    run = evaluate_candidate(winner.arch, winner.recipe, data, seed=winner.seed,
                              on_epoch=epoch_line)
     state = {k: v.cpu() for k, v in run.model.state_dict().items()}
     atomic_write(dest, lambda tmp: torch.save(state, tmp))
     return run.summary(data)
 
 
-def write_winner(doc: dict, out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"trial{doc['trial']}.json"
-    if not all(math.isfinite(a) for a in doc["metrics"][f"{doc['metrics']['eval_split']}_acc"]):
-        raise ExportError(f"trial {doc['trial']} has a non-finite accuracy")
-    write_text(path, json.dumps(doc, indent=2) + "\n")
-    WinnerFile.read(path)  # what every reader will check: a file written is a file that loads
-    return path
+def write_winner(winner: WinnerFile) -> Path:
+    """Write the record to its path; what every reader will check: a file written is a file
+    that loads (read back)."""
+    metrics = winner.metrics
+    if not all(math.isfinite(a) for a in metrics[f"{metrics['eval_split']}_acc"]):
+        raise ExportError(f"trial {winner.doc['trial']} has a non-finite accuracy")
+    winner.path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(winner.path, json.dumps(winner.to_dict(), indent=2) + "\n")
+    WinnerFile.read(winner.path)
+    return winner.path
 
 
 def export_trials(study: StudyView | optuna.Study, *, url: str, out: str | Path | None, formats: list[str],
@@ -214,10 +214,10 @@ def _export_chosen(view: StudyView, chosen: list[TrialRecord], *, out: Path, for
             publish(stage, made, out)
         path = out / made[-1]
         paths.append(path)
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        log(f"trial {r.number}: {doc['params']:,} params, {doc['metrics']['score']:.2f} % "
-            f"-> {path} ({doc['weights']['source']})")
-        for fmt, check in doc.get("deployed", {}).items():
+        winner = WinnerFile.read(path)
+        log(f"trial {r.number}: {winner.doc['params']:,} params, "
+            f"{winner.metrics['score']:.2f} % -> {path} ({winner.doc['weights']['source']})")
+        for fmt, check in winner.deployed.items():
             log(f"  {fmt}: {out / check['file']}, {deploy_line(fmt, check)}")
     return paths
 
@@ -227,24 +227,24 @@ def _export_one(view: StudyView, r: TrialRecord, out: Path, formats: list[str],
                 threads: int | None = None, device_ram: int | None = None) -> list[str]:
     """Write the weights, formats and winner file of one trial into `out`; return their
     names, the winner file last."""
-    doc = winner_doc(view, r)
+    winner = WinnerFile.of(winner_doc(view, r), out / f"trial{r.number}.json")
     weights = out / f"trial{r.number}.pt"
-    if fetch_weights(r, ArchConfig.from_dict(r.arch), artifacts, weights):
-        doc["weights"] = {"file": weights.name, "source": "stored by the search"}
+    if fetch_weights(r, r.arch_config, artifacts, weights):
+        source = {"source": "stored by the search"}
     else:
         # same seed and same threads as the search: the same numbers on the same CPU kind
         loaded = data()
-        used = set_threads(threads or doc["threads"])
-        log(f"trial {r.number} kept no usable weights: re-training it (seed {doc['seed']}, "
+        used = set_threads(threads or winner.threads)
+        log(f"trial {r.number} kept no usable weights: re-training it (seed {winner.seed}, "
             f"{used} thread{'s' * (used > 1)}) ...")
-        summary = retrain_weights(doc, loaded, weights, log)
-        doc["weights"] = {"file": weights.name, "source": "re-trained at export",
-                          "retrained_threads": used,
-                          "retrained_last_n_min": summary["last_n_min"]}
-    doc["files"] = {"weights": weights.name}
+        summary = retrain_weights(winner, loaded, weights, log)
+        source = {"source": "re-trained at export", "retrained_threads": used,
+                  "retrained_last_n_min": summary["last_n_min"]}
+    winner = winner.with_keys(weights={"file": weights.name, **source},
+                              files={"weights": weights.name})
     if formats:
-        _deploy(doc, weights, formats, data(), out, calibration_images, device_ram)
-    return [*doc["files"].values(), write_winner(doc, out).name]
+        winner = _deploy(winner, formats, data(), calibration_images, device_ram)
+    return [*winner.files.values(), write_winner(winner).name]
 
 
 def deploy_line(fmt: str, check: dict) -> str:
@@ -271,20 +271,21 @@ def deploy_line(fmt: str, check: dict) -> str:
     return line
 
 
-def _deploy(doc: dict, weights: Path, formats: list[str], data, out: Path,
-            calibration_images: int, device_ram: int | None = None) -> None:
+def _deploy(winner: WinnerFile, formats: list[str], data, calibration_images: int,
+            device_ram: int | None = None) -> WinnerFile:
+    """Write each format beside the winner; the record with what each check verified."""
     from nas_mnist.results.deploy import FORMATS, export_model
     from nas_mnist.results.models import deployable
-    norm = doc["normalisation"]
-    if norm.get("mean") is None:  # studies made before normalisation was recorded
-        norm.update(mean=data.mean, std=data.std)
-    model = deployable(ArchConfig.from_dict(doc["arch"]), weights, norm["mean"], norm["std"])
-    doc["deployed"] = {}
+    if winner.normalisation is None:  # studies made before normalisation was recorded
+        winner = winner.with_keys(normalisation={"mean": data.mean, "std": data.std})
+    model = deployable(winner.arch, winner.weights_path, *winner.normalisation)
+    deployed, files = {}, dict(winner.files)
     for fmt in dict.fromkeys(formats):
-        dest = out / f"trial{doc['trial']}{FORMATS[fmt]}"
-        doc["deployed"][fmt] = export_model(model, fmt, dest, data,
-                                            calibration_images=calibration_images,
-                                            device_ram=device_ram)
-        doc["files"][fmt] = dest.name
-        if "header" in doc["deployed"][fmt]:
-            doc["files"][f"{fmt}_header"] = doc["deployed"][fmt]["header"]
+        dest = winner.path.with_name(f"{winner.path.stem}{FORMATS[fmt]}")
+        deployed[fmt] = export_model(model, fmt, dest, data,
+                                     calibration_images=calibration_images,
+                                     device_ram=device_ram)
+        files[fmt] = dest.name
+        if "header" in deployed[fmt]:
+            files[f"{fmt}_header"] = deployed[fmt]["header"]
+    return winner.with_keys(deployed=deployed, files=files)

@@ -12,7 +12,6 @@ import optuna
 
 from nas_mnist.results.view import StudyView, read_meta, view_of
 from nas_mnist.searcher.record import StudyMeta, TrialRecord
-from nas_mnist.spec.arch import ArchConfig
 from nas_mnist.spec.footprint import footprint
 
 
@@ -56,7 +55,7 @@ def cost_of(r: TrialRecord, key: str) -> int | None:
     architecture for trials recorded before they were."""
     value = getattr(r, key)
     if value is None and key in ("activations", "peak") and r.arch:
-        f = footprint(ArchConfig.from_dict(r.arch))
+        f = footprint(r.arch_config)
         value = f.activations if key == "activations" else f.peak
     return value
 
@@ -75,13 +74,12 @@ def pareto_front(trials: list[TrialRecord], cost: str = "n_params") -> list[Tria
 def leaderboard(study: StudyView | optuna.Study, k: int = 10) -> list[Row]:
     """The top k by score; a row describes its architecture, or its recipe in a recipe study
     (one architecture)."""
-    from nas_mnist.spec.recipe import Recipe
     view = view_of(study)
     recipes = view.meta.arch is not None
     rows = []
     for i, r in enumerate(view.feasible[:k]):
-        what = (Recipe.from_dict(r.recipe).describe() if recipes
-                else ArchConfig.from_dict(r.arch).describe())
+        what = (r.recipe_config.describe() if recipes
+                else r.arch_config.describe())
         rows.append(Row(i + 1, r.number, r.n_params, r.macs or 0, r.mean_score, what, r.origin,
                         cost_of(r, "activations"), cost_of(r, "peak"), len(r.scores),
                         r.worst_score))

@@ -24,8 +24,6 @@ import time
 from nas_mnist.searcher import record
 from nas_mnist.searcher.record import SEEDS_PREFIX, StudyMeta
 from nas_mnist.searcher.storage import study_lock
-from nas_mnist.spec.arch import ArchConfig
-from nas_mnist.spec.recipe import Recipe
 from nas_mnist.spec.score import last_n_score
 
 STALE_CLAIM_S = 12 * 3600  # a claim older than this is abandoned (another host, a reused pid)
@@ -92,8 +90,8 @@ def confirm_one(study, url: str, data, *, top: int, seeds: int, margin: float | 
     meta = StudyMeta.from_study(study)
     trial = record.TrialRecord.from_trial(study.trials[number])
     try:
-        run = evaluate_candidate(ArchConfig.from_dict(trial.arch),
-                                 Recipe.from_dict(trial.recipe), data, seed=seed)
+        run = evaluate_candidate(trial.arch_config,
+                                 trial.recipe_config, data, seed=seed)
     except BaseException:
         with study_lock(url):  # give the claim back: the next worker or search re-runs it
             _update(study, number, lambda e: e["claims"].pop(str(seed), None))

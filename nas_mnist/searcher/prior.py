@@ -17,7 +17,6 @@ from pathlib import Path
 from nas_mnist.errors import NasMnistError, SpecError
 from nas_mnist.searcher.record import CONFIRMED_SEEDS  # noqa: F401 (its home: the record)
 from nas_mnist.spec.arch import ArchConfig
-from nas_mnist.spec.footprint import footprint
 from nas_mnist.spec.limits import Limits  # noqa: F401 (its home before: searcher.prior)
 from nas_mnist.spec.recipe import Recipe
 
@@ -265,8 +264,8 @@ def local_configs(folder: str | Path, *, exclude: str | None = None) -> list[Pri
                         continue
                     try:  # the trial's own seed and the search's confirmation runs
                         out.append(PriorConfig(
-                            summary.study_name, r.number, ArchConfig.from_dict(r.arch),
-                            Recipe.from_dict(r.recipe or {}), r.n_params or 0,
+                            summary.study_name, r.number, r.arch_config,
+                            r.recipe_config, r.n_params or 0,
                             tuple(float(v) for v in r.scores),
                             (r.seed, *(int(k) for k in r.more_seeds)), meta.data_checksum,
                             f"{r.device or 'an unrecorded device'}"

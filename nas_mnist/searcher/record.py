@@ -11,10 +11,16 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from nas_mnist._version import __version__
 from nas_mnist.spec.limits import Limits, counts_of_record
 from nas_mnist.spec.score import last_n_score
+
+if TYPE_CHECKING:
+    from nas_mnist.spec.arch import ArchConfig
+    from nas_mnist.spec.recipe import Recipe
 
 META_KEY = "nas_mnist"  # study user attribute holding the StudyMeta
 OBJECTIVES = {"score": ("maximize",), "score,params": ("maximize", "minimize"),
@@ -99,6 +105,19 @@ class TrialRecord:
             return False
         return self.warm is None or (self.warm_seeds is not None
                                      and self.warm_seeds < CONFIRMED_SEEDS)
+
+    @cached_property
+    def arch_config(self) -> "ArchConfig | None":
+        """The architecture as the typed value every reader uses, read once (None: a trial
+        that never got one)."""
+        from nas_mnist.spec.arch import ArchConfig
+        return None if self.arch is None else ArchConfig.from_dict(self.arch)
+
+    @cached_property
+    def recipe_config(self) -> "Recipe":
+        """The training recipe, read once (an older trial without one: the default recipe)."""
+        from nas_mnist.spec.recipe import Recipe
+        return Recipe.from_dict(self.recipe or {})
 
     @property
     def scores(self) -> list[float]:

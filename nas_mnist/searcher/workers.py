@@ -102,10 +102,10 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
     study = optuna.load_study(study_name=settings.study,
                               storage=open_storage(settings.storage, create=False))
     meta = StudyMeta.from_study(study)
-    startup = None
-    if settings.run.sampler == "tpe" and meta.arch is None and not queued_only:
-        def startup():
-            enqueue_startup_draw(study, space, meta, seed=settings.run.seed + worker)
+    startup = ((lambda: enqueue_startup_draw(study, space, meta, seed=settings.run.seed,
+                                             worker=worker))
+               if settings.run.sampler == "tpe" and meta.arch is None and not queued_only
+               else None)
     claim_trials(study, settings.storage, settings.run.trials, before_ask=startup)
     study.sampler = make_sampler(settings, study, worker,
                                  start=sampler_start(study, settings.storage))
@@ -213,18 +213,22 @@ def _worker_main(settings: SearchSettings, share: int, worker: int, deadline, er
         sys.exit(1)
 
 
-def enqueue_startup_draw(study: optuna.Study, space, meta: StudyMeta, *, seed: int) -> bool:
+def enqueue_startup_draw(study: optuna.Study, space, meta: StudyMeta, *, seed: int,
+                         worker: int = 0) -> bool:
     """While the study has fewer than TPE_STARTUP_TRIALS trials begun and none is queued,
     queue a uniform draw of the space among those the limits admit. TPE counts a refused
     sample as one of its random start-up trials: at 10,000 parameters 3 of 4 uniform draws
-    were refused, so most of its start-up taught it the limits and trained nothing."""
+    were refused, so most of its start-up taught it the limits and trained nothing. Each
+    worker draws its own stream, offset as the sampler's seed is (a plain seed + worker made
+    worker 2 of seed 5 draw as worker 1 of seed 6)."""
     from nas_mnist.searcher.sampling import trainable_draw
     begun = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
                                                      TrialState.RUNNING, TrialState.WAITING))
     if len(begun) >= TPE_STARTUP_TRIALS or waiting(study):
         return False
     params = trainable_draw(space, judge=Limits.of(meta).kind_of,
-                            seed=(seed + SEED_STRIDE_TRIALS * len(study.trials)) % 2**32)
+                            seed=(seed + SEED_STRIDE_WORKER * worker
+                                  + SEED_STRIDE_TRIALS * len(study.trials)) % 2**32)
     if params is None:
         return False  # the sampler's own draws find out, and the refusals say why
     study.enqueue_trial(params, user_attrs=record.attrs_of(startup=True))

@@ -226,6 +226,12 @@ def load_arch(path: str | Path) -> tuple[ArchConfig, dict]:
         raise SpecError(f"config file {path} is nested too deeply") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SpecError(f"config file {path} is not valid JSON: {err}") from None
+    return arch_of_doc(doc, path), doc
+
+
+def arch_of_doc(doc, path: str | Path) -> ArchConfig:
+    """The architecture of a parsed config or winner document (`path` names it in errors),
+    with a winner's run fields checked."""
     if not isinstance(doc, dict):
         raise SpecError(f"config file {path}: expected a JSON object")
     try:
@@ -233,8 +239,8 @@ def load_arch(path: str | Path) -> tuple[ArchConfig, dict]:
     except SpecError as err:
         raise SpecError(f"{path}: {err}") from None
     if "arch" in doc:
-        _check_run_fields(doc, arch, path)
-    return arch, doc
+        _check_run_fields(doc, arch, Path(path))
+    return arch
 
 
 def _check_run_fields(doc: dict, arch: ArchConfig, path: Path) -> None:

@@ -7,12 +7,13 @@ checked with the file and the key named in the message.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nas_mnist.errors import SpecError
-from nas_mnist.spec.arch import ArchConfig, load_arch
+from nas_mnist.spec.arch import ArchConfig, arch_of_doc, load_arch
 from nas_mnist.spec.recipe import Recipe
 
 
@@ -32,8 +33,15 @@ class WinnerFile:
     def read(cls, path: str | Path) -> "WinnerFile":
         """A winner file or a bare architecture (then the default recipe, seed 0, no
         normalisation); SpecError naming the file and the key for anything malformed."""
+        _, doc = load_arch(path)
+        return cls.of(doc, path)
+
+    @classmethod
+    def of(cls, doc: dict, path: str | Path) -> "WinnerFile":
+        """The record of a winner document (one being read, or one `export` builds to write
+        at `path`), checked as a file read from `path` is."""
         path = Path(path)
-        arch, doc = load_arch(path)  # checks the arch, seed, threads and params
+        arch = arch_of_doc(doc, path)  # checks the arch, seed, threads and params
         try:
             recipe = Recipe.from_dict(doc.get("recipe", {}) if "arch" in doc else {})
         except SpecError as err:
@@ -41,6 +49,29 @@ class WinnerFile:
         return cls(path, arch, recipe, seed=int(doc.get("seed", 0)), threads=doc.get("threads"),
                    normalisation=_normalisation(doc.get("normalisation"), path),
                    weights_name=_weights_name(doc.get("weights"), path), doc=doc)
+
+    def with_keys(self, **keys) -> "WinnerFile":
+        """A new record whose document has these top-level keys set (the record is frozen:
+        export builds a winner in steps, each a new, checked record)."""
+        return WinnerFile.of({**self.doc, **keys}, self.path)
+
+    def to_dict(self) -> dict:
+        """The document as written: JSON-ready."""
+        return copy.deepcopy(self.doc)
+
+    @property
+    def metrics(self) -> dict:
+        return self.doc.get("metrics", {})
+
+    @property
+    def deployed(self) -> dict:
+        """Format -> what export verified of that file (empty: none written)."""
+        return self.doc.get("deployed", {})
+
+    @property
+    def files(self) -> dict:
+        """Role ('weights', a format, '<format>_header') -> file name beside the winner."""
+        return self.doc.get("files", {})
 
     @property
     def weights_path(self) -> Path:
