@@ -71,35 +71,36 @@ def _kind(r) -> str:
     return "interrupted_by_benchmark" if r.kind == "failed" and r.interrupted else r.kind
 
 
-def _minutes_of(t) -> float:
-    """A trial's minutes, an interrupted one's up to its interruption."""
+def _minutes_of(t, now: float) -> float:
+    """A trial's minutes, an interrupted one's up to its interruption (or `now`)."""
     if t.datetime_start is None:
         return 0.0
     end = t.datetime_complete
-    return ((end.timestamp() if end else time.time()) - t.datetime_start.timestamp()) / 60
+    return ((end.timestamp() if end else now) - t.datetime_start.timestamp()) / 60
 
 
-def cpu_by_kind(study) -> dict:
+def cpu_by_kind(study, now: float, digits: int | None = 1) -> dict:
     """CPU minutes per kind of trial (trials run one per worker, one thread each by default),
     and the search's confirmation runs (more seeds of its top trials) as their own kind."""
     out: dict[str, float] = {}
     for t, r in zip(study.trials, records(study)):
         if t.datetime_start is not None:
-            out[_kind(r)] = out.get(_kind(r), 0.0) + _minutes_of(t)
+            out[_kind(r)] = out.get(_kind(r), 0.0) + _minutes_of(t, now)
     confirm = sum(float(run.get("seconds") or 0.0) for held in seed_runs(study).values()
                   for run in held.get("runs", {}).values() if isinstance(run, dict)) / 60
     if confirm:
         out["confirmation_runs"] = confirm
-    return {k: round(v, 1) for k, v in out.items()}
+    return out if digits is None else {k: round(v, digits) for k, v in out.items()}
 
 
-def cpu_share_sampled(study) -> float | None:
+def cpu_share_sampled(study, now: float) -> float | None:
     """The share of the search's CPU (trials and confirmation runs) spent on networks the
-    sampler drew (its start-up draws included; warm-started and enqueued ones not)."""
-    total = sum(cpu_by_kind(study).values())
+    sampler drew (its start-up draws included; warm-started and enqueued ones not); both sums
+    unrounded and up to the same `now` (rounded kinds made it 1.004 once)."""
+    total = sum(cpu_by_kind(study, now, digits=None).values())
     recs = records(study)
     drawn = {r.number for r in recs if r.origin is None}
-    sampled = sum(_minutes_of(t) for t, r in zip(study.trials, recs)
+    sampled = sum(_minutes_of(t, now) for t, r in zip(study.trials, recs)
                   if r.number in drawn and t.datetime_start is not None)
     sampled += sum(float(run.get("seconds") or 0.0) for number, held in seed_runs(study).items()
                    if number in drawn for run in held.get("runs", {}).values()
@@ -146,6 +147,7 @@ def run_one(seed: int, args) -> dict:
             proc.wait(timeout=120)
     elapsed = time.time() - start
     study = optuna.load_study(study_name="t", storage=url)
+    now = time.time()  # one instant for every figure below
     hit = first_hit(study, args.target, args.budget)
     recs = records(study)
     kinds = {k: sum(r.kind == k for r in recs) for k in KIND_ORDER if any(r.kind == k for r in recs)}
@@ -166,8 +168,8 @@ def run_one(seed: int, args) -> dict:
         "best_at_30": best_by(study, start, 30, args.budget),
         "best_at_60": best_by(study, start, 60, args.budget) if args.cap_min >= 60 else None,
         "sampled_beat_warm_min": first_sampled_beat(study, start, args.budget),
-        "cpu_min_by_kind": cpu_by_kind(study),
-        "cpu_share_sampled": cpu_share_sampled(study),
+        "cpu_min_by_kind": cpu_by_kind(study, now),
+        "cpu_share_sampled": cpu_share_sampled(study, now),
         "trial": hit.number if hit else None,
         "score": hit.value if hit else max((r.value for r in recs if r.kind == "complete"
                                             and (r.n_params or 0) <= args.budget), default=None),

@@ -471,10 +471,16 @@ def test_time_to_target_labels_its_own_interruptions_and_counts_their_cpu():
     study.add_trial(trial(TrialState.COMPLETE, 0, 6, 99.3, warm="prior x#1", accs=[99.3]))
     study.add_trial(trial(TrialState.COMPLETE, 6, 3, 99.1, accs=[99.1]))  # sampled
     study.add_trial(trial(TrialState.FAIL, 9, 1, interrupted=True))  # stopped at the cap
-    by_kind = ttt.cpu_by_kind(study)
-    assert by_kind == {"complete": 9.0, "interrupted_by_benchmark": 1.0}
-    # 4 of 10 minutes: the sampled network's 3 and the one the benchmark interrupted
-    assert ttt.cpu_share_sampled(study) == 0.4
+    # a trial still running counts up to `now`, the same instant for every figure
+    running = create_trial(state=TrialState.RUNNING, user_attrs=attrs_of(accs=[]))
+    running.datetime_start = start + 10 * minutes
+    study.add_trial(running)
+    now = (start + datetime.timedelta(minutes=10, seconds=3)).timestamp()
+    by_kind = ttt.cpu_by_kind(study, now)
+    assert by_kind == {"complete": 9.0, "interrupted_by_benchmark": 1.0, "running": 0.1}
+    # 4.05 of 10.05 minutes: the sampled network's 3, the one the benchmark interrupted and
+    # the running one (the rounded kinds sum to 10.1 and made a share of 1.004 once)
+    assert ttt.cpu_share_sampled(study, now) == round(4.05 / 10.05, 3)
     assert ttt.first_hit(study, 99.2, 10_000).number == 0
 
 
