@@ -59,56 +59,69 @@ def search(*, budget: int | None = None, max_macs: int | None = None,
     with them, not trained again; `retrain_known=True` trains it again. `progress`: "auto" (a live block on a terminal, one
     updating bar in a notebook, log lines otherwise), False for none. `log` receives the header
     lines (None: silent)."""
+    settings, enqueue = _settings(
+        study, storage, arch, enqueue, warm_start, jobs,
+        given=dict(budget=budget, space=space, epochs=epochs, objective=objective,
+                   objectives=objectives, val_split=val_split, split_seed=split_seed,
+                   last_n=last_n, max_macs=max_macs, max_ram=max_ram, min_params=min_params,
+                   max_activations=max_activations),
+        run=dict(trials=trials, timeout=timeout, seed=seed, sampler=sampler,
+                 train_seed=train_seed, threads=threads, device=device,
+                 data_dir=checks.path_or_none("data_dir", data_dir), prune=prune,
+                 prune_options=_prune_options(prune_opt), confirm_top=confirm_top,
+                 confirm_seeds=confirm_seeds, confirm_margin=confirm_margin,
+                 retrain_known=retrain_known,
+                 artifacts=checks.path_or_none("artifacts", artifacts)))
+    space_, data, enqueued = _prepare(settings, enqueue)
+    return _run(settings, space_, data, enqueued, log or (lambda line: None), progress)
+
+
+def _settings(study, storage, arch, enqueue, warm_start, jobs, *, given: dict, run: dict):
+    """The search's settings (what the study is resolved against the stored one, how this
+    run goes) and what to enqueue, the fixed architecture's own recipe first."""
     from nas_mnist.engine.device import auto_jobs, resolve_device
-    from nas_mnist.searcher.prior import load_prior
     from nas_mnist.searcher.settings import RunSettings, SearchSettings, StudyValue
-    from nas_mnist.searcher.storage import default_artifacts, default_storage
-    from nas_mnist.searcher.study import load_search_data, preflight, stored_meta
-    from nas_mnist.searcher.storage import check_study_name
-    say = log or (lambda line: None)
+    from nas_mnist.searcher.storage import check_study_name, default_artifacts, default_storage
+    from nas_mnist.searcher.study import stored_meta
     check_study_name(study)  # it becomes a file name: checked whatever the storage
     if storage is not None and not isinstance(storage, str):
         raise ApiError(f"storage must be a storage URL, got {storage!r}")
     url = storage or default_storage(study)
-    dev = resolve_device(device)
     if jobs == "auto":
-        jobs = auto_jobs(dev)
+        jobs = auto_jobs(resolve_device(run["device"]))
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ApiError(f"jobs must be 'auto' or an integer >= 1, got {jobs!r}")
-    data_dir = checks.path_or_none("data_dir", data_dir)
-    artifacts = checks.path_or_none("artifacts", artifacts)
     warm = checks.paths("warm_start", warm_start)
     enqueue = checks.paths("enqueue", enqueue, keep=(tuple,))
     if not warm or (len(warm) > 1 and ("none" in warm or "auto" in warm)):
         raise ApiError("warm_start takes 'auto', 'none', or prior files (not mixed)")
     fixed = _fixed_arch(arch)
-    given = dict(budget=budget, space=space, epochs=epochs, objective=objective,
-                 objectives=objectives, val_split=val_split, split_seed=split_seed,
-                 last_n=last_n, max_macs=max_macs, max_ram=max_ram, min_params=min_params,
-                 max_activations=max_activations,
-                 arch=None if fixed is None else fixed[0].to_dict())
-    value = StudyValue.resolve(given, stored_meta(study, url))
+    value = StudyValue.resolve({**given, "arch": None if fixed is None else fixed[0].to_dict()},
+                               stored_meta(study, url))
     if fixed is not None and fixed[1] is not None:
         enqueue = [fixed, *enqueue]  # the file's own recipe runs first
-    settings = SearchSettings(study, url, value, RunSettings(
-        trials=trials, timeout=timeout, seed=seed, sampler=sampler, train_seed=train_seed,
-        jobs=jobs, threads=threads, device=device, data_dir=data_dir, prune=prune,
-        prune_options=_prune_options(prune_opt), warm_start=warm,
-        artifacts=artifacts or default_artifacts(url, study), confirm_top=confirm_top,
-        confirm_seeds=confirm_seeds, confirm_margin=confirm_margin,
-        retrain_known=retrain_known))
-    # Everything that can be checked without the storage is checked before touching it.
-    space_ = preflight(settings)
+    run = {**run, "artifacts": run["artifacts"] or default_artifacts(url, study)}
+    return SearchSettings(study, url, value, RunSettings(**run, jobs=jobs, warm_start=warm)), \
+        enqueue
+
+
+def _prepare(settings, enqueue):
+    """Everything that can be checked without the storage, checked before touching it: the
+    space and limits, the enqueued files, the prior files, the data. Returns the space, the
+    data and the enqueued (ArchConfig, Recipe) pairs."""
+    from nas_mnist.searcher.prior import load_prior
+    from nas_mnist.searcher.study import load_search_data, preflight
+    space = preflight(settings)
     enqueued = [e if isinstance(e, tuple) else _load_enqueued(e) for e in enqueue]
     _check_recipe_enqueued(settings, enqueue, enqueued)
-    for source in warm:
+    for source in settings.run.warm_start:
         if source not in ("auto", "none"):
             load_prior(source)  # a missing or malformed file stops here
     data = load_search_data(settings)
-    _check_data_fits(settings, space_, data, enqueued)
+    _check_data_fits(settings, space, data, enqueued)
     if Path(settings.run.artifacts).exists() and not Path(settings.run.artifacts).is_dir():
         raise ApiError(f"artifacts {settings.run.artifacts} is a file, not a folder")
-    return _run(settings, space_, data, enqueued, say, progress)
+    return space, data, enqueued
 
 
 def _fixed_arch(arch):
@@ -195,16 +208,34 @@ def _check_data_fits(settings, space, data, enqueued) -> None:
 
 
 def _run(settings, space, data, enqueued, say, progress) -> "Study":
-    from nas_mnist.engine.data import describe_data
+    from nas_mnist.searcher.study import run_search
+    study, meta, notes, new = _open(settings, space, data, enqueued)
+    cost = _calibrate(settings, data, space)
+    for line in _header(settings, space, data, study, meta, new, cost):
+        say(line)
+    for note in notes:
+        say(note)
+    display = _progress(progress, meta, settings, cost)
+    if display is not None:
+        display.update(study)  # what is done already; every trial of this run gets its line
+    try:
+        run_search(settings, study, data=data,
+                   on_progress=display.update if display is not None else None)
+    finally:
+        if display is not None:
+            display.update(study)
+            display.close()
+    return Study(study, settings.storage)
+
+
+def _open(settings, space, data, enqueued):
+    """Create or join the study, warm-start it and queue the enqueued configurations, as one
+    step: a second search started in the same second joins the study the first one made.
+    Returns the study, its meta, the notes for the user and whether it is new."""
     from nas_mnist.spec.limits import Limits
-    from nas_mnist.searcher.prior import (PACKAGED_PRIOR, describe_rung_prior,
-                                        load_prior)
     from nas_mnist.searcher.record import StudyMeta
-    from nas_mnist.searcher.storage import mask_url, study_lock
-    from nas_mnist.searcher.study import (create_or_resume, enqueue_config, n_trained, run_search,
-                                        warm_start)
-    # Creating or joining, with the warm start and the enqueued configurations, is one step:
-    # a second search started in the same second joins the study the first one made.
+    from nas_mnist.searcher.storage import study_lock
+    from nas_mnist.searcher.study import create_or_resume, enqueue_config, warm_start
     with study_lock(settings.storage):
         new = not _study_exists(settings.storage, settings.study)
         study, notes = create_or_resume(settings, space, data)
@@ -222,47 +253,43 @@ def _run(settings, space, data, enqueued, say, progress) -> "Study":
             refusal = limits.refusal_of(arch)
             if refusal and how:
                 notes.append(f"{arch.describe()} is {refusal}: it will be refused, not trained")
+    return study, meta, notes, new
+
+
+def _header(settings, space, data, study, meta, new, cost) -> list[str]:
+    """The lines a search starts with: the study, its limits, its cost model, the rule and
+    the rung bars."""
+    from nas_mnist.engine.data import describe_data
+    from nas_mnist.searcher.prior import PACKAGED_PRIOR, describe_rung_prior, load_prior
+    from nas_mnist.searcher.record import trainer_key
+    from nas_mnist.searcher.storage import mask_url
+    from nas_mnist.searcher.study import n_trained
     kind = "score" if meta.objectives == "score" else "score and parameters"
     if meta.arch is not None:
         from nas_mnist.spec.arch import ArchConfig
         fixed = ArchConfig.from_dict(meta.arch)
         kind += f"; a recipe study of {fixed.describe()}, {fixed.n_params():,} parameters"
-    say(f"study {settings.study!r} at {mask_url(settings.storage)} "
+    lines = [
+        f"study {settings.study!r} at {mask_url(settings.storage)} "
         f"({'new' if new else 'resumed'}, {kind}): budget {settings.value.budget:,}"
         + (f" parameters and {meta.max_macs:,} MACs" if meta.max_macs else "") + ", "
         f"space {space.name}, score = {meta.objective} of the last {meta.last_n} of "
-        f"{meta.epochs} epochs on {meta.eval_split}, {describe_data(data)}")
-    say("limits: " + ", ".join(
-        [f"size floor {meta.min_params:,} parameters" if meta.min_params else "no size floor",
-         f"at most {meta.max_activations:,} activations per image" if meta.max_activations
-         else "no activation limit"]
-        + ([f"peak RAM at most {meta.max_ram:,} B at int8"] if meta.max_ram else []))
-        + " (refused before training)")
-    cost = _calibrate(settings, data, space)
-    say(f"cost model: {cost.describe()}")
-    say(f"stopping rule {meta.rule}; {settings.run.jobs} worker(s); "
-        f"{n_trained(study)} of {settings.run.trials} networks trained so far")
+        f"{meta.epochs} epochs on {meta.eval_split}, {describe_data(data)}",
+        "limits: " + ", ".join(
+            [f"size floor {meta.min_params:,} parameters" if meta.min_params else "no size floor",
+             f"at most {meta.max_activations:,} activations per image" if meta.max_activations
+             else "no activation limit"]
+            + ([f"peak RAM at most {meta.max_ram:,} B at int8"] if meta.max_ram else []))
+        + " (refused before training)",
+        f"cost model: {cost.describe()}",
+        f"stopping rule {meta.rule}; {settings.run.jobs} worker(s); "
+        f"{n_trained(study)} of {settings.run.trials} networks trained so far"]
     if meta.rule and meta.rule.startswith("asha") and meta.objectives == "score" \
             and "prior=0" not in meta.rule:
-        from nas_mnist.searcher.record import trainer_key
-        say("rungs: " + describe_rung_prior(load_prior(PACKAGED_PRIOR),
-                                            data_checksum=meta.data_checksum,
-                                            epochs=meta.epochs, budget=meta.budget,
-                                            space_digest=meta.space_digest,
-                                            trainer=trainer_key(meta)))
-    for note in notes:
-        say(note)
-    display = _progress(progress, meta, settings, cost)
-    if display is not None:
-        display.update(study)  # what is done already; every trial of this run gets its line
-    try:
-        run_search(settings, study, data=data,
-                   on_progress=display.update if display is not None else None)
-    finally:
-        if display is not None:
-            display.update(study)
-            display.close()
-    return Study(study, settings.storage)
+        lines.append("rungs: " + describe_rung_prior(
+            load_prior(PACKAGED_PRIOR), data_checksum=meta.data_checksum, epochs=meta.epochs,
+            budget=meta.budget, space_digest=meta.space_digest, trainer=trainer_key(meta)))
+    return lines
 
 
 def _progress(progress, meta, settings, cost):

@@ -15,6 +15,13 @@ REFERENCE_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "ref
 
 
 def add_parsers(sub) -> None:
+    _train_parser(sub)
+    _count_parser(sub)
+    _bench_parser(sub)
+    _space_parser(sub)
+
+
+def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train one architecture, print per-epoch accuracy")
     p.add_argument("config", help="architecture JSON (a bare arch or an exported winner), or a "
                                   "packaged config: trial52, trial81, ref8k, woolly3762")
@@ -46,12 +53,16 @@ def add_parsers(sub) -> None:
     add_data_flags(p)
     p.set_defaults(handler=cmd_train)
 
+
+def _count_parser(sub) -> None:
     p = sub.add_parser("count", help="print the per-layer parameter and MAC table")
     p.add_argument("config", help="architecture JSON (a bare arch or an exported winner), or a "
                                   "packaged config: trial52, trial81, ref8k, woolly3762")
     p.add_argument("--json", action="store_true", help="print JSON with params, macs, layers")
     p.set_defaults(handler=cmd_count)
 
+
+def _bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="time the trainer on the networks the search picks")
     p.add_argument("configs", nargs="*", metavar="CONFIG",
                    help="networks to time: files or packaged names (default: trial52 trial81 "
@@ -71,6 +82,8 @@ def add_parsers(sub) -> None:
     add_data_flags(p, split=False, threads_default=1)
     p.set_defaults(handler=cmd_bench)
 
+
+def _space_parser(sub) -> None:
     p = sub.add_parser("space", help="check a search space: smallest network, budget shares")
     p.add_argument("space", nargs="?", default="default", help="space name or YAML path")
     p.add_argument("--budget", type=positive(), default=10_000, help="parameters (10000)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from nas_mnist.cli.common import (UsageError, add_data_flags, add_storage_flags, finite_float,
                                   non_negative, positive, seed, storage_url)
@@ -13,84 +12,94 @@ from nas_mnist.api.defaults import DEFAULT_MAX_ACTIVATIONS, RULES, RUN_DEFAULTS 
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("search", help="run or resume a study")
-    p.add_argument("--budget", type=positive(), default=None,
+    _study_flags(p.add_argument_group(
+        "what the study is", "stored with the study: a resume or a worker joining it takes the "
+        "study's own; a value that differs is refused"))
+    add_storage_flags(p, required_study=False)
+    _run_flags(p.add_argument_group("how this run goes", "chosen anew by every run"))
+    add_data_flags(p)
+    # what a study *is* comes from the storage when it exists: None means "the study's own"
+    p.set_defaults(handler=cmd_search, val_split=None, split_seed=None)
+
+
+def _study_flags(group) -> None:
+    group.add_argument("--budget", type=positive(), default=None,
                    help="hard limit on parameters; larger samples are never trained (10000 "
                         "for a new study; a study's own settings when resumed or joined)")
-    p.add_argument("--max-macs", type=positive(), metavar="M",
+    group.add_argument("--max-macs", type=positive(), metavar="M",
                    help="hard limit on multiply-accumulates per image (fvcore's count); "
                         "larger samples are never trained (default: none)")
-    p.add_argument("--max-ram", type=positive(), metavar="BYTES",
+    group.add_argument("--max-ram", type=positive(), metavar="BYTES",
                    help="hard limit on peak activation memory at int8 (the largest input + "
                         "output of a layer, docs/how-it-works.md); larger samples are never trained")
-    p.add_argument("--min-params", type=non_negative, metavar="N",
+    group.add_argument("--min-params", type=non_negative, metavar="N",
                    help="size floor: smaller samples are refused before training like those "
                         "over the budget (default: 0.4 of the budget; 0: none; not with "
                         "--objectives score,params)")
-    p.add_argument("--max-activations", type=non_negative, metavar="A",
+    group.add_argument("--max-activations", type=non_negative, metavar="A",
                    help="cost limit: activation elements per image (training time follows "
                         f"them); larger samples are never trained (default {DEFAULT_MAX_ACTIVATIONS:,}"
                         "; 0: none)")
-    p.add_argument("--space", default=None,
+    group.add_argument("--space", default=None,
                    help="search-space name in search_spaces/ or a YAML path (default: the "
                         "focused space; wide: the whole family)")
-    p.add_argument("--arch", metavar="FILE",
+    group.add_argument("--arch", metavar="FILE",
                    help="a recipe study: train this file's architecture (a winner or config "
                         "JSON, or a packaged config: trial52, trial81, woolly3762) with "
                         "recipes from the space (default: the recipe space); the file's own "
                         "recipe runs first; the budget defaults to its parameters")
-    p.add_argument("--warm-start", nargs="+", default=[RUN["warm_start"]], metavar="auto|none|FILE",
-                   help="enqueue the best few known configurations that fit first: auto (the "
-                        "packaged prior and the studies in studies/ on the same data; default),"
-                        " none (a cold search), or prior files from benchmarks/build_prior.py")
-    p.add_argument("--retrain-known", action="store_true",
-                   help="train warm-started networks again; by default one whose stored seed "
-                        "runs were measured as this study measures (data, epochs, last-N, "
-                        "trainer) enters the study with them")
-    add_storage_flags(p, required_study=False)
-    p.add_argument("--trials", type=positive(), default=RUN["trials"],
-                   help="trained networks wanted in the study in total; refused samples "
-                        "do not count (20)")
-    p.add_argument("--timeout", type=positive(float), metavar="SECONDS",
-                   help="stop starting trials after this many seconds")
-    p.add_argument("--seed", type=seed, default=RUN["seed"], help="sampler seed (0)")
-    p.add_argument("--sampler", choices=["tpe", "random"], default=RUN["sampler"],
-                   help="tpe: multivariate TPE that learns the budget constraint (default)")
-    p.add_argument("--train-seed", type=seed, default=RUN["train_seed"],
-                   help="training seed of every trial (0)")
-    p.add_argument("--jobs", default=RUN["jobs"], metavar="K|auto",
-                   help="worker processes (auto: one one-thread worker per CPU core, one "
-                        "worker on a GPU)")
-    p.add_argument("--epochs", type=positive(), default=None,
+    group.add_argument("--epochs", type=positive(), default=None,
                    help="training epochs of a trial that is not stopped early (15)")
-    p.add_argument("--last-n", type=positive(),
+    group.add_argument("--last-n", type=positive(),
                    help="score over the last N epochs (default: 3 of 15; 1 for runs of "
                         "under 10 epochs)")
-    p.add_argument("--objective", choices=["min", "mean"], default=None,
+    group.add_argument("--objective", choices=["min", "mean"], default=None,
                    help="score = min (consistently, default) or mean of the last N epochs")
-    p.add_argument("--objectives", choices=["score", "score,params", "score,ram"], default=None,
+    group.add_argument("--objectives", choices=["score", "score,params", "score,ram"], default=None,
                    help="score: maximise it under the budget (default); score,params: also "
                         "minimise parameters; score,ram: also minimise peak RAM at int8 "
                         "(two-objective studies)")
-    p.add_argument("--prune", choices=list(RULES), default=RUN["prune"],
+
+
+def _run_flags(group) -> None:
+    group.add_argument("--warm-start", nargs="+", default=[RUN["warm_start"]], metavar="auto|none|FILE",
+                   help="enqueue the best few known configurations that fit first: auto (the "
+                        "packaged prior and the studies in studies/ on the same data; default),"
+                        " none (a cold search), or prior files from benchmarks/build_prior.py")
+    group.add_argument("--retrain-known", action="store_true",
+                   help="train warm-started networks again; by default one whose stored seed "
+                        "runs were measured as this study measures (data, epochs, last-N, "
+                        "trainer) enters the study with them")
+    group.add_argument("--trials", type=positive(), default=RUN["trials"],
+                   help="trained networks wanted in the study in total; refused samples "
+                        "do not count (20)")
+    group.add_argument("--timeout", type=positive(float), metavar="SECONDS",
+                   help="stop starting trials after this many seconds")
+    group.add_argument("--seed", type=seed, default=RUN["seed"], help="sampler seed (0)")
+    group.add_argument("--sampler", choices=["tpe", "random"], default=RUN["sampler"],
+                   help="tpe: multivariate TPE that learns the budget constraint (default)")
+    group.add_argument("--train-seed", type=seed, default=RUN["train_seed"],
+                   help="training seed of every trial (0)")
+    group.add_argument("--jobs", default=RUN["jobs"], metavar="K|auto",
+                   help="worker processes (auto: one one-thread worker per CPU core, one "
+                        "worker on a GPU)")
+    group.add_argument("--prune", choices=list(RULES), default=RUN["prune"],
                    help="stopping rule for trailing trials (asha, default)")
-    p.add_argument("--prune-opt", action="append", default=[], metavar="KEY=VALUE",
+    group.add_argument("--prune-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a stopping-rule option, e.g. rungs=2,6 eta=4 min_peers=5 for asha; "
                         "may repeat")
-    p.add_argument("--enqueue", action="append", default=[], metavar="CONFIG.json",
+    group.add_argument("--enqueue", action="append", default=[], metavar="CONFIG.json",
                    help="seed a known configuration (runs once); may repeat")
-    p.add_argument("--confirm-top", type=non_negative, default=RUN["confirm_top"], metavar="K",
+    group.add_argument("--confirm-top", type=non_negative, default=RUN["confirm_top"], metavar="K",
                    help="select on several seeds: keep the study's top K trained on "
                         "--confirm-seeds training seeds each, and rank by their mean (0: off)")
-    p.add_argument("--confirm-seeds", type=positive(), default=RUN["confirm_seeds"], metavar="S",
+    group.add_argument("--confirm-seeds", type=positive(), default=RUN["confirm_seeds"], metavar="S",
                    help="training seeds of a confirmed trial, its own included (3)")
-    p.add_argument("--confirm-margin", type=_margin, default=RUN["confirm_margin"],
+    group.add_argument("--confirm-margin", type=_margin, default=RUN["confirm_margin"],
                    metavar="POINTS", help="confirm no trial more than POINTS below the "
                    "leader's mean ('none': every top-K trial; default %(default)s)")
-    p.add_argument("--artifacts", help="folder for per-trial weights "
+    group.add_argument("--artifacts", help="folder for per-trial weights "
                                        "(default: studies/<study>.artifacts)")
-    add_data_flags(p)
-    # what a study *is* comes from the storage when it exists: None means "the study's own"
-    p.set_defaults(handler=cmd_search, val_split=None, split_seed=None)
 
 
 def _jobs(text: str) -> int | str:

@@ -49,6 +49,29 @@ def _points(view: StudyView, kind: str, x_key: str) -> tuple[list, list, list]:
     return xs, ys, text
 
 
+def _add_limits(fig: go.Figure, view: StudyView, x_key: str, y: float) -> None:
+    """The limits on this axis as lines, and the samples each refused (never trained) at the
+    chart's floor `y`."""
+    meta = view.meta
+
+    def refused(kind: str, name: str, color: str, symbol: str) -> None:
+        xs, _, text = _points(view, kind, x_key)
+        fig.add_trace(go.Scatter(x=xs, y=[y] * len(xs), text=text, mode="markers", name=name,
+                                 marker=dict(color=color, size=8, symbol=symbol)))
+
+    if x_key == "n_params":
+        refused("over_budget", "over budget (never trained)", *STYLE["over_budget"])
+        fig.add_vline(x=meta.budget, line_dash="dash", annotation_text="budget")
+        if meta.min_params:
+            refused("under_floor", "under the size floor (never trained)", "#9467bd", "x")
+            fig.add_vline(x=meta.min_params, line_dash="dot", annotation_text="size floor")
+    elif x_key == "macs" and meta.max_macs:
+        fig.add_vline(x=meta.max_macs, line_dash="dash", annotation_text="MACs limit")
+    elif x_key == "peak" and meta.max_ram:
+        refused("over_ram", "over the RAM limit (never trained)", *STYLE["over_budget"])
+        fig.add_vline(x=meta.max_ram, line_dash="dash", annotation_text="RAM limit")
+
+
 def pareto_figure(study: StudyView | optuna.Study, x_key: str) -> go.Figure:
     """Accuracy vs `n_params` or `macs`: feasible, early-stopped and over-budget trials apart."""
     view = view_of(study)
@@ -80,31 +103,7 @@ def pareto_figure(study: StudyView | optuna.Study, x_key: str) -> go.Figure:
                              name="early-stopped (acc when stopped)",
                              marker=dict(color=STYLE["early_stopped"][0], size=8,
                                          symbol=STYLE["early_stopped"][1])))
-    if x_key == "n_params":
-        xs, _, text = _points(view, "over_budget", x_key)
-        y_over = [floor if floor is not None else 0.0] * len(xs)
-        fig.add_trace(go.Scatter(x=xs, y=y_over, text=text, mode="markers",
-                                 name="over budget (never trained)",
-                                 marker=dict(color=STYLE["over_budget"][0], size=8,
-                                             symbol=STYLE["over_budget"][1])))
-        fig.add_vline(x=meta.budget, line_dash="dash", annotation_text="budget")
-        if meta.min_params:
-            xs, _, text = _points(view, "under_floor", x_key)
-            fig.add_trace(go.Scatter(x=xs, y=[floor if floor is not None else 0.0] * len(xs),
-                                     text=text, mode="markers",
-                                     name="under the size floor (never trained)",
-                                     marker=dict(color="#9467bd", size=8, symbol="x")))
-            fig.add_vline(x=meta.min_params, line_dash="dot", annotation_text="size floor")
-    elif x_key == "macs" and meta.max_macs:
-        fig.add_vline(x=meta.max_macs, line_dash="dash", annotation_text="MACs limit")
-    elif x_key == "peak" and meta.max_ram:
-        xs, _, text = _points(view, "over_ram", x_key)
-        fig.add_trace(go.Scatter(x=xs, y=[floor if floor is not None else 0.0] * len(xs),
-                                 text=text, mode="markers",
-                                 name="over the RAM limit (never trained)",
-                                 marker=dict(color=STYLE["over_budget"][0], size=8,
-                                             symbol=STYLE["over_budget"][1])))
-        fig.add_vline(x=meta.max_ram, line_dash="dash", annotation_text="RAM limit")
+    _add_limits(fig, view, x_key, 0.0 if floor is None else floor)
     title = f"Pareto front of study {view.name}: accuracy vs {x_title}"
     if hidden:
         title += (f"<br><sup>{hidden} trial(s) below {floor:.2f} % are off the chart "

@@ -74,6 +74,36 @@ def check_choice(*, seeds: int | None, confirm: list[int], confirm_top: int, win
             raise SeedRunsError(f"{name} needs seeds", params=(name, "seeds"))
 
 
+def _sources(earlier: Path, reuse: list[str], log) -> tuple[list[SeedRun], list]:
+    """(the report folder's own earlier runs, every (path, runs) to reuse from: the folder's
+    first, then the `reuse` files)."""
+    sources = [(Path(f), read_seed_runs(Path(f))) for f in reuse]
+    folder_runs: list[SeedRun] = []
+    if earlier.is_file():
+        try:
+            folder_runs = read_seed_runs(earlier)
+            sources.insert(0, (earlier, folder_runs))
+        except SeedRunsError as err:  # it is about to be replaced: say so, do not stop
+            log(f"not reusing runs: {err}")
+    return folder_runs, sources
+
+
+def _reused(chosen, sources, seeds: int, meta, data, log) -> dict[int, SeedRun]:
+    """Trial number -> a stored run of exactly its configuration on these seeds and data."""
+    from nas_mnist.results.confirm import reusable_run
+    runs = {}
+    for r in chosen:
+        for path, earlier_runs in sources:
+            run = reusable_run(earlier_runs, r.arch, r.recipe, seeds,
+                               val_split=meta.val_split, data_checksum=data.checksum)
+            if run:
+                runs[r.number] = replace(run, trial=r.number,
+                                         reused_from=run.reused_from or str(path))
+                log(f"trial {r.number}: {seeds} seed run(s) reused from {path}")
+                break
+    return runs
+
+
 def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int, winner: bool,
                      reuse: list[str], earlier: Path, jobs: int, data_dir: str | None,
                      device: str, threads: int | None,
@@ -87,22 +117,14 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
     from nas_mnist.engine.data import load_dataset
     from nas_mnist.engine.device import resolve_device
     from nas_mnist.engine.seeds import confirm_seeds
-    from nas_mnist.results.confirm import reusable_run, runs_to_keep
+    from nas_mnist.results.confirm import runs_to_keep
     from nas_mnist.results.export import check_data
     from nas_mnist.results.view import view_of
     resolve_device(device)
     view = view_of(study)
     meta = view.meta
-    sources = [(Path(f), read_seed_runs(Path(f))) for f in reuse]
-    folder_runs: list[SeedRun] = []
-    if earlier.is_file():
-        try:
-            folder_runs = read_seed_runs(earlier)
-            sources.insert(0, (earlier, folder_runs))
-        except SeedRunsError as err:  # it is about to be replaced: say so, do not stop
-            log(f"not reusing runs: {err}")
-    split_seed = meta.split_seed  # the study's own split
-    data = load_dataset(data_dir, val_split=meta.val_split, seed=split_seed)
+    folder_runs, sources = _sources(earlier, reuse, log)
+    data = load_dataset(data_dir, val_split=meta.val_split, seed=meta.split_seed)
     check_data(meta, data)
     ranked = view.feasible
     unknown = set(confirm) - {r.number for r in ranked}
@@ -111,16 +133,7 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
                             f"study {view.name!r}")
     chosen = [r for i, r in enumerate(ranked)
               if (i < confirm_top and winner) or r.number in confirm]
-    runs = {}
-    for r in chosen:
-        for path, earlier_runs in sources:
-            run = reusable_run(earlier_runs, r.arch, r.recipe, seeds,
-                               val_split=meta.val_split, data_checksum=data.checksum)
-            if run:
-                runs[r.number] = replace(run, trial=r.number,
-                                         reused_from=run.reused_from or str(path))
-                log(f"trial {r.number}: {seeds} seed run(s) reused from {path}")
-                break
+    runs = _reused(chosen, sources, seeds, meta, data, log)
     candidates = [(r.number, r.arch, r.recipe) for r in chosen if r.number not in runs]
     if candidates:
         jobs = min(jobs, len(candidates) * seeds)  # no idle processes
@@ -133,7 +146,7 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
                 f"{score:.2f} % ({r['seconds']:.0f} s)")
 
         trained = confirm_seeds(candidates, seeds, data_dir=data_dir, val_split=meta.val_split,
-                                split_seed=split_seed, device=device, jobs=jobs,
+                                split_seed=meta.split_seed, device=device, jobs=jobs,
                                 threads=threads, on_done=on_done)
         runs.update((run.trial, replace(run, data_checksum=data.checksum)) for run in trained)
     table = [runs[r.number] for r in chosen]

@@ -45,10 +45,18 @@ def _fixed(meta):
 def summary_markdown(study: StudyView | optuna.Study, *, top_k: int = 10,
                      seed_runs: list[SeedRun] | None = None) -> str:
     view = view_of(study)
+    lines = [f"# Study `{view.name}`", "", *_facts(view), "", *_top_table(view, top_k)]
+    if seed_runs:
+        origins = {r.number: r.origin for r in view.feasible if r.origin}
+        lines += _seed_table(view.meta, seed_runs, origins)
+    return "\n".join(lines) + "\n"
+
+
+def _facts(view: StudyView) -> list[str]:
+    """The study in bullets: what it is, its trials, its time, what the rule saved, and
+    whether the test set picked the winners."""
     meta, recs = view.meta, view.records
     kinds = Counter(r.kind for r in recs)
-    rows = leaderboard(view, top_k)
-    confirmed = any(r.seeds > 1 for r in rows)
     seconds = sum(end - start for start, end in view.times.values())
     stopped, refused, trained_epochs = epochs_saved(view)
     complete = [view.times[r.number] for r in recs
@@ -58,9 +66,7 @@ def summary_markdown(study: StudyView | optuna.Study, *, top_k: int = 10,
     kind = {"score": "single objective (score; the budget is a hard constraint)",
             "score,params": "two objectives (score, parameters)",
             "score,ram": "two objectives (score, peak RAM at int8)"}[meta.objectives]
-    lines = [
-        f"# Study `{view.name}`",
-        "",
+    return [
         f"- Budget: {meta.budget:,} parameters"
         + (f" (size floor {meta.min_params:,})" if meta.min_params else "")
         + (f", {meta.max_macs:,} MACs" if meta.max_macs else "")
@@ -90,7 +96,14 @@ def summary_markdown(study: StudyView | optuna.Study, *, top_k: int = 10,
                 "accuracy on new data." if meta.eval_split == "test" else
                 "Selection used a validation split held out of the training set; the test "
                 "set was not used to pick the winners."),
-        "",
+    ]
+
+
+def _top_table(view: StudyView, top_k: int) -> list[str]:
+    meta = view.meta
+    rows = leaderboard(view, top_k)
+    confirmed = any(r.seeds > 1 for r in rows)
+    lines = [
         f"## Top {top_k}",
         "",
         f"| rank | trial | params | MACs | activations | peak RAM B (int8) | "
@@ -106,10 +119,7 @@ def summary_markdown(study: StudyView | optuna.Study, *, top_k: int = 10,
     if confirmed:
         lines += ["", "Rows with several seeds were re-trained on more training seeds during "
                       "the search (its top trials); they rank by the mean over their seeds."]
-    if seed_runs:
-        origins = {r.number: r.origin for r in view.feasible if r.origin}
-        lines += _seed_table(meta, seed_runs, origins)
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _seed_table(meta, seed_runs: list[SeedRun], origins: dict[int, str]) -> list[str]:

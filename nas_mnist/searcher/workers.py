@@ -116,16 +116,7 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
     on_run = (lambda *_: on_trial(None)) if on_trial is not None else None
 
     def confirm() -> bool:
-        """One confirmation run of a top trial, if one is due (selection on several seeds)."""
-        if not settings.run.confirm_top:
-            return False
-        try:
-            return confirm_one(study, settings.storage, data, top=settings.run.confirm_top,
-                               seeds=settings.run.confirm_seeds,
-                               margin=settings.run.confirm_margin, on_run=on_run)
-        except (AssertionError, optuna.exceptions.StorageInternalError, OSError) as err:
-            raise SearchError(f"cannot write the study to {mask_url(settings.storage)}: "
-                              f"{_root_cause(err)}") from None
+        return _confirm_due(study, settings, data, on_run)
 
     # `share` makes K local workers add exactly N networks; the global count stops workers
     # on other machines sharing the storage once the study has its N.
@@ -150,6 +141,19 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
            and confirm()):
         pass
     return trained
+
+
+def _confirm_due(study, settings: SearchSettings, data: Dataset, on_run) -> bool:
+    """One confirmation run of a top trial, if one is due (selection on several seeds)."""
+    if not settings.run.confirm_top:
+        return False
+    try:
+        return confirm_one(study, settings.storage, data, top=settings.run.confirm_top,
+                           seeds=settings.run.confirm_seeds,
+                           margin=settings.run.confirm_margin, on_run=on_run)
+    except (AssertionError, optuna.exceptions.StorageInternalError, OSError) as err:
+        raise SearchError(f"cannot write the study to {mask_url(settings.storage)}: "
+                          f"{_root_cause(err)}") from None
 
 
 def _refusals(counts: Counter, meta: StudyMeta) -> str:

@@ -67,6 +67,12 @@ def seed_run_problem(run: dict) -> str | None:
             ("recipe", lambda v: v is None or isinstance(v, dict), "a recipe object")):
         if key in run and not ok(run[key]):
             return f"{key} must be {wanted}, got {run[key]!r}"[:160]
+    return _curve_problem(run, seeds)
+
+
+def _curve_problem(run: dict, seeds: list) -> str | None:
+    """Why the run's per-epoch accuracies do not give its scores (None: they do, or the run
+    predates them)."""
     split = run.get("eval_split", "test")
     if split not in ("test", "val"):
         return f"eval_split must be 'test' or 'val', got {split!r}"
