@@ -106,7 +106,12 @@ def _train(data, recipe, seed=0):
 
 @pytest.fixture(scope="module")
 def small(small_data_dir):
-    return load_dataset(str(small_data_dir))
+    """768 training and 500 evaluation images: the properties below (same numbers on both
+    paths, from run to run) hold at any size, and training on the fixture's 3,000 cost the
+    fast loop 25 s."""
+    data = load_dataset(str(small_data_dir))
+    return dataclasses.replace(data, train_x=data.train_x[:768], train_y=data.train_y[:768],
+                               eval_x=data.eval_x[:500], eval_y=data.eval_y[:500])
 
 
 def test_the_layers_are_swapped_only_while_training_and_put_back(small):
@@ -143,7 +148,7 @@ def test_bf16_evaluation_agrees_with_fp32_on_a_trained_network(small):
     model.eval()
     fp32, _ = evaluate(model, small.eval_x, small.eval_y, small)
     bf16, _ = evaluate(model, small.eval_x, small.eval_y, small, precision="bf16")
-    assert abs(fp32 - bf16) <= 0.5  # points, on 1,000 images; README: 0.00-0.03 at the end
+    assert abs(fp32 - bf16) <= 0.6  # 3 of 500 images; README: 0.00-0.03 at the end
 
 
 def test_the_recipe_records_how_it_evaluated(small):
