@@ -280,7 +280,16 @@ def tflm_arena(model: bytes, probe: np.ndarray) -> int:
         _, status = os.waitpid(pid, 0)
         return os.waitstatus_to_exitcode(status) == 0
 
-    lo, hi = 0, 1024
+    # First guess: what the interpreter lays out in an ample arena (its planned head and its
+    # tail); on 6 of 7 networks measured that is the smallest arena, found in two probes.
+    guess = _laid_out(model)
+    lo, hi = 0, guess or 1024
+    if guess and fits(hi):
+        if not fits(hi - 16):
+            return hi
+        hi -= 16
+    elif guess:
+        lo, hi = hi, hi * 2
     while not fits(hi):
         lo, hi = hi, hi * 2
         if hi > MAX_ARENA:
@@ -290,6 +299,15 @@ def tflm_arena(model: bytes, probe: np.ndarray) -> int:
         lo, hi = (lo, mid) if fits(mid) else (mid, hi)
     return hi
 
+
+def _laid_out(model: bytes) -> int | None:
+    """Head + tail of the model in an ample arena, rounded up to 16 B (None: it does not
+    build even there; the bisection finds out and says so)."""
+    try:
+        with native_stderr([]):
+            return -(-sum(TFLM(model, MAX_ARENA).allocations()) // 16) * 16 or None
+    except Exception:  # noqa: BLE001 - a guess only: whatever failed, the probes say it
+        return None
 
 
 def arena_of(model: Normalised, in_shape: tuple[int, int, int]) -> dict:
