@@ -375,6 +375,7 @@ def test_a_storage_url_that_names_no_file_is_one_line_and_creates_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # trains a network
 def test_a_recipe_study_resumed_with_another_arch_names_both(tmp_path, small_data_dir, capsys):
     base = ["search", "--study", "r", "--epochs", "1", "--threads", "1", "--jobs", "1",
             "--data-dir", str(small_data_dir), "--trials", "1", "--arch", "trial81"]

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from nas_mnist.cli import main
 import nas_mnist.cli as cli
 
@@ -48,6 +50,7 @@ def test_without_a_signal_a_programming_error_keeps_its_traceback(monkeypatch):
     raise AssertionError("a bug was turned into an exit code")
 
 
+@pytest.mark.slow  # starts a subprocess
 def test_the_cli_prints_under_an_ascii_locale_without_utf8_mode(tmp_path):
     env = dict(os.environ, LC_ALL="C", LANG="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0",
                PYTHONIOENCODING="")

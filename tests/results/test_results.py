@@ -122,6 +122,7 @@ def test_report_files_hold_expected_figure_data(study_dir, small_data_dir, capsy
     assert best["text"][-1] == f"trial {feasible(study)[0].number}"
 
 
+@pytest.mark.slow  # starts a renderer subprocess
 def test_png_copies_are_written_in_one_session_or_given_up_after_a_time_limit(tmp_path):
     import plotly.graph_objects as go
     from nas_mnist.results.png import write_pngs

@@ -52,6 +52,7 @@ def _search(data_dir, prior, **kw):
                      log=None, **kw)
 
 
+@pytest.mark.slow  # runs searches
 def test_a_stored_configuration_enters_without_a_training_call(tmp_path, small_data_dir,
                                                                trainings):
     from nas_mnist.spec.arch import ArchConfig
@@ -67,6 +68,7 @@ def test_a_stored_configuration_enters_without_a_training_call(tmp_path, small_d
     assert next_run(study.optuna, top=1, seeds=4) == (reused[0].number, 3)
 
 
+@pytest.mark.slow  # runs searches
 def test_runs_of_another_trainer_or_retrain_known_are_trained_again(tmp_path, small_data_dir,
                                                                     trainings):
     from nas_mnist.spec.arch import ArchConfig
