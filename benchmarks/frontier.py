@@ -37,10 +37,16 @@ PUBLIC = [
     ("woolly3762 (linear)", "adilsammar/woolly-of-cv", CONFIRMATIONS / "woolly3762-linear-test-epyc.json", "own"),
     ("woolly3762", "adilsammar/woolly-of-cv",
      ROOT / "benchmarks" / "results" / "woolly3762-default-recipe-test-epyc.json", "tool"),
+    ("woolly4838", "adilsammar/woolly-of-cv", CONFIRMATIONS / "woolly4838-own-recipe-test-epyc.json", "own"),
+    ("woolly4838", "adilsammar/woolly-of-cv",
+     ROOT / "benchmarks" / "results" / "woolly4838-default-recipe-test-epyc.json", "tool"),
+    ("tsai6260", "Shwethaamrutha/TSAI-S6", CONFIRMATIONS / "tsai6260-own-recipe-test-epyc.json", "own"),
+    ("tsai6260", "Shwethaamrutha/TSAI-S6",
+     ROOT / "benchmarks" / "results" / "tsai6260-default-recipe-test-epyc.json", "tool"),
     ("ref8k", "the typical 8,172-parameter answer (99.49 % logged)", CONFIRMATIONS / "ref8k-test.json", "tool"),
 ]
-NOT_RUN = ["ruslangrimov/mnist-minimal-model 1,936 / 2,180 / 4,142", "woolly-of-cv 4,838",
-           "TSAI 6,260"]
+# Not expressible by the builder: shared weights across layers, instance norm, a dense hidden layer.
+NOT_RUN = ["ruslangrimov/mnist-minimal-model 1,936 / 2,180 / 4,142"]
 
 
 def _candidates() -> list[Point]:

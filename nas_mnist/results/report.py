@@ -280,13 +280,14 @@ def frontier_figure(doc: dict):
             name=f"best under {p['max_ram']:,} B of int8 activations",
             error_y=dict(type="data", symmetric=False, array=[0],
                          arrayminus=[p["mean"] - p["worst"]])))
-    for recipe, symbol in (("own", "diamond"), ("tool", "x")):
+    # the two recipes of one design share its x: their labels go above and to the right
+    for recipe, symbol, where in (("own", "diamond", "top center"), ("tool", "x", "middle right")):
         public = [p for p in doc.get("public", []) if p["recipe"] == recipe]
         if public:
             fig.add_trace(go.Scatter(
                 x=[p["params"] for p in public], y=[p["mean"] for p in public],
                 mode="markers+text", marker=dict(symbol=symbol, size=11),
-                text=[p["name"] for p in public], textposition="bottom center",
+                text=[p["name"] for p in public], textposition=where,
                 name="public design, " + ("its own recipe" if recipe == "own"
                                           else "the tool's default recipe")))
     fig.update_layout(title="Best network per size (MNIST, 15 epochs, min of the last 3)",
