@@ -124,7 +124,10 @@ class StudyValue:
                 + f", not of {_arch_text(out['arch'])}; pick another name with --study")
         for key in ("budget", "epochs", "objective", "objectives", "val_split", "last_n",
                     "max_macs", "max_ram", "split_seed", "min_params", "max_activations"):
-            if out.get(key) is None:
+            # the floor belongs to the stored objectives: with others asked for, it is left to
+            # their default, so the resume check names the objectives, not the floor
+            if out.get(key) is None and not (key == "min_params"
+                                             and out["objectives"] != stored.objectives):
                 out[key] = getattr(stored, key)
         if out.get("space") is None:
             out["space"] = _packaged_space(stored)

@@ -52,3 +52,11 @@ def test_a_recipe_study_of_another_network_is_refused_by_name():
 def test_a_space_that_is_no_packaged_file_must_be_given():
     with pytest.raises(SettingsError, match="space: the study was made with space 'mine'"):
         StudyValue.resolve(NOTHING, _stored(space="mine", space_digest="not-packaged"))
+
+
+def test_a_resume_asking_other_objectives_keeps_the_floor_out_of_the_way():
+    """The stored floor belongs to a single-objective study: carried over to a request for
+    two objectives it was refused as a floor, hiding the real difference (the objectives)."""
+    value = StudyValue.resolve({**NOTHING, "objectives": "score,params"},
+                               _stored(min_params=1_200))
+    assert value.objectives == "score,params" and value.resolved_min_params == 0
