@@ -64,6 +64,7 @@ def _threads(r: TrialRecord) -> int | None:
 def winner_doc(study: StudyView | optuna.Study, r: TrialRecord) -> dict:
     view = view_of(study)
     meta = view.meta
+    size = footprint(r.arch_config)
     return {
         "arch": r.arch,
         "recipe": r.recipe,
@@ -71,8 +72,8 @@ def winner_doc(study: StudyView | optuna.Study, r: TrialRecord) -> dict:
         "threads": _threads(r),
         "params": r.n_params,
         "macs": r.macs,
-        "activations": footprint(r.arch_config).activations,
-        "peak_ram_int8": footprint(r.arch_config).peak,
+        "activations": size.activations,
+        "peak_ram_int8": size.peak,
         "precision": r.precision,
         "metrics": {
             "eval_split": r.eval_split,
