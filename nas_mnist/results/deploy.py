@@ -315,6 +315,8 @@ def _write_onnx(model: nn.Module, shape: tuple, path: Path) -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints progress lines
             program = torch.onnx.export(model, (torch.zeros(2, *shape),), dynamo=True,
                                         dynamic_shapes=({0: batch},))
+        for node in program.model.graph.all_nodes():  # the exporter's Python stack, with
+            node.metadata_props.pop("pkg.torch.onnx.stack_trace", None)  # this machine's paths
         program.save(str(path))
     finally:
         quiet.setLevel(level)

@@ -96,7 +96,14 @@ def study_lock(url: str):
     enqueued configuration and together overshot --trials. A database server keeps its own
     writes consistent; this lock is a file beside the storage (`NAME.db.lock`; for a journal
     `PATH.nas-mnist.lock`, since `PATH.lock` is Optuna's own journal lock: a file of ours there
-    made each of Optuna's writes wait out its 30 s grace period)."""
+    made each of Optuna's writes wait out its 30 s grace period). On PostgreSQL it is an advisory
+    lock held by one connection of this process: workers on several hosts started together on a
+    new study both created it and both enqueued its configurations (a unique study name alone
+    does not order the steps after the creation)."""
+    if url.startswith("postgresql"):
+        with _server_lock(url):
+            yield
+        return
     if url.startswith("journal:"):
         path: Path | None = journal_path(url)
         suffix = ".nas-mnist.lock"
@@ -119,6 +126,34 @@ def study_lock(url: str):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# The advisory lock's key: one per database, for every nas-mnist process using it.
+SERVER_LOCK_KEY = 0x6E61_736D_6E69  # "nasmni"
+_lock_engines: dict = {}
+
+
+@contextlib.contextmanager
+def _server_lock(url: str):
+    """Hold PostgreSQL's session advisory lock SERVER_LOCK_KEY on a connection of our own; the
+    server frees it if this process dies, so a killed worker never leaves it held."""
+    import sqlalchemy
+    engine = _lock_engines.get(url)
+    if engine is None:
+        engine = _lock_engines[url] = sqlalchemy.create_engine(url, **_engine_kwargs(url))
+    try:
+        connection = engine.connect()
+    except sqlalchemy.exc.SQLAlchemyError as err:  # as open_storage says it
+        first = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        raise StorageError(f"cannot open storage {mask_url(url)}: {first}") from None
+    with connection:
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"),
+                           {"key": SERVER_LOCK_KEY})
+        try:
+            yield
+        finally:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"),
+                               {"key": SERVER_LOCK_KEY})
 
 
 def open_storage(url: str, *, create: bool, read_only: bool = False):

@@ -150,3 +150,34 @@ def test_two_workers_started_together_on_a_new_postgres_study_enqueue_once(
     study = optuna.load_study(study_name="pg-together", storage=postgres_url)
     queued = [t.number for t in study.trials if TrialRecord.from_trial(t).was_enqueued]
     assert len(queued) == 2, queued
+
+
+def test_a_worker_waits_for_the_server_lock_before_it_creates_a_study(postgres_url,
+                                                                      small_data_dir):
+    """The steps that must be atomic (create a study with its warm start and enqueued
+    configurations, take a trial) hold an advisory lock on the server: a worker started while
+    another holds it waits, and creates nothing until it is released. CI lost this race once
+    (the second worker failed on the unique study name)."""
+    import sqlalchemy
+    from nas_mnist.searcher.storage import study_lock
+    cmd = [sys.executable, "-m", "nas_mnist", "search", "--study", "pg-waits", "--storage",
+           postgres_url, "--space", "quick", "--budget", "5000", "--epochs", "1", "--last-n",
+           "1", "--trials", "1", "--threads", "1", "--jobs", "1", "--data-dir",
+           str(small_data_dir), "--warm-start", "none"]
+    engine = sqlalchemy.create_engine(postgres_url)
+    waiting = sqlalchemy.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                              "AND NOT granted")
+    with study_lock(postgres_url):
+        worker = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        deadline = time.monotonic() + 120
+        with engine.connect() as connection:
+            while connection.execute(waiting).scalar() == 0:
+                assert worker.poll() is None, worker.communicate()[1]
+                assert time.monotonic() < deadline, "the worker never waited for the lock"
+                time.sleep(0.2)
+        assert "pg-waits" not in optuna.get_all_study_names(postgres_url)
+    _, err = worker.communicate(timeout=600)
+    assert worker.returncode == 0, err
+    assert "pg-waits" in optuna.get_all_study_names(postgres_url)
+    engine.dispose()

@@ -321,6 +321,9 @@ def test_onnx_and_torchscript_exports_predict_as_pytorch(study_dir, small_data_d
     model = deployable(ArchConfig.from_dict(doc["arch"]), out / f"trial{n}.pt",
                        doc["normalisation"]["mean"], doc["normalisation"]["std"])
     expected = predict_torch(model, data.test_x)
+    onnx_bytes = (out / doc["files"]["onnx"]).read_bytes()
+    repo = str(REPO).encode()
+    assert b"site-packages" not in onnx_bytes and repo not in onnx_bytes  # the exporter's traces
     for fmt in ("onnx", "torchscript"):
         assert doc["deployed"][fmt][f"{fmt}_acc"] == doc["deployed"][fmt]["torch_acc"]
         loaded = load_model(out / doc["files"][fmt])
