@@ -22,8 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 from nas_mnist.api.network import count  # noqa: E402
 from nas_mnist.files import write_text  # noqa: E402
+from nas_mnist.api.space import space_shares  # noqa: E402
 from nas_mnist.results.frontier import (BUDGETS, FrontierError, Point,  # noqa: E402
-                                        best_per_budget, check_budgets, front)
+                                        best_per_budget, check_budgets, check_max_ram, front)
 from nas_mnist.results.report import frontier_figure  # noqa: E402
 from nas_mnist.results.view import StudyView  # noqa: E402
 
@@ -112,6 +113,16 @@ def _ram_point(candidates: list[Point], max_ram: int) -> dict | None:
     return point
 
 
+def _least_ram() -> int:
+    """The int8 peak RAM of the leanest network any packaged space draws (at its own widths)."""
+    from nas_mnist.searcher.sampling import smallest_arch
+    from nas_mnist.searcher.space import SPACE_DIR, load_space
+    from nas_mnist.spec.footprint import footprint
+    spaces = [load_space(path.stem) for path in sorted(SPACE_DIR.glob("*.yaml"))]
+    return min(footprint(smallest_arch(space)).peak_int8_bytes
+               for space in spaces if space.samples_arch)
+
+
 def _public() -> list[dict]:
     rows = []
     for name, source, path, recipe in PUBLIC:
@@ -126,10 +137,15 @@ def _public() -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
+    parser.add_argument("--max-ram", type=int, default=MAX_RAM, metavar="BYTES",
+                        help=f"the RAM-class point's int8 activation limit ({MAX_RAM:,})")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         budgets = check_budgets(args.budgets)
+        check_budgets(budgets, space_shares("default", budget=budgets[0],
+                                            samples=1)["smallest_params"])
+        max_ram = check_max_ram(args.max_ram, _least_ram())
     except FrontierError as err:  # one line, nothing written
         parser.exit(2, f"frontier.py: error: {err}\n")
     candidates = _candidates()
@@ -139,7 +155,7 @@ def main() -> None:
         if p is not None and p.name not in seen:
             seen.add(p.name)
             points.append(_point(p, budget))
-    ram = _ram_point(candidates, MAX_RAM)
+    ram = _ram_point(candidates, max_ram)
     if ram is not None:
         points.append(ram)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
@@ -158,7 +174,7 @@ def main() -> None:
                     for b, p in per_budget.items()},
         "missing": [f"budget {b:,}: no network of at most that size measured on "
                     f"{MIN_SEEDS} seeds" for b, p in per_budget.items() if p is None]
-                   + ([] if ram else [f"max_ram {MAX_RAM:,} B: no network under it measured "
+                   + ([] if ram else [f"max_ram {max_ram:,} B: no network under it measured "
                                       f"on {MIN_SEEDS} seeds"]),
         "dropped": [{"name": p.name, "params": p.params, "mean": round(p.mean, 3)}
                     for p in candidates if p not in front(candidates)],

@@ -67,6 +67,16 @@ def check_budgets(budgets, smallest: int | None = None) -> tuple[int, ...]:
     return budgets
 
 
+def check_max_ram(max_ram, least: int | None = None) -> int:
+    """A RAM-class point's limit in bytes, at least what the leanest network can meet."""
+    if not isinstance(max_ram, int) or isinstance(max_ram, bool) or max_ram < 1:
+        raise FrontierError(f"max_ram must be a positive number of bytes, got {max_ram!r}")
+    if least is not None and max_ram < least:
+        raise FrontierError(f"max_ram {max_ram:,} B: no network of the packaged spaces fits "
+                            f"(the leanest needs {least:,} B of int8 activations)")
+    return max_ram
+
+
 def beats(point: Point, smaller: Point) -> bool:
     """`point`'s mean is above `smaller`'s by more than one standard error of the difference."""
     error = math.hypot(point.standard_error, smaller.standard_error)

@@ -1,7 +1,7 @@
 import pytest
 
 from nas_mnist.results.frontier import (FrontierError, Point, beats, best_per_budget,
-                                        check_budgets, front)
+                                        check_budgets, check_max_ram, front)
 from nas_mnist.results.report import frontier_figure
 
 
@@ -36,6 +36,15 @@ def test_bad_budgets_are_named(budgets, message):
         check_budgets(budgets, smallest=800)
 
 
+@pytest.mark.parametrize("max_ram,message", [(0, "positive number of bytes"),
+                                             (True, "positive number of bytes"),
+                                             (900, "the leanest needs 980 B")])
+def test_a_ram_point_no_network_can_meet_is_named(max_ram, message):
+    with pytest.raises(FrontierError, match=message):
+        check_max_ram(max_ram, least=980)
+    assert check_max_ram(2048, least=980) == 2048
+
+
 def test_the_figure_has_the_front_and_the_public_designs_as_their_own_markers():
     doc = {"points": [{"name": "a", "params": 3_000, "mean": 99.2, "worst": 99.1},
                       {"name": "b", "params": 9_000, "mean": 99.5, "worst": 99.4}],
@@ -65,15 +74,19 @@ def test_every_shipped_frontier_point_is_a_packaged_config_that_loads_by_name():
         assert len(point["seed_scores"]) >= 5 and min(point["seed_scores"]) == point["worst"]
 
 
-@pytest.mark.parametrize("budgets,message", [(["2000", "1000"], "increasing order"),
-                                             (["1000", "1000"], "must not repeat")])
+@pytest.mark.parametrize("budgets,message", [
+    (["--budgets", "2000", "1000"], "increasing order"),
+    (["--budgets", "1000", "1000"], "must not repeat"),
+    (["--budgets", "50", "1000"], "below the smallest network of the space"),
+    (["--max-ram", "100"], "no network of the packaged spaces fits"),
+])
 def test_the_frontier_script_refuses_bad_budgets_in_one_line_writing_nothing(budgets, message):
     import subprocess
     import sys
     from pathlib import Path
     root = Path(__file__).resolve().parents[2]
     shipped = (root / "studies" / "frontier.json").read_bytes()
-    done = subprocess.run([sys.executable, "benchmarks/frontier.py", "--budgets", *budgets],
+    done = subprocess.run([sys.executable, "benchmarks/frontier.py", *budgets],
                           cwd=root, capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr
     assert (root / "studies" / "frontier.json").read_bytes() == shipped
