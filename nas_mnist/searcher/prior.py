@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nas_mnist.errors import NasMnistError, SpecError
@@ -83,6 +83,12 @@ class Prior:
     configs: tuple[PriorConfig, ...] = ()
     curves: tuple[PriorCurve, ...] = ()
     built_from: tuple[dict, ...] = field(default=())
+
+    def without(self, study: str) -> "Prior":
+        """This prior less what it holds of `study`: a resumed study that is in the prior has
+        its own trials as peers already, and judged by them twice it weighed them double."""
+        return replace(self, configs=tuple(c for c in self.configs if c.study != study),
+                       curves=tuple(c for c in self.curves if c.study != study))
 
     def curves_for(self, *, data_checksum: str | None, epochs: int, budget: int,
                    ema: bool, space_digest: str | None = None,

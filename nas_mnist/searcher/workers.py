@@ -111,7 +111,7 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
                                  start=sampler_start(study, settings.storage))
     objective = Objective(meta, space, data, settings.rule(), train_seed=settings.run.train_seed,
                           artifacts=settings.run.artifacts, on_epoch=on_epoch,
-                          prior=load_prior(PACKAGED_PRIOR))
+                          prior=load_prior(PACKAGED_PRIOR).without(settings.study))
     trained, fails, refused = 0, 0, Counter()
     on_run = (lambda *_: on_trial(None)) if on_trial is not None else None
 

@@ -156,6 +156,17 @@ def test_packaged_prior_curves_match_the_data_run_length_and_recipe_family():
     assert not prior.curves_for(data_checksum=checksum, epochs=2, budget=10_000, ema=True)
 
 
+def test_a_resumed_study_in_the_prior_is_not_its_own_earlier_curve():
+    """Resuming mnist-2k listed mnist-2k's curves as earlier ones: its trials judged twice."""
+    prior = load_prior()
+    key = dict(data_checksum=prior.configs[0].data_checksum, epochs=15, budget=2_000, ema=True)
+    assert "mnist-2k" in {c.study for c in prior.curves_for(**key)}
+    others = prior.without("mnist-2k")
+    assert others.curves_for(**key) and "mnist-2k" not in {c.study for c in
+                                                           others.curves_for(**key)}
+    assert all(c.study != "mnist-2k" for c in others.configs)
+
+
 def test_replay_with_prior_stops_no_top_quarter_network_in_any_shipped_study():
     """Every shipped study replayed as a search runs now, with the prior built from the other
     studies: where earlier curves take part in a decision, no network that ended in the
