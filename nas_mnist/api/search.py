@@ -287,7 +287,8 @@ def _header(settings, space, data, study, meta, new, cost) -> list[str]:
     if meta.rule and meta.rule.startswith("asha") and meta.objectives == "score" \
             and "prior=0" not in meta.rule:
         lines.append("rungs: " + describe_rung_prior(
-            load_prior(PACKAGED_PRIOR).without(settings.study), data_checksum=meta.data_checksum, epochs=meta.epochs,
+            load_prior(PACKAGED_PRIOR).without(settings.study),
+            data_checksum=meta.data_checksum, epochs=meta.epochs,
             budget=meta.budget, space_digest=meta.space_digest, trainer=trainer_key(meta)))
     return lines
 
