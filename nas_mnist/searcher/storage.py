@@ -147,8 +147,13 @@ def _server_lock(url: str):
         first = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
         raise StorageError(f"cannot open storage {mask_url(url)}: {first}") from None
     with connection:
-        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"),
-                           {"key": SERVER_LOCK_KEY})
+        try:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"),
+                               {"key": SERVER_LOCK_KEY})
+        except sqlalchemy.exc.SQLAlchemyError as err:  # the statement timeout, a lost server
+            first = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+            raise StorageError(f"no study lock on {mask_url(url)} within "
+                               f"{SERVER_STATEMENT_TIMEOUT_S} s: {first}") from None
         try:
             yield
         finally:
