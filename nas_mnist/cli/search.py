@@ -81,8 +81,8 @@ def _run_flags(group) -> None:
     group.add_argument("--train-seed", type=seed, default=RUN["train_seed"],
                    help="training seed of every trial (0)")
     group.add_argument("--jobs", default=RUN["jobs"], metavar="K|auto",
-                   help="worker processes (auto: one one-thread worker per CPU core, one "
-                        "worker on a GPU)")
+                   help="worker processes (auto: one one-thread worker per CPU core; four "
+                        "sharing a GPU)")
     group.add_argument("--prune", choices=list(RULES), default=RUN["prune"],
                    help="stopping rule for trailing trials (asha, default)")
     group.add_argument("--prune-opt", action="append", default=[], metavar="KEY=VALUE",

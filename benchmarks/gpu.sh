@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The GPU checks in one run: what the tool does on a CUDA machine and how fast.
+#
+#   benchmarks/gpu.sh OUTDIR      # nas-mnist importable (installed, or on PYTHONPATH)
+#
+# Each step has its own time limit and a failing step does not stop the next; everything
+# goes to OUTDIR/gpu.log, the figures to OUTDIR/*.json and the search to OUTDIR/gpu.db:
+#   1. the machine: GPU, driver, torch, bf16
+#   2. nas-mnist bench on the GPU (trial52, trial81, ref8k: steps, evaluation, 15-epoch runs)
+#   3. trial52 trained for 15 epochs on seed 0 (the real wall time and score)
+#   4. trial52 on seeds 0-3, four processes sharing the GPU (throughput of --jobs 4; seed 0
+#      again: does a seeded run repeat on the GPU?)
+#   5. a cold search at 10,000 parameters for SEARCH_S seconds (default 90) on the GPU
+# STEPS="bench search" runs only the steps named (gpu, cpu, torch, bench, train-seed0,
+# train-4-jobs, search).
+set -u
+out=${1:?usage: benchmarks/gpu.sh OUTDIR}
+search_s=${SEARCH_S:-90}
+mkdir -p "$out"
+log="$out/gpu.log"
+py=${PYTHON:-python3}
+nm="$py -m nas_mnist"
+
+step() {  # step NAME LIMIT_S COMMAND...
+    local name=$1 limit=$2 start rc
+    shift 2
+    [[ -z "${STEPS:-}" || " $STEPS " == *" $name "* ]] || return 0
+    echo "== $name (limit ${limit} s, $(date -u +%H:%M:%S) UTC): $*" >>"$log"
+    start=$(date +%s)
+    timeout "$limit" "$@" >>"$log" 2>&1
+    rc=$?
+    echo "== $name: exit $rc after $(( $(date +%s) - start )) s" >>"$log"
+}
+
+step gpu 30 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+step cpu 30 bash -c 'lscpu | grep -E "^Model name|^CPU\(s\)"'
+step torch 60 $py -c "import torch, sys; print('python', sys.version.split()[0], 'torch',
+torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0),
+'bf16', torch.cuda.is_bf16_supported())"
+step bench 120 $nm bench --device cuda --json-out "$out/bench-gpu.json"
+step train-seed0 110 $nm train trial52 --device cuda --json-out "$out/trial52-seed0-gpu.json"
+step train-4-jobs 120 $nm train trial52 --device cuda --seeds 4 --jobs 4 \
+    --json-out "$out/trial52-seeds4-jobs4-gpu.json"
+step search $(( search_s + 60 )) $nm search --study gpu --storage "sqlite:///$out/gpu.db" \
+    --budget 10000 --warm-start none --device cuda --trials 500 --timeout "$search_s"
+echo "== done $(date -u +%H:%M:%S) UTC" >>"$log"
