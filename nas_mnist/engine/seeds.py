@@ -32,34 +32,42 @@ def confirm_seeds(candidates: list[tuple[int, dict, dict]], seeds: int, *,
                   data_dir: str | None = None, val_split: int = 0, split_seed: int = 0,
                   device: str = "auto",
                   jobs: int = 1, threads: int | None = None,
-                  on_done=None) -> list[SeedRun]:
+                  stored: dict | None = None, on_done=None) -> list[SeedRun]:
     """Train each (trial number, arch dict, recipe dict) on seeds 0..seeds-1.
 
     Scores are on the test split, or on `val_split` held-out training images (then the test
     accuracy after the last epoch comes too). `jobs` processes share the CPU cores: each
-    gets `threads` threads, by default cores / jobs.
+    gets `threads` threads, by default cores / jobs. `stored` maps a trial number to runs
+    already made, {seed: a dict as `_one_run` returns}: those seeds are taken, not trained.
     """
     from nas_mnist.engine.device import check_parallel
     check_parallel(jobs, "jobs")
-    jobs = min(jobs, len(candidates) * seeds)  # never more processes than runs
+    stored = stored or {}
+    todo = [(number, seed) for number, _, _ in candidates for seed in range(seeds)
+            if seed not in stored.get(number, {})]
+    configs = {number: (arch, recipe) for number, arch, recipe in candidates}
+    jobs = max(1, min(jobs, len(todo)))  # never more processes than runs
     threads = threads or max(1, cpu_cores() // jobs)
-    work = [(arch, recipe, seed, data_dir, val_split, split_seed, device, threads)
-            for _, arch, recipe in candidates for seed in range(seeds)]
-    results = []
+    work = [(*configs[number], seed, data_dir, val_split, split_seed, device, threads)
+            for number, seed in todo]
+    done: dict[tuple, dict] = {}
+
+    def finish(i: int, result: dict) -> None:
+        done[todo[i]] = result
+        if on_done:
+            on_done({**result, "trial": todo[i][0]})
+
     if jobs == 1:
-        for job in work:
-            results.append(_one_run(job))
-            if on_done:
-                on_done({**results[-1], "trial": candidates[(len(results) - 1) // seeds][0]})
+        for i, job in enumerate(work):
+            finish(i, _one_run(job))
     else:
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-            for result in pool.imap(_one_run, work):
-                results.append(result)
-                if on_done:  # imap keeps the order of `work`: the trial follows from the index
-                    on_done({**result, "trial": candidates[(len(results) - 1) // seeds][0]})
+            for i, result in enumerate(pool.imap(_one_run, work)):  # imap keeps the order
+                finish(i, result)
     runs = []
-    for i, (number, arch, recipe) in enumerate(candidates):
-        mine = results[i * seeds:(i + 1) * seeds]
+    for number, arch, recipe in candidates:
+        mine = [stored.get(number, {}).get(seed) or done[(number, seed)]
+                for seed in range(seeds)]
         runs.append(SeedRun(
             trial=number, arch=arch, recipe=recipe,
             params=ArchConfig.from_dict(arch).n_params(), seeds=[r["seed"] for r in mine],

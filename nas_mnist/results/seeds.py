@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from nas_mnist.errors import NasMnistError, SpecError
+from nas_mnist.searcher import record
 from nas_mnist.spec.seedrun import SeedRun
 
 
@@ -104,6 +105,37 @@ def _reused(chosen, sources, seeds: int, meta, data, log) -> dict[int, SeedRun]:
     return runs
 
 
+def _held_by_study(view, chosen, seeds: int, log) -> dict[int, dict[int, dict]]:
+    """Runs the study itself holds of the chosen trials on seeds 0..seeds-1, by trial and
+    seed: a trial's own run and the search's confirmations (`search --confirm-top`). A
+    validation-split study's runs lack the test accuracy after the last epoch that its seed
+    table shows: those are trained again."""
+    from nas_mnist.spec.score import last_n_score
+    meta = view.meta
+    if meta.val_split:
+        return {}
+    confirmed = record.seed_runs(view.study)
+    held = {}
+    for r in chosen:
+        runs = {r.seed: {"accs": r.accs, "seconds": r.seconds, "device": r.device}}
+        for seed, run in confirmed.get(r.number, {}).get("runs", {}).items():
+            if isinstance(run, dict) and run.get("eval_split", "test") == "test":
+                runs.setdefault(int(seed), run)
+        mine = {seed: {"seed": seed, "accs": list(run["accs"]),
+                       "last_n_min": last_n_score(run["accs"], meta.last_n, "min"),
+                       "last_n_mean": last_n_score(run["accs"], meta.last_n, "mean"),
+                       "eval_split": "test", "test_acc_final": None,
+                       "seconds": float(run.get("seconds") or 0.0),
+                       "device": str(run.get("device") or "?")}
+                for seed, run in runs.items()
+                if seed < seeds and len(run.get("accs") or []) == meta.epochs}
+        if mine:
+            held[r.number] = mine
+            log(f"trial {r.number}: seed {', '.join(map(str, sorted(mine)))} taken from the "
+                f"study (its own run{' and confirmations' if len(mine) > 1 else ''})")
+    return held
+
+
 def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int, winner: bool,
                      reuse: list[str], earlier: Path, jobs: int, data_dir: str | None,
                      device: str, threads: int | None,
@@ -135,8 +167,9 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
               if (i < confirm_top and winner) or r.number in confirm]
     runs = _reused(chosen, sources, seeds, meta, data, log)
     candidates = [(r.number, r.arch, r.recipe) for r in chosen if r.number not in runs]
+    stored = _held_by_study(view, [r for r in chosen if r.number not in runs], seeds, log)
     if candidates:
-        jobs = min(jobs, len(candidates) * seeds)  # no idle processes
+        jobs = max(1, min(jobs, len(candidates) * seeds - sum(map(len, stored.values()))))
         log(f"re-training {len(candidates)} trial(s) on {seeds} seed(s) with {jobs} "
             f"process(es) ...")
 
@@ -147,7 +180,7 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
 
         trained = confirm_seeds(candidates, seeds, data_dir=data_dir, val_split=meta.val_split,
                                 split_seed=meta.split_seed, device=device, jobs=jobs,
-                                threads=threads, on_done=on_done)
+                                threads=threads, stored=stored, on_done=on_done)
         runs.update((run.trial, replace(run, data_checksum=data.checksum)) for run in trained)
     table = [runs[r.number] for r in chosen]
     return table, runs_to_keep(folder_runs, table)

@@ -246,6 +246,27 @@ def test_report_seeds_confirms_the_winner(study_dir, small_data_dir, capsys):
 
 
 @pytest.mark.slow  # trains networks end to end
+def test_report_seeds_takes_the_runs_the_study_holds(study_dir, small_data_dir, tmp_path,
+                                                      capsys, monkeypatch):
+    """A trial's own run (seed 0) is in the study: `report --seeds 2` trains seed 1 alone
+    (it re-trained seed 0 too: 229 s wasted per trial on mnist-1k)."""
+    import nas_mnist.engine.seeds as confirm
+    root, url = study_dir
+    best = feasible(optuna.load_study(study_name="r", storage=url))[0]
+    calls = []
+    real = confirm._one_run
+    monkeypatch.setattr(confirm, "_one_run", lambda job: calls.append(job) or real(job))
+    out = tmp_path / "report"
+    assert main(["report", "--study", "r", "--storage", url, "--out", str(out), "--no-png",
+                 "--seeds", "2", "--data-dir", str(small_data_dir)]) == 0
+    assert [job[2] for job in calls] == [1]  # the training seeds run: 1 alone
+    run, = json.loads((out / "seeds.json").read_text())
+    assert run["seeds"] == [0, 1] and run["mins"][0] == best.value
+    assert run["test_acc"][0] == best.accs
+    assert f"trial {best.number}: seed 0 taken from the study" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # trains networks end to end
 def test_exported_winner_retrains_to_the_same_result(study_dir, small_data_dir, tmp_path):
     root, url = study_dir
     winner, doc = _export_winner(root, url, small_data_dir, "winners_retrain")
@@ -499,8 +520,8 @@ def test_report_seeds_reuses_runs_of_the_same_configuration(study_dir, small_dat
     assert main([*report, "--seeds", "2", "--confirm", str(second)]) == 0  # nothing was lost
     assert calls == [] and [r["mins"] for r in json.loads((out / "seeds.json").read_text())
                             ] == [r["mins"] for r in runs]
-    assert main([*report, "--seeds", "3"]) == 0  # a seed nobody ran: all three are trained
-    assert len(calls) == 3
+    assert main([*report, "--seeds", "3"]) == 0  # a seed no file holds: seeds 1 and 2 are
+    assert [job[2] for job in calls] == [1, 2]  # trained, seed 0 is the study's own run
     report[report.index("--out") + 1] = str(tmp_path / "other_report")
     other = tmp_path / "other.json"  # another recipe (one epoch): not the same configuration
     assert main(["train", str(tmp_path / "w" / f"trial{second}.json"), "--seeds", "1",
@@ -508,8 +529,10 @@ def test_report_seeds_reuses_runs_of_the_same_configuration(study_dir, small_dat
                  "--json-out", str(other)]) == 0
     calls.clear()
     assert main([*report, "--seeds", "1", "--no-winner", "--confirm", str(second),
-                 "--reuse", str(other)]) == 0
-    assert len(calls) == 1
+                 "--reuse", str(other)]) == 0  # not that run: the study's own seed 0
+    row, = json.loads((tmp_path / "other_report" / "seeds.json").read_text())
+    assert calls == [] and "reused_from" not in row
+    assert row["mins"] == [feasible(study)[1].value]
 
 
 SHIPPED_RUN = REPO / "studies" / "confirmations" / "trial52-test.json"
