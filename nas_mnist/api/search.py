@@ -282,8 +282,8 @@ def _header(settings, space, data, study, meta, new, cost) -> list[str]:
             + ([f"peak RAM at most {meta.max_ram:,} B at int8"] if meta.max_ram else []))
         + " (refused before training)",
         f"cost model: {cost.describe()}",
-        f"stopping rule {meta.rule}; {settings.run.jobs} worker(s); "
-        f"{n_trained(study)} of {settings.run.trials} networks trained so far"]
+        f"stopping rule {meta.rule}; {settings.run.jobs} worker(s); " + _trained_line(
+            n_trained(study), settings.run.trials)]
     if meta.rule and meta.rule.startswith("asha") and meta.objectives == "score" \
             and "prior=0" not in meta.rule:
         lines.append("rungs: " + describe_rung_prior(
@@ -291,6 +291,13 @@ def _header(settings, space, data, study, meta, new, cost) -> list[str]:
             data_checksum=meta.data_checksum, epochs=meta.epochs,
             budget=meta.budget, space_digest=meta.space_digest, trainer=trainer_key(meta)))
     return lines
+
+
+def _trained_line(trained: int, trials: int) -> str:
+    if trained < trials:
+        return f"{trained} of {trials} networks trained so far"
+    return (f"{trained} networks trained so far and {trials} asked for in all (trials), so "
+            f"nothing is trained now: ask for more than {trained} trials to go on")
 
 
 def _progress(progress, meta, settings, cost):

@@ -245,6 +245,23 @@ def test_report_seeds_confirms_the_winner(study_dir, small_data_dir, capsys):
     assert "## Multi-seed confirmation" in (out / "summary.md").read_text()
 
 
+@pytest.mark.slow  # the study is trained once for the module
+def test_a_resume_asking_for_fewer_networks_than_the_study_holds_says_so(study_dir,
+                                                                         small_data_dir, capsys):
+    """`search --study S --timeout 3600` on a study of 37 trained networks said "37 of 20
+    networks trained so far" and stopped: --trials counts the study's networks in all."""
+    root, url = study_dir
+    before = len(optuna.load_study(study_name="r", storage=url).trials)
+    capsys.readouterr()
+    assert main(["search", "--study", "r", "--storage", url, "--space", "quick", "--epochs", "2",
+                 "--last-n", "1", "--data-dir", str(small_data_dir), "--artifacts",
+                 str(root / "art"), "--jobs", "1", "--budget", "5000", "--trials", "2"]) == 0
+    said = capsys.readouterr()
+    assert ("5 networks trained so far and 2 asked for in all (trials), so nothing is trained "
+            "now: ask for more than 5 trials to go on") in said.out + said.err
+    assert len(optuna.load_study(study_name="r", storage=url).trials) == before
+
+
 @pytest.mark.slow  # trains networks end to end
 def test_report_seeds_takes_the_runs_the_study_holds(study_dir, small_data_dir, tmp_path,
                                                       capsys, monkeypatch):
