@@ -10,7 +10,8 @@
 #   3. trial52 trained for 15 epochs on seed 0 (the real wall time and score)
 #   4. trial52 on seeds 0-3, four processes sharing the GPU (throughput of --jobs 4; seed 0
 #      again: does a seeded run repeat on the GPU?)
-#   5. a cold search at 10,000 parameters for SEARCH_S seconds (default 90) on the GPU
+#   5. a cold search at 10,000 parameters starting trials for SEARCH_S seconds (default 90)
+#      on the GPU, then finishing the running ones (3 minutes at most)
 # STEPS="bench search" runs only the steps named (gpu, cpu, torch, bench, train-seed0,
 # train-4-jobs, search).
 set -u
@@ -41,6 +42,6 @@ step bench 120 $nm bench --device cuda --json-out "$out/bench-gpu.json"
 step train-seed0 110 $nm train trial52 --device cuda --json-out "$out/trial52-seed0-gpu.json"
 step train-4-jobs 120 $nm train trial52 --device cuda --seeds 4 --jobs 4 \
     --json-out "$out/trial52-seeds4-jobs4-gpu.json"
-step search $(( search_s + 60 )) $nm search --study gpu --storage "sqlite:///$out/gpu.db" \
+step search $(( search_s + 180 )) $nm search --study gpu --storage "sqlite:///$out/gpu.db" \
     --budget 10000 --warm-start none --device cuda --trials 500 --timeout "$search_s"
 echo "== done $(date -u +%H:%M:%S) UTC" >>"$log"

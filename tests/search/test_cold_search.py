@@ -317,9 +317,10 @@ def test_pick_warm_ranks_confirmed_means_first_and_respects_the_limits():
     picked, _ = pick_warm(list(prior.configs), Limits(10_000, 4_000, None, 210_000),
                           data_checksum=checksum)
     # ranked by the mean over 5 seeds; mnist-10k-v4's trial 2 by the search's own
-    # confirmation runs (it re-ran v3's trial 34, 99.44 on 5 seeds, at 99.50)
+    # confirmation runs (it re-ran v3's trial 34, 99.44 on 5 seeds, at 99.50); the warm
+    # study's trial 50 by its report's seed runs (99.48)
     assert [(c.study, c.trial) for c in picked] == [("mnist-10k-v3", 33), ("mnist-10k-v4", 2),
-                                                    ("mnist-10k-v3", 46)]
+                                                    ("mnist-10k-warm", 50)]
     assert picked[1].seeds == (0, 1, 2, 3, 4)
     picked, _ = pick_warm(list(prior.configs), Limits(4_000, 1_600, None, 210_000),
                           data_checksum=checksum)
