@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nas_mnist.engine.device import cpu_model  # noqa: E402
-from nas_mnist.searcher.record import records  # noqa: E402
+from nas_mnist.searcher.record import REFUSALS, records  # noqa: E402
 from nas_mnist.searcher.space import SPACE_DIR  # noqa: E402
 
 DATA = {"mnist": None, "fashion": "/usr/share/datasets/fashion-mnist"}  # None: packaged
@@ -79,8 +79,7 @@ def outcome(url: str, arm: str, start: float, budget: int, target: float) -> dic
                      for m in MARKS_MIN},
             "minutes_to_target": round(min(hits) / 60, 1) if hits else None,
             "trained": sum(r.trained for r in recs),
-            "refused": sum(r.kind not in ("complete", "early_stopped", "failed", "running")
-                           for r in recs),
+            "refused": sum(r.kind in REFUSALS for r in recs),
             "best_trial": max(((r.value, r.number, r.n_params, r.origin or "sampled")
                                for _, r in done), default=None)}
 

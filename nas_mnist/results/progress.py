@@ -13,7 +13,7 @@ import time
 from typing import TextIO
 
 from nas_mnist.searcher import record
-from nas_mnist.searcher.record import StudyMeta, TrialRecord
+from nas_mnist.searcher.record import OPEN, StudyMeta, TrialRecord
 
 
 NARROW_COLUMNS = 60  # below this, the live block is the headline alone
@@ -98,7 +98,7 @@ class LiveProgress:
             return None
         done = [len(r.accs) for r in recs if r.trained]
         per_trial = statistics.fmean(done) if done else self.meta.epochs
-        running = [r for r in recs if r.kind == "running"]
+        running = [r for r in recs if r.kind in OPEN]
         todo = max(0, self.trials - sum(r.trained for r in recs) - len(running))
         epochs_left = todo * per_trial + sum(max(0.0, per_trial - len(r.accs)) for r in running)
         seconds = epochs_left * statistics.fmean(epoch_s) / max(1, self.jobs)
@@ -109,8 +109,8 @@ class LiveProgress:
     def _outcomes(self, recs: list[TrialRecord]) -> list[str]:
         """One line per trial that finished since the last update."""
         if self.finished is None:
-            self.finished = {r.number for r in recs if r.kind != "running"}
-        news = [r for r in recs if r.kind != "running" and r.number not in self.finished]
+            self.finished = {r.number for r in recs if r.kind not in OPEN}
+        news = [r for r in recs if r.kind not in OPEN and r.number not in self.finished]
         self.finished.update(r.number for r in news)
         lines = [f"trial {r.number}: {self.outcome(r)}" for r in news]
         if self.confirmed is None:

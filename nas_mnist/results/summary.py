@@ -10,7 +10,7 @@ import optuna
 
 from nas_mnist.results.ranking import leaderboard
 from nas_mnist.results.view import StudyView, view_of
-from nas_mnist.searcher.record import KIND_ORDER
+from nas_mnist.searcher.record import KIND_ORDER, OPEN
 from nas_mnist.spec.seedrun import SeedRun
 
 
@@ -25,7 +25,7 @@ def epochs_saved(study: StudyView | optuna.Study) -> tuple[int, int, int]:
     counting every finished trial as `epochs` long had it been trained to the end."""
     view = view_of(study)
     meta = view.meta
-    recs = [r for r in view.records if r.kind != "running" and r.kind != "failed"]
+    recs = [r for r in view.records if r.kind not in (*OPEN, "failed")]
     trained = sum(len(r.accs) for r in recs)
     stopped = sum(meta.epochs - len(r.accs) for r in recs if r.kind == "early_stopped")
     refused = sum(meta.epochs for r in recs if not r.accs and r.kind != "early_stopped")

@@ -146,13 +146,16 @@ class TrialRecord:
 
     @property
     def kind(self) -> str:
-        """complete, early_stopped, over_budget, invalid, failed or running."""
+        """complete, early_stopped, over_budget, invalid, failed, running or queued (an
+        enqueued trial no worker has taken yet)."""
         if self.state == "COMPLETE":
             return "complete"
         if self.state == "PRUNED":
             return self.reason or "early_stopped"
-        if self.state in ("RUNNING", "WAITING"):
+        if self.state == "RUNNING":
             return "running"
+        if self.state == "WAITING":
+            return "queued"
         return "failed"
 
     @property
@@ -230,7 +233,8 @@ def rank_feasible(recs, meta: "StudyMeta") -> list[TrialRecord]:
 
 
 KIND_ORDER = ("complete", "early_stopped", "over_budget", "under_floor", "over_macs",
-              "over_activations", "over_ram", "invalid", "failed", "running")
+              "over_activations", "over_ram", "invalid", "failed", "running", "queued")
+OPEN = ("running", "queued")  # not finished: no outcome yet
 
 
 def count_kinds(study) -> Counter:

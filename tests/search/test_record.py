@@ -26,6 +26,19 @@ def test_record_round_trips_through_sqlite(tmp_path):
     assert back.value == 95.5 and back.number == 0
 
 
+def test_a_queued_trial_is_queued_not_running(tmp_path):
+    # a search that stops at its timeout leaves warm-start trials it never reached waiting;
+    # its summary read "trials: 1 complete, 2 running" after every worker had left
+    study = optuna.create_study(study_name="q", storage=f"sqlite:///{tmp_path}/q.db")
+    study.enqueue_trial({})
+    running = study.ask()
+    study.enqueue_trial({})
+    kinds = [TrialRecord.from_trial(t).kind for t in study.trials]
+    assert kinds == ["running", "queued"] and running.number == 0
+    assert record.count_kinds(study) == {"running": 1, "queued": 1}
+    assert "queued" in record.KIND_ORDER
+
+
 def test_study_meta_round_trips_and_names_what_differs(tmp_path):
     study = optuna.create_study(study_name="m", storage=f"sqlite:///{tmp_path}/m.db")
     meta = StudyMeta(budget=10_000, space="default", space_digest="d", data_checksum="c" * 64)
