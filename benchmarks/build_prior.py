@@ -3,7 +3,9 @@
 The prior is data with its provenance, never hand-edited numbers:
 - configs: every completed trial of each study (its arch, recipe and seed-0 score), with the
   multi-seed scores of `studies/<study>-report/seeds.json` where the report confirmed it, else
-  the search's own confirmation runs (--confirm-top);
+  the search's own confirmation runs (--confirm-top); a network that entered a study with its
+  stored runs (reused, not trained: searcher/reuse.py) is one fact, kept where it was measured:
+  only the seeds run on top of it there are added to that config;
 - curves: every trained trial's per-epoch accuracies (for the stopping rule's first rungs),
   with the study's budget, run length, space digest and trainer, and whether the trial
   evaluated an EMA of its weights.
@@ -28,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import optuna  # noqa: E402
 
 from nas_mnist.searcher.prior import FORMAT, PACKAGED_PRIOR, parse_prior  # noqa: E402
-from nas_mnist.searcher.record import StudyMeta, records, trainer_key  # noqa: E402
+from nas_mnist.searcher.record import StudyMeta, records, seed_runs, trainer_key  # noqa: E402
 from nas_mnist.files import write_text  # noqa: E402
 
 
@@ -41,9 +43,11 @@ def _seed_runs(report: Path) -> dict[int, dict]:
             if isinstance(r, dict) and isinstance(r.get("trial"), int)}
 
 
-def study_entries(db: Path) -> tuple[list[dict], list[dict], list[dict]]:
+def study_entries(db: Path) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+    """The configs, curves and source line of every study in `db`, and the runs made on top
+    of reused networks (to be added to the config where each was first measured)."""
     url = f"sqlite:///{db}"
-    configs, curves, sources = [], [], []
+    configs, curves, sources, on_reused = [], [], [], []
     for summary in optuna.get_all_study_summaries(url, include_best_trial=False):
         name = summary.study_name
         study = optuna.load_study(study_name=name, storage=url)
@@ -57,12 +61,21 @@ def study_entries(db: Path) -> tuple[list[dict], list[dict], list[dict]]:
             continue
         seeds = _seed_runs(db.parent / f"{name}-report")
         recs = records(study)
+        held = seed_runs(study)
         sources.append({"study": name, "file": str(db.relative_to(ROOT)), "budget": meta.budget,
                         "epochs": meta.epochs, "last_n": meta.last_n, "space": meta.space,
                         "space_digest": meta.space_digest, "trials": len(recs),
                         "seed_runs": f"{db.parent.relative_to(ROOT)}/{name}-report/seeds.json"
                                      if seeds else None})
         for r in recs:
+            if r.reused:  # its curve and stored runs are another study's: only new runs count
+                runs = {int(k): v for k, v in held.get(r.number, {}).get("runs", {}).items()
+                        if not v.get("reused")}
+                if runs:
+                    on_reused.append({"arch": r.arch, "recipe": r.recipe,
+                                      "data_checksum": meta.data_checksum, "study": name,
+                                      "trial": r.number, "runs": runs})
+                continue
             if not r.arch or not r.accs:
                 continue
             ema = bool((r.recipe or {}).get("ema"))
@@ -84,7 +97,26 @@ def study_entries(db: Path) -> tuple[list[dict], list[dict], list[dict]]:
                             "scores": scores, "data_checksum": meta.data_checksum,
                             "measured": f"{r.device or 'an unrecorded device'}, "
                                         f"{done:%Y-%m-%d}" if done else r.device})
-    return configs, curves, sources
+    return configs, curves, sources, on_reused
+
+
+def add_runs_on_reused(configs: list[dict], on_reused: list[dict]) -> None:
+    """Add the seeds run on top of a reused network to the config where it was measured (the
+    first with the same arch, recipe and data); one with no such config is left out (its
+    stored runs came from elsewhere)."""
+    for extra in on_reused:
+        same = (extra["arch"], extra["recipe"], extra["data_checksum"])
+        origin = next((c for c in configs
+                       if (c["arch"], c["recipe"], c["data_checksum"]) == same), None)
+        new = {s: run for s, run in sorted(extra["runs"].items())
+               if origin is not None and s not in origin["seeds"]}
+        if not new:
+            continue
+        origin["seeds"] += list(new)
+        origin["scores"] += [run["score"] for run in new.values()]
+        devices = sorted({run.get("device") or "an unrecorded device" for run in new.values()})
+        origin["measured"] = (f"{origin['measured']}; seeds {', '.join(map(str, new))}: "
+                              f"{', '.join(devices)} ({extra['study']} trial {extra['trial']})")
 
 
 def main(argv=None) -> int:
@@ -94,12 +126,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=PACKAGED_PRIOR)
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    configs, curves, sources = [], [], []
+    configs, curves, sources, on_reused = [], [], [], []
     for db in args.studies:
-        c, k, s = study_entries(db.resolve())
+        c, k, s, r = study_entries(db.resolve())
         configs += c
         curves += k
         sources += s
+        on_reused += r
+    add_runs_on_reused(configs, on_reused)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     doc = {"format": FORMAT,

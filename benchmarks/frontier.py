@@ -27,6 +27,7 @@ from nas_mnist.results.frontier import (BUDGETS, FrontierError, Point,  # noqa: 
                                         best_per_budget, check_budgets, check_max_ram, front)
 from nas_mnist.results.report import frontier_figure  # noqa: E402
 from nas_mnist.results.view import StudyView  # noqa: E402
+from nas_mnist.searcher.record import records  # noqa: E402
 
 CONFIGS = ROOT / "nas_mnist" / "configs"
 CONFIRMATIONS = ROOT / "studies" / "confirmations"
@@ -64,12 +65,18 @@ def _val_mean(arch: dict) -> float | None:
     return None
 
 
-def _study_cpu_hours(study: str) -> float:
-    """The whole study's time in trials (one thread each) and its confirmation runs."""
+def _study_hours(study: str) -> dict:
+    """The whole study's time in trials and its confirmation runs, summed over workers:
+    {"cpu_hours": h} (one thread each), or {"cpu_hours": None, "gpu_hours": h} where the
+    study trained on a GPU (its workers sharing it)."""
     url = f"sqlite:///{ROOT}/studies/{study}.db"
-    view = StudyView.read(optuna.load_study(study_name=study, storage=url))
+    loaded = optuna.load_study(study_name=study, storage=url)
+    view = StudyView.read(loaded)
     seconds = sum(end - start for start, end in view.times.values())
-    return round((seconds + sum(view.confirm_seconds)) / 3600, 2)
+    hours = round((seconds + sum(view.confirm_seconds)) / 3600, 2)
+    on_gpu = any(r.trained and r.device and not r.device.startswith("cpu")
+                 for r in records(loaded))
+    return {"cpu_hours": None, "gpu_hours": hours} if on_gpu else {"cpu_hours": hours}
 
 
 def _packaged_name(c: dict) -> str:
@@ -94,7 +101,7 @@ def _point(p: Point, budget: int) -> dict:
             "params": p.params, "ram_int8": counted["peak_ram_int8"], "macs": counted["macs"],
             "seed_scores": list(p.seed_scores), "mean": round(p.mean, 3),
             "worst": p.worst, "std": round(p.std, 3), "val_mean": _val_mean(c["arch"]),
-            "cpu_hours": _study_cpu_hours(c["study"]), "measured": c.get("measured")}
+            **_study_hours(c["study"]), "measured": c.get("measured")}
 
 
 def _ram_point(candidates: list[Point], max_ram: int) -> dict | None:
@@ -166,7 +173,8 @@ def main() -> None:
                  "mean beats every smaller point's by more than one standard error "
                  "(nas_mnist/results/frontier.py). Built by benchmarks/frontier.py from stored "
                  "runs; cpu_hours is the whole study the point came from (trials, one thread "
-                 "each, and its confirmation runs).",
+                 "each, and its confirmation runs); gpu_hours in its place: a study that "
+                 "trained on a GPU (the sum over its workers, which shared one GPU).",
         "commit": commit,
         "points": points,
         "budgets": {str(b): (next(q["name"] for q in points if q["study"] == p.extra["study"]
@@ -191,7 +199,9 @@ def main() -> None:
     for q in points:
         where = f"{q['budget']:>6,}" if "budget" in q else f"{q['max_ram']:>5,}B"
         print(f"{where}  {q['name']:<12} {q['params']:>6,} p  mean {q['mean']:.2f}  "
-              f"worst {q['worst']:.2f}  val {q['val_mean']}  {q['cpu_hours']} CPU h")
+              f"worst {q['worst']:.2f}  val {q['val_mean']}  "
+              + (f"{q['cpu_hours']} CPU h" if q["cpu_hours"] is not None
+                 else f"{q['gpu_hours']} GPU h"))
     print("\n".join(doc["missing"]))
 
 

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import optuna
+import plotly.colors
 import plotly.graph_objects as go
 
 from nas_mnist.files import write_text
@@ -276,21 +277,23 @@ def frontier_figure(doc: dict):
     for p in (p for p in doc["points"] if "max_ram" in p):  # a RAM class: a marker of its own
         fig.add_trace(go.Scatter(
             x=[p["params"]], y=[p["mean"]], mode="markers+text", text=[p["name"]],
-            textposition="top center", marker=dict(symbol="star", size=13),
+            textposition="bottom center", marker=dict(symbol="star", size=13, color="goldenrod"),
             name=f"best under {p['max_ram']:,} B of int8 activations",
             error_y=dict(type="data", symmetric=False, array=[0],
                          arrayminus=[p["mean"] - p["worst"]])))
-    # the two recipes of one design share its x: their labels go above and to the right
-    for recipe, symbol, where in (("own", "diamond", "top center"), ("tool", "x", "middle right")):
-        public = [p for p in doc.get("public", []) if p["recipe"] == recipe]
-        if public:
-            fig.add_trace(go.Scatter(
-                x=[p["params"] for p in public], y=[p["mean"] for p in public],
-                mode="markers+text", marker=dict(symbol=symbol, size=11),
-                text=[p["name"] for p in public], textposition=where,
-                name="public design, " + ("its own recipe" if recipe == "own"
-                                          else "the tool's default recipe")))
+    # one legend row per design and recipe: text labels of designs 1,000 parameters apart
+    # collided; a design keeps its colour, its recipe its symbol
+    designs = sorted({p["name"].split()[0] for p in doc.get("public", [])})
+    palette = plotly.colors.qualitative.Dark24
+    for p in sorted(doc.get("public", []), key=lambda p: (p["params"], p["name"], p["recipe"])):
+        own = p["recipe"] == "own"
+        fig.add_trace(go.Scatter(
+            x=[p["params"]], y=[p["mean"]], mode="markers",
+            marker=dict(symbol="diamond" if own else "x", size=11,
+                        color=palette[designs.index(p["name"].split()[0]) % len(palette)]),
+            name=f"{p['name']} ({p['params']:,} p), "
+                 + ("its own recipe" if own else "the tool's recipe")))
     fig.update_layout(title="Best network per size (MNIST, 15 epochs, min of the last 3)",
-                      xaxis_title="parameters", yaxis_title="test accuracy % (mean of seeds)",
-                      template="plotly_white")
+                      xaxis_title="parameters",
+                      yaxis_title="test accuracy % (mean of seeds)", template="plotly_white")
     return fig

@@ -55,6 +55,7 @@ def test_the_figure_has_the_front_and_the_public_designs_as_their_own_markers():
     assert list(front_trace.x) == [3_000, 9_000]
     assert [round(v, 2) for v in front_trace.error_y.arrayminus] == [0.1, 0.1]
     assert own.marker.symbol == "diamond" and tool.marker.symbol == "x"
+    assert own.marker.color == tool.marker.color and "own recipe" in own.name  # one design
     ram = {"name": "r", "params": 8_000, "mean": 99.1, "worst": 99.0, "max_ram": 2048}
     fig = frontier_figure({**doc, "points": doc["points"] + [ram]})
     assert list(fig.data[0].x) == [3_000, 9_000]  # a RAM-class point is not on the line

@@ -339,6 +339,25 @@ def test_the_packaged_prior_is_what_the_script_builds(tmp_path):
     assert rebuilt == shipped
 
 
+def test_a_reused_network_is_one_fact_in_the_prior_with_the_seeds_run_on_top():
+    # mnist-4k-h200 took mnist-4k-v4's trials 61 and 0 with their stored runs (no training)
+    # and ran seeds 3-4 of trial 0 on a GPU; the prior listed each network once per study
+    # (and credited the front's 3,254 point to the GPU study that merely reused it)
+    prior = json.loads(PACKAGED_PRIOR.read_text())
+    reused = set()
+    for db in sorted((REPO / "studies").glob("*.db")):
+        url = f"sqlite:///{db}"
+        for summary in optuna.get_all_study_summaries(url, include_best_trial=False):
+            study = optuna.load_study(study_name=summary.study_name, storage=url)
+            reused |= {(summary.study_name, r.number) for r in records(study) if r.reused}
+    assert ("mnist-4k-h200", 0) in reused
+    held = {(c["study"], c["trial"]) for c in prior["configs"] + prior["curves"]}
+    assert not held & reused
+    by_key = {(c["study"], c["trial"]): c for c in prior["configs"]}
+    assert by_key[("mnist-4k-v4", 0)]["seeds"] == [0, 1, 2, 3, 4]
+    assert "seeds 3, 4: NVIDIA H200 (mnist-4k-h200 trial 1)" in by_key[("mnist-4k-v4", 0)]["measured"]
+
+
 @pytest.mark.parametrize("doc,message", [
     ({}, "not a nas-mnist prior"),
     ({"format": FORMAT, "configs": [{"arch": QUICK_ARCH, "seeds": [0], "scores": [1e9],
