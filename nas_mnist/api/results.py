@@ -88,7 +88,8 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
     if folder.exists() and not folder.is_dir():
         raise ApiError(f"out {folder} is a file, not a folder")
     url = storage or default_storage(study)
-    opened = StudyView.read(ls(study, url))  # one snapshot for every page and table
+    # one snapshot for every page and table; writable with seeds: their runs are kept in it
+    opened = StudyView.read(ls(study, url, read_only=not seeds))
     if not opened.feasible:
         raise ExportError(f"study {study!r} has no complete feasible trial yet: nothing to "
                           f"report")
@@ -97,7 +98,7 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
             seed_runs, kept = report_seed_runs(
                 opened, seeds=seeds, confirm=confirm, confirm_top=confirm_top, winner=winner,
                 reuse=reuse, earlier=folder / "seeds.json", jobs=jobs, data_dir=data_dir,
-                device=device, threads=threads, log=say)
+                device=device, threads=threads, log=say, url=url)
         else:
             seed_runs, kept = earlier_seed_runs(folder, say), []
         written, png_note = write_report(opened, folder, top=top, png=not no_png,

@@ -40,6 +40,7 @@ class LiveProgress:
         self.seen: set[tuple[int, int]] = set()  # (trial, epochs) already logged
         self.finished: set[int] | None = None  # trials already done when we started
         self.confirmed: set[tuple[int, int]] | None = None  # (trial, seed) runs seen
+        self.nothing_new: bool | None = None  # a resume that only confirms (trials <= trained)
 
     def update(self, study) -> None:
         recs = record.records(study)
@@ -60,8 +61,11 @@ class LiveProgress:
         stopped = sum(r.kind == "early_stopped" for r in recs)
         ranked = record.rank_feasible(recs, self.meta)  # the study's own "best", every limit
         best = ranked[0] if ranked else None
-        text = (f"trained {trained}/{self.trials} ({stopped} stopped early), "
-                f"{refused} refused")
+        if self.nothing_new is None:
+            self.nothing_new = trained >= self.trials
+        count = (f"{trained} (no new networks asked for)" if self.nothing_new
+                 else f"{trained}/{self.trials}")
+        text = f"trained {count} ({stopped} stopped early), {refused} refused"
         if best is not None:
             seeds = f", mean of {len(best.scores)} seeds" if best.more_seeds else ""
             text += (f" | best {best.mean_score:.2f} % (trial {best.number}, "

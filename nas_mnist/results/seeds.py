@@ -138,14 +138,15 @@ def _held_by_study(view, chosen, seeds: int, log) -> dict[int, dict[int, dict]]:
 
 def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int, winner: bool,
                      reuse: list[str], earlier: Path, jobs: int, data_dir: str | None,
-                     device: str, threads: int | None,
-                     log: Callable[[str], None]) -> tuple[list[SeedRun], list[SeedRun]]:
+                     device: str, threads: int | None, log: Callable[[str], None],
+                     url: str | None = None) -> tuple[list[SeedRun], list[SeedRun]]:
     """(the seed table's runs, earlier runs of the folder that it does not hold, to keep).
 
     The best `confirm_top` trials (with `winner`) and the `confirm` trials are re-trained on
     seeds 0..seeds-1 with the study's data and split, `jobs` processes at a time, unless a run
     of exactly the same configuration is in `earlier` (the report folder's seeds.json) or a
-    `reuse` file."""
+    `reuse` file. With the study's storage `url`, the runs are kept in the study too, as its
+    confirmation runs: the study then ranks these trials by the same mean as the table."""
     from nas_mnist.engine.data import load_dataset
     from nas_mnist.engine.device import resolve_device
     from nas_mnist.engine.seeds import confirm_seeds
@@ -183,4 +184,34 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
                                 threads=threads, stored=stored, on_done=on_done)
         runs.update((run.trial, replace(run, data_checksum=data.checksum)) for run in trained)
     table = [runs[r.number] for r in chosen]
+    if url is not None:
+        _store_in_study(view, url, chosen, table, log)
     return table, runs_to_keep(folder_runs, table)
+
+
+def _store_in_study(view, url: str, chosen, table: list[SeedRun], log) -> None:
+    """Each table run the study lacks becomes a confirmation run of its trial (not the trial's
+    own seed: that is the trial). A study that cannot be written keeps the report going."""
+    import optuna
+    from nas_mnist.searcher.confirmation import store_runs
+    from nas_mnist.spec.score import last_n_score
+    meta = view.meta
+    for r, run in zip(chosen, table):
+        if run.data_checksum not in (None, meta.data_checksum):
+            continue  # measured on other data: not this study's fact
+        mine = {}
+        for i, seed in enumerate(run.seeds):
+            accs = run.curves[i] if run.curves else None
+            if seed == r.seed or (accs and len(accs) != meta.epochs):
+                continue
+            score = last_n_score(accs, meta.last_n, meta.objective) if accs else \
+                (run.mins if meta.objective == "min" else run.means or run.mins)[i]
+            mine[seed] = {"score": score, "accs": accs, "seconds": round(run.seconds, 1),
+                          "device": run.device, "eval_split": run.eval_split, "by": "report"}
+        try:
+            added = store_runs(view.study, url, r.number, mine) if mine else []
+        except (optuna.exceptions.StorageInternalError, OSError) as err:
+            log(f"trial {r.number}: seed runs not kept in the study ({err})")
+            return
+        if added:
+            log(f"trial {r.number}: seed {', '.join(map(str, added))} kept in the study")

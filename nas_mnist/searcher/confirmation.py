@@ -77,6 +77,17 @@ def _update(study, number: int, change) -> None:
     study.set_user_attr(key, entry)
 
 
+def store_runs(study, url: str, number: int, runs: dict[int, dict]) -> list[int]:
+    """Keep runs of trial `number` made outside the search (`report --seeds`) as its
+    confirmation runs, where the study holds none on that seed; returns the seeds added."""
+    with study_lock(url):
+        held = record.seed_runs(study).get(number, {}).get("runs", {})
+        new = {str(seed): run for seed, run in sorted(runs.items()) if str(seed) not in held}
+        if new:
+            _update(study, number, lambda e: e["runs"].update(new))
+    return sorted(map(int, new))
+
+
 def confirm_one(study, url: str, data, *, top: int, seeds: int, margin: float | None = None,
                 on_run=None) -> bool:
     """Claim, train and record one confirmation run; False if none is due."""

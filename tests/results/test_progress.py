@@ -81,3 +81,22 @@ def test_a_narrow_terminal_gets_the_headline_alone_cut_to_its_width(monkeypatch)
     wide = Terminal()
     LiveProgress(wide, StudyMeta(budget=5000, epochs=4), trials=3, jobs=1).update(study)
     assert len(wide.getvalue().splitlines()) == 2 and "trial 1: epoch 1/4" in wide.getvalue()
+
+
+def test_a_resume_that_trains_nothing_new_says_so():
+    # `search --trials 1 --confirm-top 3` on a study of 57 networks only confirms: the
+    # headline read "trained 57/1"
+    study, _ = _study()
+    screen = Terminal()
+    progress = LiveProgress(screen, StudyMeta(budget=5000, epochs=4), trials=1, jobs=1)
+    progress.update(study)
+    assert "trained 1 (no new networks asked for)" in screen.getvalue()
+    assert "trained 1/1" not in screen.getvalue()
+    # a search that reaches its count as it runs still counts up to it
+    screen = Terminal()
+    progress = LiveProgress(screen, StudyMeta(budget=5000, epochs=4), trials=2, jobs=1)
+    progress.update(study)
+    study.add_trial(optuna.trial.create_trial(value=98.0, user_attrs=attrs_of(
+        accs=[97.0, 98.0], n_params=4000, epoch_seconds=[10.0, 10.0])))
+    progress.update(study)
+    assert "trained 2/2" in screen.getvalue()

@@ -27,6 +27,17 @@ def study_dir(tmp_path_factory, small_data_dir):
     return root, url
 
 
+@pytest.fixture
+def own_study(study_dir, tmp_path):
+    """The shared study copied for one test: `report --seeds` stores its runs in the study,
+    which would change what the next test's report takes or ranks."""
+    import sqlite3
+    root, url = study_dir
+    with sqlite3.connect(root / "r.db") as src, sqlite3.connect(tmp_path / "r.db") as dst:
+        src.backup(dst)  # the write-ahead log too, which a file copy leaves behind
+    return root, f"sqlite:///{tmp_path}/r.db"
+
+
 def _export(root, url, small_data_dir, *extra):
     return main(["export", "--study", "r", "--storage", url, "--artifacts", str(root / "art"),
                  "--data-dir", str(small_data_dir), *extra])
@@ -232,14 +243,15 @@ def test_dashboard_serves_the_study_without_over_budget_best_trials(study_dir, t
 
 
 @pytest.mark.slow  # trains networks end to end
-def test_report_seeds_confirms_the_winner(study_dir, small_data_dir, capsys):
-    root, url = study_dir
+def test_report_seeds_confirms_the_winner(own_study, small_data_dir, capsys):
+    root, url = own_study
+    winner = feasible(optuna.load_study(study_name="r", storage=url))[0].number  # before: the
+    # report's runs are kept in the study, which then ranks by their mean
     out = root / "report_seeds"
     assert main(["report", "--study", "r", "--storage", url, "--out", str(out), "--no-png",
                  "--seeds", "2", "--data-dir", str(small_data_dir)]) == 0
     runs = json.loads((out / "seeds.json").read_text())
-    study = optuna.load_study(study_name="r", storage=url)
-    assert [r["trial"] for r in runs] == [feasible(study)[0].number]
+    assert [r["trial"] for r in runs] == [winner]
     assert runs[0]["seeds"] == [0, 1] and len(runs[0]["mins"]) == 2
     assert all(m == min(accs[-1:]) for m, accs in zip(runs[0]["mins"], runs[0]["test_acc"]))
     assert "## Multi-seed confirmation" in (out / "summary.md").read_text()
@@ -263,12 +275,12 @@ def test_a_resume_asking_for_fewer_networks_than_the_study_holds_says_so(study_d
 
 
 @pytest.mark.slow  # trains networks end to end
-def test_report_seeds_takes_the_runs_the_study_holds(study_dir, small_data_dir, tmp_path,
+def test_report_seeds_takes_the_runs_the_study_holds(own_study, small_data_dir, tmp_path,
                                                       capsys, monkeypatch):
     """A trial's own run (seed 0) is in the study: `report --seeds 2` trains seed 1 alone
     (it re-trained seed 0 too: 229 s wasted per trial on mnist-1k)."""
     import nas_mnist.engine.seeds as confirm
-    root, url = study_dir
+    root, url = own_study
     best = feasible(optuna.load_study(study_name="r", storage=url))[0]
     calls = []
     real = confirm._one_run
@@ -281,6 +293,19 @@ def test_report_seeds_takes_the_runs_the_study_holds(study_dir, small_data_dir, 
     assert run["seeds"] == [0, 1] and run["mins"][0] == best.value
     assert run["test_acc"][0] == best.accs
     assert f"trial {best.number}: seed 0 taken from the study" in capsys.readouterr().err
+    # one record per fact: the run is the study's too (its leaderboard ranked trials by one
+    # seed while the report folder held five), so the next report anywhere trains nothing
+    from nas_mnist.searcher.record import seed_runs
+    held = seed_runs(optuna.load_study(study_name="r", storage=url))[best.number]["runs"]
+    assert list(held) == ["1"] and held["1"]["score"] == run["mins"][1]
+    assert held["1"]["accs"] == run["test_acc"][1] and held["1"]["by"] == "report"
+    assert len(next(r for r in feasible(optuna.load_study(study_name="r", storage=url))
+                    if r.number == best.number).scores) == 2
+    calls.clear()
+    assert main(["report", "--study", "r", "--storage", url, "--out", str(tmp_path / "again"),
+                 "--no-png", "--seeds", "2", "--no-winner", "--confirm", str(best.number),
+                 "--data-dir", str(small_data_dir)]) == 0
+    assert calls == []
 
 
 @pytest.mark.slow  # trains networks end to end
@@ -295,8 +320,8 @@ def test_exported_winner_retrains_to_the_same_result(study_dir, small_data_dir, 
 
 
 @pytest.mark.slow  # trains networks end to end
-def test_report_no_winner_confirms_only_the_named_trial(study_dir, small_data_dir, capsys):
-    root, url = study_dir
+def test_report_no_winner_confirms_only_the_named_trial(own_study, small_data_dir, capsys):
+    root, url = own_study
     study = optuna.load_study(study_name="r", storage=url)
     second = feasible(study)[1].number
     out = root / "report_confirm_only"
@@ -496,12 +521,12 @@ def test_best_over_time_labels_an_enqueued_trial():
 
 
 @pytest.mark.slow  # trains networks end to end
-def test_report_seeds_reuses_runs_of_the_same_configuration(study_dir, small_data_dir, tmp_path,
+def test_report_seeds_reuses_runs_of_the_same_configuration(own_study, small_data_dir, tmp_path,
                                                            capsys, monkeypatch):
     """Seed runs already paid for (an earlier report, `train --seeds --json-out`) are not
     trained again; a run of another recipe or with too few seeds is."""
     import nas_mnist.engine.seeds as confirm
-    root, url = study_dir
+    root, url = own_study
     study = optuna.load_study(study_name="r", storage=url)
     best, second = feasible(study)[0].number, feasible(study)[1].number
     out = tmp_path / "report"
@@ -519,12 +544,15 @@ def test_report_seeds_reuses_runs_of_the_same_configuration(study_dir, small_dat
     monkeypatch.setattr(confirm, "_one_run", lambda job: calls.append(job) or real(job))
     capsys.readouterr()
 
-    assert main([*report, "--seeds", "2", "--confirm", str(second), "--reuse",
-                 str(trained)]) == 0
-    runs = json.loads((out / "seeds.json").read_text())
-    assert calls == [] and [r["trial"] for r in runs] == [best, second]
-    assert runs[0]["mins"] == first[0]["mins"]
-    assert runs[1]["mins"] == json.loads(trained.read_text())["mins"]
+    assert main([*report, "--seeds", "2", "--no-winner", "--confirm", str(best), "--confirm",
+                 str(second), "--reuse", str(trained)]) == 0  # both named: the ranking moves
+    # by trial: the report keeps its runs in the study, which then ranks by their mean
+    table = lambda: {r["trial"]: r for r in json.loads((out / "seeds.json").read_text())
+                     if r.get("in_table", True)}
+    runs = table()
+    assert calls == [] and set(runs) == {best, second}
+    assert runs[best]["mins"] == first[0]["mins"]
+    assert runs[second]["mins"] == json.loads(trained.read_text())["mins"]
     err = capsys.readouterr().err
     assert f"trial {best}: 2 seed run(s) reused from {out / 'seeds.json'}" in err
     assert f"trial {second}: 2 seed run(s) reused from {trained}" in err
@@ -532,13 +560,13 @@ def test_report_seeds_reuses_runs_of_the_same_configuration(study_dir, small_dat
     assert f"reused from `{trained}`" in (out / "summary.md").read_text()  # which file
 
     assert main([*report, "--seeds", "1"]) == 0  # fewer seeds: the first one is kept
-    assert calls == [] and json.loads((out / "seeds.json").read_text())[0]["mins"] == \
-        first[0]["mins"][:1]
+    assert calls == [] and table() and all(r["mins"] == runs[t]["mins"][:1]
+                                           for t, r in table().items())
     assert main([*report, "--seeds", "2", "--confirm", str(second)]) == 0  # nothing was lost
-    assert calls == [] and [r["mins"] for r in json.loads((out / "seeds.json").read_text())
-                            ] == [r["mins"] for r in runs]
-    assert main([*report, "--seeds", "3"]) == 0  # a seed no file holds: seeds 1 and 2 are
-    assert [job[2] for job in calls] == [1, 2]  # trained, seed 0 is the study's own run
+    assert calls == [] and second in table() and all(r["mins"] == runs[t]["mins"]
+                                                     for t, r in table().items())
+    assert main([*report, "--seeds", "3"]) == 0  # a seed no file holds: seed 2 is trained;
+    assert [job[2] for job in calls] == [2]  # 0 is the trial's own run, 1 the study holds now
     report[report.index("--out") + 1] = str(tmp_path / "other_report")
     other = tmp_path / "other.json"  # another recipe (one epoch): not the same configuration
     assert main(["train", str(tmp_path / "w" / f"trial{second}.json"), "--seeds", "1",
@@ -549,7 +577,7 @@ def test_report_seeds_reuses_runs_of_the_same_configuration(study_dir, small_dat
                  "--reuse", str(other)]) == 0  # not that run: the study's own seed 0
     row, = json.loads((tmp_path / "other_report" / "seeds.json").read_text())
     assert calls == [] and "reused_from" not in row
-    assert row["mins"] == [feasible(study)[1].value]
+    assert row["mins"] == [study.trials[second].value]
 
 
 SHIPPED_RUN = REPO / "studies" / "confirmations" / "trial52-test.json"
@@ -604,10 +632,10 @@ def test_report_reuse_of_a_bad_file_is_one_line(study_dir, tmp_path, content, me
 
 
 @pytest.mark.slow  # trains networks end to end
-def test_report_confirm_top_retrains_the_best_few_and_names_the_best_mean(study_dir,
+def test_report_confirm_top_retrains_the_best_few_and_names_the_best_mean(own_study,
                                                                           small_data_dir,
                                                                           tmp_path):
-    root, url = study_dir
+    root, url = own_study
     ranked = [r.number for r in feasible(optuna.load_study(study_name="r", storage=url))]
     out = tmp_path / "top"
     assert main(["report", "--study", "r", "--storage", url, "--out", str(out), "--no-png",
@@ -622,8 +650,8 @@ def test_report_confirm_top_retrains_the_best_few_and_names_the_best_mean(study_
 
 @pytest.mark.slow  # trains networks end to end
 def test_report_seeds_replaces_a_broken_seeds_file_and_plain_report_refuses_it(
-        study_dir, small_data_dir, tmp_path, capsys):
-    root, url = study_dir
+        own_study, small_data_dir, tmp_path, capsys):
+    root, url = own_study
     out = tmp_path / "broken"
     out.mkdir()
     (out / "seeds.json").write_text("{")
