@@ -103,7 +103,7 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
             seed_runs, kept = earlier_seed_runs(folder, say), []
         written, png_note = write_report(opened, folder, top=top, png=not no_png,
                                          seed_runs=seed_runs)
-        if seed_runs:
+        if seeds and seed_runs:  # without seeds the folder's file is only read: it stays
             text = json.dumps([run.to_json() for run in seed_runs + kept], indent=2)
             write_text(folder / "seeds.json", text)
         if png_note:

@@ -191,7 +191,9 @@ def report_seed_runs(study, *, seeds: int, confirm: list[int], confirm_top: int,
 
 def _store_in_study(view, url: str, chosen, table: list[SeedRun], log) -> None:
     """Each table run the study lacks becomes a confirmation run of its trial (not the trial's
-    own seed: that is the trial). A study that cannot be written keeps the report going."""
+    own seed: that is the trial), unless the run's own-seed score differs from the trial's: then
+    it was measured another way (an older trainer) and its seeds would mix two series. A study
+    that cannot be written keeps the report going."""
     import optuna
     from nas_mnist.searcher.confirmation import store_runs
     from nas_mnist.spec.score import last_n_score
@@ -199,13 +201,18 @@ def _store_in_study(view, url: str, chosen, table: list[SeedRun], log) -> None:
     for r, run in zip(chosen, table):
         if run.data_checksum not in (None, meta.data_checksum):
             continue  # measured on other data: not this study's fact
+        scores = run.mins if meta.objective == "min" else (run.means or run.mins)
+        own = scores[run.seeds.index(r.seed)] if r.seed in run.seeds else None
+        if own is not None and r.value is not None and abs(own - r.value) > 0.005:
+            log(f"trial {r.number}: seed runs not kept in the study (seed {r.seed} scored "
+                f"{own:.2f} % there, {r.value:.2f} % in the study: measured another way)")
+            continue
         mine = {}
         for i, seed in enumerate(run.seeds):
             accs = run.curves[i] if run.curves else None
             if seed == r.seed or (accs and len(accs) != meta.epochs):
                 continue
-            score = last_n_score(accs, meta.last_n, meta.objective) if accs else \
-                (run.mins if meta.objective == "min" else run.means or run.mins)[i]
+            score = last_n_score(accs, meta.last_n, meta.objective) if accs else scores[i]
             mine[seed] = {"score": score, "accs": accs, "seconds": round(run.seconds, 1),
                           "device": run.device, "eval_split": run.eval_split, "by": "report"}
         try:

@@ -2,6 +2,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import optuna
 import pytest
@@ -738,7 +739,48 @@ def test_results_are_made_from_one_read_of_the_study(monkeypatch):
     assert [r.trial for r in leaderboard(view)] == [1, 0, 2]  # trial 1: mean 99.20 of 2 seeds
     text = summary_markdown(view)
     assert "# Study `once`" in text and "(3 in all)" in text
-    assert "Confirmation runs (the top trials on more training seeds, inside the search): 1, " \
+    assert "Confirmation runs (the top trials on more training seeds, by the search or a report): 1, " \
            "0:00:30" in text
     for fig in (pareto_figure(view, "n_params"), curves_figure(view), best_over_time_figure(view)):
         assert fig.data
+
+
+def test_report_runs_measured_another_way_are_not_kept_in_the_study(tmp_path):
+    # mnist-10k-mcu's report re-ran seed 0 of trial 65 at 99.37 against the trial's own 99.45
+    # (another trainer): its seeds 1-2 beside the trial's own run would mix two series
+    from nas_mnist.results.seeds import _store_in_study
+    from nas_mnist.results.view import StudyView
+    from nas_mnist.searcher.record import StudyMeta, attrs_of, seed_runs
+    from nas_mnist.spec.seedrun import SeedRun
+    url = f"sqlite:///{tmp_path}/m.db"
+    study = optuna.create_study(study_name="m", storage=url, direction="maximize")
+    StudyMeta(budget=5000, epochs=2, last_n=1).save(study)
+    for value in (99.45, 99.0):
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs_of(
+            accs=[98.0, value], n_params=4000, seed=0, arch={"stages": [[{"out": 4}]]})))
+    view = StudyView.read(study)
+    first, second = sorted(view.records, key=lambda r: r.number)
+
+    def run(own):
+        return SeedRun(seeds=[0, 1], mins=[own, 99.2], params=4000, seconds=1.0, device="cpu",
+                       curves=[[98.0, own], [98.0, 99.2]])
+    said = []
+    _store_in_study(view, url, [first, second], [run(99.37), run(99.0)], said.append)
+    held = seed_runs(optuna.load_study(study_name="m", storage=url))
+    assert 0 not in held and list(held[1]["runs"]) == ["1"]
+    assert any("trial 0" in line and "99.37" in line and "99.45" in line for line in said)
+
+
+def test_a_report_without_seeds_keeps_every_run_of_the_folder(tmp_path):
+    # runs out of the table (another trial, more seeds) stay for later reuse; a plain report
+    # rewrote seeds.json with the table's runs alone (mnist-2k lost trial 5's five seeds)
+    root = Path(__file__).resolve().parents[2] / "studies"
+    shutil.copy(root / "mnist-2k.db", tmp_path / "s.db")
+    out = tmp_path / "report"
+    out.mkdir()
+    shutil.copy(root / "mnist-2k-report" / "seeds.json", out / "seeds.json")
+    before = (out / "seeds.json").read_bytes()
+    assert b'"in_table": false' in before
+    assert main(["report", "--study", "mnist-2k", "--storage", f"sqlite:///{tmp_path}/s.db",
+                 "--out", str(out), "--no-png"]) == 0
+    assert (out / "seeds.json").read_bytes() == before
