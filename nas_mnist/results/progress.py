@@ -63,9 +63,9 @@ class LiveProgress:
         best = ranked[0] if ranked else None
         if self.nothing_new is None:
             self.nothing_new = trained >= self.trials
-        count = (f"{trained} (no new networks asked for)" if self.nothing_new
-                 else f"{trained}/{self.trials}")
-        text = f"trained {count} ({stopped} stopped early), {refused} refused"
+        count = (f"{trained} ({stopped} stopped early; none new asked for)" if self.nothing_new
+                 else f"{trained}/{self.trials} ({stopped} stopped early)")
+        text = f"trained {count}, {refused} refused"
         if best is not None:
             seeds = f", mean of {len(best.scores)} seeds" if best.more_seeds else ""
             text += (f" | best {best.mean_score:.2f} % (trial {best.number}, "

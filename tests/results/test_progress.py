@@ -90,7 +90,7 @@ def test_a_resume_that_trains_nothing_new_says_so():
     screen = Terminal()
     progress = LiveProgress(screen, StudyMeta(budget=5000, epochs=4), trials=1, jobs=1)
     progress.update(study)
-    assert "trained 1 (no new networks asked for)" in screen.getvalue()
+    assert "trained 1 (0 stopped early; none new asked for), 0 refused" in screen.getvalue()
     assert "trained 1/1" not in screen.getvalue()
     # a search that reaches its count as it runs still counts up to it
     screen = Terminal()
