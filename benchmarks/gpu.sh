@@ -14,7 +14,8 @@
 #      on the GPU, then finishing the running ones (3 minutes at most)
 #   6. front-search: one default (warm) search per budget in FRONT_BUDGETS (default
 #      "1999 3000 4000 20000"), side by side, FRONT_JOBS one-thread workers each (default 3),
-#      starting trials for FRONT_S seconds (default 220); studies in OUTDIR/front-B.db
+#      starting trials for FRONT_S seconds (default 200); studies in OUTDIR/front-B.db, their
+#      weights in a scratch folder (a machine that returns few files returns the logs)
 #   7. front-confirm: the same studies resumed to train nothing new but their top 3 (within
 #      0.1 points of the leader's mean) on 5 seeds, for FRONT_CONFIRM_S seconds (default 90)
 # STEPS="bench search" runs only the steps named (gpu, cpu, torch, bench, train-seed0,
@@ -25,13 +26,14 @@ out=${1:?usage: benchmarks/gpu.sh OUTDIR}
 search_s=${SEARCH_S:-90}
 front_budgets=${FRONT_BUDGETS:-1999 3000 4000 20000}
 front_jobs=${FRONT_JOBS:-3}
-front_s=${FRONT_S:-220}
+front_s=${FRONT_S:-200}
 front_confirm_s=${FRONT_CONFIRM_S:-90}
 device=${DEVICE:-cuda}
 mkdir -p "$out"
 log="$out/gpu.log"
 py=${PYTHON:-python3}
 nm="$py -m nas_mnist"
+weights=$(mktemp -d)  # per-trial weights of the front searches: not brought back
 
 wanted() {  # wanted NAME: whether STEPS asks for it (steps 1-5 when STEPS is unset)
     if [[ -z "${STEPS:-}" ]]; then [[ $1 != front-* ]]; else [[ " $STEPS " == *" $1 "* ]]; fi
@@ -56,7 +58,7 @@ front() {  # front NAME LIMIT_S SEARCH-FLAGS...: one search per budget, side by 
     for b in $front_budgets; do
         timeout "$limit" $nm search --study "front-$b" --storage "sqlite:///$out/front-$b.db" \
             --budget "$b" --device "$device" --jobs "$front_jobs" --threads 1 \
-            --artifacts "$out/front-$b.artifacts" ${EXTRA:-} "$@" >>"$out/$name-$b.log" 2>&1 &
+            --artifacts "$weights/front-$b" ${EXTRA:-} "$@" >>"$out/$name-$b.log" 2>&1 &
         pids+=($!)
     done
     for b in $front_budgets; do
@@ -65,7 +67,6 @@ front() {  # front NAME LIMIT_S SEARCH-FLAGS...: one search per budget, side by 
         pids=("${pids[@]:1}")
     done
 }
-
 
 step gpu 30 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 step cpu 30 bash -c 'lscpu | grep -E "^Model name|^CPU\(s\)"'

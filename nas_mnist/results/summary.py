@@ -82,8 +82,8 @@ def _facts(view: StudyView) -> list[str]:
                                  if kinds.get(k)) + f" ({len(recs)} in all).",
         f"- Time in trials: {timedelta(seconds=round(seconds))} (summed over workers); "
         f"{trained_epochs} training epochs run; {per_trial:.0f} s per complete trial.",
-        *([f"- Confirmation runs (the top trials on more training seeds, by the search or a report): "
-           f"{len(view.confirm_seconds)}, "
+        *([f"- Confirmation runs (the top trials on more training seeds, by the search or a "
+           f"report): {len(view.confirm_seconds)}, "
            f"{timedelta(seconds=round(sum(view.confirm_seconds)))}; "
            f"{sum(view.confirm_seconds) / (sum(view.confirm_seconds) + seconds):.0%} of the "
            f"time in trials and confirmations."] if view.confirm_seconds else []),

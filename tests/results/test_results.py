@@ -739,8 +739,8 @@ def test_results_are_made_from_one_read_of_the_study(monkeypatch):
     assert [r.trial for r in leaderboard(view)] == [1, 0, 2]  # trial 1: mean 99.20 of 2 seeds
     text = summary_markdown(view)
     assert "# Study `once`" in text and "(3 in all)" in text
-    assert "Confirmation runs (the top trials on more training seeds, by the search or a report): 1, " \
-           "0:00:30" in text
+    assert ("Confirmation runs (the top trials on more training seeds, by the search or a "
+            "report): 1, 0:00:30") in text
     for fig in (pareto_figure(view, "n_params"), curves_figure(view), best_over_time_figure(view)):
         assert fig.data
 

@@ -355,7 +355,8 @@ def test_a_reused_network_is_one_fact_in_the_prior_with_the_seeds_run_on_top():
     assert not held & reused
     by_key = {(c["study"], c["trial"]): c for c in prior["configs"]}
     assert by_key[("mnist-4k-v4", 0)]["seeds"] == [0, 1, 2, 3, 4]
-    assert "seeds 3, 4: NVIDIA H200 (mnist-4k-h200 trial 1)" in by_key[("mnist-4k-v4", 0)]["measured"]
+    measured = by_key[("mnist-4k-v4", 0)]["measured"]
+    assert "seeds 3, 4: NVIDIA H200 (mnist-4k-h200 trial 1)" in measured
 
 
 @pytest.mark.parametrize("doc,message", [
