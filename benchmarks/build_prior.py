@@ -9,6 +9,9 @@ The prior is data with its provenance, never hand-edited numbers:
 - curves: every trained trial's per-epoch accuracies (for the stopping rule's first rungs),
   with the study's budget, run length, space digest and trainer, and whether the trial
   evaluated an EMA of its weights.
+- public: the published designs re-trained here (PUBLIC below: their runs in
+  studies/confirmations and benchmarks/results), the yardstick of the frontier figure that
+  `nas-mnist report` draws.
 Every study of nas-mnist that searched architectures is read (recipe studies, of one fixed
 network, are not: they have no architecture to offer); none is left out by name.
 
@@ -31,7 +34,49 @@ import optuna  # noqa: E402
 
 from nas_mnist.searcher.prior import FORMAT, PACKAGED_PRIOR, parse_prior  # noqa: E402
 from nas_mnist.searcher.record import StudyMeta, records, seed_runs, trainer_key  # noqa: E402
+from nas_mnist.api.network import count  # noqa: E402
 from nas_mnist.files import write_text  # noqa: E402
+
+
+CONFIRMATIONS = ROOT / "studies" / "confirmations"
+RESULTS = ROOT / "benchmarks" / "results"
+# Public designs re-trained here: (name, where it was published, runs file, recipe: their own
+# as closely as the builder expresses it, or the tool's default).
+PUBLIC = [
+    ("woolly3762", "adilsammar/woolly-of-cv",
+     CONFIRMATIONS / "woolly3762-own-recipe-test-epyc.json", "own"),
+    ("woolly3762 (linear)", "adilsammar/woolly-of-cv",
+     CONFIRMATIONS / "woolly3762-linear-test-epyc.json", "own"),
+    ("woolly3762", "adilsammar/woolly-of-cv",
+     RESULTS / "woolly3762-default-recipe-test-epyc.json", "tool"),
+    ("woolly4838", "adilsammar/woolly-of-cv",
+     CONFIRMATIONS / "woolly4838-own-recipe-test-epyc.json", "own"),
+    ("woolly4838", "adilsammar/woolly-of-cv",
+     RESULTS / "woolly4838-default-recipe-test-epyc.json", "tool"),
+    ("tsai6260", "Shwethaamrutha/TSAI-S6",
+     CONFIRMATIONS / "tsai6260-own-recipe-test-epyc.json", "own"),
+    ("tsai6260", "Shwethaamrutha/TSAI-S6",
+     RESULTS / "tsai6260-default-recipe-test-epyc.json", "tool"),
+    ("ref8k", "the typical 8,172-parameter answer (99.49 % logged)",
+     CONFIRMATIONS / "ref8k-test.json", "tool"),
+]
+
+
+def public_entries() -> list[dict]:
+    """The public designs' runs, one entry per design and recipe (a runs file that names no
+    data was trained by `nas-mnist train` on the packaged MNIST)."""
+    from nas_mnist.engine.data import load_dataset
+    packaged = load_dataset().checksum
+    rows = []
+    for name, source, path, recipe in PUBLIC:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        scores = doc["mins"]
+        params = doc.get("params") or count(name.split()[0])["params"]  # the packaged config
+        rows.append({"name": name, "source": source, "params": params, "recipe": recipe,
+                     "seed_scores": scores, "mean": round(sum(scores) / len(scores), 3),
+                     "data_checksum": doc.get("data_checksum", packaged),
+                     "file": str(path.relative_to(ROOT))})
+    return rows
 
 
 def _seed_runs(report: Path) -> dict[int, dict]:
@@ -138,7 +183,8 @@ def main(argv=None) -> int:
                             capture_output=True, text=True).stdout.strip()
     doc = {"format": FORMAT,
            "about": "Built by benchmarks/build_prior.py from the studies below; do not edit.",
-           "commit": commit, "built_from": sources, "configs": configs, "curves": curves}
+           "commit": commit, "built_from": sources, "configs": configs, "curves": curves,
+           "public": public_entries()}
     parse_prior(doc, str(args.out))  # what is written must load
     text = json.dumps(doc, separators=(",", ":")) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)

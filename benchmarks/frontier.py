@@ -1,7 +1,7 @@
 """The frontier as data: studies/frontier.json (and studies/frontier.html, the figure) from what
 is stored - the packaged prior's networks measured on 5 or more seeds, their validation-split
-runs and study CPU time, and the public designs re-trained here (studies/confirmations,
-benchmarks/results). Nothing is trained; a budget with no measured network is listed as missing.
+runs and study CPU time, and the public designs re-trained here (the prior's `public`, built by
+benchmarks/build_prior.py from studies/confirmations and benchmarks/results). Nothing is trained; a budget with no measured network is listed as missing.
 Each point is written as a packaged config (nas_mnist/configs/frontNNNN.json) unless one exists.
 
     python benchmarks/frontier.py
@@ -27,32 +27,19 @@ from nas_mnist.results.frontier import (BUDGETS, FrontierError, Point,  # noqa: 
                                         best_per_budget, check_budgets, check_max_ram, front)
 from nas_mnist.results.report import frontier_figure  # noqa: E402
 from nas_mnist.results.view import StudyView  # noqa: E402
+from nas_mnist.searcher.prior import PACKAGED_PRIOR  # noqa: E402
 from nas_mnist.searcher.record import records  # noqa: E402
 
 CONFIGS = ROOT / "nas_mnist" / "configs"
 CONFIRMATIONS = ROOT / "studies" / "confirmations"
 MIN_SEEDS = 5
 MAX_RAM = 2048  # the RAM-class point: int8 activations of at most this many bytes
-# Public designs re-trained here: (name, source, file, recipe).
-PUBLIC = [
-    ("woolly3762", "adilsammar/woolly-of-cv", CONFIRMATIONS / "woolly3762-own-recipe-test-epyc.json", "own"),
-    ("woolly3762 (linear)", "adilsammar/woolly-of-cv", CONFIRMATIONS / "woolly3762-linear-test-epyc.json", "own"),
-    ("woolly3762", "adilsammar/woolly-of-cv",
-     ROOT / "benchmarks" / "results" / "woolly3762-default-recipe-test-epyc.json", "tool"),
-    ("woolly4838", "adilsammar/woolly-of-cv", CONFIRMATIONS / "woolly4838-own-recipe-test-epyc.json", "own"),
-    ("woolly4838", "adilsammar/woolly-of-cv",
-     ROOT / "benchmarks" / "results" / "woolly4838-default-recipe-test-epyc.json", "tool"),
-    ("tsai6260", "Shwethaamrutha/TSAI-S6", CONFIRMATIONS / "tsai6260-own-recipe-test-epyc.json", "own"),
-    ("tsai6260", "Shwethaamrutha/TSAI-S6",
-     ROOT / "benchmarks" / "results" / "tsai6260-default-recipe-test-epyc.json", "tool"),
-    ("ref8k", "the typical 8,172-parameter answer (99.49 % logged)", CONFIRMATIONS / "ref8k-test.json", "tool"),
-]
 # Not expressible by the builder: shared weights across layers, instance norm, a dense hidden layer.
 NOT_RUN = ["ruslangrimov/mnist-minimal-model 1,936 / 2,180 / 4,142"]
 
 
 def _candidates() -> list[Point]:
-    prior = json.loads((ROOT / "nas_mnist" / "priors" / "mnist.json").read_text())
+    prior = json.loads(PACKAGED_PRIOR.read_text())
     return [Point(f"{c['study']}#{c['trial']}", c["params"], tuple(c["scores"]), extra=c)
             for c in prior["configs"] if len(c["scores"]) >= MIN_SEEDS]
 
@@ -130,17 +117,6 @@ def _least_ram() -> int:
                for space in spaces if space.samples_arch)
 
 
-def _public() -> list[dict]:
-    rows = []
-    for name, source, path, recipe in PUBLIC:
-        doc = json.loads(path.read_text())
-        params = doc.get("params") or count(name.split()[0])["params"]
-        rows.append({"name": name, "source": source, "params": params, "recipe": recipe,
-                     "seed_scores": doc["mins"], "mean": round(sum(doc["mins"]) / len(doc["mins"]), 3),
-                     "file": str(path.relative_to(ROOT))})
-    return rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
@@ -186,7 +162,8 @@ def main() -> None:
                                       f"on {MIN_SEEDS} seeds"]),
         "dropped": [{"name": p.name, "params": p.params, "mean": round(p.mean, 3)}
                     for p in candidates if p not in front(candidates)],
-        "public": _public(),
+        "public": [{k: v for k, v in row.items() if k != "data_checksum"}
+                   for row in json.loads(PACKAGED_PRIOR.read_text()).get("public", [])],
         "public_not_run": NOT_RUN,
     }
     write_text(ROOT / "studies" / "frontier.json", json.dumps(doc, indent=1) + "\n")

@@ -3,7 +3,8 @@ that keeps a point on it only where it is better than every smaller point by mor
 seed noise (one standard error of the difference of the two means).
 
 `studies/frontier.json` (written by `benchmarks/frontier.py`) holds the points and the public
-designs re-trained beside them; `results.report.frontier_figure` draws it.
+designs re-trained beside them; `results.report.frontier_figure` draws it. `nas-mnist report`
+draws a study's own networks against the packaged front (`study_frontier_figure`).
 """
 
 from __future__ import annotations
@@ -96,3 +97,20 @@ def best_per_budget(points: list[Point], budgets) -> dict[int, Point | None]:
     """For each budget, the front's largest point that fits it (None: nothing measured fits)."""
     on_front = front(points)
     return {b: next((p for p in reversed(on_front) if p.params <= b), None) for b in budgets}
+
+
+def packaged_front(prior, *, data_checksum: str | None, exclude: str | None = None,
+                   min_seeds: int = 5) -> list[Point]:
+    """The front of a prior's networks measured on at least `min_seeds` seeds of this data
+    (less the study `exclude`, so a shipped study is not drawn twice)."""
+    return front([Point(f"{c.study}#{c.trial}", c.params, c.scores)
+                  for c in prior.configs
+                  if len(c.scores) >= min_seeds and c.data_checksum == data_checksum
+                  and c.study != exclude])
+
+
+def study_points(view) -> list[Point]:
+    """A study's feasible networks, each with the score of every training seed it was run on
+    (its own and the search's or a report's confirmation runs)."""
+    return [Point(f"trial {r.number}" + (f" (stored runs of {r.warm})" if r.reused else ""),
+                  r.n_params, tuple(r.scores)) for r in view.feasible]

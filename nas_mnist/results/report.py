@@ -197,7 +197,7 @@ def optuna_figures(study: optuna.Study) -> dict[str, go.Figure]:
     return figures
 
 
-PAGES = {"pareto": ("pareto_params", "pareto_macs", "pareto_ram"),
+PAGES = {"pareto": ("pareto_params", "pareto_macs", "pareto_ram", "frontier"),
          "details": ("best_over_time", "curves", "history", "importances")}
 
 
@@ -206,6 +206,7 @@ def build_figures(study: StudyView | optuna.Study) -> dict[str, go.Figure]:
     return {"pareto_params": pareto_figure(view, "n_params"),
             "pareto_macs": pareto_figure(view, "macs"),
             "pareto_ram": pareto_figure(view, "peak"),
+            "frontier": study_frontier_figure(view),
             "curves": curves_figure(view), "best_over_time": best_over_time_figure(view),
             **optuna_figures(view.study)}
 
@@ -263,29 +264,22 @@ def write_report(study: StudyView | optuna.Study, out: Path, *, top: int = 10,
     return [*written, md], png_note
 
 
-def frontier_figure(doc: dict):
-    """Mean test score against parameters: the front (the worst seed as the lower error bar)
-    and the public designs re-trained here as markers of their own."""
-    fig = go.Figure()
-    points = sorted((p for p in doc["points"] if "max_ram" not in p), key=lambda p: p["params"])
-    fig.add_trace(go.Scatter(
+def _front_trace(points: list[dict], name: str, **style) -> go.Scatter:
+    """A front, smallest first: the mean of seeds, the worst seed as the lower error bar."""
+    points = sorted(points, key=lambda p: p["params"])
+    return go.Scatter(
         x=[p["params"] for p in points], y=[p["mean"] for p in points], mode="lines+markers",
-        name="nas-mnist front (mean of seeds; bar: worst seed)",
-        text=[p["name"] for p in points],
+        name=name, text=[p["name"] for p in points],
         error_y=dict(type="data", symmetric=False, array=[0] * len(points),
-                     arrayminus=[p["mean"] - p["worst"] for p in points])))
-    for p in (p for p in doc["points"] if "max_ram" in p):  # a RAM class: a marker of its own
-        fig.add_trace(go.Scatter(
-            x=[p["params"]], y=[p["mean"]], mode="markers+text", text=[p["name"]],
-            textposition="bottom center", marker=dict(symbol="star", size=13, color="goldenrod"),
-            name=f"best under {p['max_ram']:,} B of int8 activations",
-            error_y=dict(type="data", symmetric=False, array=[0],
-                         arrayminus=[p["mean"] - p["worst"]])))
-    # one legend row per design and recipe: text labels of designs 1,000 parameters apart
-    # collided; a design keeps its colour, its recipe its symbol
-    designs = sorted({p["name"].split()[0] for p in doc.get("public", [])})
+                     arrayminus=[p["mean"] - p["worst"] for p in points]), **style)
+
+
+def _add_public(fig: go.Figure, public: list[dict]) -> None:
+    """One legend row per design and recipe: text labels of designs 1,000 parameters apart
+    collided; a design keeps its colour, its recipe its symbol."""
+    designs = sorted({p["name"].split()[0] for p in public})
     palette = plotly.colors.qualitative.Dark24
-    for p in sorted(doc.get("public", []), key=lambda p: (p["params"], p["name"], p["recipe"])):
+    for p in sorted(public, key=lambda p: (p["params"], p["name"], p["recipe"])):
         own = p["recipe"] == "own"
         fig.add_trace(go.Scatter(
             x=[p["params"]], y=[p["mean"]], mode="markers",
@@ -293,7 +287,85 @@ def frontier_figure(doc: dict):
                         color=palette[designs.index(p["name"].split()[0]) % len(palette)]),
             name=f"{p['name']} ({p['params']:,} p), "
                  + ("its own recipe" if own else "the tool's recipe")))
+
+
+def frontier_figure(doc: dict):
+    """Mean test score against parameters: the front (the worst seed as the lower error bar)
+    and the public designs re-trained here as markers of their own (`studies/frontier.json`)."""
+    fig = go.Figure()
+    fig.add_trace(_front_trace([p for p in doc["points"] if "max_ram" not in p],
+                               "nas-mnist front (mean of seeds; bar: worst seed)"))
+    for p in (p for p in doc["points"] if "max_ram" in p):  # a RAM class: a marker of its own
+        fig.add_trace(go.Scatter(
+            x=[p["params"]], y=[p["mean"]], mode="markers+text", text=[p["name"]],
+            textposition="bottom center", marker=dict(symbol="star", size=13, color="goldenrod"),
+            name=f"best under {p['max_ram']:,} B of int8 activations",
+            error_y=dict(type="data", symmetric=False, array=[0],
+                         arrayminus=[p["mean"] - p["worst"]])))
+    _add_public(fig, doc.get("public", []))
     fig.update_layout(title="Best network per size (MNIST, 15 epochs, min of the last 3)",
                       xaxis_title="parameters",
                       yaxis_title="test accuracy % (mean of seeds)", template="plotly_white")
+    return fig
+
+
+def study_frontier_figure(study: StudyView | optuna.Study, prior=None) -> go.Figure:
+    """The study's networks by size against the packaged front: each network's mean over the
+    seeds it ran (the worst seed as the lower error bar), the study's own front among those
+    run on at least CONFIRMED_SEEDS seeds, and, on the data the prior was made on, the
+    packaged front and the public designs re-trained here."""
+    from nas_mnist.results.frontier import Point, front, packaged_front, study_points
+    from nas_mnist.searcher.prior import load_prior
+    from nas_mnist.searcher.record import CONFIRMED_SEEDS
+    view = view_of(study)
+    meta = view.meta
+    prior = load_prior() if prior is None else prior
+    checksum = next((r.data_checksum for r in view.feasible if r.data_checksum), None)
+
+    def row(p: Point) -> dict:
+        return {"name": p.name, "params": p.params, "mean": p.mean, "worst": p.worst,
+                "seeds": len(p.seed_scores)}
+
+    mine = study_points(view)
+    confirmed = [p for p in mine if len(p.seed_scores) >= CONFIRMED_SEEDS]
+    single = [p for p in mine if len(p.seed_scores) < CONFIRMED_SEEDS]
+    reference = packaged_front(prior, data_checksum=checksum, exclude=view.name)
+    public = [{"name": d.name, "params": d.params, "mean": d.mean, "recipe": d.recipe}
+              for d in prior.public if d.data_checksum == checksum]
+    fig = go.Figure()
+    if reference:
+        fig.add_trace(_front_trace([row(p) for p in reference],
+                                   "the packaged front (5+ seeds; bar: worst seed)",
+                                   line=dict(color="#888888", dash="dot")))
+    _add_public(fig, public)
+    fig.add_trace(go.Scatter(
+        x=[p.params for p in single], y=[p.mean for p in single],
+        text=[f"{p.name}: {len(p.seed_scores)} seed(s)" for p in single], mode="markers",
+        name=f"this study, fewer than {CONFIRMED_SEEDS} seeds",
+        marker=dict(color="#aaaaaa", size=7, symbol="circle-open")))
+    fig.add_trace(go.Scatter(
+        x=[p.params for p in confirmed], y=[p.mean for p in confirmed],
+        text=[f"{p.name}: {len(p.seed_scores)} seeds" for p in confirmed], mode="markers",
+        name=f"this study, {CONFIRMED_SEEDS}+ seeds (bar: worst seed)",
+        marker=dict(color=STYLE["complete"][0], size=9),
+        error_y=dict(type="data", symmetric=False, array=[0] * len(confirmed),
+                     arrayminus=[p.mean - p.worst for p in confirmed])))
+    if confirmed:
+        fig.add_trace(_front_trace([row(p) for p in front(confirmed)],
+                                   "this study's front", line=dict(color="#ff7f0e"),
+                                   marker=dict(color="#ff7f0e", size=11, symbol="star")))
+    fig.add_vline(x=meta.budget, line_dash="dash", annotation_text="budget")
+    ys = [p.mean for p in [*mine, *reference]] + [p["mean"] for p in public]
+    if ys:  # zoom as the Pareto plots do: networks far below would flatten the front
+        low = max(min(ys), max(ys) - ZOOM_POINTS)
+        fig.update_yaxes(range=[low - 0.1, min(100.0, max(ys) + 0.2)])
+    title = f"Study {view.name} by size, against the packaged front"
+    if not reference:
+        title += "<br><sup>the packaged front was measured on other data: not drawn</sup>"
+    elif not confirmed:
+        title += ("<br><sup>no network of this study ran on several seeds yet: "
+                  "nas-mnist report --seeds 5 confirms the top ones</sup>")
+    fig.update_layout(title=title, xaxis_title="parameters",
+                      yaxis_title=f"{meta.eval_split} accuracy % (mean of seeds)",
+                      template="plotly_white")
     return fig

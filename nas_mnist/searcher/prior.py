@@ -78,11 +78,30 @@ class PriorCurve:
 
 
 @dataclass(frozen=True)
+class PublicDesign:
+    """A published network re-trained here on several seeds, under its own recipe ("own") or
+    the tool's ("tool"): the frontier's yardstick."""
+
+    name: str
+    source: str  # where it was published
+    params: int
+    recipe: str  # "own" or "tool"
+    scores: tuple[float, ...]  # min-last-3 per training seed
+    data_checksum: str
+    file: str  # the runs, in the repository
+
+    @property
+    def mean(self) -> float:
+        return sum(self.scores) / len(self.scores)
+
+
+@dataclass(frozen=True)
 class Prior:
     source: str  # file it was read from
     configs: tuple[PriorConfig, ...] = ()
     curves: tuple[PriorCurve, ...] = ()
     built_from: tuple[dict, ...] = field(default=())
+    public: tuple[PublicDesign, ...] = ()
 
     def without(self, study: str) -> "Prior":
         """This prior less what it holds of `study`: a resumed study that is in the prior has
@@ -189,7 +208,21 @@ def parse_prior(doc, source: str) -> Prior:
             str(c.get("data_checksum")), _optional_str(c, "space_digest", source, where),
             _optional_str(c, "trainer", source, where)))
     _check_runs_match_curves(configs, curves, source)
-    return Prior(source, tuple(configs), tuple(curves), tuple(doc.get("built_from") or ()))
+    public = []
+    for i, d in enumerate(doc.get("public") or []):
+        where = f"public[{i}]"
+        if (not isinstance(d, dict) or not isinstance(d.get("seed_scores"), list)
+                or not d["seed_scores"] or d.get("recipe") not in ("own", "tool")):
+            _fail(source, f"{where} must be an object with a non-empty list 'seed_scores' and "
+                          f"a recipe 'own' or 'tool'")
+        public.append(PublicDesign(
+            str(d.get("name")), str(d.get("source")), _int(d.get("params"), source,
+                                                           f"{where}.params", 1),
+            d["recipe"], tuple(_accuracy(s, source, f"{where}.seed_scores")
+                               for s in d["seed_scores"]),
+            str(d.get("data_checksum")), str(d.get("file"))))
+    return Prior(source, tuple(configs), tuple(curves), tuple(doc.get("built_from") or ()),
+                 tuple(public))
 
 
 def _check_runs_match_curves(configs: list[PriorConfig], curves: list[PriorCurve],

@@ -91,3 +91,56 @@ def test_the_frontier_script_refuses_bad_budgets_in_one_line_writing_nothing(bud
                           cwd=root, capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr
     assert (root / "studies" / "frontier.json").read_bytes() == shipped
+
+
+def _view(name: str, checksum: str, networks: list[tuple[int, int, list[float]]]):
+    """A study view of complete networks (number, params, scores on seeds 0, 1, ...)."""
+    from nas_mnist.results.view import StudyView
+    from nas_mnist.searcher.record import StudyMeta, TrialRecord
+    recs = tuple(TrialRecord(number=n, state="COMPLETE", value=scores[0], n_params=params,
+                             data_checksum=checksum,
+                             more_seeds={seed: s for seed, s in enumerate(scores[1:], 1)})
+                 for n, params, scores in networks)
+    return StudyView(name, StudyMeta(budget=10_000), recs, {}, None)
+
+
+def _prior(checksum: str):
+    from nas_mnist.searcher.prior import Prior, PriorConfig, PublicDesign
+    from nas_mnist.spec.arch import ArchConfig
+    from nas_mnist.spec.recipe import Recipe
+
+    def config(study, params, scores):
+        return PriorConfig(study, 0, ArchConfig.from_dict({"stages": [[{"out": 4}]]}),
+                           Recipe(), params, tuple(scores), tuple(range(len(scores))),
+                           checksum)
+    return Prior("test", configs=(
+        config("a", 2_000, [99.0, 99.1, 99.0, 99.1, 99.0]),
+        config("b", 6_000, [99.4, 99.5, 99.4, 99.5, 99.4]),
+        config("mine", 4_000, [99.3] * 5),  # the study itself: not drawn twice
+        config("c", 5_000, [99.6])),  # one seed: not on the packaged front
+        public=(PublicDesign("p", "somewhere", 3_762, "own", (99.2,) * 5, checksum, "f"),))
+
+
+def test_a_report_draws_the_study_by_size_against_the_packaged_front_and_public_designs():
+    from nas_mnist.results.report import study_frontier_figure
+    view = _view("mine", "abc", [(1, 3_000, [99.35, 99.30, 99.32]),  # confirmed, on its front
+                                 (2, 8_000, [99.33, 99.31, 99.30]),  # confirmed, not better
+                                 (3, 9_000, [99.6])])  # one seed
+    fig = study_frontier_figure(view, prior=_prior("abc"))
+    traces = {t.name: t for t in fig.data}
+    packaged = traces["the packaged front (5+ seeds; bar: worst seed)"]
+    assert list(packaged.x) == [2_000, 6_000]
+    assert list(traces["p (3,762 p), its own recipe"].x) == [3_762]
+    assert list(traces["this study, fewer than 3 seeds"].x) == [9_000]
+    assert sorted(traces["this study, 3+ seeds (bar: worst seed)"].x) == [3_000, 8_000]
+    assert list(traces["this study's front"].x) == [3_000]
+    assert "measured on other data" not in fig.layout.title.text
+
+
+def test_on_other_data_the_packaged_front_and_public_designs_are_not_drawn():
+    from nas_mnist.results.report import study_frontier_figure
+    view = _view("fashion", "other", [(0, 9_000, [91.0])])
+    fig = study_frontier_figure(view, prior=_prior("abc"))
+    assert [t.name for t in fig.data] == ["this study, fewer than 3 seeds",
+                                          "this study, 3+ seeds (bar: worst seed)"]
+    assert "measured on other data: not drawn" in fig.layout.title.text

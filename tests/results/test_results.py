@@ -114,7 +114,7 @@ def test_report_files_hold_expected_figure_data(study_dir, small_data_dir, capsy
     study = optuna.load_study(study_name="r", storage=url)
     pareto = (out / "pareto.html").read_text()
     assert len(pareto) > 3_000_000 and 'src="https://cdn' not in pareto  # plotly.js embedded
-    by_params, by_macs, by_ram = _figures(pareto)
+    by_params, by_macs, by_ram, by_size = _figures(pareto)
     assert by_params["layout"]["xaxis"]["title"]["text"] == "parameters"
     assert by_macs["layout"]["xaxis"]["title"]["text"].startswith("MACs")
     assert by_ram["layout"]["xaxis"]["title"]["text"] == "peak activation RAM at int8, bytes"
@@ -123,6 +123,12 @@ def test_report_files_hold_expected_figure_data(study_dir, small_data_dir, capsy
     names = {t["name"]: t for t in by_params["data"]}
     assert len(names["feasible (complete)"]["x"]) == len(feasible(study))
     assert len(names["Pareto front"]["x"]) == len(pareto_front(feasible(study)))
+    # the study by size: its networks, and no packaged front (it was measured on other data)
+    assert by_size["layout"]["title"]["text"].startswith("Study r by size")
+    sizes = {t["name"]: t for t in by_size["data"]}
+    assert sorted(sizes["this study, fewer than 3 seeds"]["x"]) == sorted(
+        r.n_params for r in feasible(study))
+    assert "the packaged front (5+ seeds; bar: worst seed)" not in sizes
     over = [t for t in study.trials if t.user_attrs.get("reason") == "over_budget"]
     assert len(names["over budget (never trained)"]["x"]) == len(over) >= 1  # the enqueued one
     summary = (out / "summary.md").read_text()

@@ -367,6 +367,10 @@ def test_a_reused_network_is_one_fact_in_the_prior_with_the_seeds_run_on_top():
                                      "data_checksum": "x"}]}, "one length"),
     ({"format": FORMAT, "curves": [{"accs": [101.0], "epochs": 1, "budget": 1,
                                     "params": 1}]}, "percentage"),
+    ({"format": FORMAT, "public": [{"name": "p", "params": 10, "recipe": "theirs",
+                                    "seed_scores": [99.0]}]}, r"public\[0\] must be"),
+    ({"format": FORMAT, "public": [{"name": "p", "params": 10, "recipe": "own",
+                                    "seed_scores": [990.0]}]}, r"public\[0\].seed_scores"),
 ])
 def test_a_malformed_prior_is_refused_naming_the_field(doc, message):
     with pytest.raises(PriorError, match=message):
