@@ -144,3 +144,34 @@ def test_on_other_data_the_packaged_front_and_public_designs_are_not_drawn():
     assert [t.name for t in fig.data] == ["this study, fewer than 3 seeds",
                                           "this study, 3+ seeds (bar: worst seed)"]
     assert "measured on other data: not drawn" in fig.layout.title.text
+
+
+def _public_designs():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "public_designs.py"
+    spec = importlib.util.spec_from_file_location("public_designs", path)
+    designs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(designs)
+    return designs
+
+
+def test_the_public_designs_the_builder_cannot_express_have_their_published_sizes():
+    designs = _public_designs()
+    for name, (make, published, _) in designs.DESIGNS.items():
+        model = make()
+        assert sum(p.numel() for p in model.parameters()) == published, name
+    shared = designs.DESIGNS["rusl1936"][0]().shared  # one conv's weights, used three times
+    assert sum(p.numel() for p in shared.parameters()) == 26 * 9 + 26 * 26 + 26
+
+
+@pytest.mark.slow  # trains 15 epochs, evaluated on the 10,000 test images each
+def test_a_public_design_is_trained_by_the_tools_trainer_and_its_runs_written(tmp_path):
+    import json
+    designs = _public_designs()
+    out = tmp_path / "runs.json"  # a short run on 200 images writes its runs seed by seed
+    assert designs.main(["--design", "rusl1936", "--recipe", "own", "--seeds", "0",
+                         "--limit-train", "200", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["params"] == 1_936 and doc["seeds"] == [0] and len(doc["test_acc"][0]) == 15
+    assert doc["recipe"]["optimizer"] == "adam" and doc["recipe"]["rotate_deg"] == 0.0
