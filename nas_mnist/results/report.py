@@ -304,7 +304,7 @@ def frontier_figure(doc: dict):
                          arrayminus=[p["mean"] - p["worst"]])))
     _add_public(fig, doc.get("public", []))
     fig.update_layout(title="Best network per size (MNIST, 15 epochs, min of the last 3)",
-                      xaxis_title="parameters",
+                      xaxis_title="parameters (log scale)", xaxis_type="log",
                       yaxis_title="test accuracy % (mean of seeds)", template="plotly_white")
     return fig
 
@@ -354,7 +354,9 @@ def study_frontier_figure(study: StudyView | optuna.Study, prior=None) -> go.Fig
         fig.add_trace(_front_trace([row(p) for p in front(confirmed)],
                                    "this study's front", line=dict(color="#ff7f0e"),
                                    marker=dict(color="#ff7f0e", size=11, symbol="star")))
-    fig.add_vline(x=meta.budget, line_dash="dash", annotation_text="budget")
+    fig.add_vline(x=meta.budget, line_dash="dash")  # its label: plotly misplaces it on a log axis
+    fig.add_annotation(x=math.log10(meta.budget), y=1, yref="paper", text="budget",
+                       showarrow=False, xanchor="left", yanchor="bottom")
     ys = [p.mean for p in [*mine, *reference]] + [p["mean"] for p in public]
     if ys:  # zoom as the Pareto plots do: networks far below would flatten the front
         low = max(min(ys), max(ys) - ZOOM_POINTS)
@@ -365,7 +367,7 @@ def study_frontier_figure(study: StudyView | optuna.Study, prior=None) -> go.Fig
     elif not confirmed:
         title += ("<br><sup>no network of this study ran on several seeds yet: "
                   "nas-mnist report --seeds 5 confirms the top ones</sup>")
-    fig.update_layout(title=title, xaxis_title="parameters",
+    fig.update_layout(title=title, xaxis_title="parameters (log scale)", xaxis_type="log",
                       yaxis_title=f"{meta.eval_split} accuracy % (mean of seeds)",
                       template="plotly_white")
     return fig
