@@ -329,9 +329,13 @@ def study_frontier_figure(study: StudyView | optuna.Study, prior=None) -> go.Fig
     mine = study_points(view)
     confirmed = [p for p in mine if len(p.seed_scores) >= CONFIRMED_SEEDS]
     single = [p for p in mine if len(p.seed_scores) < CONFIRMED_SEEDS]
-    reference = packaged_front(prior, data_checksum=checksum, exclude=view.name)
+    # the packaged front is scored one way: test split, min of the last 3 of 15 epochs
+    protocol = (meta.eval_split, meta.objective, meta.last_n, meta.epochs) == ("test", "min", 3,
+                                                                               15)
+    reference = (packaged_front(prior, data_checksum=checksum, exclude=view.name)
+                 if protocol else [])
     public = [{"name": d.name, "params": d.params, "mean": d.mean, "recipe": d.recipe}
-              for d in prior.public if d.data_checksum == checksum]
+              for d in prior.public if d.data_checksum == checksum and protocol]
     fig = go.Figure()
     if reference:
         fig.add_trace(_front_trace([row(p) for p in reference],
@@ -362,7 +366,10 @@ def study_frontier_figure(study: StudyView | optuna.Study, prior=None) -> go.Fig
         low = max(min(ys), max(ys) - ZOOM_POINTS)
         fig.update_yaxes(range=[low - 0.1, min(100.0, max(ys) + 0.2)])
     title = f"Study {view.name} by size, against the packaged front"
-    if not reference:
+    if not protocol:
+        title += ("<br><sup>the packaged front is scored on the test split, min of the last 3 "
+                  "of 15 epochs; this study otherwise: not drawn</sup>")
+    elif not reference:
         title += "<br><sup>the packaged front was measured on other data: not drawn</sup>"
     elif not confirmed:
         title += ("<br><sup>no network of this study ran on several seeds yet: "

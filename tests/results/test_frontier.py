@@ -93,7 +93,7 @@ def test_the_frontier_script_refuses_bad_budgets_in_one_line_writing_nothing(bud
     assert (root / "studies" / "frontier.json").read_bytes() == shipped
 
 
-def _view(name: str, checksum: str, networks: list[tuple[int, int, list[float]]]):
+def _view(name: str, checksum: str, networks: list[tuple[int, int, list[float]]], **meta):
     """A study view of complete networks (number, params, scores on seeds 0, 1, ...)."""
     from nas_mnist.results.view import StudyView
     from nas_mnist.searcher.record import StudyMeta, TrialRecord
@@ -101,7 +101,7 @@ def _view(name: str, checksum: str, networks: list[tuple[int, int, list[float]]]
                              data_checksum=checksum,
                              more_seeds={seed: s for seed, s in enumerate(scores[1:], 1)})
                  for n, params, scores in networks)
-    return StudyView(name, StudyMeta(budget=10_000), recs, {}, None)
+    return StudyView(name, StudyMeta(budget=10_000, **meta), recs, {}, None)
 
 
 def _prior(checksum: str):
@@ -175,3 +175,14 @@ def test_a_public_design_is_trained_by_the_tools_trainer_and_its_runs_written(tm
     doc = json.loads(out.read_text())
     assert doc["params"] == 1_936 and doc["seeds"] == [0] and len(doc["test_acc"][0]) == 15
     assert doc["recipe"]["optimizer"] == "adam" and doc["recipe"]["rotate_deg"] == 0.0
+
+
+@pytest.mark.parametrize("meta", [{"eval_split": "val", "val_split": 10_000}, {"epochs": 2},
+                                  {"objective": "mean"}, {"last_n": 1}])
+def test_a_study_scored_another_way_is_not_drawn_against_the_packaged_front(meta):
+    from nas_mnist.results.report import study_frontier_figure
+    view = _view("v", "abc", [(0, 3_000, [99.0])], **meta)  # the prior's data, other scoring
+    fig = study_frontier_figure(view, prior=_prior("abc"))
+    assert [t.name for t in fig.data] == ["this study, fewer than 3 seeds",
+                                          "this study, 3+ seeds (bar: worst seed)"]
+    assert "scored on the test split, min of the last 3 of 15 epochs" in fig.layout.title.text
