@@ -169,7 +169,7 @@ def main(argv=None) -> int:
                "data_checksum": data.checksum, "limit_train": args.limit_train,
                "command": "python benchmarks/public_designs.py " + " ".join(
                    argv if argv is not None else sys.argv[1:])}
-        write_text(out, json.dumps(doc, indent=1) + "\n")  # after every seed: a cut run keeps
+        write_text(out, json.dumps(doc, indent=1) + "\n")  # each seed: a cut run keeps its runs
     print(f"{args.design} ({params:,} p), {args.recipe} recipe: "
           f"{' / '.join(f'{s:.2f}' for s in scores)}, mean {sum(scores) / len(scores):.2f} % "
           f"-> {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
