@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,8 @@ from nas_mnist.api.network import count  # noqa: E402
 from nas_mnist.files import write_text  # noqa: E402
 from nas_mnist.api.space import space_shares  # noqa: E402
 from nas_mnist.results.frontier import (BUDGETS, FrontierError, Point,  # noqa: E402
-                                        best_per_budget, check_budgets, check_max_ram, front)
+                                        beats, best_per_budget, check_budgets, check_max_ram,
+                                        front)
 from nas_mnist.results.report import frontier_figure  # noqa: E402
 from nas_mnist.results.view import StudyView  # noqa: E402
 from nas_mnist.searcher.prior import PACKAGED_PRIOR  # noqa: E402
@@ -117,6 +119,31 @@ def _least_ram() -> int:
                for space in spaces if space.samples_arch)
 
 
+def _like_for_like(candidates: list[Point], points: list[dict], public: list[dict]) -> list[dict]:
+    """Each public design (and recipe) beside the front's best network of at most its size:
+    the difference of the means in points and in standard errors of the difference."""
+    on_front = front(candidates)
+    rows = []
+    for d in sorted(public, key=lambda d: (d["params"], d["name"], d["recipe"])):
+        theirs = Point(d["name"], d["params"], tuple(d["seed_scores"]))
+        ours = next((p for p in reversed(on_front) if p.params <= theirs.params), None)
+        if ours is None:
+            rows.append({"design": d["name"], "recipe": d["recipe"], "params": d["params"],
+                         "mean": round(theirs.mean, 3), "worst": theirs.worst, "ours": None})
+            continue
+        name = next((q["name"] for q in points if q.get("study") == ours.extra["study"]
+                     and q.get("trial") == ours.extra["trial"]), ours.name)
+        error = math.hypot(ours.standard_error, theirs.standard_error)
+        rows.append({"design": d["name"], "recipe": d["recipe"], "params": d["params"],
+                     "mean": round(theirs.mean, 3), "worst": theirs.worst,
+                     "ours": name, "ours_params": ours.params, "ours_mean": round(ours.mean, 3),
+                     "ours_worst": ours.worst, "difference": round(ours.mean - theirs.mean, 3),
+                     "standard_errors": round((ours.mean - theirs.mean) / error, 1)
+                     if error else None,
+                     "ahead": beats(ours, theirs)})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
@@ -143,6 +170,8 @@ def main() -> None:
         points.append(ram)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
+    public = [{k: v for k, v in row.items() if k != "data_checksum"}
+              for row in json.loads(PACKAGED_PRIOR.read_text()).get("public", [])]
     doc = {
         "about": "Best network per parameter budget, on >= 5 training seeds (min of the last 3 "
                  "of 15 epochs on test: the test set chose these networks), kept only where its "
@@ -162,8 +191,8 @@ def main() -> None:
                                       f"on {MIN_SEEDS} seeds"]),
         "dropped": [{"name": p.name, "params": p.params, "mean": round(p.mean, 3)}
                     for p in candidates if p not in front(candidates)],
-        "public": [{k: v for k, v in row.items() if k != "data_checksum"}
-                   for row in json.loads(PACKAGED_PRIOR.read_text()).get("public", [])],
+        "public": public,
+        "like_for_like": _like_for_like(candidates, points, public),
         "public_not_run": NOT_RUN,
     }
     write_text(ROOT / "studies" / "frontier.json", json.dumps(doc, indent=1) + "\n")
@@ -180,6 +209,12 @@ def main() -> None:
               + (f"{q['cpu_hours']} CPU h" if q["cpu_hours"] is not None
                  else f"{q['gpu_hours']} GPU h"))
     print("\n".join(doc["missing"]))
+    for r in doc["like_for_like"]:
+        print(f"{r['design']:<20} {r['params']:>6,} p  {r['recipe']:<4} mean {r['mean']:.2f}  "
+              + (f"vs {r['ours']} ({r['ours_params']:,} p) {r['ours_mean']:.2f}: "
+                 f"{r['difference']:+.2f} ({r['standard_errors']} SE)"
+                 f"{'' if r['ahead'] else ', NOT ahead by more than 1 SE'}"
+                 if r["ours"] else "no front point at or under its size"))
 
 
 if __name__ == "__main__":

@@ -186,3 +186,21 @@ def test_a_study_scored_another_way_is_not_drawn_against_the_packaged_front(meta
     assert [t.name for t in fig.data] == ["this study, fewer than 3 seeds",
                                           "this study, 3+ seeds (bar: worst seed)"]
     assert "scored on the test split, min of the last 3 of 15 epochs" in fig.layout.title.text
+
+
+def test_each_public_design_is_set_beside_the_fronts_best_network_of_at_most_its_size():
+    import json
+    from pathlib import Path
+    doc = json.loads((Path(__file__).resolve().parents[2] / "studies" / "frontier.json")
+                     .read_text())
+    points = {p["name"]: p for p in doc["points"]}
+    public = {(d["name"], d["recipe"]): d for d in doc["public"]}
+    assert len(doc["like_for_like"]) == len(doc["public"])
+    for row in doc["like_for_like"]:
+        ours = points[row["ours"]]
+        theirs = public[(row["design"], row["recipe"])]
+        assert ours["params"] <= row["params"]
+        assert not any(ours["params"] < p["params"] <= row["params"] for p in points.values()
+                       if "budget" in p)  # the largest point that fits
+        assert row["ahead"] == beats(Point("o", ours["params"], tuple(ours["seed_scores"])),
+                                     Point("t", theirs["params"], tuple(theirs["seed_scores"])))
