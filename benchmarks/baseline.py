@@ -13,12 +13,14 @@ minutes to the target (null: not reached) and what was trained.
 
     python benchmarks/baseline.py --data mnist --budget 4000 --seeds 0 1 2 --minutes 60
     python benchmarks/baseline.py --data fashion --budget 10000 --seeds 0 --minutes 30
+    python benchmarks/baseline.py --table      # the matrix so far, medians per cell and mark
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -121,6 +123,52 @@ def run_pair(seed: int, args) -> list[dict]:
     return lines
 
 
+def _median(values: list[float | None]) -> float | None:
+    """The median, a run with no network complete by the mark counting as the lowest."""
+    ranked = sorted(values, key=lambda v: -math.inf if v is None else v)
+    if not ranked:
+        return None
+    mid = len(ranked) // 2
+    if len(ranked) % 2:
+        return ranked[mid]
+    low, high = ranked[mid - 1], ranked[mid]
+    return None if low is None or high is None else round((low + high) / 2, 2)
+
+
+def table(path: Path) -> str:
+    """The matrix as Markdown: per cell and mark, each arm's best per search seed and their
+    median. A seed measured twice counts its later line (a newer commit)."""
+    latest = {}
+    for text in Path(path).read_text(encoding="utf-8").splitlines():
+        if text.strip():
+            line = json.loads(text)
+            latest[(line["data"], line["budget"], line["arm"], line["seed"])] = line
+    cells = sorted({(data, budget) for data, budget, _, _ in latest})
+    rows = ["| cell | mark | seeds | default: per seed | default: median | optuna: per seed "
+            "| optuna: median | ahead |", "|---|---:|---:|---|---:|---|---:|---|"]
+
+    def shown(v):
+        return "-" if v is None else f"{v:.2f}"
+    for data, budget in cells:
+        for mark in MARKS_MIN:
+            runs = {arm: {seed: line for (d, b, a, seed), line in sorted(latest.items())
+                          if (d, b, a) == (data, budget, arm) and line["minutes"] >= mark}
+                    for arm in ("default", "optuna")}
+            seeds = sorted(set(runs["default"]) & set(runs["optuna"]))
+            if not seeds:
+                continue
+            got = {arm: [runs[arm][s][f"best_{mark}"] for s in seeds] for arm in runs}
+            med = {arm: _median(got[arm]) for arm in got}
+            ahead = ("default" if (med["default"] or 0) > (med["optuna"] or 0) else
+                     "optuna" if (med["optuna"] or 0) > (med["default"] or 0) else "tie")
+            rows.append(f"| {data} {budget:,} | {mark} min "
+                        f"| {len(seeds)} ({', '.join(map(str, seeds))}) "
+                        f"| {' / '.join(map(shown, got['default']))} | {shown(med['default'])} "
+                        f"| {' / '.join(map(shown, got['optuna']))} | {shown(med['optuna'])} "
+                        f"| {ahead} |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=sorted(DATA), default="mnist")
@@ -130,7 +178,13 @@ def main(argv=None) -> int:
     parser.add_argument("--target", type=float, help="default: per cell (TARGETS)")
     parser.add_argument("--note", default="", help="what else ran on the machine meanwhile")
     parser.add_argument("--out", default=str(ROOT / "studies" / "baseline.jsonl"))
+    parser.add_argument("--table", action="store_true",
+                        help="print the matrix of --out as a Markdown table (medians per cell "
+                             "and mark) and run nothing")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(Path(args.out)))
+        return 0
     if DATA[args.data] and not Path(DATA[args.data]).is_dir():
         parser.error(f"{args.data}: {DATA[args.data]} is missing (Debian: apt-get install "
                      f"dataset-fashion-mnist)")

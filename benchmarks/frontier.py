@@ -1,8 +1,9 @@
 """The frontier as data: studies/frontier.json (and studies/frontier.html, the figure) from what
 is stored - the packaged prior's networks measured on 5 or more seeds, their validation-split
 runs and study CPU time, and the public designs re-trained here (the prior's `public`, built by
-benchmarks/build_prior.py from studies/confirmations and benchmarks/results). Nothing is trained; a budget with no measured network is listed as missing.
-Each point is written as a packaged config (nas_mnist/configs/frontNNNN.json) unless one exists.
+benchmarks/build_prior.py from studies/confirmations and benchmarks/results), and each public
+design beside the front's best network of at most its size. Nothing is trained; a budget with
+no measured network is listed as missing. Each point is written as a packaged config (nas_mnist/configs/frontNNNN.json) unless one exists.
 
     python benchmarks/frontier.py
 """

@@ -560,3 +560,27 @@ def test_an_input_pool_is_part_of_the_network_and_leaves_older_keys_alone():
     assert footprint(pooled).peak == 784 + 196
     with pytest.raises(Exception, match="input_pool"):
         ArchConfig(stages=((ConvSpec(4),),), input_pool=3)
+
+
+def test_the_baseline_table_takes_medians_per_cell_and_mark_and_a_seeds_later_line(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("baseline", REPO / "benchmarks/baseline.py")
+    baseline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(baseline)
+
+    def line(arm, seed, b15, b30, minutes=30.0):
+        return json.dumps({"data": "mnist", "budget": 4000, "arm": arm, "seed": seed,
+                           "best_15": b15, "best_30": b30, "best_60": None,
+                           "minutes": minutes})
+    lines = [line("default", 0, 98.0, 98.0), line("default", 0, 99.0, 99.1),  # measured again
+             line("default", 1, 99.2, 99.3), line("default", 2, 98.5, 98.9),
+             line("optuna", 0, None, 98.0), line("optuna", 1, 97.0, 98.5),
+             line("optuna", 2, 96.0, 97.0)]
+    path = tmp_path / "b.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    rows = baseline.table(path).splitlines()[2:]
+    assert rows == [
+        "| mnist 4,000 | 15 min | 3 (0, 1, 2) | 99.00 / 99.20 / 98.50 | 99.00 "
+        "| - / 97.00 / 96.00 | 96.00 | default |",
+        "| mnist 4,000 | 30 min | 3 (0, 1, 2) | 99.10 / 99.30 / 98.90 | 99.10 "
+        "| 98.00 / 98.50 / 97.00 | 98.00 | default |"]  # no 60-minute row: runs of 30
