@@ -99,6 +99,7 @@ def report(*, study: str, storage: str | None = None, out: str | None = None,
                 opened, seeds=seeds, confirm=confirm, confirm_top=confirm_top, winner=winner,
                 reuse=reuse, earlier=folder / "seeds.json", jobs=jobs, data_dir=data_dir,
                 device=device, threads=threads, log=say, url=url)
+            opened = StudyView.read(opened.study)  # again: with the seed runs just kept in it
         else:
             seed_runs, kept = earlier_seed_runs(folder, say), []
         written, png_note = write_report(opened, folder, top=top, png=not no_png,

@@ -790,3 +790,28 @@ def test_a_report_without_seeds_keeps_every_run_of_the_folder(tmp_path):
     assert main(["report", "--study", "mnist-2k", "--storage", f"sqlite:///{tmp_path}/s.db",
                  "--out", str(out), "--no-png"]) == 0
     assert (out / "seeds.json").read_bytes() == before
+
+
+@pytest.mark.slow  # trains networks end to end
+def test_a_study_confirmed_on_seeds_is_drawn_by_size_with_its_own_front(own_study,
+                                                                        small_data_dir,
+                                                                        tmp_path):
+    root, url = own_study
+    out = tmp_path / "sized"
+    assert main(["report", "--study", "r", "--storage", url, "--out", str(out), "--no-png",
+                 "--seeds", "3", "--confirm-top", "2", "--data-dir", str(small_data_dir)]) == 0
+    by_size = _figures((out / "pareto.html").read_text())[3]
+    traces = {t["name"]: t for t in by_size["data"]}
+    confirmed = traces["this study, 3+ seeds (bar: worst seed)"]
+    runs = json.loads((out / "seeds.json").read_text())
+    assert sorted(confirmed["x"]) == sorted(r["params"] for r in runs)  # the two confirmed
+    means = {r["params"]: sum(r["mins"]) / len(r["mins"]) for r in runs}
+    assert all(abs(y - means[x]) < 0.01 for x, y in zip(confirmed["x"], confirmed["y"]))
+    assert 1 <= len(traces["this study's front"]["x"]) <= 2
+
+
+@pytest.mark.slow  # trains a network
+def test_a_frontier_point_trains_by_its_name(small_data_dir, capsys):
+    assert main(["train", "front883", "--epochs", "1", "--data-dir", str(small_data_dir),
+                 "--threads", "1"]) == 0
+    assert "883" in capsys.readouterr().out
