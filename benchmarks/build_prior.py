@@ -59,6 +59,11 @@ PUBLIC = [
      RESULTS / "tsai6260-default-recipe-test-epyc.json", "tool"),
     ("ref8k", "the typical 8,172-parameter answer (99.49 % logged)",
      CONFIRMATIONS / "ref8k-test.json", "tool"),
+    # not expressible by the builder: modules of benchmarks/public_designs.py
+    ("rusl1936", "ruslangrimov/mnist-minimal-model",
+     CONFIRMATIONS / "rusl1936-own-recipe-test-xeon.json", "own"),
+    ("rusl1936", "ruslangrimov/mnist-minimal-model",
+     CONFIRMATIONS / "rusl1936-tool-recipe-test-xeon.json", "tool"),
 ]
 
 
