@@ -157,7 +157,7 @@ def main(argv=None) -> int:
         print(f"{args.design} {args.recipe} seed {seed}: min-last-3 {result.last_n_min:.2f} % "
               f"({result.seconds:.0f} s)", flush=True)
         scores = [round(r.last_n_min, 2) for r in runs]
-        doc = {"design": args.design, "source": f"{SOURCE} ({published}/model.txt; published "
+        doc = {"trial": None, "design": args.design, "source": f"{SOURCE} ({published}/model.txt; published "
                                                 f"{logged}, one run)",
                "about": __doc__.split("\n\n")[0].replace("\n", " "),
                "recipe_name": args.recipe, "recipe": recipe.to_dict(), "params": params,
