@@ -136,6 +136,8 @@ def main(argv=None) -> int:
     parser.add_argument("--limit-train", type=int, help="the first N training images (a check)")
     parser.add_argument("--out", type=Path, help="default: studies/confirmations/"
                                                  "DESIGN-RECIPE-recipe-test-CPU.json")
+    parser.add_argument("--resume", action="store_true",
+                        help="add these seeds to the runs --out holds (a cut run continued)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     make, published, logged = DESIGNS[args.design]
@@ -149,6 +151,17 @@ def main(argv=None) -> int:
     tag = "epyc" if "EPYC" in cpu else "xeon" if "Xeon" in cpu else "cpu"
     out = args.out or (ROOT / "studies" / "confirmations"
                        / f"{args.design}-{args.recipe}-recipe-test-{tag}.json")
+    held = {"seeds": [], "mins": [], "means": [], "test_acc": [], "seconds": 0.0, "commands": []}
+    if args.resume and out.exists():
+        doc = json.loads(out.read_text(encoding="utf-8"))
+        if (doc.get("design"), doc.get("recipe_name")) != (args.design, args.recipe):
+            parser.exit(2, f"public_designs.py: error: --resume: {out} holds "
+                           f"{doc.get('design')} under the {doc.get('recipe_name')} recipe\n")
+        if set(doc["seeds"]) & set(args.seeds):
+            parser.exit(2, f"public_designs.py: error: --resume: {out} has seeds "
+                           f"{sorted(set(doc['seeds']) & set(args.seeds))} already\n")
+        held = {key: doc[key] for key in ("seeds", "mins", "means", "test_acc", "seconds")}
+        held["commands"] = doc.get("commands") or [doc["command"]]
     runs, start = [], time.time()
     for seed in args.seeds:
         torch.manual_seed(seed)  # the initial weights, as the trainer seeds its own stream
@@ -156,19 +169,20 @@ def main(argv=None) -> int:
         runs.append(result)
         print(f"{args.design} {args.recipe} seed {seed}: min-last-3 {result.last_n_min:.2f} % "
               f"({result.seconds:.0f} s)", flush=True)
-        scores = [round(r.last_n_min, 2) for r in runs]
+        scores = held["mins"] + [round(r.last_n_min, 2) for r in runs]
         doc = {"trial": None, "design": args.design, "source": f"{SOURCE} ({published}/model.txt; published "
                                                 f"{logged}, one run)",
                "about": __doc__.split("\n\n")[0].replace("\n", " "),
                "recipe_name": args.recipe, "recipe": recipe.to_dict(), "params": params,
-               "seeds": args.seeds[:len(runs)], "mins": scores,
-               "means": [r.last_n_mean for r in runs],
-               "eval_split": "test", "test_acc": [r.accs for r in runs],
-               "seconds": round(time.time() - start, 1),
+               "seeds": held["seeds"] + args.seeds[:len(runs)], "mins": scores,
+               "means": held["means"] + [r.last_n_mean for r in runs],
+               "eval_split": "test", "test_acc": held["test_acc"] + [r.accs for r in runs],
+               "seconds": round(held["seconds"] + time.time() - start, 1),
                "device": f"cpu ({cpu}, {args.threads} threads)", "threads": args.threads,
                "data_checksum": data.checksum, "limit_train": args.limit_train,
-               "command": "python benchmarks/public_designs.py " + " ".join(
-                   argv if argv is not None else sys.argv[1:])}
+               "commands": held["commands"] + [" ".join(
+                   ["python benchmarks/public_designs.py",
+                    *(argv if argv is not None else sys.argv[1:])])]}
         write_text(out, json.dumps(doc, indent=1) + "\n")  # each seed: a cut run keeps its runs
     print(f"{args.design} ({params:,} p), {args.recipe} recipe: "
           f"{' / '.join(f'{s:.2f}' for s in scores)}, mean {sum(scores) / len(scores):.2f} % "

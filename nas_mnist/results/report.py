@@ -323,8 +323,7 @@ def study_frontier_figure(study: StudyView | optuna.Study, prior=None) -> go.Fig
     checksum = next((r.data_checksum for r in view.feasible if r.data_checksum), None)
 
     def row(p: Point) -> dict:
-        return {"name": p.name, "params": p.params, "mean": p.mean, "worst": p.worst,
-                "seeds": len(p.seed_scores)}
+        return {"name": p.name, "params": p.params, "mean": p.mean, "worst": p.worst}
 
     mine = study_points(view)
     confirmed = [p for p in mine if len(p.seed_scores) >= CONFIRMED_SEEDS]

@@ -175,6 +175,16 @@ def test_a_public_design_is_trained_by_the_tools_trainer_and_its_runs_written(tm
     doc = json.loads(out.read_text())
     assert doc["params"] == 1_936 and doc["seeds"] == [0] and len(doc["test_acc"][0]) == 15
     assert doc["recipe"]["optimizer"] == "adam" and doc["recipe"]["rotate_deg"] == 0.0
+    # a cut run continued: the new seed is added to the runs the file holds, a held one refused
+    more = ["--design", "rusl1936", "--recipe", "own", "--limit-train", "200", "--out", str(out),
+            "--resume"]
+    assert designs.main([*more, "--seeds", "1"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["seeds"] == [0, 1] and len(doc["mins"]) == len(doc["test_acc"]) == 2
+    assert len(doc["commands"]) == 2 and doc["commands"][1].endswith("--resume --seeds 1")
+    with pytest.raises(SystemExit) as refused:
+        designs.main([*more, "--seeds", "1"])
+    assert refused.value.code == 2 and json.loads(out.read_text()) == doc
 
 
 @pytest.mark.parametrize("meta", [{"eval_split": "val", "val_split": 10_000}, {"epochs": 2},
