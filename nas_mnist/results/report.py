@@ -309,6 +309,23 @@ def frontier_figure(doc: dict):
     return fig
 
 
+def _add_study(fig: go.Figure, single: list, confirmed: list, several: int) -> None:
+    """A study's networks: those run on fewer than `several` seeds as open markers, the rest
+    with the worst seed as the lower error bar."""
+    fig.add_trace(go.Scatter(
+        x=[p.params for p in single], y=[p.mean for p in single],
+        text=[f"{p.name}: {len(p.seed_scores)} seed(s)" for p in single], mode="markers",
+        name=f"this study, fewer than {several} seeds",
+        marker=dict(color="#aaaaaa", size=7, symbol="circle-open")))
+    fig.add_trace(go.Scatter(
+        x=[p.params for p in confirmed], y=[p.mean for p in confirmed],
+        text=[f"{p.name}: {len(p.seed_scores)} seeds" for p in confirmed], mode="markers",
+        name=f"this study, {several}+ seeds (bar: worst seed)",
+        marker=dict(color=STYLE["complete"][0], size=9),
+        error_y=dict(type="data", symmetric=False, array=[0] * len(confirmed),
+                     arrayminus=[p.mean - p.worst for p in confirmed])))
+
+
 def study_frontier_figure(study: StudyView | optuna.Study, prior=None) -> go.Figure:
     """The study's networks by size against the packaged front: each network's mean over the
     seeds it ran (the worst seed as the lower error bar), the study's own front among those
@@ -341,18 +358,7 @@ def study_frontier_figure(study: StudyView | optuna.Study, prior=None) -> go.Fig
                                    "the packaged front (5+ seeds; bar: worst seed)",
                                    line=dict(color="#888888", dash="dot")))
     _add_public(fig, public)
-    fig.add_trace(go.Scatter(
-        x=[p.params for p in single], y=[p.mean for p in single],
-        text=[f"{p.name}: {len(p.seed_scores)} seed(s)" for p in single], mode="markers",
-        name=f"this study, fewer than {CONFIRMED_SEEDS} seeds",
-        marker=dict(color="#aaaaaa", size=7, symbol="circle-open")))
-    fig.add_trace(go.Scatter(
-        x=[p.params for p in confirmed], y=[p.mean for p in confirmed],
-        text=[f"{p.name}: {len(p.seed_scores)} seeds" for p in confirmed], mode="markers",
-        name=f"this study, {CONFIRMED_SEEDS}+ seeds (bar: worst seed)",
-        marker=dict(color=STYLE["complete"][0], size=9),
-        error_y=dict(type="data", symmetric=False, array=[0] * len(confirmed),
-                     arrayminus=[p.mean - p.worst for p in confirmed])))
+    _add_study(fig, single, confirmed, CONFIRMED_SEEDS)
     if confirmed:
         fig.add_trace(_front_trace([row(p) for p in front(confirmed)],
                                    "this study's front", line=dict(color="#ff7f0e"),

@@ -208,6 +208,12 @@ def parse_prior(doc, source: str) -> Prior:
             str(c.get("data_checksum")), _optional_str(c, "space_digest", source, where),
             _optional_str(c, "trainer", source, where)))
     _check_runs_match_curves(configs, curves, source)
+    return Prior(source, tuple(configs), tuple(curves), tuple(doc.get("built_from") or ()),
+                 _public_designs(doc, source))
+
+
+def _public_designs(doc: dict, source) -> tuple[PublicDesign, ...]:
+    """The prior's public designs re-trained here, validated."""
     public = []
     for i, d in enumerate(doc.get("public") or []):
         where = f"public[{i}]"
@@ -221,8 +227,7 @@ def parse_prior(doc, source: str) -> Prior:
             d["recipe"], tuple(_accuracy(s, source, f"{where}.seed_scores")
                                for s in d["seed_scores"]),
             str(d.get("data_checksum")), str(d.get("file"))))
-    return Prior(source, tuple(configs), tuple(curves), tuple(doc.get("built_from") or ()),
-                 tuple(public))
+    return tuple(public)
 
 
 def _check_runs_match_curves(configs: list[PriorConfig], curves: list[PriorCurve],
