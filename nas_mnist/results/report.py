@@ -374,6 +374,9 @@ def study_frontier_figure(study: StudyView | optuna.Study, prior=None) -> go.Fig
     if not protocol:
         title += ("<br><sup>the packaged front is scored on the test split, min of the last 3 "
                   "of 15 epochs; this study otherwise: not drawn</sup>")
+    elif checksum is None:
+        title += ("<br><sup>this study records no data checksum (made before studies kept "
+                  "one): the packaged front is not drawn</sup>")
     elif not reference:
         title += "<br><sup>the packaged front was measured on other data: not drawn</sup>"
     elif not confirmed:

@@ -146,6 +146,15 @@ def test_on_other_data_the_packaged_front_and_public_designs_are_not_drawn():
     assert "measured on other data: not drawn" in fig.layout.title.text
 
 
+def test_a_study_without_a_data_checksum_says_its_data_is_unknown_not_other():
+    from nas_mnist.results.report import study_frontier_figure
+    view = _view("old", None, [(0, 9_000, [99.1])])  # made before studies stored a checksum
+    fig = study_frontier_figure(view, prior=_prior("abc"))
+    assert "packaged front" not in " ".join(t.name for t in fig.data)
+    assert "records no data checksum" in fig.layout.title.text
+    assert "other data" not in fig.layout.title.text
+
+
 def _public_designs():
     import importlib.util
     from pathlib import Path
