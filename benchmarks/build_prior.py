@@ -66,6 +66,8 @@ PUBLIC = [
      CONFIRMATIONS / "rusl1936-tool-recipe-test-xeon.json", "tool"),
     ("rusl2180", "ruslangrimov/mnist-minimal-model",
      CONFIRMATIONS / "rusl2180-own-recipe-test-xeon.json", "own"),
+    ("rusl2180", "ruslangrimov/mnist-minimal-model",
+     CONFIRMATIONS / "rusl2180-tool-recipe-test-xeon.json", "tool"),
     ("rusl4142", "ruslangrimov/mnist-minimal-model",
      CONFIRMATIONS / "rusl4142-own-recipe-test-xeon.json", "own"),
     ("rusl4142", "ruslangrimov/mnist-minimal-model",
