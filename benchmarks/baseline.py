@@ -9,7 +9,9 @@ folder (so `--warm-start auto` sees the packaged prior only, as on a fresh machi
 Both stop after --minutes of wall time (a trial still running is interrupted, SIGTERM: the
 study stays consistent); one JSON line per arm is appended to --out with the best score under
 the budget among trials complete by 15, 30 and 60 minutes (null: past the run's length), the
-minutes to the target (null: not reached) and what was trained.
+same for the networks the sampler drew (`sampled_best_M`: the default arm's best is often a
+known network reused at minute 0), the minutes to the target (null: not reached) and what was
+trained.
 
     python benchmarks/baseline.py --data mnist --budget 4000 --seeds 0 1 2 --minutes 60
     python benchmarks/baseline.py --data fashion --budget 10000 --seeds 0 --minutes 30
@@ -44,6 +46,7 @@ DATA = {"mnist": None, "fashion": "/usr/share/datasets/fashion-mnist"}  # None: 
 TARGETS = {("mnist", 2000): 99.0, ("mnist", 4000): 99.2, ("mnist", 10000): 99.4,
            ("mnist", 20000): 99.5, ("fashion", 10000): 91.0}
 POLL_S = 15
+NOT_RECORDED = object()  # a line older than its sampled_best_M fields
 MARKS_MIN = (15, 30, 60)
 
 
@@ -77,8 +80,13 @@ def outcome(url: str, arm: str, start: float, budget: int, target: float) -> dic
             and t.datetime_complete is not None]
     hits = [m for m, r in done if r.value >= target]
     recs = records(study)
-    return {"best": {m: max((r.value for s, r in done if s <= m * 60), default=None)
-                     for m in MARKS_MIN},
+
+    def best_by_mark(runs):
+        return {m: max((r.value for s, r in runs if s <= m * 60), default=None)
+                for m in MARKS_MIN}
+    return {"best": best_by_mark(done),
+            # what the sampler's own draws reached (no warm start, nothing enqueued)
+            "sampled_best": best_by_mark([(s, r) for s, r in done if r.origin is None]),
             "minutes_to_target": round(min(hits) / 60, 1) if hits else None,
             "trained": sum(r.trained for r in recs),
             "refused": sum(r.kind in REFUSALS for r in recs),
@@ -113,6 +121,8 @@ def run_pair(seed: int, args) -> list[dict]:
         lines.append({
             "data": args.data, "budget": args.budget, "arm": arm, "seed": seed,
             **{f"best_{m}": got["best"][m] if m <= args.minutes else None for m in MARKS_MIN},
+            **{f"sampled_best_{m}": got["sampled_best"][m] if m <= args.minutes else None
+               for m in MARKS_MIN},
             "target": target, "minutes_to_target": got["minutes_to_target"],
             "trained": got["trained"], "refused": got["refused"],
             "best_trial": got["best_trial"], "minutes": args.minutes,
@@ -137,7 +147,8 @@ def _median(values: list[float | None]) -> float | None:
 
 def table(path: Path) -> str:
     """The matrix as Markdown: per cell and mark, each arm's best per search seed and their
-    median. A seed measured twice counts its later line (a newer commit)."""
+    median, and what the default arm's own draws reached ("n/r": not recorded, an older
+    line). A seed measured twice counts its later line (a newer commit)."""
     latest = {}
     for text in Path(path).read_text(encoding="utf-8").splitlines():
         if text.strip():
@@ -145,10 +156,11 @@ def table(path: Path) -> str:
             latest[(line["data"], line["budget"], line["arm"], line["seed"])] = line
     cells = sorted({(data, budget) for data, budget, _, _ in latest})
     rows = ["| cell | mark | seeds | default: per seed | default: median | optuna: per seed "
-            "| optuna: median | ahead |", "|---|---:|---:|---|---:|---|---:|---|"]
+            "| optuna: median | ahead | default's own draws: per seed |",
+            "|---|---:|---:|---|---:|---|---:|---|---|"]
 
     def shown(v):
-        return "-" if v is None else f"{v:.2f}"
+        return "-" if v is None else "n/r" if v is NOT_RECORDED else f"{v:.2f}"
     for data, budget in cells:
         for mark in MARKS_MIN:
             runs = {arm: {seed: line for (d, b, a, seed), line in sorted(latest.items())
@@ -158,6 +170,7 @@ def table(path: Path) -> str:
             if not seeds:
                 continue
             got = {arm: [runs[arm][s][f"best_{mark}"] for s in seeds] for arm in runs}
+            own = [runs["default"][s].get(f"sampled_best_{mark}", NOT_RECORDED) for s in seeds]
             med = {arm: _median(got[arm]) for arm in got}
             ahead = ("default" if (med["default"] or 0) > (med["optuna"] or 0) else
                      "optuna" if (med["optuna"] or 0) > (med["default"] or 0) else "tie")
@@ -165,7 +178,7 @@ def table(path: Path) -> str:
                         f"| {len(seeds)} ({', '.join(map(str, seeds))}) "
                         f"| {' / '.join(map(shown, got['default']))} | {shown(med['default'])} "
                         f"| {' / '.join(map(shown, got['optuna']))} | {shown(med['optuna'])} "
-                        f"| {ahead} |")
+                        f"| {ahead} | {' / '.join(map(shown, own))} |")
     return "\n".join(rows)
 
 
