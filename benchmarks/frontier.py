@@ -37,8 +37,6 @@ CONFIGS = ROOT / "nas_mnist" / "configs"
 CONFIRMATIONS = ROOT / "studies" / "confirmations"
 MIN_SEEDS = 5
 MAX_RAM = 2048  # the RAM-class point: int8 activations of at most this many bytes
-# Public designs named by the issue but not re-trained yet (none left)
-NOT_RUN: list[str] = []
 
 
 def _candidates() -> list[Point]:
@@ -194,7 +192,6 @@ def main() -> None:
                     for p in candidates if p not in front(candidates)],
         "public": public,
         "like_for_like": _like_for_like(candidates, points, public),
-        "public_not_run": NOT_RUN,
     }
     write_text(ROOT / "studies" / "frontier.json", json.dumps(doc, indent=1) + "\n")
     figure = frontier_figure(doc)
