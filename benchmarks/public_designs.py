@@ -1,9 +1,9 @@
 """Re-train the public designs the builder cannot express, with the tool's trainer and data.
 
 ruslangrimov/mnist-minimal-model publishes the smallest MNIST networks found that reach 99 %
-(Keras, read from each folder's model.txt; its test accuracy printed there): 1,936 and 2,180 parameters (a separable 3x3 conv
-whose weights are shared by three consecutive layers, instance or batch norm, a dense hidden
-layer after global average pooling) and 4,142 (3x1 and 1x3 convs, a 1x1 conv to 4 channels,
+(Keras, read from each folder's model.txt with the test accuracy it prints): 1,936 and 2,180
+parameters (a separable 3x3 conv whose weights are shared by three consecutive layers,
+instance or batch norm, a dense hidden layer after global average pooling) and 4,142 (3x1 and 1x3 convs, a 1x1 conv to 4 channels,
 flatten and a dense hidden layer). Their published figures are single runs after 50-75 epochs,
 the checkpoint picked by its score. Here each is a PyTorch module with exactly the published
 trainable parameters, trained by `nas_mnist.engine.train.train` (the trainer every search and
@@ -121,7 +121,8 @@ class Asymmetric(nn.Module):
 
 # name: (module, published trainable parameters, published test accuracy and epoch)
 DESIGNS = {
-    "rusl1936": (lambda: SharedSeparable("instance"), 1_936, "99.10 % on test after about 75 epochs"),
+    "rusl1936": (lambda: SharedSeparable("instance"), 1_936,
+                 "99.10 % on test after about 75 epochs"),
     "rusl2180": (lambda: SharedSeparable("batch"), 2_180, "99.15 % on test after about 71 epochs"),
     "rusl4142": (Asymmetric, 4_142, "99.17 % on test within 50 epochs"),
 }
@@ -170,8 +171,8 @@ def main(argv=None) -> int:
         print(f"{args.design} {args.recipe} seed {seed}: min-last-3 {result.last_n_min:.2f} % "
               f"({result.seconds:.0f} s)", flush=True)
         scores = held["mins"] + [round(r.last_n_min, 2) for r in runs]
-        doc = {"trial": None, "design": args.design, "source": f"{SOURCE} ({published}/model.txt; published "
-                                                f"{logged}, one run)",
+        doc = {"trial": None, "design": args.design,
+               "source": f"{SOURCE} ({published}/model.txt; published {logged}, one run)",
                "about": __doc__.split("\n\n")[0].replace("\n", " "),
                "recipe_name": args.recipe, "recipe": recipe.to_dict(), "params": params,
                "seeds": held["seeds"] + args.seeds[:len(runs)], "mins": scores,
