@@ -52,8 +52,12 @@ def _render_pngs(jobs_path: str) -> None:
     jobs = json.loads(Path(jobs_path).read_text(encoding="utf-8"))
     paths = [Path(path) for _, path in jobs]
     out = paths[0].parent  # one report folder
+    figures = [pio.from_json(fig) for fig, _ in jobs]
     with staged(out, "png") as stage:  # one kaleido session renders them all
-        pio.write_images([pio.from_json(fig) for fig, _ in jobs], [stage / p.name for p in paths])
+        # write_images, unlike write_image, ignores a figure's own size: pass it (None: default)
+        pio.write_images(figures, [stage / p.name for p in paths],
+                         width=[f.layout.width for f in figures],
+                         height=[f.layout.height for f in figures])
         publish(stage, [p.name for p in paths], out)
 
 

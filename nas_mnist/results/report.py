@@ -25,6 +25,8 @@ STYLE = {"complete": ("#1f77b4", "circle"), "early_stopped": ("#aaaaaa", "circle
 ZOOM_POINTS = 2.0  # the y axis of a Pareto plot spans at least this many points below the best
 ZOOM_KEEP = 0.8  # ... and keeps at least this share of the complete trials in view
 TOP_IMPORTANCES = 10  # parameters in the importance chart, each bar labelled
+FIGURE_HEIGHT = 500  # plotly's default, in pixels
+LEGEND_ROW_PX, LEGEND_MARGIN_PX = 20, 200  # a legend row at plotly's font; title and axis
 
 
 def _points(view: StudyView, kind: str, x_key: str) -> tuple[list, list, list]:
@@ -384,5 +386,6 @@ def study_frontier_figure(study: StudyView | optuna.Study, prior=None) -> go.Fig
                   "nas-mnist report --seeds 5 confirms the top ones</sup>")
     fig.update_layout(title=title, xaxis_title="parameters (log scale)", xaxis_type="log",
                       yaxis_title=f"{meta.eval_split} accuracy % (mean of seeds)",
-                      template="plotly_white")
+                      template="plotly_white",  # a PNG cuts a legend taller than the plot
+                      height=max(FIGURE_HEIGHT, LEGEND_MARGIN_PX + LEGEND_ROW_PX * len(fig.data)))
     return fig

@@ -155,6 +155,22 @@ def test_a_study_without_a_data_checksum_says_its_data_is_unknown_not_other():
     assert "other data" not in fig.layout.title.text
 
 
+def test_the_by_size_figure_grows_to_show_every_legend_row():
+    from dataclasses import replace
+    from nas_mnist.results.report import FIGURE_HEIGHT, LEGEND_ROW_PX, study_frontier_figure
+    from nas_mnist.searcher.prior import PublicDesign
+    view = _view("mine", "abc", [(1, 3_000, [99.35, 99.30, 99.32])])
+    few = study_frontier_figure(view, prior=_prior("abc"))
+    assert few.layout.height == FIGURE_HEIGHT  # a short legend: plotly's default size
+    many = replace(_prior("abc"), public=tuple(
+        PublicDesign(f"d{i}", "somewhere", 1_000 + 500 * i, recipe, (99.0,) * 5, "abc", "f")
+        for i in range(8) for recipe in ("own", "tool")))  # 16 legend rows, as in the prior
+    fig = study_frontier_figure(view, prior=many)
+    rows = len(fig.data)
+    assert rows >= 19
+    assert fig.layout.height >= FIGURE_HEIGHT + LEGEND_ROW_PX * (rows - 15)
+
+
 def _public_designs():
     import importlib.util
     from pathlib import Path

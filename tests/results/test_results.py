@@ -1,6 +1,7 @@
 import json
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -144,7 +145,8 @@ def test_report_files_hold_expected_figure_data(study_dir, small_data_dir, capsy
 def test_png_copies_are_written_in_one_session_or_given_up_after_a_time_limit(tmp_path):
     import plotly.graph_objects as go
     from nas_mnist.results.png import write_pngs
-    figs = [go.Figure(go.Scatter(x=[1, 2], y=[3, 4])), go.Figure(go.Bar(x=[1], y=[2]))]
+    figs = [go.Figure(go.Scatter(x=[1, 2], y=[3, 4])),
+            go.Figure(go.Bar(x=[1], y=[2]), layout=dict(height=640))]  # a tall legend's size
     paths = [tmp_path / "a.png", tmp_path / "b.png"]
     # a renderer that does not answer in time is killed with its browser, and says so
     note = write_pngs(figs, paths, timeout_s=0.05)
@@ -154,6 +156,8 @@ def test_png_copies_are_written_in_one_session_or_given_up_after_a_time_limit(tm
         pytest.skip("no Chromium for kaleido")
     assert write_pngs(figs, paths) is None
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+    sizes = [struct.unpack(">II", p.read_bytes()[16:24]) for p in paths]  # IHDR: width, height
+    assert sizes == [(700, 500), (700, 640)]  # plotly's default, and the figure's own height
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]  # no temp files
 
 
