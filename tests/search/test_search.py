@@ -365,7 +365,9 @@ def test_the_search_records_the_score_train_gives_for_the_same_seed_and_threads(
                       data_dir=str(small_data_dir), progress=False, log=None)
     from nas_mnist.searcher.record import TrialRecord
     searched = TrialRecord.from_trial(study.optuna.trials[0])
+    # the enqueued file trains under the space's recipe: precision "auto" (bf16 only where the
+    # CPU has it natively), where the file says bf16, emulated and different on an AVX2-only CPU
     retrained = nm.train(str(config), epochs=1, threads=1, data_dir=str(small_data_dir),
-                         dropout_rng="hash", eval_precision="train")
+                         dropout_rng="hash", eval_precision="train", precision="auto")
     assert retrained["test_acc"] == searched.accs
     assert retrained["train_loss"] == pytest.approx(searched.train_losses, rel=1e-6)
