@@ -328,6 +328,22 @@ def _add_study(fig: go.Figure, single: list, confirmed: list, several: int) -> N
                      arrayminus=[p.mean - p.worst for p in confirmed])))
 
 
+def _why_not_drawn(*, protocol: bool, checksum, reference: bool, confirmed: bool) -> str:
+    """The by-size figure's subtitle: why the packaged front or the study's own is missing."""
+    if not protocol:
+        return ("<br><sup>the packaged front is scored on the test split, min of the last 3 "
+                "of 15 epochs; this study otherwise: not drawn</sup>")
+    if checksum is None:
+        return ("<br><sup>this study records no data checksum (made before studies kept "
+                "one): the packaged front is not drawn</sup>")
+    if not reference:
+        return "<br><sup>the packaged front was measured on other data: not drawn</sup>"
+    if not confirmed:
+        return ("<br><sup>no network of this study ran on several seeds yet: "
+                "nas-mnist report --seeds 5 confirms the top ones</sup>")
+    return ""
+
+
 def study_frontier_figure(study: StudyView | optuna.Study, prior=None) -> go.Figure:
     """The study's networks by size against the packaged front: each network's mean over the
     seeds it ran (the worst seed as the lower error bar), the study's own front among those
@@ -372,18 +388,8 @@ def study_frontier_figure(study: StudyView | optuna.Study, prior=None) -> go.Fig
     if ys:  # zoom as the Pareto plots do: networks far below would flatten the front
         low = max(min(ys), max(ys) - ZOOM_POINTS)
         fig.update_yaxes(range=[low - 0.1, min(100.0, max(ys) + 0.2)])
-    title = f"Study {view.name} by size, against the packaged front"
-    if not protocol:
-        title += ("<br><sup>the packaged front is scored on the test split, min of the last 3 "
-                  "of 15 epochs; this study otherwise: not drawn</sup>")
-    elif checksum is None:
-        title += ("<br><sup>this study records no data checksum (made before studies kept "
-                  "one): the packaged front is not drawn</sup>")
-    elif not reference:
-        title += "<br><sup>the packaged front was measured on other data: not drawn</sup>"
-    elif not confirmed:
-        title += ("<br><sup>no network of this study ran on several seeds yet: "
-                  "nas-mnist report --seeds 5 confirms the top ones</sup>")
+    title = f"Study {view.name} by size, against the packaged front" + _why_not_drawn(
+        protocol=protocol, checksum=checksum, reference=bool(reference), confirmed=bool(confirmed))
     fig.update_layout(title=title, xaxis_title="parameters (log scale)", xaxis_type="log",
                       yaxis_title=f"{meta.eval_split} accuracy % (mean of seeds)",
                       template="plotly_white",  # a PNG cuts a legend taller than the plot
