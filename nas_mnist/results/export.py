@@ -126,6 +126,26 @@ def fetch_weights(r: TrialRecord, arch: ArchConfig, artifacts_dir: str | None,
     return True
 
 
+def earlier_weights(view: StudyView, r: TrialRecord, out: Path, dest: Path) -> dict | None:
+    """The weights an earlier export of this trial left in `out` (its winner file names this
+    study, trial and architecture, and they load), copied to `dest`; their record, or None.
+    Adding a format to a winner never re-trains its weights: another CPU gives other ones."""
+    try:
+        earlier = WinnerFile.read(out / f"trial{r.number}.json")
+    except (OSError, NasMnistError):
+        return None
+    if (earlier.doc.get("study"), earlier.doc.get("trial")) != (view.name, r.number) or \
+            earlier.arch != r.arch_config or not earlier.weights_path.is_file():
+        return None
+    try:
+        load_state(build_model(r.arch_config), earlier.weights_path)
+    except WeightsError:
+        return None
+    copy_file(earlier.weights_path, dest)
+    kept = earlier.doc.get("weights")
+    return kept if isinstance(kept, dict) else {"source": "kept from an earlier export"}
+
+
 def check_data(meta: StudyMeta, data: Dataset) -> None:
     """Re-training must use the study's data: refuse another data set."""
     if meta.data_checksum and meta.data_checksum != data.checksum:
@@ -211,7 +231,7 @@ def _export_chosen(view: StudyView, chosen: list[TrialRecord], *, out: Path, for
         # moved in only when every one of them is written and verified.
         with staged(out, f"export-trial{r.number}") as stage:
             made = _export_one(view, r, stage, formats, artifacts, calibration_images, data,
-                               log, threads, device_ram)
+                               log, threads, device_ram, earlier=out)
             publish(stage, made, out)
         path = out / made[-1]
         paths.append(path)
@@ -225,13 +245,17 @@ def _export_chosen(view: StudyView, chosen: list[TrialRecord], *, out: Path, for
 
 def _export_one(view: StudyView, r: TrialRecord, out: Path, formats: list[str],
                 artifacts: str | None, calibration_images: int, data, log,
-                threads: int | None = None, device_ram: int | None = None) -> list[str]:
+                threads: int | None = None, device_ram: int | None = None,
+                earlier: Path | None = None) -> list[str]:
     """Write the weights, formats and winner file of one trial into `out`; return their
-    names, the winner file last."""
+    names, the winner file last. Weights: the search's, else those an earlier export left in
+    the folder `earlier`, else re-trained."""
     winner = WinnerFile.of(winner_doc(view, r), out / f"trial{r.number}.json")
     weights = out / f"trial{r.number}.pt"
     if fetch_weights(r, r.arch_config, artifacts, weights):
         source = {"source": "stored by the search"}
+    elif earlier and (kept := earlier_weights(view, r, earlier, weights)):
+        source = {k: v for k, v in kept.items() if k != "file"}
     else:
         # same seed and same threads as the search: the same numbers on the same CPU kind
         loaded = data()

@@ -554,11 +554,11 @@ static const int8_t s7[8] = {
     -8, -8, -8, -8, -8, -8, -8, -8
 };
 static const int8_t w8[72] = {
-    -68, -63, 25, -86, -127, 36, 45, -72, -66, -99, 62, -113, -103, 29, -26, -127,
-    -91, -61, 47, 1, -63, 5, -7, 43, -123, -69, 48, -71, -80, 98, -109, -77,
-    -83, -65, 127, -127, 7, 47, -127, -116, -71, -67, 17, -30, -79, 127, -94, 33,
-    -99, -68, -1, -47, -91, 115, -78, -51, -110, -127, 54, -36, -12, 62, -95, -113,
-    -127, -110, -2, 91, -43, 52, -39, -30
+    -68, -66, -91, -123, -83, -71, -99, -110, -127, -63, -99, -61, -69, -65, -67, -68,
+    -127, -110, 25, 62, 47, 48, 127, 17, -1, 54, -2, -86, -113, 1, -71, -127,
+    -30, -47, -36, 91, -127, -103, -63, -80, 7, -79, -91, -12, -43, 36, 29, 5,
+    98, 47, 127, 115, 62, 52, 45, -26, -7, -109, -127, -94, -78, -95, -39, -72,
+    -127, 43, -77, -116, 33, -51, -113, -30
 };
 static const int32_t b8[8] = {
     0, 0, 0, 0, 0, 0, 0, 0
@@ -676,31 +676,6 @@ static void conv(const int8_t *in, int h, int w, int c, int32_t in_zero,
             }
 }
 
-static void depthwise(const int8_t *in, int h, int w, int c, int32_t in_zero,
-                      const int8_t *wt, const int32_t *bias, const int32_t *mult,
-                      const int8_t *shift, int8_t *out, int oh, int ow, int k, int pad,
-                      int32_t out_zero, int32_t act_min)
-{
-    /* weights (1, k, k, c): one filter per channel */
-    for (int y = 0; y < oh; y++)
-        for (int x = 0; x < ow; x++)
-            for (int ch = 0; ch < c; ch++) {
-                int32_t acc = bias[ch];
-                for (int ky = 0; ky < k; ky++) {
-                    int iy = y + ky - pad;
-                    if (iy < 0 || iy >= h) continue;
-                    for (int kx = 0; kx < k; kx++) {
-                        int ix = x + kx - pad;
-                        if (ix < 0 || ix >= w) continue;
-                        acc += ((int32_t)in[(iy * w + ix) * c + ch] - in_zero)
-                               * wt[(ky * k + kx) * c + ch];
-                    }
-                }
-                out[(y * ow + x) * c + ch] =
-                    clamp8(requantize(acc, mult[ch], shift[ch]) + out_zero, act_min);
-            }
-}
-
 static void maxpool2(const int8_t *in, int w, int c, int8_t *out, int oh, int ow)
 {
     for (int y = 0; y < oh; y++)
@@ -755,7 +730,7 @@ int trial4_predict(const int8_t input[TRIAL4_INPUT_BYTES], int8_t logits[TRIAL4_
     conv(arena + TRIAL4_ARENA_BYTES - 192, 4, 4, 12, -128, w5, b5, m5, s5, arena, 4, 4, 28, 3, 1, 1, -128, -128);
     conv(arena, 4, 4, 28, -128, w6, b6, m6, s6, arena + TRIAL4_ARENA_BYTES - 192, 4, 4, 12, 3, 1, 1, -128, -128);
     conv(arena + TRIAL4_ARENA_BYTES - 192, 4, 4, 12, -128, w7, b7, m7, s7, arena, 4, 4, 8, 3, 1, 1, -128, -128);
-    depthwise(arena, 4, 4, 8, -128, w8, b8, m8, s8, arena + TRIAL4_ARENA_BYTES - 128, 4, 4, 3, 1, 9, -128);
+    conv(arena, 4, 4, 8, -128, w8, b8, m8, s8, arena + TRIAL4_ARENA_BYTES - 128, 4, 4, 8, 3, 1, 8, 9, -128);
     conv(arena + TRIAL4_ARENA_BYTES - 128, 4, 4, 8, 9, w9, b9, m9, s9, arena, 4, 4, 12, 1, 0, 1, -128, -128);
     conv(arena, 4, 4, 12, -128, w10, b10, m10, s10, arena + TRIAL4_ARENA_BYTES - 256, 4, 4, 16, 1, 0, 1, -128, -128);
     global_avgpool(arena + TRIAL4_ARENA_BYTES - 256, 4, 4, 16, arena);

@@ -87,6 +87,32 @@ def test_export_pareto_and_retrain_when_no_weights(study_dir, small_data_dir, ca
 
 
 @pytest.mark.slow  # trains networks end to end
+def test_a_second_export_into_the_folder_keeps_its_weights(study_dir, small_data_dir,
+                                                           monkeypatch):
+    """Adding a format to an exported winner whose search weights are gone reads the weights
+    the first export left, never re-trains over them (another CPU would give other weights)."""
+    import nas_mnist.results.export as export
+    root, url = study_dir
+    winner, doc = _export_winner(root, url, small_data_dir, "again")
+    weights = winner.with_suffix(".pt").read_bytes()
+    monkeypatch.setattr(export, "retrain_weights", lambda *a, **k: pytest.fail("re-trained"))
+    assert main(["export", "--study", "r", "--storage", url, "--artifacts",
+                 str(root / "art_gone"), "--data-dir", str(small_data_dir),
+                 "--out", str(winner.parent), "--format", "torchscript"]) == 0
+    again = json.loads(winner.read_text())
+    assert winner.with_suffix(".pt").read_bytes() == weights
+    assert again["weights"] == doc["weights"] and again["files"]["torchscript"]
+    # another study's winner of the same number in that folder is not taken for this one's
+    other = dict(doc, study="another")
+    winner.write_text(json.dumps(other))
+    monkeypatch.undo()
+    assert main(["export", "--study", "r", "--storage", url, "--artifacts",
+                 str(root / "art_gone"), "--data-dir", str(small_data_dir),
+                 "--out", str(winner.parent)]) == 0
+    assert json.loads(winner.read_text())["weights"]["source"] == "re-trained at export"
+
+
+@pytest.mark.slow  # trains networks end to end
 def test_train_weights_evaluates_without_training(study_dir, small_data_dir, capsys):
     root, url = study_dir
     winner, doc = _export_winner(root, url, small_data_dir, "winners2")
