@@ -33,10 +33,9 @@ INT8_FORMATS = {"onnx-int8", "tflite-int8", "c"}  # calibrated on training image
 # uint8 (U8U8): with int8 weights ONNX Runtime's x86 kernels on CPUs without VNNI (AVX2 only)
 # multiply in saturating 16-bit pairs, so one file scored 99.46 % on the AVX-512 CPU it was
 # exported on and 99.24 % on an AVX2 one; U8U8 has no such step (ONNX Runtime's quantization
-# guide). Measured
-# on the shipped winners (packaged MNIST, 1,024 calibration images, AVX2 AMD EPYC): trial 52
-# 99.46 -> 99.46 %, trial 75 99.40 -> 99.38 %, 99.98 % of predictions unchanged. A drop over
-# MAX_INT8_DROP points means a broken quantization: nothing is kept.
+# guide). Measured on the shipped winners (packaged MNIST, 1,024 calibration images, AVX2 AMD
+# EPYC): trial 52 99.46 -> 99.46 %, trial 75 99.40 -> 99.38 %, 99.98 % of predictions
+# unchanged. A drop over MAX_INT8_DROP points means a broken quantization: nothing is kept.
 CALIBRATION_IMAGES = 1024
 MIN_CALIBRATION_IMAGES = 64
 MAX_INT8_DROP = 0.3  # percentage points of test accuracy, fp32 -> int8
