@@ -135,6 +135,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit-train", type=int, help="the first N training images (a check)")
+    parser.add_argument("--limit-eval", type=int, help="the first N test images (a check)")
     parser.add_argument("--out", type=Path, help="default: studies/confirmations/"
                                                  "DESIGN-RECIPE-recipe-test-CPU.json")
     parser.add_argument("--resume", action="store_true",
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
         parser.exit(1, f"public_designs.py: error: {args.design} has {params} parameters, "
                        f"published {published}\n")
     recipe = OWN if args.recipe == "own" else Recipe()
-    data = load_dataset(limit_train=args.limit_train)
+    data = load_dataset(limit_train=args.limit_train, limit_eval=args.limit_eval)
     cpu = cpu_model()
     tag = "epyc" if "EPYC" in cpu else "xeon" if "Xeon" in cpu else "cpu"
     out = args.out or (ROOT / "studies" / "confirmations"
@@ -181,6 +182,7 @@ def main(argv=None) -> int:
                "seconds": round(held["seconds"] + time.time() - start, 1),
                "device": f"cpu ({cpu}, {args.threads} threads)", "threads": args.threads,
                "data_checksum": data.checksum, "limit_train": args.limit_train,
+               "limit_eval": args.limit_eval,
                "commands": held["commands"] + [" ".join(
                    ["python benchmarks/public_designs.py",
                     *(argv if argv is not None else sys.argv[1:])])]}

@@ -190,19 +190,20 @@ def test_the_public_designs_the_builder_cannot_express_have_their_published_size
     assert sum(p.numel() for p in shared.parameters()) == 26 * 9 + 26 * 26 + 26
 
 
-@pytest.mark.slow  # trains 15 epochs, evaluated on the 10,000 test images each
+@pytest.mark.slow  # trains 15 epochs, twice
 def test_a_public_design_is_trained_by_the_tools_trainer_and_its_runs_written(tmp_path):
     import json
     designs = _public_designs()
     out = tmp_path / "runs.json"  # a short run on 200 images writes its runs seed by seed
-    assert designs.main(["--design", "rusl1936", "--recipe", "own", "--seeds", "0",
-                         "--limit-train", "200", "--out", str(out)]) == 0
+    small = ["--limit-train", "200", "--limit-eval", "500"]
+    assert designs.main(["--design", "rusl1936", "--recipe", "own", "--seeds", "0", *small,
+                         "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["params"] == 1_936 and doc["seeds"] == [0] and len(doc["test_acc"][0]) == 15
     assert doc["recipe"]["optimizer"] == "adam" and doc["recipe"]["rotate_deg"] == 0.0
+    assert (doc["limit_train"], doc["limit_eval"]) == (200, 500)
     # a cut run continued: the new seed is added to the runs the file holds, a held one refused
-    more = ["--design", "rusl1936", "--recipe", "own", "--limit-train", "200", "--out", str(out),
-            "--resume"]
+    more = ["--design", "rusl1936", "--recipe", "own", *small, "--out", str(out), "--resume"]
     assert designs.main([*more, "--seeds", "1"]) == 0
     doc = json.loads(out.read_text())
     assert doc["seeds"] == [0, 1] and len(doc["mins"]) == len(doc["test_acc"]) == 2

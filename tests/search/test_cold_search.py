@@ -422,13 +422,17 @@ def test_bad_max_ram_is_one_line(tmp_path, capsys, value, message):
 
 
 @pytest.mark.slow  # trains networks end to end
-def test_a_hopeless_search_names_the_limit_that_refuses(tmp_path, small_data_dir, capsys):
-    """200 refusals in a row end the search with the limits that refused, by parameter name
-    (limits some uniform draws meet: those no draw meets are refused before the study)."""
+def test_a_hopeless_search_names_the_limit_that_refuses(tmp_path, small_data_dir, capsys,
+                                                       monkeypatch):
+    """Refusals in a row (200; 20 here, each one a stored trial) end the search with the
+    limits that refused, by parameter name (limits some uniform draws meet: those no draw meets
+    are refused before the study)."""
+    import nas_mnist.searcher.workers as workers
+    monkeypatch.setattr(workers, "MAX_REFUSED_IN_A_ROW", 20)
     code, url = _search(tmp_path, small_data_dir, "--budget", "3000", "--min-params", "2990",
                         "--sampler", "random", "--trials", "1")
     err = capsys.readouterr().err
-    assert code == 1 and "200 samples in a row were refused" in err
+    assert code == 1 and "20 samples in a row were refused" in err
     assert "under the size floor min_params=2,990" in err and "space quick" in err
     assert sum(r.trained for r in records(_study(url))) == 0
 

@@ -88,6 +88,8 @@ def test_interrupt_exits_130_and_rerun_resumes(tmp_path, small_data_dir, sig):
     study = optuna.load_study(study_name="f", storage=url)
     assert count_kinds(study).get("running", 0) == 0  # the interrupted trial is FAIL
     victim = next(t for t in study.trials if t.state == TrialState.FAIL)
+    if sig != signal.SIGINT:
+        return  # each signal leaves the same stored state (checked above): one resume is enough
     assert main(["search", "--study", "f", "--storage", url, "--space", "quick", "--budget",
                  "5000", "--last-n", "1", "--epochs", "1", "--trials", "2", "--data-dir",
                  str(small_data_dir)]) == 2  # other epochs: refused, storage untouched
