@@ -77,7 +77,10 @@ def test_kill_9_then_rerun_retries_the_killed_trial_at_once(tmp_path, small_data
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_interrupt_exits_130_and_rerun_resumes(tmp_path, small_data_dir, sig):
     url = f"sqlite:///{tmp_path}/i.db"
-    proc = subprocess.Popen(_cmd(url, small_data_dir, "--epochs", "6", "--trials", "2"),
+    # 20 trials: the run cannot end before the signal (2 did on an idle CPU: tiny networks, 3,000
+    # images, a whole trial in about a second, so the poll saw the last epoch and the signal came
+    # after the exit)
+    proc = subprocess.Popen(_cmd(url, small_data_dir, "--epochs", "6", "--trials", "20"),
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_default_sigint)
     _wait_for_training(url)
@@ -93,11 +96,12 @@ def test_interrupt_exits_130_and_rerun_resumes(tmp_path, small_data_dir, sig):
     assert main(["search", "--study", "f", "--storage", url, "--space", "quick", "--budget",
                  "5000", "--last-n", "1", "--epochs", "1", "--trials", "2", "--data-dir",
                  str(small_data_dir)]) == 2  # other epochs: refused, storage untouched
-    done = subprocess.run(_cmd(url, small_data_dir, "--epochs", "6", "--trials", "2"),
+    before = finished(study)  # --trials counts the study's networks in all: one more to train
+    done = subprocess.run(_cmd(url, small_data_dir, "--epochs", "6", "--trials", str(before + 1)),
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="f", storage=url)
-    assert finished(study) == 2
+    assert finished(study) == before + 1
     retry = study.trials[victim.number + 1]  # trains the interrupted configuration first, once
     assert retry.user_attrs.get("retry_of") == victim.number and retry.params == victim.params
     assert sum(t.user_attrs.get("retry_of") == victim.number for t in study.trials) == 1
