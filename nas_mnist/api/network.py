@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -260,12 +260,14 @@ class Prediction:
     names: list[str]  # one per image ("file.png", "images.idx[3]", "array[3]")
     predicted: "np.ndarray"  # class indices
     accuracy: float | None = None  # percent, when labels were given
+    caveats: list[str] = field(default_factory=list)  # about this file on this machine
 
 
 def predict(model, images, labels=None) -> Prediction:
     """Class predictions of an exported model (.onnx, .torchscript.pt or a winner .json) for
     image files (one IDX file or PNGs) or an array of [0, 1] images, N x 1 x 28 x 28, as
-    `nas-mnist predict`; `labels` (an IDX labels file or an array) adds the accuracy."""
+    `nas-mnist predict`; `labels` (an IDX labels file or an array) adds the accuracy;
+    `caveats` holds what to tell the user about this file on this CPU (`predict` prints them)."""
     import numpy as np
     from nas_mnist.engine.data import read_idx
     from nas_mnist.results.models import load_model, read_images
@@ -300,7 +302,7 @@ def predict(model, images, labels=None) -> Prediction:
             raise ApiError(f"labels must be classes 0-{classes - 1} (the model's outputs); "
                            f"found {outside[0]}", params=("labels",))
         accuracy = 100.0 * int((np.asarray(truth) == predicted).sum()) / len(predicted)
-    return Prediction(names, predicted, accuracy)
+    return Prediction(names, predicted, accuracy, loaded.caveats)
 
 
 def load_winner(path) -> "torch.nn.Module":

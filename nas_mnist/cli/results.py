@@ -86,6 +86,8 @@ def cmd_export(args) -> int:
 def cmd_predict(args) -> int:
     from nas_mnist.api import predict
     result = predict(args.model, args.images, labels=args.labels)
+    for caveat in result.caveats:
+        print(f"warning: {caveat}", file=sys.stderr)
     for name, label in zip(result.names, result.predicted):
         print(f"{name}: {int(label)}")
     if result.accuracy is not None:

@@ -845,3 +845,48 @@ def test_a_frontier_point_trains_by_its_name(small_data_dir, capsys):
     assert main(["train", "front883", "--epochs", "1", "--data-dir", str(small_data_dir),
                  "--threads", "1"]) == 0
     assert "883" in capsys.readouterr().out
+
+
+def _linear_onnx(path: Path, weight_type: int) -> None:
+    """A 784 -> 10 linear model whose weights are stored quantized (int8 or uint8) and
+    dequantized in the graph, as a QDQ export stores them."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, save
+    dtype = np.int8 if weight_type == TensorProto.INT8 else np.uint8
+    weights = np.random.default_rng(0).integers(0, 100, (784, 10)).astype(dtype)
+    graph = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["w", "scale", "zero"], ["wf"]),
+         helper.make_node("Flatten", ["x"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "wf"], ["y"])], "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 28, 28])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])],
+        [numpy_helper.from_array(weights, "w"),
+         numpy_helper.from_array(np.array(0.01, np.float32), "scale"),
+         numpy_helper.from_array(np.array(0, dtype), "zero")])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+
+
+def test_predict_warns_of_signed_int8_weights_on_a_cpu_where_they_saturate(tmp_path, capsys,
+                                                                         monkeypatch):
+    """int8 weights (S8S8, what export wrote before U8U8) lose accuracy in ONNX Runtime on x86
+    without VNNI: `predict` says so in one line on stderr, and only there and only then."""
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from nas_mnist.results import models
+    png = tmp_path / "x.png"
+    __import__("PIL.Image").Image.new("L", (28, 28)).save(png)
+    signed, unsigned = tmp_path / "s8.onnx", tmp_path / "u8.onnx"
+    _linear_onnx(signed, onnx.TensorProto.INT8)
+    _linear_onnx(unsigned, onnx.TensorProto.UINT8)
+    shipped = sorted(REPO.glob("studies/*-winners/*.int8.onnx"))
+    assert len(shipped) == 4
+    for saturates in (True, False):
+        monkeypatch.setattr(models, "saturating_cpu", lambda: saturates)
+        for model in (signed, unsigned, *shipped):
+            assert main(["predict", str(model), str(png)]) == 0
+            err = capsys.readouterr().err.strip()
+            if saturates and model == signed:
+                assert len(err.splitlines()) == 1 and err.startswith("warning: ")
+                assert str(signed) in err and "without VNNI" in err and "export it again" in err
+            else:
+                assert err == "", model
