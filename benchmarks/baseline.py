@@ -5,7 +5,12 @@ folder (so `--warm-start auto` sees the packaged prior only, as on a fresh machi
 - `default`: `nas-mnist search --budget B` with every default (focused space with its widths
   scaled for B, warm start, size floor, cost limit, successive halving with earlier curves);
 - `optuna`: TPE on the `wide` space as written (widths not scaled) with the budget alone: no
-  warm start, no stopping rule, no size floor, no cost limit.
+  warm start, no stopping rule, no size floor, no cost limit. Only its precision is the
+  default's, `auto` (bf16 where the CPU computes it natively, else fp32): the wide file's fixed
+  bf16 is emulated on an AVX2-only CPU, 4x slower a step, which measures the CPU, not the search.
+  Each line records what each arm trained in (`precisions`); a pair whose arms differ there
+  (lines made before 2026-12-05 14:00 UTC on such a CPU) is kept in the file and left out of
+  the table.
 Both stop after --minutes of wall time (a trial still running is interrupted, SIGTERM: the
 study stays consistent); one JSON line per arm is appended to --out with the best score under
 the budget among trials complete by 15, 30 and 60 minutes (null: past the run's length), the
@@ -24,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,11 +38,12 @@ import time
 from pathlib import Path
 
 import optuna
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nas_mnist.engine.device import cpu_model  # noqa: E402
+from nas_mnist.engine.device import cpu_model, native_bf16  # noqa: E402
 from nas_mnist.searcher.record import REFUSALS, records  # noqa: E402
 from nas_mnist.searcher.space import SPACE_DIR  # noqa: E402
 
@@ -51,11 +58,13 @@ MARKS_MIN = (15, 30, 60)
 
 
 def plain_space(folder: Path) -> Path:
-    """The wide space as written: its widths are not scaled with the budget."""
+    """The wide space as written, its widths not scaled with the budget, in the default's
+    precision (`auto`)."""
     text = (SPACE_DIR / "wide.yaml").read_text(encoding="utf-8")
+    lines = [re.sub(r"^(\s+precision:).*", r"\1 auto  # the default's (benchmarks/baseline.py)", line)
+             for line in text.splitlines() if not line.startswith("scale_widths:")]
     path = folder / "plain.yaml"
-    path.write_text("\n".join(line for line in text.splitlines()
-                              if not line.startswith("scale_widths:")) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
@@ -91,7 +100,9 @@ def outcome(url: str, arm: str, start: float, budget: int, target: float) -> dic
             "trained": sum(r.trained for r in recs),
             "refused": sum(r.kind in REFUSALS for r in recs),
             "best_trial": max(((r.value, r.number, r.n_params, r.origin or "sampled")
-                               for _, r in done), default=None)}
+                               for _, r in done), default=None),
+            # what its networks trained in (a recipe's "auto" resolved on this CPU)
+            "precision": "+".join(sorted({r.precision for r in recs if r.precision})) or None}
 
 
 def run_pair(seed: int, args) -> list[dict]:
@@ -114,23 +125,23 @@ def run_pair(seed: int, args) -> list[dict]:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)  # the search leaves its storage consistent
                 p.wait(timeout=300)
-    lines = []
     target = args.target or TARGETS.get((args.data, args.budget), 99.0)
-    for arm in ("default", "optuna"):
-        got = outcome(f"sqlite:///{folder}/{arm}.db", arm, start, args.budget, target)
-        lines.append({
-            "data": args.data, "budget": args.budget, "arm": arm, "seed": seed,
-            **{f"best_{m}": got["best"][m] if m <= args.minutes else None for m in MARKS_MIN},
-            **{f"sampled_best_{m}": got["sampled_best"][m] if m <= args.minutes else None
-               for m in MARKS_MIN},
-            "target": target, "minutes_to_target": got["minutes_to_target"],
-            "trained": got["trained"], "refused": got["refused"],
-            "best_trial": got["best_trial"], "minutes": args.minutes,
-            "exit": procs[arm].returncode, "cpu": cpu_model(), "cores": os.cpu_count(),
-            "date": time.strftime("%Y-%m-%d"), "commit": commit, "other_load": args.note,
-            "command": " ".join(["nas-mnist", *arm_command(arm, args, seed, folder)[3:]])
-                          .replace(str(folder), "SCRATCH")})
-    return lines
+    outcomes = {arm: outcome(f"sqlite:///{folder}/{arm}.db", arm, start, args.budget, target)
+                for arm in ("default", "optuna")}
+    precisions = {arm: got["precision"] for arm, got in outcomes.items()}
+    return [{"data": args.data, "budget": args.budget, "arm": arm, "seed": seed,
+             **{f"best_{m}": got["best"][m] if m <= args.minutes else None for m in MARKS_MIN},
+             **{f"sampled_best_{m}": got["sampled_best"][m] if m <= args.minutes else None
+                for m in MARKS_MIN},
+             "target": target, "minutes_to_target": got["minutes_to_target"],
+             "trained": got["trained"], "refused": got["refused"],
+             "best_trial": got["best_trial"], "minutes": args.minutes,
+             "exit": procs[arm].returncode, "cpu": cpu_model(), "cores": os.cpu_count(),
+             "native_bf16": native_bf16(torch.device("cpu")), "precisions": precisions,
+             "date": time.strftime("%Y-%m-%d"), "commit": commit, "other_load": args.note,
+             "command": " ".join(["nas-mnist", *arm_command(arm, args, seed, folder)[3:]])
+                           .replace(str(folder), "SCRATCH")}
+            for arm, got in outcomes.items()]
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -145,14 +156,20 @@ def _median(values: list[float | None]) -> float | None:
     return None if low is None or high is None else round((low + high) / 2, 2)
 
 
+def unequal(line: dict) -> bool:
+    """Whether the line's two arms trained in different precisions (the wide space's fixed
+    bf16, emulated on an AVX2-only CPU, against the default's fp32 there)."""
+    return len(set((line.get("precisions") or {}).values())) > 1
+
+
 def table(path: Path) -> str:
     """The matrix as Markdown: per cell and mark, each arm's best per search seed and their
     median, and what the default arm's own draws reached ("n/r": not recorded, an older
-    line). A seed measured twice counts its later line (a newer commit)."""
+    line). A seed measured twice counts its later line (a newer commit); a pair whose arms
+    trained in different precisions is left out."""
     latest = {}
     for text in Path(path).read_text(encoding="utf-8").splitlines():
-        if text.strip():
-            line = json.loads(text)
+        if text.strip() and not unequal(line := json.loads(text)):
             latest[(line["data"], line["budget"], line["arm"], line["seed"])] = line
     cells = sorted({(data, budget) for data, budget, _, _ in latest})
     rows = ["| cell | mark | seeds | default: per seed | default: median | optuna: per seed "

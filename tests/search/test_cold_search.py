@@ -609,7 +609,12 @@ def test_the_baseline_table_takes_medians_per_cell_and_mark_and_a_seeds_later_li
              line("default", 1, 99.2, 99.3, sampled_best_15=None, sampled_best_30=98.7),
              line("default", 2, 98.5, 98.9),  # older: its own draws not recorded
              line("optuna", 0, None, 98.0), line("optuna", 1, 97.0, 98.5),
-             line("optuna", 2, 96.0, 97.0)]
+             line("optuna", 2, 96.0, 97.0),
+             # a later pair whose arms trained in different precisions (emulated bf16 against
+             # fp32): kept in the file, left out of the table, so seed 2's earlier pair counts
+             *(line(arm, 2, 99.9, 99.9, minutes=60.0,
+                    precisions={"default": "fp32", "optuna": "bf16"})
+               for arm in ("default", "optuna"))]
     path = tmp_path / "b.jsonl"
     path.write_text("\n".join(lines) + "\n")
     rows = baseline.table(path).splitlines()[2:]
@@ -618,3 +623,16 @@ def test_the_baseline_table_takes_medians_per_cell_and_mark_and_a_seeds_later_li
         "| - / 97.00 / 96.00 | 96.00 | default | n/r / - / n/r |",
         "| mnist 4,000 | 30 min | 3 (0, 1, 2) | 99.10 / 99.30 / 98.90 | 99.10 "
         "| 98.00 / 98.50 / 97.00 | 98.00 | default | n/r / 98.70 / n/r |"]  # no 60-min row
+
+
+def test_the_baseline_plain_arm_trains_in_the_defaults_precision(tmp_path):
+    """The wide space fixes bf16, which an AVX2-only CPU emulates 4x slower a step: the plain
+    arm takes the default's `auto`, so the pair measures the search, not the CPU's bf16."""
+    import importlib.util
+    from nas_mnist.searcher.space import load_space
+    spec = importlib.util.spec_from_file_location("baseline", REPO / "benchmarks/baseline.py")
+    baseline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(baseline)
+    space = load_space(str(baseline.plain_space(tmp_path)))
+    assert space.recipe["precision"].fixed == "auto"
+    assert load_space("default").recipe["precision"].fixed == "auto"
