@@ -282,6 +282,7 @@ def _header(settings, space, data, study, meta, new, cost) -> list[str]:
             + ([f"peak RAM at most {meta.max_ram:,} B at int8"] if meta.max_ram else []))
         + " (refused before training)",
         f"cost model: {cost.describe()}",
+        *filter(None, [emulated_bf16_note(space, data.train_x.device)]),
         f"stopping rule {meta.rule}; {settings.run.jobs} worker(s); " + _trained_line(
             n_trained(study), settings.run.trials)]
     if meta.rule and meta.rule.startswith("asha") and meta.objectives == "score" \
@@ -291,6 +292,20 @@ def _header(settings, space, data, study, meta, new, cost) -> list[str]:
             data_checksum=meta.data_checksum, epochs=meta.epochs,
             budget=meta.budget, space_digest=meta.space_digest, trainer=trainer_key(meta)))
     return lines
+
+
+def emulated_bf16_note(space, device) -> str | None:
+    """One line when the space trains in bf16 on a device that only emulates it (an AVX2-only
+    CPU: a trial-52 step took 4x as long as in fp32), else None."""
+    from nas_mnist.engine.device import native_bf16
+    dim = space.recipe.get("precision")
+    values = () if dim is None else (dim.fixed,) if dim.is_fixed else dim.choices or ()
+    if "bf16" not in values or native_bf16(device):
+        return None
+    how = "trains in bf16" if values == ("bf16",) else "may sample bf16"
+    return (f"precision: space {space.name} {how}, which this CPU emulates (no AVX512-BF16 or "
+            f"AMX): about 4x slower a step than fp32; `precision: auto` in the space file "
+            f"trains in fp32 here")
 
 
 def _trained_line(trained: int, trials: int) -> str:

@@ -95,6 +95,25 @@ def test_shipped_winners_footprints():
 
 # -- cost model ------------------------------------------------------------------------------
 
+def test_a_space_that_trains_in_bf16_on_a_cpu_that_emulates_it_says_so(monkeypatch, tmp_path):
+    """The wide and tiny spaces fix bf16, which an AVX2-only CPU emulates 4x slower a step:
+    the search's first lines say so, and what trains in fp32 there; auto never warns."""
+    import nas_mnist.engine.device as device
+    from nas_mnist.api.search import emulated_bf16_note
+    from nas_mnist.searcher.space import load_space
+    cpu = torch.device("cpu")
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text((SPACE_DIR / "wide.yaml").read_text().replace(
+        "precision: bf16", "precision: {choices: [fp32, bf16]}"))
+    monkeypatch.setattr(device, "native_bf16", lambda _: False)
+    note = emulated_bf16_note(load_space("wide"), cpu)
+    assert note.startswith("precision: space wide trains in bf16, which this CPU emulates")
+    assert "`precision: auto`" in note
+    assert "may sample bf16" in emulated_bf16_note(load_space(str(mixed)), cpu)
+    assert emulated_bf16_note(load_space("default"), cpu) is None
+    monkeypatch.setattr(device, "native_bf16", lambda _: True)
+    assert emulated_bf16_note(load_space("wide"), cpu) is None
+
 def test_cost_model_is_calibrated_on_this_machine_and_grows_with_activations():
     torch.set_num_threads(1)
     model = calibrate(torch.device("cpu"), n_train=6000, n_eval=1000, steps=1, bf16=False)
