@@ -61,7 +61,8 @@ def plain_space(folder: Path) -> Path:
     """The wide space as written, its widths not scaled with the budget, in the default's
     precision (`auto`)."""
     text = (SPACE_DIR / "wide.yaml").read_text(encoding="utf-8")
-    lines = [re.sub(r"^(\s+precision:).*", r"\1 auto  # the default's (benchmarks/baseline.py)", line)
+    auto = r"\1 auto  # the default's (benchmarks/baseline.py)"
+    lines = [re.sub(r"^(\s+precision:).*", auto, line)
              for line in text.splitlines() if not line.startswith("scale_widths:")]
     path = folder / "plain.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

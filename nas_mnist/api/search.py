@@ -303,9 +303,10 @@ def emulated_bf16_note(space, device) -> str | None:
     if "bf16" not in values or native_bf16(device):
         return None
     how = "trains in bf16" if values == ("bf16",) else "may sample bf16"
-    return (f"precision: space {space.name} {how}, which this CPU emulates (no AVX512-BF16 or "
-            f"AMX): about 4x slower a step than fp32; `precision: auto` in the space file "
-            f"trains in fp32 here")
+    where = "this CPU emulates (no AVX512-BF16 or AMX)" if device.type == "cpu" else \
+        f"{device} emulates"
+    return (f"precision: space {space.name} {how}, which {where}: about 4x slower a step than "
+            f"fp32; `precision: auto` in the space file trains in fp32 here")
 
 
 def _trained_line(trained: int, trials: int) -> str:
