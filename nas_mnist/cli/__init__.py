@@ -22,6 +22,7 @@ from nas_mnist._version import __version__
 from nas_mnist.cli import network, results, search
 from nas_mnist.cli.common import Parser, UsageError
 from nas_mnist.errors import NasMnistError, SearchError
+from nas_mnist.interrupts import Interrupter
 
 EXPECTED = (NasMnistError, OSError, zlib.error, gzip.BadGzipFile, EOFError, RecursionError)
 
@@ -39,12 +40,7 @@ def build_parser() -> Parser:
     return parser
 
 
-_signalled: list[int] = []  # the signals received, so that an error they caused is theirs
-
-
-def _interrupt(signum, frame):
-    _signalled.append(signum)
-    raise KeyboardInterrupt
+_interrupt = Interrupter()  # its signals received, so that an error they caused is theirs
 
 
 def _safe_streams() -> None:
@@ -69,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*experimental feature.*")
     _safe_streams()
-    _signalled.clear()
+    _interrupt.reset()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     try:
@@ -81,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(getattr(args, "interrupt_note", "nas-mnist: interrupted"), file=sys.stderr)
         return 130
     except EXPECTED as err:
-        if _signalled:  # an error raised while unwinding from the signal
+        if _interrupt.received:  # an error raised while unwinding from the signal
             print(getattr(args, "interrupt_note", "nas-mnist: interrupted"), file=sys.stderr)
             return 130
         code = 1 if isinstance(err, SearchError) else 2
@@ -92,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         # A library that catches the KeyboardInterrupt of a Ctrl-C and raises its own error
         # (torch's exporter, interrupted while it imports dynamo, raised TorchExportError
         # with a 118-line traceback): the user pressed Ctrl-C, so it is an interruption.
-        if _signalled:
+        if _interrupt.received:
             print(getattr(args, "interrupt_note", "nas-mnist: interrupted"), file=sys.stderr)
             return 130
         raise

@@ -24,6 +24,7 @@ from nas_mnist.engine.data import Dataset, load_dataset
 from nas_mnist.engine.device import cpu_cores, resolve_device, set_threads
 from nas_mnist.engine.train import NonFiniteLoss
 from nas_mnist.errors import NasMnistError
+from nas_mnist.interrupts import Interrupter
 from nas_mnist.searcher import record
 from nas_mnist.searcher.confirmation import confirm_one
 from nas_mnist.searcher.objective import Objective
@@ -170,11 +171,6 @@ def _root_cause(err: BaseException) -> str:
     return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".strip()
 
 
-def raise_interrupt(signum, frame):
-    """SIGTERM/SIGHUP handler: end the running trial as an interrupt (FAIL, retried)."""
-    raise KeyboardInterrupt
-
-
 def die_with_parent(parent: int) -> None:
     """End this worker when the search that started it ends, however it ends (`kill -9`, the
     out-of-memory killer): Linux sends SIGTERM on the parent's death (prctl PDEATHSIG), which
@@ -202,8 +198,9 @@ def die_with_parent(parent: int) -> None:
 
 def _worker_main(settings: SearchSettings, share: int, worker: int, deadline, errors,
                  parent: int | None = None) -> None:
+    interrupt = Interrupter()  # ends the running trial as an interrupt (FAIL, retried)
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, raise_interrupt)
+        signal.signal(sig, interrupt)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
     if parent is not None:
         die_with_parent(parent)

@@ -233,6 +233,39 @@ def test_an_interrupted_enqueued_trial_is_retried_still_labelled():
     assert attrs["enqueued"] is True and attrs["retry_of"] == trial.number
 
 
+def test_a_second_sigterm_in_the_clean_up_leaves_no_trial_running(tmp_path, monkeypatch):
+    """A killed search's worker gets two SIGTERMs a second apart (the parent-death signal and
+    its watchdog), a user presses Ctrl-C twice: the second one, landing in the writes that mark
+    the interrupted trial FAIL, left it RUNNING (seen in CI)."""
+    from types import SimpleNamespace
+    from nas_mnist.interrupts import Interrupter
+    from nas_mnist.searcher.claims import claim_trials
+    from nas_mnist.searcher.workers import _one_trial
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(study_name="s", storage=url)
+    claim_trials(study, url, trials=5)
+    write = study._storage.set_trial_state_values
+
+    def signalled_write(*args, **kwargs):  # the second signal lands in each clean-up write
+        os.kill(os.getpid(), signal.SIGTERM)
+        return write(*args, **kwargs)
+
+    def objective(trial):
+        trial.suggest_float("x", 0.0, 1.0)
+        monkeypatch.setattr(study._storage, "set_trial_state_values", signalled_write)
+        os.kill(os.getpid(), signal.SIGTERM)  # the first, mid-training
+        time.sleep(5)
+
+    settings = SimpleNamespace(storage=url, run=SimpleNamespace(artifacts=tmp_path))
+    old = signal.signal(signal.SIGTERM, Interrupter())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _one_trial(study, objective, settings)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+
+
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
                          text=True).stdout
