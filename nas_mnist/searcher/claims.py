@@ -6,6 +6,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
+from nas_mnist.interrupts import deferred
 from nas_mnist.searcher import record
 from nas_mnist.searcher.storage import study_lock
 
@@ -38,8 +39,9 @@ def claim_trials(study: optuna.Study, url: str, trials: int, before_ask=None) ->
                 raise StudyFull
             if before_ask is not None:  # queue what this ask should take (a start-up draw)
                 before_ask()
-            trial = ask(*args, **kwargs)
-        study._nas_mnist_asked = trial._trial_id
+            with deferred():  # a signal inside `ask` waits until this worker knows the trial
+                trial = ask(*args, **kwargs)
+                study._nas_mnist_asked = trial._trial_id
         return trial
 
     study.ask = claimed_ask

@@ -266,6 +266,43 @@ def test_a_second_sigterm_in_the_clean_up_leaves_no_trial_running(tmp_path, monk
     assert [t.state for t in study.trials] == [TrialState.FAIL]
 
 
+def test_signals_after_the_first_wait_out_its_grace_then_interrupt_again():
+    from nas_mnist.interrupts import Interrupter
+    interrupt = Interrupter(grace_s=0.2)
+    with pytest.raises(KeyboardInterrupt):
+        interrupt(signal.SIGTERM, None)
+    interrupt(signal.SIGTERM, None)  # the clean-up of the first goes on
+    time.sleep(0.3)
+    with pytest.raises(KeyboardInterrupt):  # a library swallowed the first: this one stops it
+        interrupt(signal.SIGINT, None)
+    assert interrupt.received == [signal.SIGTERM, signal.SIGTERM, signal.SIGINT]
+
+
+def test_a_signal_while_a_trial_is_taken_fails_that_trial(tmp_path):
+    """`ask` creates the trial in the storage, then reads it back: a SIGTERM in between left
+    the new trial RUNNING, its worker not yet knowing it had one."""
+    from types import SimpleNamespace
+    from nas_mnist.interrupts import Interrupter
+    from nas_mnist.searcher.claims import claim_trials
+    from nas_mnist.searcher.workers import _one_trial
+
+    class SignalledSampler(optuna.samplers.RandomSampler):
+        def before_trial(self, study, trial):  # runs inside `ask`, after the trial is created
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(study_name="s", storage=url, sampler=SignalledSampler())
+    claim_trials(study, url, trials=5)
+    settings = SimpleNamespace(storage=url, run=SimpleNamespace(artifacts=tmp_path))
+    old = signal.signal(signal.SIGTERM, Interrupter())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _one_trial(study, lambda trial: 0.0, settings)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+
+
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
                          text=True).stdout
