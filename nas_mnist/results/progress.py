@@ -164,6 +164,8 @@ class LiveProgress:
         if r.kind in record.REFUSALS:
             size = f", {r.n_params:,} p" if r.n_params else ""
             return f"refused: {r.kind.replace('_', ' ')}{size}"
+        if r.kind == "duplicate":
+            return f"not trained: the configuration of trial {r.duplicate_of}"
         return r.kind
 
 

@@ -106,6 +106,10 @@ class Objective:
             record.write(trial, reason=run.refused)
             raise optuna.TrialPruned(f"{run.refused}: {run.n_params:,} parameters, "
                                      f"{run.macs:,} MACs, {run.activations:,} activations")
+        twin = self._twin(trial, arch, recipe)
+        if twin is not None:
+            record.write(trial, reason="duplicate", duplicate_of=twin)
+            raise optuna.TrialPruned(f"the configuration of trial {twin}: not trained again")
         # what MO-ASHA ranks on beside accuracy: parameters, or peak RAM in a score,ram study
         cost = run.peak if record.COST.get(meta.objectives) == "peak" else run.n_params
         curve: list[float] = []
@@ -137,6 +141,22 @@ class Objective:
         if len(meta.directions) == 1:
             return score
         return score, cost
+
+    def _twin(self, trial: optuna.Trial, arch: ArchConfig, recipe: Recipe) -> int | None:
+        """The finished trial with this draw's configuration (network, recipe, training seed),
+        if the study has one: training it again would only repeat a score the study holds (a
+        baseline search on search seed 1 drew the 12,072-parameter network its warm start had
+        entered with stored runs, and trained it for 15 of its first 17 minutes). A queued
+        trial (an --enqueue, a retry of an interrupted one) is trained as asked."""
+        mine = TrialRecord.from_trial(trial)
+        if mine.was_enqueued or mine.retry_of is not None:
+            return None
+        key = arch.key()
+        return next((r.number for r in record.records(trial.study)
+                     if r.kind in ("complete", "early_stopped") and r.number != trial.number
+                     and r.seed == self.train_seed and r.arch is not None
+                     and r.recipe_config.same_training(recipe) and r.arch_config.key() == key),
+                    None)
 
     def _should_stop(self, trial: optuna.Trial, curve: list[float], cost: int,
                      epoch: int, recipe: Recipe) -> bool:

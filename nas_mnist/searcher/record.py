@@ -43,7 +43,7 @@ _ATTR = {
     "fixed_recipe": "fixed_recipe", "fixed_key": "fixed_key", "enqueued": "enqueued",
     "activations": "activations", "peak": "peak_ram_int8", "warm": "warm_start",
     "rungs": "rung_decisions", "precision": "precision", "startup": "startup_draw",
-    "reused": "reused", "warm_seeds": "warm_seeds",
+    "reused": "reused", "warm_seeds": "warm_seeds", "duplicate_of": "duplicate_of",
 }
 CONFIRMED_SEEDS = 3  # a configuration with this many training seeds ranks by its mean
 REFUSALS = ("over_budget", "under_floor", "over_macs", "over_activations", "over_ram",
@@ -72,7 +72,7 @@ class TrialRecord:
     data_mean: float | None = None
     data_std: float | None = None
     weights: str | None = None  # artifact id of the stored state_dict
-    reason: str | None = None  # over_budget, invalid, early_stopped (PRUNED trials)
+    reason: str | None = None  # over_budget, invalid, duplicate, early_stopped (PRUNED trials)
     error: str | None = None
     stopped_by: str | None = None  # e.g. "asha rung 3" for an early stop
     version: str | None = None
@@ -84,6 +84,7 @@ class TrialRecord:
     fixed_key: str | None = None
     startup: bool = False  # a start-up draw, uniform among the trainable (workers.py)
     reused: bool = False  # entered with stored runs, not trained here (searcher/reuse.py)
+    duplicate_of: int | None = None  # a draw of a configuration the study had: not trained
     enqueued: bool = False  # seeded with --enqueue or a warm start, not drawn by the sampler
     activations: int | None = None  # per image (spec.footprint)
     peak: int | None = None  # peak live activation elements = int8 bytes (spec.footprint)
@@ -146,8 +147,8 @@ class TrialRecord:
 
     @property
     def kind(self) -> str:
-        """complete, early_stopped, over_budget, invalid, failed, running or queued (an
-        enqueued trial no worker has taken yet)."""
+        """complete, early_stopped, a refusal (over_budget, invalid, ...), duplicate, failed,
+        running or queued (an enqueued trial no worker has taken yet)."""
         if self.state == "COMPLETE":
             return "complete"
         if self.state == "PRUNED":
@@ -233,7 +234,8 @@ def rank_feasible(recs, meta: "StudyMeta") -> list[TrialRecord]:
 
 
 KIND_ORDER = ("complete", "early_stopped", "over_budget", "under_floor", "over_macs",
-              "over_activations", "over_ram", "invalid", "failed", "running", "queued")
+              "over_activations", "over_ram", "invalid", "duplicate", "failed", "running",
+              "queued")
 OPEN = ("running", "queued")  # not finished: no outcome yet
 
 

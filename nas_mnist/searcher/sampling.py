@@ -7,6 +7,8 @@ resuming older studies.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from nas_mnist.errors import SpecError
 from nas_mnist.searcher.dims import Dim, SearchSpace, SpaceError
 from nas_mnist.spec.arch import ArchConfig, ConvSpec, Head, Transition
@@ -134,13 +136,15 @@ def sample_shares(space: SearchSpace, *, judge, samples: int = 2000, seed: int =
     return {"samples": samples, **{k: n / samples for k, n in counts.most_common()}}
 
 
-def trainable_draw(space: SearchSpace, *, judge, seed: int, max_draws: int = 1000
-                   ) -> dict | None:
+def trainable_draw(space: SearchSpace, *, judge, seed: int, skip: Iterable[dict] = (),
+                   max_draws: int = 1000) -> dict | None:
     """The trial parameters (architecture and recipe) of a uniform draw of the space that
-    `judge` admits: rejection sampling, so the sampler's random start-up trials are all
-    trainable instead of spending themselves on refusals. None if `max_draws` found none."""
+    `judge` admits and that is none of `skip`: rejection sampling, so the sampler's random
+    start-up trials are all trainable and new instead of spending themselves on refusals.
+    None if `max_draws` found none."""
+    skip = list(skip)
     return next((params for params, arch in uniform_draws(space, max_draws, seed, recipe=True)
-                 if arch is not None and judge(arch) is None), None)
+                 if arch is not None and judge(arch) is None and params not in skip), None)
 
 
 def sample_sizes(space: SearchSpace, *, judge, samples: int, seed: int = 0

@@ -274,16 +274,9 @@ def _reusable_twin(c, configs, meta: StudyMeta):
     key = c.arch.key()
     twins = sorted((t for t in configs if t.arch.key() == key
                     and t.data_checksum == c.data_checksum
-                    and _same_training(t.recipe, c.recipe)
+                    and t.recipe.same_training(c.recipe)
                     and why_not_reusable(t, meta) is None), key=PriorConfig.rank_key)
     return twins[0] if twins else c
-
-
-def _same_training(a: Recipe, b: Recipe) -> bool:
-    """Recipes equal but for how the trainer runs (dropout mask, evaluation precision, and
-    the precision, which the space decides when a configuration is enqueued)."""
-    from nas_mnist.spec.recipe import TRAINER_KEYS
-    return a.replace(**{k: getattr(b, k) for k in (*TRAINER_KEYS, "precision")}) == b
 
 
 def _has(study: optuna.Study, arch: ArchConfig) -> bool:

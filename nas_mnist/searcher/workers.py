@@ -38,6 +38,7 @@ from nas_mnist.searcher.storage import mask_url, open_storage
 
 MAX_FAILS_IN_A_ROW = 5
 MAX_REFUSED_IN_A_ROW = 200  # samples over budget or invalid in a row: the space is hopeless
+UNTRAINED = (*record.REFUSALS, "duplicate")  # draws that end before training, in milliseconds
 POLL_S = 2.0  # progress polling of parallel workers
 TPE_STARTUP_TRIALS = 10  # random trials before TPE models the space
 # A resumed study must not replay its first configurations: the sampler seed is offset by the
@@ -86,7 +87,8 @@ def _check_streaks(fails: int, refused: Counter, meta: StudyMeta, space) -> None
     if refused.total() >= MAX_REFUSED_IN_A_ROW:
         raise SearchError(f"{MAX_REFUSED_IN_A_ROW} samples in a row were refused "
                           f"({_refusals(refused, meta)}): space {space.name} yields almost "
-                          f"nothing trainable under these limits")
+                          f"nothing {'new and ' if 'duplicate' in refused else ''}trainable "
+                          f"under these limits")
 
 
 def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
@@ -135,7 +137,7 @@ def run_worker(settings: SearchSettings, share: int, worker: int = 0, *,
             on_trial(last)
         trained += kind in ("complete", "early_stopped")
         fails = fails + 1 if kind == "failed" else 0
-        refused = refused + Counter([kind]) if kind in record.REFUSALS else Counter()
+        refused = refused + Counter([kind]) if kind in UNTRAINED else Counter()
         _check_streaks(fails, refused, meta, space)
     # the study has its networks: confirm the final top K before leaving
     while (not queued_only and (deadline is None or time.time() < deadline)
@@ -161,7 +163,8 @@ def _refusals(counts: Counter, meta: StudyMeta) -> str:
     """'183 over the RAM limit max_ram=4,096 B, 17 invalid': what refused the samples, most
     first, each limit named by its parameter."""
     limits = Limits.of(meta)
-    return ", ".join(f"{n} {limits.describe(kind)}" for kind, n in counts.most_common())
+    return ", ".join(f"{n} {limits.describe(kind)}" if kind != "duplicate"
+                     else f"{n} already in the study" for kind, n in counts.most_common())
 
 
 def _root_cause(err: BaseException) -> str:
@@ -221,13 +224,15 @@ def enqueue_startup_draw(study: optuna.Study, space, meta: StudyMeta, *, seed: i
     sample as one of its random start-up trials: at 10,000 parameters 3 of 4 uniform draws
     were refused, so most of its start-up taught it the limits and trained nothing. Each
     worker draws its own stream, offset as the sampler's seed is (a plain seed + worker made
-    worker 2 of seed 5 draw as worker 1 of seed 6)."""
+    worker 2 of seed 5 draw as worker 1 of seed 6), and skips the draws the study has (a
+    study on the search seed of one the prior came from drew that study's networks again)."""
     from nas_mnist.searcher.sampling import trainable_draw
     begun = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
                                                      TrialState.RUNNING, TrialState.WAITING))
     if len(begun) >= TPE_STARTUP_TRIALS or waiting(study):
         return False
-    params = trainable_draw(space, judge=Limits.of(meta).kind_of,
+    had = [t.params for t in study.get_trials(deepcopy=False)]
+    params = trainable_draw(space, judge=Limits.of(meta).kind_of, skip=had,
                             seed=(seed + SEED_STRIDE_WORKER * worker
                                   + SEED_STRIDE_TRIALS * len(study.trials)) % 2**32)
     if params is None:

@@ -12,7 +12,7 @@ SCHEDULES = ("onecycle", "step", "cosine", "constant")
 ANNEALS = ("cos", "linear")  # how a one-cycle schedule ramps (torch's anneal_strategy)
 PRECISIONS = ("fp32", "bf16", "auto")
 DROPOUT_RNGS = ("bernoulli", "hash")  # engine.dropout; a file without the key: bernoulli
-EVAL_PRECISIONS = ("fp32", "train")  # train: evaluate in the precision the recipe trains in  # auto: bf16 where the hardware runs it natively
+EVAL_PRECISIONS = ("fp32", "train")  # train: evaluate in the precision the recipe trains in
 # How the trainer runs, not what it trains: set by the study (StudyMeta), not by a space.
 TRAINER_KEYS = ("dropout_rng", "eval_precision")
 MAX_EPOCHS = 1000
@@ -129,3 +129,9 @@ class Recipe:
     def replace(self, **changes) -> "Recipe":
         return Recipe.from_dict({**self.to_dict(), **{k: v for k, v in changes.items()
                                                        if v is not None}})
+
+    def same_training(self, other: "Recipe") -> bool:
+        """Equal but for how the trainer runs (dropout mask, evaluation precision) and the
+        precision, which the space or the hardware decides: the same network trained this way
+        scores what it scored, within the noise of those."""
+        return other.replace(**{k: getattr(self, k) for k in (*TRAINER_KEYS, "precision")}) == self

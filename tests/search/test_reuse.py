@@ -106,3 +106,68 @@ def test_a_warm_start_from_the_packaged_prior_trains_none_of_its_networks_again(
     twins = [_reusable_twin(c, list(prior.configs), meta) for c in picked]
     assert len(twins) == 3 and all(why_not_reusable(t, meta) is None for t in twins)
     assert [t.arch.key() for t in twins] == [c.arch.key() for c in picked]
+
+
+def test_a_draw_of_a_configuration_the_study_has_is_not_trained_again(tmp_path,
+                                                                      small_data_dir,
+                                                                      monkeypatch):
+    """A baseline search on search seed 1 drew the 12,072-parameter network its warm start
+    had entered with stored runs, and trained it again for 15 of its first 17 minutes."""
+    import optuna
+    import nas_mnist.engine.evaluate as evaluate_mod
+    from nas_mnist.searcher.objective import Objective
+    from nas_mnist.searcher.record import StudyMeta
+    from nas_mnist.searcher.settings import SearchSettings
+    from nas_mnist.searcher.study import create_or_resume, preflight
+    settings = SearchSettings.of(study="d", storage=f"sqlite:///{tmp_path}/d.db", space="quick",
+                                 budget=5000, epochs=1, last_n=1, min_params=0)
+    space = preflight(settings)
+    data = load_dataset(small_data_dir)
+    study, _ = create_or_resume(settings, space, data)
+    objective = Objective(StudyMeta.from_study(study), space, data, settings.rule())
+    drawn = {"stage0_convs": 2, "stage0_conv0_width": 8, "stage0_conv1_width": 8}
+    study.enqueue_trial(drawn)
+    study.optimize(objective, n_trials=1)  # trained: the study's first network
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    calls = []
+    monkeypatch.setattr(evaluate_mod, "train", lambda *a, **k: calls.append(1))
+    study.enqueue_trial(study.trials[0].params)  # drawn again: no "enqueued" label
+    study.optimize(objective, n_trials=1)
+    twin = records(study)[1]
+    assert calls == [] and twin.kind == "duplicate" and twin.duplicate_of == 0
+    assert not twin.trained  # --trials counts networks trained
+    assert twin.n_params == records(study)[0].n_params  # counted, so the limits still teach
+
+
+def test_the_startup_draws_skip_the_draws_the_study_has():
+    """A study on the search seed of one the prior came from drew that study's start-up
+    networks again, after the same number of warm trials."""
+    import optuna
+    from nas_mnist.searcher.record import StudyMeta
+    from nas_mnist.searcher.sampling import suggest_arch
+    from nas_mnist.searcher.settings import StudyValue
+    from nas_mnist.searcher.workers import enqueue_startup_draw
+    value = StudyValue(budget=10_000)
+    space = value.search_space()
+    meta = StudyMeta(budget=10_000, min_params=value.resolved_min_params,
+                     max_activations=value.resolved_max_activations)
+
+    def first_draw(study) -> dict:
+        assert enqueue_startup_draw(study, space, meta, seed=1)
+        trial = study.ask()
+        suggest_arch(trial, space)
+        space.recipe_for(trial)
+        study.tell(trial, 0.0)
+        return trial.params
+
+    other = optuna.create_study()
+    other.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.0))
+    seen = first_draw(other)  # drawn after one trial
+    study = optuna.create_study()
+    study.enqueue_trial(seen)  # the study holds that network: a warm start, say
+    trial = study.ask()
+    suggest_arch(trial, space)
+    space.recipe_for(trial)
+    study.tell(trial, 0.0)
+    assert trial.params == seen
+    assert first_draw(study) != seen  # the same seed and trial count, the next draw
