@@ -20,7 +20,7 @@ from nas_mnist._version import __version__
 from nas_mnist.engine.data import Dataset
 from nas_mnist.engine.device import resolve_precision
 from nas_mnist.engine.evaluate import prepare_candidate, train_candidate
-from nas_mnist.errors import SpecError
+from nas_mnist.errors import NasMnistError, SpecError
 from nas_mnist.searcher import record
 from nas_mnist.searcher.prior import Prior
 from nas_mnist.searcher.record import StudyMeta, TrialRecord, trainer_key
@@ -47,6 +47,15 @@ def constraint_values(meta: StudyMeta, run) -> dict[str, float]:
     where every limit lies from these, also from the refused samples."""
     return Limits.of(meta).constraint_values(
         Counts(run.n_params, run.activations or 0, run.peak or 0, run.macs or 0))
+
+
+def _same_config(r: TrialRecord, key: str, recipe: Recipe) -> bool:
+    """Whether `r` trained this network (by key) with this recipe; a record this version
+    cannot read (an older study's) is no twin."""
+    try:
+        return r.arch_config.key() == key and r.recipe_config.same_training(recipe)
+    except NasMnistError:
+        return False
 
 
 class Objective:
@@ -155,8 +164,7 @@ class Objective:
         return next((r.number for r in record.records(trial.study)
                      if r.kind in ("complete", "early_stopped") and r.number != trial.number
                      and r.seed == self.train_seed and r.arch is not None
-                     and r.recipe_config.same_training(recipe) and r.arch_config.key() == key),
-                    None)
+                     and _same_config(r, key, recipe)), None)
 
     def _should_stop(self, trial: optuna.Trial, curve: list[float], cost: int,
                      epoch: int, recipe: Recipe) -> bool:
