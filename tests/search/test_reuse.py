@@ -125,10 +125,15 @@ def test_a_draw_of_a_configuration_the_study_has_is_not_trained_again(tmp_path,
     data = load_dataset(small_data_dir)
     study, _ = create_or_resume(settings, space, data)
     objective = Objective(StudyMeta.from_study(study), space, data, settings.rule())
-    drawn = {"stage0_convs": 2, "stage0_conv0_width": 8, "stage0_conv1_width": 8}
+    # every parameter fixed: a partly fixed draw was over the 5,000 budget in 1 of 18 (CI)
+    drawn = {"pools": 1, "stage0_convs": 2, "stage0_conv0_width": 8, "stage0_conv1_width": 8,
+             "stage1_convs": 1, "stage1_pad": 0, "stage1_conv0_width": 12,
+             "trans0_conv1x1": True, "trans0_width": 8, "pre_gap": 16, "dropout": 0.05,
+             "recipe.lr": 0.2}  # 2,016 parameters
     study.enqueue_trial(drawn)
     study.optimize(objective, n_trials=1)  # trained: the study's first network
     assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    assert study.trials[0].params == drawn and records(study)[0].n_params == 2016
     calls = []
     monkeypatch.setattr(evaluate_mod, "train", lambda *a, **k: calls.append(1))
     study.enqueue_trial(study.trials[0].params)  # drawn again: no "enqueued" label
