@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 
 from nas_mnist.cli import main
-from nas_mnist.searcher.record import count_kinds
+from nas_mnist.searcher.record import count_kinds, records
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -29,9 +29,16 @@ def test_the_readme_demo_runs_and_shows_every_part(small_data_dir, capsys):
         assert main([*command[1:], "--data-dir", str(small_data_dir)]) == 0, command
     study = optuna.load_study(study_name="demo", storage="sqlite:///studies/demo.db")
     kinds = count_kinds(study)
-    # Refusals are not promised: the sampler's start-up draws are all trainable, and in 4 runs
-    # of 12 trials 3 had no refused draw (CI saw one such run)
-    assert kinds["early_stopped"] >= 1 and kinds["complete"] >= 1, kinds
-    assert kinds["complete"] + kinds["early_stopped"] == 12, kinds
+    assert kinds["complete"] >= 1 and kinds["complete"] + kinds["early_stopped"] == 12, kinds
+    # Neither a refusal nor a stop is promised on this subset: the start-up draws are all
+    # trainable, and two epochs on 3,000 images end at 25-80 %, where the rung's seed-noise
+    # margin (a tenth of the bar's error: 6-7 points) lets most trials on (CI and a local run
+    # each stopped none). What is promised: successive halving judged trials among their peers
+    # at the first epoch, and a trial is stopped exactly when its rung decision says so.
+    trained = [r for r in records(study) if r.kind in ("complete", "early_stopped")]
+    judged = [d for r in trained for d in r.rungs if d["epoch"] == 1 and d["source"] != "none"]
+    assert judged, [r.rungs for r in trained]
+    for r in trained:
+        assert (r.kind == "early_stopped") == any(d["stop"] for d in r.rungs), r
     assert list(Path("studies/demo-winners").glob("*.onnx"))
     assert Path("studies/demo-report/summary.md").is_file()
