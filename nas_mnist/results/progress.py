@@ -166,6 +166,10 @@ class LiveProgress:
             return f"refused: {r.kind.replace('_', ' ')}{size}"
         if r.kind == "duplicate":
             return f"not trained: the configuration of trial {r.duplicate_of}"
+        if r.kind == "failed" and r.interrupted:  # by Ctrl-C or a signal
+            again = ("trained again first on a resume" if r.retry_of is None
+                     else f"a retry of trial {r.retry_of}: not queued again")
+            return f"interrupted after epoch {len(r.accs)}/{self.meta.epochs} ({again})"
         return r.kind
 
 

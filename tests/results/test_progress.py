@@ -47,6 +47,27 @@ def test_a_log_gets_each_epoch_and_each_finished_trial_once():
     assert "trial 1: stopped early after epoch 1" in log.getvalue()
 
 
+def test_a_trial_cut_short_by_ctrl_c_or_a_signal_is_not_called_failed():
+    """A baseline search stopped by SIGTERM at its hour logged 'trial 12: failed' for its last."""
+    study, running = _study()
+    log = io.StringIO()
+    progress = LiveProgress(log, StudyMeta(budget=5000, epochs=4), trials=3, jobs=1)
+    progress.update(study)
+    running.set_user_attr("interrupted", True)
+    study.tell(running, state=optuna.trial.TrialState.FAIL)
+    progress.update(study)
+    assert "trial 1: interrupted after epoch 1/4 (trained again first on a resume)" in \
+        log.getvalue()
+    retry = study.ask()  # a retry is never retried (searcher/recovery.py): the line says so
+    for key, value in attrs_of(accs=[95.0, 96.0], retry_of=1, interrupted=True).items():
+        retry.set_user_attr(key, value)
+    study.tell(retry, state=optuna.trial.TrialState.FAIL)
+    progress.update(study)
+    assert "trial 2: interrupted after epoch 2/4 (a retry of trial 1: not queued again)" in \
+        log.getvalue()
+    assert "failed" not in log.getvalue()
+
+
 def test_summary_separates_what_the_stopping_rule_saved_from_refusals():
     from optuna.trial import TrialState, create_trial
     from nas_mnist.results.summary import epochs_saved, summary_markdown
