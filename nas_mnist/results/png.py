@@ -3,6 +3,7 @@ that is killed (Chromium included) when it hangs instead of failing."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -40,9 +41,25 @@ def write_pngs(figures: list[go.Figure], paths: list[Path],
                 shutil.rmtree(stage, ignore_errors=True)
             return f"no PNG copies (Chromium did not answer in {timeout_s:.0f} s); {hint}"
     if child.returncode != 0:
-        last = (err.strip().splitlines() or ["no message"])[-1][:120]
-        return f"no PNG copies ({last}); {hint}"
+        return f"no PNG copies ({failure_reason(err)}); {hint}"
     return None
+
+
+def failure_reason(stderr: str) -> str:
+    """The renderer's error in one line: the exception's message from its traceback, not the
+    last line (kaleido's missing-Chrome message ends in an indented `$ plotly_get_chrome`)."""
+    lines = stderr.strip().splitlines()
+    if not lines:
+        return "no message"
+    heads = [i for i, line in enumerate(lines) if re.match(r"[A-Za-z_][\w.]*(Error|Exception)\b",
+                                                             line)]
+    if not heads:
+        return lines[-1].strip()[:120]
+    name, _, first = lines[heads[-1]].partition(":")
+    message = " ".join(" ".join([first, *lines[heads[-1] + 1:]]).split())
+    if "plotly_get_chrome" in message:  # kaleido: no Chrome; its own installer names itself
+        return f"{message.split('.')[0]}; plotly_get_chrome installs one"
+    return f"{name}: {message}"[:120] if message else name
 
 
 def _render_pngs(jobs_path: str) -> None:

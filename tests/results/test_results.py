@@ -187,6 +187,35 @@ def test_png_copies_are_written_in_one_session_or_given_up_after_a_time_limit(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]  # no temp files
 
 
+KALEIDO_NO_CHROME = """Traceback (most recent call last):
+  File "png.py", line 58, in _render_pngs
+    raise RuntimeError(PLOTLY_GET_CHROME_ERROR_MSG)
+RuntimeError: 
+
+Kaleido requires Google Chrome to be installed.
+
+Either download and install Chrome yourself following Google's instructions for your operating system,
+or install it from your terminal by running:
+
+    $ plotly_get_chrome
+
+"""
+
+
+@pytest.mark.parametrize("stderr, reason", [
+    # the report said "no PNG copies (    $ plotly_get_chrome)": the message's last line
+    (KALEIDO_NO_CHROME, "Kaleido requires Google Chrome to be installed; plotly_get_chrome "
+                        "installs one"),
+    ("Traceback (most recent call last):\n  File \"x\", line 1\nValueError: bad size: 3 x\n",
+     "ValueError: bad size: 3 x"),
+    ("Killed\n", "Killed"),
+    ("", "no message"),
+])
+def test_a_failed_png_renderer_is_told_in_one_readable_line(stderr, reason):
+    from nas_mnist.results.png import failure_reason
+    assert failure_reason(stderr) == reason
+
+
 def test_active_minutes_join_sittings_and_overlapping_workers():
     from nas_mnist.results.report import active_minutes
     # two workers overlap (0-120 s, 60-180 s); a second sitting starts an hour later
