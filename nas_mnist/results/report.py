@@ -102,14 +102,17 @@ def pareto_figure(study: StudyView | optuna.Study, x_key: str) -> go.Figure:
                              mode="lines+markers", name="Pareto front", line=dict(shape="hv"),
                              marker=dict(color="#ff7f0e", size=11, symbol="star")))
     xs, ys, text = _points(view, "early_stopped", x_key)
+    hidden_stopped = 0 if floor is None else sum(y < floor for y in ys)
     fig.add_trace(go.Scatter(x=xs, y=ys, text=text, mode="markers",
                              name="early-stopped (acc when stopped)",
                              marker=dict(color=STYLE["early_stopped"][0], size=8,
                                          symbol=STYLE["early_stopped"][1])))
     _add_limits(fig, view, x_key, 0.0 if floor is None else floor)
     title = f"Pareto front of study {view.name}: accuracy vs {x_title}"
-    if hidden:
-        title += (f"<br><sup>{hidden} trial(s) below {floor:.2f} % are off the chart "
+    off = [f"{n} {kind}trial(s)" for n, kind in ((hidden, ""), (hidden_stopped, "early-stopped "))
+           if n]
+    if off:
+        title += (f"<br><sup>{' and '.join(off)} below {floor:.2f} % are off the chart "
                   f"(Autoscale in pareto.html shows them)</sup>")
     fig.update_layout(title=title,
                       xaxis_title=x_title, yaxis_title=y_title, template="plotly_white")
@@ -186,6 +189,8 @@ def optuna_figures(study: optuna.Study) -> dict[str, go.Figure]:
             # Optuna's default evaluator (PED-ANOVA) rates what leads to *low* targets: negate.
             negated = dict(target=lambda t: -t.values[0])
             ranked = optuna.importance.get_param_importances(study, **negated)
+            if not ranked:  # e.g. only warm-started trials complete: no sampled parameter
+                raise ValueError("no sampled parameter to rank")
             top = list(ranked)[:TOP_IMPORTANCES]
             fig = plot_param_importances(study, params=top, target_name="accuracy % (negated)",
                                          **negated)
@@ -235,6 +240,8 @@ def write_figures(study: StudyView | optuna.Study, out_dir: Path, *,
         write_page([figures[n] for n in names if n in figures], path,
                    f"{view.name}: {page}")
         written.append(path)
+    for name in {n for names in PAGES.values() for n in names} - set(figures):
+        (out_dir / f"{name}.png").unlink(missing_ok=True)  # an earlier report's, not drawn now
     note = None
     if png:
         pngs = [out_dir / f"{name}.png" for name in figures]

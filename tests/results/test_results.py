@@ -416,6 +416,46 @@ def test_pareto_plot_zooms_on_the_top_and_says_what_it_hides():
     assert "2 trial(s) below 97.40 % are off the chart" in fig.layout.title.text
 
 
+def test_pareto_plot_says_when_the_early_stopped_points_are_off_the_chart():
+    """The README demo's plot showed an 'early-stopped' legend entry and none of its 9 points:
+    stopped after epoch 1, they all lay under the zoomed axis, and the title said nothing."""
+    from nas_mnist.results.report import pareto_figure
+    study = optuna.create_study()
+    study.set_user_attr("nas_mnist", {"budget": 3_000, "epochs": 2})
+    for acc in (98.8, 98.7, 98.3):
+        study.add_trial(optuna.trial.create_trial(value=acc, user_attrs={
+            "params": 2000, "macs": 10_000, "acc": [98.0, acc]}))
+    for acc in (97.5, 96.0, 98.5):  # two under the axis, one in view
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
+                                                  user_attrs={"params": 2500, "macs": 10_000,
+                                                              "acc": [acc]}))
+    fig = pareto_figure(study, "n_params")
+    assert fig.layout.yaxis.range[0] > 97.5
+    assert "2 early-stopped trial(s) below 98.30 % are off the chart" in fig.layout.title.text
+
+
+def test_no_importance_chart_when_no_parameter_can_be_ranked():
+    """The README demo's report wrote 'Top 0 of 0 parameter importances', an empty chart: its
+    only complete trials were warm-started, with no sampled parameter to rank."""
+    from nas_mnist.results.report import optuna_figures
+    study = optuna.create_study()
+    for acc in (98.8, 98.7, 98.3):
+        study.add_trial(optuna.trial.create_trial(value=acc))
+    assert set(optuna_figures(study)) == {"history"}
+
+
+def test_a_report_leaves_no_png_of_a_figure_it_no_longer_draws(tmp_path, monkeypatch):
+    """A second report of the demo kept the first one's importances.png, no longer drawn."""
+    import plotly.graph_objects as go
+    from nas_mnist.results import report
+    monkeypatch.setattr(report, "view_of", lambda study: type("V", (), {"name": "s"})())
+    monkeypatch.setattr(report, "build_figures", lambda view: {"history": go.Figure()})
+    for name in ("importances.png", "history.png", "mine.png"):
+        (tmp_path / name).write_bytes(b"old")
+    report.write_figures(None, tmp_path, png=False)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["history.png", "mine.png"]
+
+
 def test_pareto_plot_of_a_low_accuracy_study_keeps_most_trials_in_view():
     from nas_mnist.results.report import pareto_figure
     study = optuna.create_study()
